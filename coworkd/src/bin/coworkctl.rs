@@ -1,0 +1,186 @@
+//! coworkctl: the command-line client of the Cowork daemon suite.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use cowork_proto::paths::CoworkPaths;
+use cowork_proto::pb::system::{system_client::SystemClient, *};
+use cowork_proto::pb::worker::{worker_client::WorkerClient, PingRequest};
+use coworkd::ctl;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use tonic::transport::Channel;
+
+/// Exit status when coworkd cannot be reached.
+const EXIT_UNREACHABLE: u8 = 3;
+
+/// Control the Cowork daemon suite.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Cowork home directory (default: $COWORK_HOME, else the platform data dir).
+    #[arg(long, value_name = "DIR", global = true)]
+    home: Option<PathBuf>,
+    /// Print JSON for scripts instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Each worker's state, pid, uptime, restarts, memory, CPU and reason.
+    Status,
+    /// Restart a worker from scratch (after it failed, or any time).
+    Retry {
+        /// capture, agents or browser.
+        worker: String,
+    },
+    /// Print every worker state change as it happens (Ctrl-C to stop).
+    Watch,
+    /// Stop every worker and coworkd.
+    Shutdown,
+    /// Round trips to a worker through coworkd.
+    Ping {
+        /// capture, agents or browser.
+        worker: String,
+        /// How many round trips.
+        #[arg(long, default_value_t = 5)]
+        count: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let paths = match CoworkPaths::resolve(args.home.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("coworkctl: cannot find the Cowork home: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("coworkctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let socket = paths.public_socket();
+        let channel = match cowork_proto::uds::connect(&socket).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!(
+                    "coworkctl: coworkd is not running: cannot connect to {} ({e}).\n\
+                     Start it with `coworkd --home {}` (or `systemctl --user start coworkd`).",
+                    socket.display(),
+                    paths.home.display()
+                );
+                return ExitCode::from(EXIT_UNREACHABLE);
+            }
+        };
+        match run(args, channel).await {
+            Ok(code) => code,
+            Err(e) => {
+                match e.downcast_ref::<tonic::Status>() {
+                    Some(s) => eprintln!("coworkctl: {:?}: {}", s.code(), s.message()),
+                    None => eprintln!("coworkctl: {e:#}"),
+                }
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
+    let mut system = SystemClient::new(channel.clone());
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        Cmd::Status => {
+            let s = system.status(StatusRequest {}).await?.into_inner();
+            if args.json {
+                writeln!(out, "{}", ctl::status_json(&s))?;
+            } else {
+                write!(out, "{}", ctl::status_table(&s))?;
+            }
+        }
+        Cmd::Retry { worker } => {
+            let r = system.retry(RetryRequest { worker }).await?.into_inner();
+            let Some(w) = r.status else {
+                anyhow::bail!("coworkd answered without a status");
+            };
+            if args.json {
+                writeln!(out, "{}", ctl::worker_json(&w))?;
+            } else {
+                writeln!(
+                    out,
+                    "{}: {} (pid {})",
+                    w.name,
+                    ctl::state_name(w.state),
+                    w.pid
+                )?;
+            }
+        }
+        Cmd::Watch => {
+            let mut stream = system
+                .watch_health(WatchHealthRequest {
+                    include_current: true,
+                })
+                .await?
+                .into_inner();
+            while let Some(e) = stream.message().await? {
+                if args.json {
+                    writeln!(out, "{}", ctl::event_json(&e))?;
+                } else {
+                    writeln!(out, "{}", ctl::event_line(&e))?;
+                }
+                out.flush()?;
+            }
+            eprintln!("coworkctl: coworkd closed the stream (shutting down)");
+        }
+        Cmd::Shutdown => {
+            system.shutdown(ShutdownRequest {}).await?;
+            if !args.json {
+                writeln!(out, "coworkd is shutting down")?;
+            } else {
+                writeln!(out, "{}", serde_json::json!({"shutdown": true}))?;
+            }
+        }
+        Cmd::Ping { worker, count } => {
+            let mut client = WorkerClient::new(channel);
+            let mut times = Vec::new();
+            let mut pid = 0;
+            for _ in 0..count.max(1) {
+                let mut req = tonic::Request::new(PingRequest {
+                    payload: b"ping".to_vec(),
+                });
+                req.metadata_mut().insert(
+                    cowork_proto::grpc::WORKER_HEADER,
+                    worker
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("bad worker name {worker:?}"))?,
+                );
+                let t = Instant::now();
+                pid = client.ping(req).await?.into_inner().pid;
+                times.push(t.elapsed().as_micros() as u64);
+            }
+            if args.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"worker": worker, "pid": pid, "round_trip_us": times})
+                )?;
+            } else {
+                let list: Vec<String> = times.iter().map(|t| format!("{t} µs")).collect();
+                writeln!(out, "{worker} (pid {pid}): {}", list.join(", "))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

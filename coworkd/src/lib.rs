@@ -1,0 +1,17 @@
+//! coworkd: the supervisor and router of the Cowork daemon suite, and the
+//! pieces coworkctl shares with it.
+//!
+//! Pure domain modules: [`backoff`], [`state`], [`route`], [`config`]
+//! (parsing), [`procinfo`] (parsing). Runtime: [`supervisor`] drives worker
+//! processes, [`relay`] serves the public socket, [`system_service`] adapts
+//! the System proto, [`ctl`] renders coworkctl's output.
+
+pub mod backoff;
+pub mod config;
+pub mod ctl;
+pub mod procinfo;
+pub mod relay;
+pub mod route;
+pub mod state;
+pub mod supervisor;
+pub mod system_service;

@@ -1,0 +1,237 @@
+//! The router: every call on the public socket is either served by coworkd
+//! itself or relayed, as an untouched HTTP/2 stream, to the worker that
+//! serves its service. Messages are never decoded here: a new method or a
+//! streaming call needs no code in this module.
+
+use crate::config::Config;
+use crate::route::{self, Route, RouteError};
+use crate::state::{WorkerName, WorkerState};
+use crate::supervisor::Supervisor;
+use cowork_proto::grpc::{status_response, WORKER_HEADER};
+use cowork_proto::paths::CoworkPaths;
+use cowork_proto::uds::{Handler, CONNECTION_WINDOW, STREAM_WINDOW};
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tonic::body::Body;
+use tonic::Status;
+use tracing::Instrument;
+
+/// How long a call waits for a worker that is `starting` (boot, restart)
+/// before it fails with UNAVAILABLE.
+pub const START_WAIT: Duration = Duration::from_secs(1);
+
+/// One HTTP/2 connection to a worker socket, shared by all calls and
+/// re-dialled when it closes (the worker restarted).
+struct Upstream {
+    socket: PathBuf,
+    sender: tokio::sync::Mutex<Option<SendRequest<Incoming>>>,
+}
+
+impl Upstream {
+    async fn sender(&self, fresh: bool) -> Result<SendRequest<Incoming>, String> {
+        let mut guard = self.sender.lock().await;
+        if !fresh {
+            if let Some(s) = guard.as_ref().filter(|s| !s.is_closed()) {
+                return Ok(s.clone());
+            }
+        }
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", self.socket.display()))?;
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| {
+                format!(
+                    "HTTP/2 handshake with {} failed: {e}",
+                    self.socket.display()
+                )
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        *guard = Some(sender.clone());
+        Ok(sender)
+    }
+}
+
+/// The public socket's request handler.
+pub struct Relay {
+    supervisor: Arc<Supervisor>,
+    config: watch::Receiver<Config>,
+    local: Handler,
+    upstreams: BTreeMap<WorkerName, Upstream>,
+}
+
+impl Relay {
+    /// A relay to the workers of `paths`, with `local` serving coworkd's own
+    /// services.
+    pub fn new(
+        supervisor: Arc<Supervisor>,
+        config: watch::Receiver<Config>,
+        paths: &CoworkPaths,
+        local: Handler,
+    ) -> Arc<Self> {
+        let upstreams = WorkerName::ALL
+            .iter()
+            .map(|w| {
+                (
+                    *w,
+                    Upstream {
+                        socket: paths.worker_socket(w.as_str()),
+                        sender: tokio::sync::Mutex::new(None),
+                    },
+                )
+            })
+            .collect();
+        Arc::new(Self {
+            supervisor,
+            config,
+            local,
+            upstreams,
+        })
+    }
+
+    /// This relay as a server [`Handler`].
+    pub fn handler(self: Arc<Self>) -> Handler {
+        Arc::new(move |req| {
+            let relay = self.clone();
+            Box::pin(async move { relay.handle(req).await })
+        })
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let header = req
+            .headers()
+            .get(WORKER_HEADER)
+            .and_then(|v| v.to_str().ok());
+        match route::route(req.uri().path(), header) {
+            Ok(Route::Local) => (self.local)(req).await,
+            Ok(Route::Worker(w)) => {
+                let traceparent = req
+                    .headers()
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let span = tracing::debug_span!("ipc.relay", worker = %w, path = %req.uri().path(), %traceparent);
+                self.forward(w, req).instrument(span).await
+            }
+            Err(e @ RouteError::MissingWorker(_)) => {
+                status_response(Status::invalid_argument(e.to_string()))
+            }
+            Err(e) => status_response(Status::unimplemented(e.to_string())),
+        }
+    }
+
+    async fn forward(&self, w: WorkerName, req: Request<Incoming>) -> Response<Body> {
+        if let Err(why) = self.wait_routable(w).await {
+            return status_response(Status::unavailable(why));
+        }
+        let guard = self.supervisor.activity(w);
+        let (mut parts, body) = req.into_parts();
+        // hyper's HTTP/2 client needs an absolute URI; only the path matters.
+        let mut uri = Uri::builder().scheme("http").authority("cowork.local");
+        if let Some(pq) = parts.uri.path_and_query() {
+            uri = uri.path_and_query(pq.clone());
+        }
+        match uri.build() {
+            Ok(u) => parts.uri = u,
+            Err(e) => return status_response(Status::invalid_argument(format!("bad path: {e}"))),
+        }
+        match self.send(w, Request::from_parts(parts, body)).await {
+            Ok(resp) => resp.map(move |b| {
+                // The guard lives as long as the response body: a stream in
+                // progress keeps the worker busy.
+                Body::new(b.map_frame(move |f| {
+                    let _busy = &guard;
+                    f
+                }))
+            }),
+            Err(why) => status_response(Status::unavailable(format!("{}: {why}", w.binary()))),
+        }
+    }
+
+    async fn send(
+        &self,
+        w: WorkerName,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, String> {
+        let upstream = &self.upstreams[&w];
+        let mut sender = upstream.sender(false).await?;
+        if sender.ready().await.is_err() {
+            sender = upstream.sender(true).await?;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => Ok(resp),
+            Err(mut e) => match e.take_message() {
+                // Never sent (the connection died under us): dial again once.
+                Some(req) => {
+                    let mut sender = upstream.sender(true).await?;
+                    sender
+                        .send_request(req)
+                        .await
+                        .map_err(|e| format!("relay failed: {e}"))
+                }
+                None => Err(format!("relay failed: {}", e.error())),
+            },
+        }
+    }
+
+    /// Wait until `w` can take calls: an on-demand worker is started, a
+    /// starting one is given [`START_WAIT`]; any other state fails at once
+    /// with the reason.
+    async fn wait_routable(&self, w: WorkerName) -> Result<(), String> {
+        let mut rx = self.supervisor.watch(w);
+        let limit = {
+            let s = rx.borrow_and_update();
+            if s.routable {
+                return Ok(());
+            }
+            match s.state {
+                WorkerState::Stopped if w.on_demand() => {
+                    self.supervisor.demand(w);
+                    self.config.borrow().supervisor.ready_timeout()
+                }
+                WorkerState::Starting => START_WAIT,
+                _ => return Err(s.unavailable_message(Instant::now())),
+            }
+        };
+        let wait = async {
+            loop {
+                if rx.changed().await.is_err() {
+                    return Err("coworkd is shutting down".to_owned());
+                }
+                let s = rx.borrow_and_update();
+                if s.routable {
+                    return Ok(());
+                }
+                if matches!(
+                    s.state,
+                    WorkerState::Restarting | WorkerState::Failed | WorkerState::Degraded
+                ) {
+                    return Err(s.unavailable_message(Instant::now()));
+                }
+            }
+        };
+        match tokio::time::timeout(limit, wait).await {
+            Ok(r) => r,
+            Err(_) => Err(self
+                .supervisor
+                .snapshot(w)
+                .unavailable_message(Instant::now())),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! `cowork.system.v1.System`: a thin adapter from the proto to the
+//! [`Supervisor`].
+
+use crate::procinfo;
+use crate::state::{HealthEvent, WorkerName, WorkerSnapshot, WorkerState};
+use crate::supervisor::Supervisor;
+use cowork_proto::paths::CoworkPaths;
+use cowork_proto::pb::system as pb;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+/// The System service.
+pub struct SystemService {
+    supervisor: Arc<Supervisor>,
+    paths: CoworkPaths,
+    shutdown: CancellationToken,
+    started: Instant,
+    /// Previous CPU sample per pid, for CPU % between two Status calls.
+    cpu: Mutex<HashMap<u32, (Instant, Duration)>>,
+}
+
+impl SystemService {
+    /// The service over `supervisor`; `Shutdown` cancels `shutdown`.
+    pub fn new(
+        supervisor: Arc<Supervisor>,
+        paths: CoworkPaths,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            supervisor,
+            paths,
+            shutdown,
+            started: Instant::now(),
+            cpu: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn worker_status(&self, s: &WorkerSnapshot) -> pb::WorkerStatus {
+        let now = Instant::now();
+        let (rss_bytes, cpu_percent) = match s.pid.and_then(|p| procinfo::sample(p).map(|x| (p, x)))
+        {
+            Some((pid, sample)) => {
+                let cpu = self.cpu_percent(pid, sample.cpu_time, s.ready_at, now);
+                (sample.rss_bytes, cpu)
+            }
+            None => (0, 0.0),
+        };
+        pb::WorkerStatus {
+            name: s.name.as_str().to_owned(),
+            state: state_to_proto(s.state) as i32,
+            pid: s.pid.unwrap_or(0),
+            restarts: s.restarts,
+            attempt: s.attempt,
+            max_restarts: s.max_restarts,
+            uptime_ms: s
+                .ready_at
+                .map(|t| now.duration_since(t).as_millis() as u64)
+                .unwrap_or(0),
+            rss_bytes,
+            cpu_percent,
+            reason: s.reason.clone(),
+            last_exit_code: s.last_exit.and_then(|e| e.code),
+            last_signal: s.last_exit.and_then(|e| e.signal),
+            last_log_lines: s.last_log_lines.clone(),
+            next_retry_in_ms: s
+                .next_retry_at
+                .map(|t| t.saturating_duration_since(now).as_millis() as u64)
+                .unwrap_or(0),
+            log_path: self.paths.log_file(s.name.as_str()).display().to_string(),
+        }
+    }
+
+    /// CPU % since the previous Status call for this pid (at least 100 ms
+    /// ago), else the average since the worker became ready.
+    fn cpu_percent(&self, pid: u32, cpu: Duration, ready_at: Option<Instant>, now: Instant) -> f64 {
+        let Ok(mut prev) = self.cpu.lock() else {
+            return 0.0;
+        };
+        prev.retain(|_, (t, _)| now.duration_since(*t) < Duration::from_secs(600));
+        let pct = match prev.get(&pid) {
+            Some((t, before)) if now.duration_since(*t) >= Duration::from_millis(100) => {
+                procinfo::cpu_percent(*before, cpu, now.duration_since(*t))
+            }
+            _ => ready_at
+                .map(|r| procinfo::cpu_percent(Duration::ZERO, cpu, now.duration_since(r)))
+                .unwrap_or(0.0),
+        };
+        prev.insert(pid, (now, cpu));
+        pct
+    }
+}
+
+/// Domain state → proto enum.
+pub fn state_to_proto(s: WorkerState) -> pb::WorkerState {
+    match s {
+        WorkerState::Starting => pb::WorkerState::Starting,
+        WorkerState::Running => pb::WorkerState::Running,
+        WorkerState::Degraded => pb::WorkerState::Degraded,
+        WorkerState::Restarting => pb::WorkerState::Restarting,
+        WorkerState::Failed => pb::WorkerState::Failed,
+        WorkerState::Stopped => pb::WorkerState::Stopped,
+    }
+}
+
+/// Domain event → proto event.
+pub fn event_to_proto(e: &HealthEvent) -> pb::HealthEvent {
+    pb::HealthEvent {
+        worker: e.worker.as_str().to_owned(),
+        state: state_to_proto(e.state) as i32,
+        previous: state_to_proto(e.previous) as i32,
+        reason: e.reason.clone(),
+        seq: e.seq,
+        unix_ms: e
+            .at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        pid: e.pid.unwrap_or(0),
+        attempt: e.attempt,
+        restarts: e.restarts,
+    }
+}
+
+fn current_event(s: &WorkerSnapshot) -> pb::HealthEvent {
+    event_to_proto(&HealthEvent {
+        worker: s.name,
+        state: s.state,
+        previous: s.state,
+        reason: s.reason.clone(),
+        seq: 0,
+        at: std::time::SystemTime::now(),
+        pid: s.pid,
+        attempt: s.attempt,
+        restarts: s.restarts,
+    })
+}
+
+fn parse_worker(name: &str) -> Result<WorkerName, Status> {
+    name.parse()
+        .map_err(|e: crate::state::UnknownWorker| Status::invalid_argument(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl pb::system_server::System for SystemService {
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let workers = self
+            .supervisor
+            .snapshots()
+            .iter()
+            .map(|s| self.worker_status(s))
+            .collect();
+        Ok(Response::new(pb::StatusResponse {
+            workers,
+            coworkd_pid: std::process::id(),
+            coworkd_uptime_ms: self.started.elapsed().as_millis() as u64,
+            coworkd_rss_bytes: procinfo::sample(std::process::id())
+                .map(|s| s.rss_bytes)
+                .unwrap_or(0),
+            home: self.paths.home.display().to_string(),
+            socket_path: self.paths.public_socket().display().to_string(),
+        }))
+    }
+
+    type WatchHealthStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::HealthEvent, Status>>;
+
+    async fn watch_health(
+        &self,
+        req: Request<pb::WatchHealthRequest>,
+    ) -> Result<Response<Self::WatchHealthStream>, Status> {
+        // Subscribe before reading the snapshots so nothing falls between.
+        let mut events = self.supervisor.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        if req.into_inner().include_current {
+            for s in self.supervisor.snapshots() {
+                let _ = tx.try_send(Ok(current_event(&s)));
+            }
+        }
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let e = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tx.closed() => break,
+                    e = events.recv() => e,
+                };
+                match e {
+                    Ok(e) => {
+                        if tx.send(Ok(event_to_proto(&e))).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "a WatchHealth reader fell behind");
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn retry(
+        &self,
+        req: Request<pb::RetryRequest>,
+    ) -> Result<Response<pb::RetryResponse>, Status> {
+        let w = parse_worker(&req.into_inner().worker)?;
+        self.supervisor.retry(w).await;
+        let snap = self.supervisor.snapshot(w);
+        Ok(Response::new(pb::RetryResponse {
+            status: Some(self.worker_status(&snap)),
+        }))
+    }
+
+    async fn shutdown(
+        &self,
+        _: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<pb::ShutdownResponse>, Status> {
+        tracing::info!("shutdown requested over the API");
+        let token = self.shutdown.clone();
+        // Let this answer leave before the server starts draining.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            token.cancel();
+        });
+        Ok(Response::new(pb::ShutdownResponse {}))
+    }
+}

@@ -1,0 +1,47 @@
+//! Cowork's wire contract and the plumbing every process shares.
+//!
+//! The generated gRPC code lives in [`pb`]; the rest is transport plumbing
+//! with no domain logic: where files live ([`paths`]), serving and dialling
+//! Unix sockets with peer checks ([`uds`]), the readiness signal
+//! ([`ready`]), child-process lockfiles and the orphan sweep ([`lockfile`]),
+//! gRPC helpers ([`grpc`]), logging ([`logging`]) and the skeleton every
+//! worker binary runs ([`worker`]).
+
+pub mod grpc;
+pub mod lockfile;
+pub mod logging;
+pub mod paths;
+pub mod ready;
+pub mod uds;
+pub mod worker;
+
+/// Generated protobuf and gRPC code, one module per `cowork.<domain>.v1`.
+pub mod pb {
+    /// `cowork.system.v1`: the supervisor's own service.
+    pub mod system {
+        tonic::include_proto!("cowork.system.v1");
+    }
+    /// `cowork.worker.v1`: the contract every worker serves.
+    pub mod worker {
+        tonic::include_proto!("cowork.worker.v1");
+    }
+    /// `cowork.capture.v1`: capture-agent's domain.
+    pub mod capture {
+        tonic::include_proto!("cowork.capture.v1");
+    }
+    /// `cowork.chat.v1`: agents-agent's chat domain.
+    pub mod chat {
+        tonic::include_proto!("cowork.chat.v1");
+    }
+    /// `cowork.browser.v1`: browser-agent's domain.
+    pub mod browser {
+        tonic::include_proto!("cowork.browser.v1");
+    }
+
+    /// Encoded `FileDescriptorSet` of every Cowork proto, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/cowork_descriptor.bin"));
+}
+
+/// The version every binary reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,42 @@
+//! Logging setup shared by every binary: `tracing` with the filter from
+//! `COWORK_LOG` (default `info`), to stderr and optionally to a log file.
+
+use std::path::Path;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+/// Environment variable holding the log filter (`tracing` directives).
+pub const LOG_ENV: &str = "COWORK_LOG";
+
+/// Install the global subscriber: stderr, plus `file` (appended) when given.
+/// Workers log to stderr only; coworkd sends their stderr to their log file.
+pub fn init(file: Option<&Path>) -> std::io::Result<()> {
+    let filter = || EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
+    let stderr = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_filter(filter());
+    let file_layer = match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            Some(
+                fmt::layer()
+                    .with_writer(std::sync::Mutex::new(f))
+                    .with_ansi(false)
+                    .with_target(false)
+                    .with_filter(filter()),
+            )
+        }
+        None => None,
+    };
+    // A second init (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file_layer)
+        .try_init();
+    Ok(())
+}

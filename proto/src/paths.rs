@@ -1,0 +1,179 @@
+//! Where Cowork keeps its files, computed the same way by every process.
+//!
+//! ```text
+//! $COWORK_HOME/
+//!   config.toml   logs/   run/ (0700: sockets, locks/)   models/
+//! ```
+//! Sockets live in `run/` unless the resulting path would not fit in
+//! `sun_path` (108 bytes on Linux, 104 on macOS); then they move to a short
+//! per-user directory named after a hash of the home path.
+
+use sha2::{Digest, Sha256};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming the Cowork home directory.
+pub const HOME_ENV: &str = "COWORK_HOME";
+
+/// Longest socket path we accept, leaving room for the NUL terminator on
+/// the platform with the smaller `sun_path`.
+#[cfg(target_os = "macos")]
+pub const MAX_SOCKET_PATH: usize = 103;
+/// Longest socket path we accept, leaving room for the NUL terminator.
+#[cfg(not(target_os = "macos"))]
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// The longest socket file name we place in a socket directory.
+const LONGEST_SOCKET_NAME: &str = "capture.sock";
+
+/// The resolved layout of one Cowork home.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoworkPaths {
+    /// `$COWORK_HOME`.
+    pub home: PathBuf,
+    /// `$COWORK_HOME/run`, mode 0700.
+    pub run_dir: PathBuf,
+    /// `$COWORK_HOME/run/locks`, one JSON lockfile per child process.
+    pub locks_dir: PathBuf,
+    /// Where sockets live: `run_dir`, or a short per-user directory.
+    pub socket_dir: PathBuf,
+    /// `$COWORK_HOME/logs`, one log per process.
+    pub logs_dir: PathBuf,
+}
+
+impl CoworkPaths {
+    /// Resolve the home directory: `explicit` (a `--home` flag) wins, then
+    /// `$COWORK_HOME`, then the platform default.
+    pub fn resolve(explicit: Option<&Path>) -> io::Result<Self> {
+        let home = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => match std::env::var_os(HOME_ENV) {
+                Some(v) if !v.is_empty() => PathBuf::from(v),
+                _ => default_home()?,
+            },
+        };
+        let home = if home.is_absolute() {
+            home
+        } else {
+            std::env::current_dir()?.join(home)
+        };
+        Ok(Self::for_home(home))
+    }
+
+    /// The layout under a given (absolute) home directory.
+    pub fn for_home(home: PathBuf) -> Self {
+        let run_dir = home.join("run");
+        let socket_dir = socket_dir_for(&home, &run_dir);
+        Self {
+            locks_dir: run_dir.join("locks"),
+            logs_dir: home.join("logs"),
+            run_dir,
+            socket_dir,
+            home,
+        }
+    }
+
+    /// Create the directories with their modes (run/ and the socket
+    /// directory 0700). Safe to call repeatedly.
+    pub fn create_dirs(&self) -> io::Result<()> {
+        std::fs::create_dir_all(&self.home)?;
+        std::fs::create_dir_all(&self.logs_dir)?;
+        for dir in [&self.run_dir, &self.locks_dir, &self.socket_dir] {
+            create_private_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    /// `config.toml` in the home directory.
+    pub fn config_file(&self) -> PathBuf {
+        self.home.join("config.toml")
+    }
+
+    /// The public socket coworkd serves.
+    pub fn public_socket(&self) -> PathBuf {
+        self.socket_dir.join("cowork.sock")
+    }
+
+    /// The socket a worker serves, e.g. `capture.sock`.
+    pub fn worker_socket(&self, worker: &str) -> PathBuf {
+        self.socket_dir.join(format!("{worker}.sock"))
+    }
+
+    /// The log file of a process, e.g. `logs/capture.log`.
+    pub fn log_file(&self, process: &str) -> PathBuf {
+        self.logs_dir.join(format!("{process}.log"))
+    }
+
+    /// The single-instance lock of coworkd.
+    pub fn instance_lock(&self) -> PathBuf {
+        self.run_dir.join("coworkd.pid")
+    }
+}
+
+/// Create `dir` (and parents) and force mode 0700 on it.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+fn socket_dir_for(home: &Path, run_dir: &Path) -> PathBuf {
+    let longest = run_dir.join(LONGEST_SOCKET_NAME);
+    if longest.as_os_str().len() <= MAX_SOCKET_PATH {
+        return run_dir.to_path_buf();
+    }
+    let digest = Sha256::digest(home.as_os_str().as_encoded_bytes());
+    let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let uid = nix::unistd::getuid();
+    std::env::temp_dir()
+        .join(format!("cowork-{uid}"))
+        .join(short)
+}
+
+/// The platform default home: `~/Library/Application Support/cowork-ai` on
+/// macOS, `$XDG_DATA_HOME/cowork` (or `~/.local/share/cowork`) elsewhere.
+pub fn default_home() -> io::Result<PathBuf> {
+    let user_home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "neither COWORK_HOME nor HOME is set; pass --home DIR",
+            )
+        })?;
+    if cfg!(target_os = "macos") {
+        return Ok(user_home.join("Library/Application Support/cowork-ai"));
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| user_home.join(".local/share"));
+    Ok(data.join("cowork"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_home_keeps_sockets_in_run_dir() {
+        let p = CoworkPaths::for_home(PathBuf::from("/tmp/h"));
+        assert_eq!(p.public_socket(), PathBuf::from("/tmp/h/run/cowork.sock"));
+        assert_eq!(p.locks_dir, PathBuf::from("/tmp/h/run/locks"));
+    }
+
+    #[test]
+    fn long_home_moves_sockets_to_a_short_stable_dir() {
+        let long = PathBuf::from(format!("/tmp/{}", "x".repeat(150)));
+        let a = CoworkPaths::for_home(long.clone());
+        let b = CoworkPaths::for_home(long);
+        assert_eq!(a.socket_dir, b.socket_dir, "every process must agree");
+        assert!(a.worker_socket("capture").as_os_str().len() <= MAX_SOCKET_PATH);
+        let other = CoworkPaths::for_home(PathBuf::from(format!("/tmp/{}", "y".repeat(150))));
+        assert_ne!(a.socket_dir, other.socket_dir);
+    }
+}

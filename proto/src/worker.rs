@@ -1,0 +1,264 @@
+//! What every worker binary runs: bind its socket, serve the worker
+//! contract (`cowork.worker.v1.Worker`), grpc.health.v1, reflection and its
+//! domain services, signal readiness, and stop gracefully on SIGTERM,
+//! SIGINT or `Worker/Stop`.
+
+use crate::paths::CoworkPaths;
+use crate::pb::worker::{
+    worker_health, worker_server, GetHealthRequest, PingReply, PingRequest, PingStreamRequest,
+    StopRequest, StopResponse, WorkerHealth,
+};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+/// Environment variable naming the socket a worker must serve; coworkd sets
+/// it, so a replacement worker program knows where to listen.
+pub const SOCKET_ENV: &str = "COWORK_SOCKET";
+
+/// Largest reply `PingStream` produces in one message.
+pub const MAX_PING_SIZE: u32 = 4 << 20;
+/// Largest total `PingStream` produces for one call.
+pub const MAX_PING_TOTAL: u64 = 1 << 30;
+
+/// A worker's own view of its health, shared between its domain code (which
+/// may report degraded service) and the worker contract (which serves it).
+#[derive(Debug, Clone, Default)]
+pub struct HealthHandle {
+    inner: Arc<RwLock<Option<String>>>,
+}
+
+impl HealthHandle {
+    /// Report full service.
+    pub fn set_ready(&self) {
+        if let Ok(mut g) = self.inner.write() {
+            *g = None;
+        }
+    }
+
+    /// Report partial service, with a reason a person can act on.
+    pub fn set_degraded(&self, reason: impl Into<String>) {
+        if let Ok(mut g) = self.inner.write() {
+            *g = Some(reason.into());
+        }
+    }
+
+    /// `None` when ready, else the degraded reason.
+    pub fn degraded_reason(&self) -> Option<String> {
+        self.inner.read().ok().and_then(|g| g.clone())
+    }
+}
+
+/// What a worker's domain code gets to build its services.
+#[derive(Debug, Clone)]
+pub struct WorkerContext {
+    /// "capture", "agents" or "browser".
+    pub name: &'static str,
+    /// The Cowork home layout.
+    pub paths: CoworkPaths,
+    /// Report degraded service here.
+    pub health: HealthHandle,
+    /// Cancelled when the worker must stop.
+    pub shutdown: CancellationToken,
+}
+
+/// Errors that end a worker before or while serving.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The home directories could not be created.
+    #[error("cannot prepare {path}: {source}")]
+    Dirs {
+        /// The home directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The socket could not be bound.
+    #[error(transparent)]
+    Bind(#[from] crate::uds::BindError),
+    /// A signal handler could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Run a worker until it is told to stop. `domain` adds the worker's own
+/// services to the routes.
+pub async fn run(
+    name: &'static str,
+    paths: CoworkPaths,
+    socket: Option<PathBuf>,
+    domain: impl FnOnce(&WorkerContext, tonic::service::Routes) -> tonic::service::Routes,
+) -> Result<(), WorkerError> {
+    paths.create_dirs().map_err(|source| WorkerError::Dirs {
+        path: paths.home.clone(),
+        source,
+    })?;
+    let socket = socket
+        .or_else(|| std::env::var_os(SOCKET_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| paths.worker_socket(name));
+    let ctx = WorkerContext {
+        name,
+        paths,
+        health: HealthHandle::default(),
+        shutdown: CancellationToken::new(),
+    };
+    let contract = WorkerContract {
+        name,
+        health: ctx.health.clone(),
+        shutdown: ctx.shutdown.clone(),
+    };
+    let (reporter, health_service) = crate::grpc::health();
+    reporter
+        .set_serving::<worker_server::WorkerServer<WorkerContract>>()
+        .await;
+    let routes = tonic::service::Routes::new(worker_server::WorkerServer::new(contract))
+        .add_service(health_service);
+    let routes = crate::grpc::add_reflection(domain(&ctx, routes));
+
+    let listener = crate::uds::bind(&socket).await?;
+    let server = tokio::spawn(crate::uds::serve(
+        listener,
+        crate::uds::routes_handler(routes),
+        ctx.shutdown.clone(),
+    ));
+    match crate::ready::notify_ready() {
+        Ok(true) => tracing::info!(worker = name, socket = %socket.display(), "ready"),
+        Ok(false) => {
+            tracing::info!(worker = name, socket = %socket.display(), "serving (no supervisor)")
+        }
+        Err(e) => tracing::warn!(error = %e, "could not signal readiness"),
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(WorkerError::Signals)?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(WorkerError::Signals)?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        _ = ctx.shutdown.cancelled() => tracing::info!("stop requested"),
+    }
+    ctx.shutdown.cancel();
+    let _ = server.await;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!(worker = name, "stopped");
+    Ok(())
+}
+
+/// `cowork.worker.v1.Worker`, the same in every worker.
+#[derive(Debug, Clone)]
+struct WorkerContract {
+    name: &'static str,
+    health: HealthHandle,
+    shutdown: CancellationToken,
+}
+
+#[tonic::async_trait]
+impl worker_server::Worker for WorkerContract {
+    async fn get_health(
+        &self,
+        _: Request<GetHealthRequest>,
+    ) -> Result<Response<WorkerHealth>, Status> {
+        let (state, reason) = match self.health.degraded_reason() {
+            None => (worker_health::State::Ready, String::new()),
+            Some(r) => (worker_health::State::Degraded, r),
+        };
+        Ok(Response::new(WorkerHealth {
+            state: state as i32,
+            reason,
+            worker: self.name.to_owned(),
+            pid: std::process::id(),
+            version: crate::VERSION.to_owned(),
+        }))
+    }
+
+    async fn stop(&self, _: Request<StopRequest>) -> Result<Response<StopResponse>, Status> {
+        tracing::info!("Worker/Stop called");
+        self.shutdown.cancel();
+        Ok(Response::new(StopResponse {}))
+    }
+
+    async fn ping(&self, req: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        Ok(Response::new(PingReply {
+            payload: req.into_inner().payload,
+            pid: std::process::id(),
+        }))
+    }
+
+    type PingStreamStream = tokio_stream::wrappers::ReceiverStream<Result<PingReply, Status>>;
+
+    async fn ping_stream(
+        &self,
+        req: Request<PingStreamRequest>,
+    ) -> Result<Response<Self::PingStreamStream>, Status> {
+        let PingStreamRequest { count, size } = req.into_inner();
+        if size > MAX_PING_SIZE {
+            return Err(Status::invalid_argument(format!(
+                "size {size} exceeds the {MAX_PING_SIZE}-byte limit"
+            )));
+        }
+        if u64::from(count) * u64::from(size) > MAX_PING_TOTAL {
+            return Err(Status::invalid_argument(format!(
+                "count × size exceeds the {MAX_PING_TOTAL}-byte limit"
+            )));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let payload = bytes::Bytes::from(vec![0xA5u8; size as usize]);
+        let pid = std::process::id();
+        tokio::spawn(async move {
+            for _ in 0..count {
+                let reply = PingReply {
+                    payload: payload.to_vec(),
+                    pid,
+                };
+                if tx.send(Ok(reply)).await.is_err() {
+                    break; // the caller went away
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+}
+
+/// The command line every worker binary accepts.
+#[derive(Debug, clap::Parser)]
+#[command(version)]
+pub struct WorkerArgs {
+    /// Cowork home directory (default: $COWORK_HOME, else the platform data dir).
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Socket to serve (default: $COWORK_SOCKET, else run/<worker>.sock).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// A worker binary's whole `main`: parse [`WorkerArgs`], log to stderr (which
+/// coworkd sends to the worker's log), and [`run`] on a single-threaded
+/// runtime. Returns the process exit code.
+pub fn main(
+    name: &'static str,
+    domain: impl FnOnce(&WorkerContext, tonic::service::Routes) -> tonic::service::Routes,
+) -> std::process::ExitCode {
+    use clap::Parser;
+    let args = WorkerArgs::parse();
+    let result = (|| -> Result<(), Box<dyn std::error::Error>> {
+        let paths = CoworkPaths::resolve(args.home.as_deref())?;
+        crate::logging::init(None)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(run(name, paths, args.socket, domain))?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}-agent: {e}");
+            tracing::error!(error = %e, "worker exiting");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
