@@ -1,1 +1,248 @@
+//! Harness for the end-to-end tests: start the real `coworkd` (which starts
+//! the real workers) in a temporary COWORK_HOME and talk to it over the
+//! real socket, with generated clients and with the real `coworkctl`.
 
+use cowork_proto::paths::CoworkPaths;
+use cowork_proto::pb::system::{system_client::SystemClient, StatusRequest, WorkerStatus};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// Directory holding the built binaries (target/debug).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> → target/debug
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    assert!(
+        dir.join("coworkd").exists(),
+        "{} has no coworkd: build the binaries first (`cargo build --workspace --bins`, \
+         which scripts/test.sh does)",
+        dir.display()
+    );
+    dir.to_path_buf()
+}
+
+/// Path of one built binary.
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// Worker state names as coworkctl prints them.
+pub fn state(w: &WorkerStatus) -> &'static str {
+    coworkd::ctl::state_name(w.state)
+}
+
+/// A running suite in a temporary home. Dropping it shuts coworkd down
+/// (SIGTERM, then SIGKILL) and deletes the home.
+pub struct Suite {
+    /// The temporary home (kept alive with the suite).
+    pub home: tempfile::TempDir,
+    /// Its layout.
+    pub paths: CoworkPaths,
+    /// The coworkd process.
+    pub coworkd: Option<Child>,
+}
+
+impl Suite {
+    /// Start coworkd with `config` as config.toml and wait until its socket
+    /// answers.
+    pub fn start(config: &str) -> Self {
+        let home = tempfile::Builder::new()
+            .prefix("cowork-e2e-")
+            .tempdir()
+            .expect("temp home");
+        Self::start_in(home, config)
+    }
+
+    /// Start coworkd in a given home.
+    pub fn start_in(home: tempfile::TempDir, config: &str) -> Self {
+        std::fs::write(home.path().join("config.toml"), config).expect("write config");
+        let paths = CoworkPaths::for_home(home.path().to_path_buf());
+        let mut suite = Self {
+            home,
+            paths,
+            coworkd: None,
+        };
+        suite.spawn_coworkd();
+        suite
+    }
+
+    /// (Re)start the coworkd process and wait for its socket.
+    pub fn spawn_coworkd(&mut self) {
+        let child = Command::new(bin("coworkd"))
+            .arg("--home")
+            .arg(self.home.path())
+            .env("COWORK_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn coworkd");
+        self.coworkd = Some(child);
+        let sock = self.paths.public_socket();
+        wait_until(Duration::from_secs(10), "coworkd socket", || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
+    }
+
+    /// The coworkd pid.
+    pub fn coworkd_pid(&self) -> u32 {
+        self.coworkd.as_ref().expect("coworkd running").id()
+    }
+
+    /// A channel to the public socket.
+    pub fn channel(&self) -> Channel {
+        cowork_proto::uds::channel(&self.paths.public_socket())
+    }
+
+    /// A System client on the public socket.
+    pub fn system(&self) -> SystemClient<Channel> {
+        SystemClient::new(self.channel())
+    }
+
+    /// One worker's status.
+    pub async fn worker(&self, name: &str) -> WorkerStatus {
+        let s = self
+            .system()
+            .status(StatusRequest {})
+            .await
+            .expect("System/Status")
+            .into_inner();
+        s.workers
+            .into_iter()
+            .find(|w| w.name == name)
+            .unwrap_or_else(|| panic!("no worker {name} in status"))
+    }
+
+    /// Wait until `name` satisfies `pred`, polling Status.
+    pub async fn wait_worker(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&WorkerStatus) -> bool,
+    ) -> WorkerStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let w = self.worker(name).await;
+            if pred(&w) {
+                return w;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never became {what} within {timeout:?}; last status: {w:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait until `name` is in `state`.
+    pub async fn wait_state(&self, name: &str, want: &str, timeout: Duration) -> WorkerStatus {
+        self.wait_worker(name, want, timeout, |w| state(w) == want).await
+    }
+
+    /// Run coworkctl against this suite.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("coworkctl"))
+            .arg("--home")
+            .arg(self.home.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run coworkctl")
+    }
+
+    /// Replace config.toml (coworkd reloads it live).
+    pub fn write_config(&self, config: &str) {
+        let tmp = self.home.path().join("config.toml.new");
+        std::fs::write(&tmp, config).expect("write config");
+        std::fs::rename(&tmp, self.home.path().join("config.toml")).expect("replace config");
+    }
+
+    /// Stop coworkd with `signal` and wait for it; returns its exit status.
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let mut child = self.coworkd.take().expect("coworkd running");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal);
+        wait_child(&mut child, Duration::from_secs(15))
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.coworkd.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Wait for a child to exit, killing it after `timeout`.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process {} did not exit within {timeout:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Poll `cond` every 10 ms until true; panic after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a process with this pid exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => cowork_proto::lockfile::parse_stat(&stat).0 != Some('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Fast supervision settings for tests.
+pub const FAST: &str = "[supervisor]\nbackoff_initial_ms = 100\nbackoff_max_ms = 400\n\
+    probe_interval_ms = 200\nprobe_timeout_ms = 300\nprobe_failures = 2\nstop_grace_ms = 1000\n";
+
+/// The Python interpreter with grpcio installed (scripts/test.sh sets
+/// `COWORK_TEST_PYTHON`; without it the test fails and says how to run).
+pub fn python() -> PathBuf {
+    match std::env::var_os("COWORK_TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "COWORK_TEST_PYTHON is not set: run the suite through scripts/test.sh, \
+             which installs grpcio into a virtualenv and sets it"
+        ),
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}

@@ -1,0 +1,218 @@
+//! Supervision end to end: real coworkd, real workers, real signals.
+
+use cowork_e2e::*;
+use cowork_proto::pb::chat::{chat_client::ChatClient, GetStatusRequest};
+use cowork_proto::pb::system::{HealthEvent, RetryRequest, WatchHealthRequest, WorkerState};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(15);
+
+fn sig(pid: u32, s: Signal) {
+    kill(Pid::from_raw(pid as i32), s).expect("signal worker");
+}
+
+/// Collect health events until `done` says so (or time runs out).
+async fn collect_events(
+    stream: &mut tonic::Streaming<HealthEvent>,
+    timeout: Duration,
+    mut done: impl FnMut(&[HealthEvent]) -> bool,
+) -> Vec<HealthEvent> {
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(&events) {
+        match tokio::time::timeout_at(deadline, stream.message()).await {
+            Ok(Ok(Some(e))) => events.push(e),
+            other => panic!("event stream ended or timed out ({other:?}); got {events:?}"),
+        }
+    }
+    events
+}
+
+fn transitions(events: &[HealthEvent], worker: &str) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e.worker == worker)
+        .map(|e| {
+            (
+                coworkd::ctl::state_name(e.previous).to_owned(),
+                coworkd::ctl::state_name(e.state).to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn boot_runs_capture_and_agents_and_leaves_the_browser_stopped() {
+    let suite = Suite::start("");
+    let capture = suite.wait_state("capture", "running", T).await;
+    let agents = suite.wait_state("agents", "running", T).await;
+    let browser = suite.worker("browser").await;
+    assert_eq!(state(&browser), "stopped");
+    assert_eq!(browser.pid, 0);
+    assert!(alive(capture.pid) && alive(agents.pid));
+    assert_eq!((capture.restarts, agents.restarts), (0, 0));
+
+    // Routing reaches the right process: Chat is answered by agents-agent.
+    let mut chat = ChatClient::new(suite.channel());
+    let got = chat.get_status(GetStatusRequest {}).await.expect("Chat/GetStatus").into_inner();
+    assert_eq!(got.pid, agents.pid);
+
+    // Workers' stderr goes to their logs.
+    let log = std::fs::read_to_string(suite.paths.log_file("capture")).unwrap();
+    assert!(log.contains("ready"), "capture.log: {log}");
+
+    // One lockfile per child, with the seed's fields.
+    let lock = cowork_proto::lockfile::read(&suite.paths.locks_dir.join("worker-agents.json")).unwrap();
+    assert_eq!(lock.child_pid, agents.pid);
+    assert_eq!(lock.owner_pid, suite.coworkd_pid());
+    assert!(lock.executable_path.ends_with("agents-agent"), "{lock:?}");
+    assert!(lock.start_time.is_some());
+}
+
+#[tokio::test]
+async fn kill_9_of_a_worker_restarts_it_and_watch_sees_each_transition_in_order() {
+    let suite = Suite::start(FAST);
+    let before = suite.wait_state("agents", "running", T).await;
+    let mut stream = suite
+        .system()
+        .watch_health(WatchHealthRequest { include_current: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let killed_at = Instant::now();
+    sig(before.pid, Signal::SIGKILL);
+    let events = collect_events(&mut stream, T, |ev| {
+        transitions(ev, "agents").last().is_some_and(|(_, to)| to == "running")
+    })
+    .await;
+    let noticed = events
+        .iter()
+        .find(|e| e.worker == "agents")
+        .expect("an agents event");
+    assert_eq!(noticed.state, WorkerState::Restarting as i32);
+    assert!(noticed.reason.contains("killed by signal 9"), "{noticed:?}");
+    println!("death noticed and published after {:?}", killed_at.elapsed());
+    assert_eq!(
+        transitions(&events, "agents"),
+        [
+            ("running".to_owned(), "restarting".to_owned()),
+            ("restarting".to_owned(), "starting".to_owned()),
+            ("starting".to_owned(), "running".to_owned()),
+        ]
+    );
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq out of order: {seqs:?}");
+
+    let after = suite.worker("agents").await;
+    assert_eq!(state(&after), "running");
+    assert_eq!(after.restarts, 1);
+    assert_ne!(after.pid, before.pid);
+    assert!(!alive(before.pid));
+    assert_eq!(after.last_signal, Some(9));
+}
+
+#[tokio::test]
+async fn a_crash_looping_worker_fails_then_retry_brings_it_back_once_fixed() {
+    let crashing = format!(
+        "{FAST}max_restarts = 3\n[workers.agents]\ncommand = [\"/bin/sh\", \"-c\", \"echo agents-boom >&2; exit 3\"]\n"
+    );
+    // FAST ends inside [supervisor], so max_restarts lands there.
+    let suite = Suite::start(&crashing);
+    let failed = suite.wait_state("agents", "failed", T).await;
+    assert_eq!(failed.restarts, 3);
+    assert_eq!(failed.last_exit_code, Some(3));
+    assert!(failed.reason.contains("exited with code 3"), "{failed:?}");
+    assert!(failed.last_log_lines.iter().any(|l| l.contains("agents-boom")), "{failed:?}");
+    // Capture is unaffected.
+    assert_eq!(state(&suite.worker("capture").await), "running");
+
+    // A call to the failed worker fails fast with UNAVAILABLE and a reason.
+    let mut chat = ChatClient::new(suite.channel());
+    let _ = suite.worker("capture").await; // warm the connection
+    let mut fastest = Duration::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let err = chat.get_status(GetStatusRequest {}).await.unwrap_err();
+        let took = t.elapsed();
+        fastest = fastest.min(took);
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        assert!(err.message().contains("agents-agent failed"), "{}", err.message());
+        assert!(err.message().contains("coworkctl retry agents"), "{}", err.message());
+        assert!(took < Duration::from_secs(1), "UNAVAILABLE took {took:?}");
+    }
+    assert!(fastest < Duration::from_millis(100), "fastest UNAVAILABLE took {fastest:?}");
+
+    // Table output names the crash and shows the log lines.
+    let out = suite.ctl(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("failed") && table.contains("agents-boom"), "{table}");
+
+    // Fix the config (live reload), then retry.
+    suite.write_config(FAST);
+    tokio::time::sleep(Duration::from_millis(600)).await; // debounce + reload
+    let out = suite.ctl(&["retry", "agents"]);
+    assert!(out.status.success(), "{out:?}");
+    let back = suite.wait_state("agents", "running", T).await;
+    assert_eq!(back.restarts, 0, "retry starts from scratch");
+    assert!(alive(back.pid));
+}
+
+#[tokio::test]
+async fn a_never_ready_worker_is_degraded_at_ready_timeout_and_retried() {
+    let cfg = format!(
+        "{FAST}ready_timeout_ms = 400\n[workers.capture]\ncommand = [\"/bin/sh\", \"-c\", \"exec sleep 60\"]\n"
+    );
+    let suite = Suite::start(&cfg);
+    let mut stream = suite
+        .system()
+        .watch_health(WatchHealthRequest { include_current: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let events = collect_events(&mut stream, T, |ev| {
+        transitions(ev, "capture").iter().filter(|(_, to)| to == "restarting").count() >= 2
+    })
+    .await;
+    let degraded: Vec<_> = events
+        .iter()
+        .filter(|e| e.worker == "capture" && e.state == WorkerState::Degraded as i32)
+        .collect();
+    assert!(degraded.len() >= 2, "{events:?}");
+    assert!(degraded[0].reason.contains("no ready signal within"), "{:?}", degraded[0]);
+    // The suite stays usable: agents answers meanwhile.
+    assert_eq!(state(&suite.worker("agents").await), "running");
+    let mut chat = ChatClient::new(suite.channel());
+    chat.get_status(GetStatusRequest {}).await.expect("agents still serves");
+}
+
+#[tokio::test]
+async fn a_sigstopped_worker_is_killed_and_restarted() {
+    let suite = Suite::start(FAST);
+    let before = suite.wait_state("capture", "running", T).await;
+    sig(before.pid, Signal::SIGSTOP);
+    let after = suite
+        .wait_worker("capture", "restarted", T, |w| {
+            state(w) == "running" && w.pid != before.pid && w.pid != 0
+        })
+        .await;
+    assert_eq!(after.restarts, 1);
+    wait_until(Duration::from_secs(5), "the hung process to be gone", || !alive(before.pid));
+    let log = std::fs::read_to_string(suite.home.path().join("logs/coworkd.log")).unwrap();
+    assert!(log.contains("hung"), "coworkd.log does not say why: {log}");
+}
+
+#[tokio::test]
+async fn retry_rejects_unknown_workers() {
+    let suite = Suite::start("");
+    let err = suite
+        .system()
+        .retry(RetryRequest { worker: "chrome".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("unknown worker"), "{}", err.message());
+    let out = suite.ctl(&["retry", "chrome"]);
+    assert!(!out.status.success());
+}
