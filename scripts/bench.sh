@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Build the release binaries and run the suite benchmark (figures and ratios
+# against baselines measured in the same run). See docs/BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --locked --release --workspace --bins
+cargo bench --locked -p cowork-e2e --bench suite

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run every test of the suite: unit tests, and end-to-end tests that start
+# the real binaries and talk to them with our clients and with Python grpcio.
+# Installs what the tests need, idempotently: a virtualenv with grpcio
+# (cached in ~/.cache/cowork/venv; override with COWORK_TEST_VENV).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+command -v setpriv >/dev/null || need_apt+=(util-linux)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+
+venv="${COWORK_TEST_VENV:-$HOME/.cache/cowork/venv}"
+if ! "$venv/bin/python" -c 'import grpc, grpc_tools, grpc_health, grpc_reflection' 2>/dev/null; then
+  echo "== installing Python test peers into $venv"
+  python3 -m venv "$venv" || { [ "$(id -u)" = 0 ] && apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    grpcio grpcio-tools grpcio-health-checking grpcio-reflection
+fi
+export COWORK_TEST_PYTHON="$venv/bin/python"
+
+echo "== building"
+cargo build --locked --workspace --bins
+echo "== testing"
+cargo test --locked --workspace
