@@ -9,7 +9,7 @@ use crate::state::{WorkerName, WorkerState};
 use crate::supervisor::Supervisor;
 use cowork_proto::grpc::{status_response, WORKER_HEADER};
 use cowork_proto::paths::CoworkPaths;
-use cowork_proto::uds::{Handler, CONNECTION_WINDOW, STREAM_WINDOW};
+use cowork_proto::uds::{Handler, CONNECTION_WINDOW, MAX_FRAME, SEND_BUFFER, STREAM_WINDOW};
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -49,6 +49,8 @@ impl Upstream {
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
+            .max_send_buf_size(SEND_BUFFER)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| {

@@ -37,6 +37,11 @@ pub const STREAM_WINDOW: u32 = 4 << 20;
 /// Connection-level flow-control window.
 pub const CONNECTION_WINDOW: u32 = 8 << 20;
 
+/// Largest HTTP/2 frame we accept: big messages cross in fewer frames.
+pub const MAX_FRAME: u32 = 1 << 20;
+/// Bytes buffered per stream for sending before back-pressure applies.
+pub const SEND_BUFFER: usize = 4 << 20;
+
 /// How long a graceful shutdown waits for open calls before dropping them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -159,6 +164,8 @@ async fn serve_connection(stream: UnixStream, handler: Handler, shutdown: Cancel
     builder
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME)
+        .max_send_buf_size(SEND_BUFFER)
         .max_concurrent_streams(1024);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);

@@ -33,7 +33,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 async fn ping(client: &mut WorkerClient<Channel>, via_router: bool) -> Duration {
-    let mut req = tonic::Request::new(PingRequest { payload: vec![7; 32] });
+    let mut req = tonic::Request::new(PingRequest {
+        payload: vec![7; 32],
+    });
     if via_router {
         req.metadata_mut()
             .insert(cowork_proto::grpc::WORKER_HEADER, "agents".parse().unwrap());
@@ -64,7 +66,11 @@ async fn stream_mb_s(client: &mut WorkerClient<Channel>, via_router: bool) -> f6
 
 fn rss(pid: u32) -> u64 {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -79,11 +85,17 @@ fn cpu_ticks(pid: u32) -> u64 {
 async fn main() {
     let mut rows: Vec<[String; 4]> = Vec::new();
     let suite = Suite::start("");
-    let agents = suite.wait_state("agents", "running", Duration::from_secs(10)).await;
-    let capture = suite.wait_state("capture", "running", Duration::from_secs(10)).await;
+    let agents = suite
+        .wait_state("agents", "running", Duration::from_secs(10))
+        .await;
+    let capture = suite
+        .wait_state("capture", "running", Duration::from_secs(10))
+        .await;
 
     // 1. Unary round trip, direct vs relayed, interleaved in blocks.
-    let mut direct = WorkerClient::new(cowork_proto::uds::channel(&suite.paths.worker_socket("agents")));
+    let mut direct = WorkerClient::new(cowork_proto::uds::channel(
+        &suite.paths.worker_socket("agents"),
+    ));
     let mut relayed = WorkerClient::new(suite.channel());
     for _ in 0..500 {
         ping(&mut direct, false).await;
@@ -105,13 +117,48 @@ async fn main() {
         "unary round trip p50 (µs)".into(),
         format!("{:.1}", us(r50)),
         format!("{:.1} direct", us(d50)),
-        format!("+{:.1} µs, ×{:.2} (target ≤ +30 µs)", us(r50) - us(d50), us(r50) / us(d50)),
+        format!(
+            "+{:.1} µs, ×{:.2} (target ≤ +30 µs)",
+            us(r50) - us(d50),
+            us(r50) / us(d50)
+        ),
     ]);
     rows.push([
         "unary round trip p99 (µs)".into(),
         format!("{:.1}", us(r99)),
         format!("{:.1} direct", us(d99)),
         format!("+{:.1} µs, ×{:.2}", us(r99) - us(d99), us(r99) / us(d99)),
+    ]);
+
+    // The floor under any relay here: one round trip through a pipe to a
+    // child process (two one-way hops, no HTTP/2), so the extra hops the
+    // relay adds can be read against it.
+    let mut cat = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut w, mut rd) = (cat.stdin.take().unwrap(), cat.stdout.take().unwrap());
+    let mut hops = Vec::new();
+    for i in 0..2_000 {
+        use std::io::{Read, Write};
+        let mut buf = [0u8; 32];
+        let t = Instant::now();
+        w.write_all(&[i as u8; 32]).unwrap();
+        rd.read_exact(&mut buf).unwrap();
+        hops.push(t.elapsed());
+    }
+    drop(w);
+    let _ = cat.wait();
+    let pipe_rt = median(hops);
+    rows.push([
+        "pipe round trip to a child process (µs, p50)".into(),
+        format!("{:.1}", us(pipe_rt)),
+        "-".into(),
+        format!(
+            "the relay adds {:.1} such round trips",
+            (us(r50) - us(d50)) / us(pipe_rt)
+        ),
     ]);
 
     // 2. Streaming throughput, best of 3 each.
@@ -122,7 +169,11 @@ async fn main() {
         best_r = best_r.max(stream_mb_s(&mut relayed, true).await);
     }
     rows.push([
-        format!("server stream {}×{} KiB (MB/s)", STREAM_COUNT, STREAM_SIZE / 1024),
+        format!(
+            "server stream {}×{} KiB (MB/s)",
+            STREAM_COUNT,
+            STREAM_SIZE / 1024
+        ),
         format!("{best_r:.0}"),
         format!("{best_d:.0} direct"),
         format!("{:.0} % of direct (target ≥ 80 %)", best_r / best_d * 100.0),
@@ -131,18 +182,27 @@ async fn main() {
     // 3. Idle RSS and idle CPU over 30 s.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let coworkd_pid = suite.coworkd_pid();
-    let pids = [("coworkd", coworkd_pid), ("capture-agent", capture.pid), ("agents-agent", agents.pid)];
+    let pids = [
+        ("coworkd", coworkd_pid),
+        ("capture-agent", capture.pid),
+        ("agents-agent", agents.pid),
+    ];
     for (name, pid) in pids {
         rows.push([
             format!("idle RSS {name} (MiB)"),
             format!("{:.1}", rss(pid) as f64 / 1048576.0),
             "-".into(),
-            if name == "coworkd" { "target ≤ 15 MiB".into() } else { String::new() },
+            if name == "coworkd" {
+                "target ≤ 15 MiB".into()
+            } else {
+                String::new()
+            },
         ]);
     }
     drop(direct);
     drop(relayed);
-    let window = Duration::from_secs(30);
+    let quick = std::env::var_os("COWORK_BENCH_QUICK").is_some();
+    let window = Duration::from_secs(if quick { 3 } else { 30 });
     let before: u64 = pids.iter().map(|(_, p)| cpu_ticks(*p)).sum();
     let t = Instant::now();
     tokio::time::sleep(window).await;
@@ -161,14 +221,22 @@ async fn main() {
     let mut noticed = Vec::new();
     let mut events = suite
         .system()
-        .watch_health(WatchHealthRequest { include_current: false })
+        .watch_health(WatchHealthRequest {
+            include_current: false,
+        })
         .await
         .unwrap()
         .into_inner();
     for _ in 0..10 {
-        let w = suite.wait_state("capture", "running", Duration::from_secs(60)).await;
+        let w = suite
+            .wait_state("capture", "running", Duration::from_secs(60))
+            .await;
         let t = Instant::now();
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(w.pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(w.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
         loop {
             let e = events.message().await.unwrap().unwrap();
             if e.worker == "capture" && e.state == WorkerState::Restarting as i32 {
@@ -182,7 +250,10 @@ async fn main() {
     }
     let mut direct_notice = Vec::new();
     for _ in 0..10 {
-        let mut child = tokio::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         let t = Instant::now();
         child.start_kill().unwrap();
@@ -192,7 +263,11 @@ async fn main() {
     let (n, dn) = (median(noticed.clone()), median(direct_notice));
     rows.push([
         "kill -9 → `restarting` event at a client (ms, median of 10)".into(),
-        format!("{:.2} (max {:.2})", ms(n), ms(*noticed.iter().max().unwrap())),
+        format!(
+            "{:.2} (max {:.2})",
+            ms(n),
+            ms(*noticed.iter().max().unwrap())
+        ),
         format!("{:.2} parent waitpid", ms(dn)),
         "target ≤ 50 ms".into(),
     ]);
@@ -215,11 +290,18 @@ async fn main() {
             .unwrap();
         let sock = paths.public_socket();
         wait_until(Duration::from_secs(10), "socket", || sock.exists());
-        let mut sys = cowork_proto::pb::system::system_client::SystemClient::new(cowork_proto::uds::channel(&sock));
+        let mut sys = cowork_proto::pb::system::system_client::SystemClient::new(
+            cowork_proto::uds::channel(&sock),
+        );
         loop {
             if let Ok(s) = sys.status(cowork_proto::pb::system::StatusRequest {}).await {
                 let s = s.into_inner();
-                if s.workers.iter().filter(|w| w.state == WorkerState::Running as i32).count() == 2 {
+                if s.workers
+                    .iter()
+                    .filter(|w| w.state == WorkerState::Running as i32)
+                    .count()
+                    == 2
+                {
                     break;
                 }
             }
@@ -235,7 +317,10 @@ async fn main() {
         {
             logged.push(Duration::from_millis(ms));
         }
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let _ = child.wait();
     }
     let mut alone = Vec::new();
@@ -263,7 +348,10 @@ async fn main() {
         format!("{:.1} one worker alone", ms(median(alone))),
         format!(
             "coworkd's own log: {} ms (target ≤ 500 ms)",
-            logged.first().map(|d| d.as_millis().to_string()).unwrap_or("?".into())
+            logged
+                .first()
+                .map(|d| d.as_millis().to_string())
+                .unwrap_or("?".into())
         ),
     ]);
 

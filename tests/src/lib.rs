@@ -142,7 +142,8 @@ impl Suite {
 
     /// Wait until `name` is in `state`.
     pub async fn wait_state(&self, name: &str, want: &str, timeout: Duration) -> WorkerStatus {
-        self.wait_worker(name, want, timeout, |w| state(w) == want).await
+        self.wait_worker(name, want, timeout, |w| state(w) == want)
+            .await
     }
 
     /// Run coworkctl against this suite.

@@ -30,7 +30,10 @@ async fn sigterm_stops_everything_and_removes_sockets_and_locks() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["locks"], "run/ still holds {left:?}");
-    assert_eq!(std::fs::read_dir(&suite.paths.locks_dir).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(&suite.paths.locks_dir).unwrap().count(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -76,7 +79,10 @@ async fn coworkctl_without_coworkd_fails_and_says_how_to_start_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("coworkd is not running") && err.contains("coworkd --home"), "{err}");
+    assert!(
+        err.contains("coworkd is not running") && err.contains("coworkd --home"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -107,7 +113,9 @@ async fn after_kill_9_of_coworkd_a_restart_reaps_orphans_but_spares_strangers() 
     let agents = suite.wait_state("agents", "running", T).await;
     assert_ne!(capture.pid, old_capture);
     assert_ne!(agents.pid, old_agents);
-    wait_until(T, "old workers to be gone", || !alive(old_capture) && !alive(old_agents));
+    wait_until(T, "old workers to be gone", || {
+        !alive(old_capture) && !alive(old_agents)
+    });
     let deadline = std::time::Instant::now() + T;
     let reaped = loop {
         if let Some(s) = orphan.try_wait().unwrap() {
@@ -116,11 +124,17 @@ async fn after_kill_9_of_coworkd_a_restart_reaps_orphans_but_spares_strangers() 
         if std::time::Instant::now() > deadline {
             let log = std::fs::read_to_string(suite.paths.log_file("coworkd")).unwrap_or_default();
             let _ = orphan.kill();
-            panic!("orphan {} survived the sweep; coworkd.log:\n{log}", orphan.id());
+            panic!(
+                "orphan {} survived the sweep; coworkd.log:\n{log}",
+                orphan.id()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&reaped), Some(15));
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&reaped),
+        Some(15)
+    );
     assert!(alive(stranger.id()), "the stranger was killed");
     assert!(!suite.paths.locks_dir.join("mcp-orphan.json").exists());
     assert!(!suite.paths.locks_dir.join("mcp-stranger.json").exists());
@@ -133,7 +147,10 @@ async fn a_home_too_long_for_sun_path_still_works() {
     let base = tempfile::tempdir().unwrap();
     let deep = base.path().join("a".repeat(60)).join("b".repeat(60));
     std::fs::create_dir_all(&deep).unwrap();
-    let home = tempfile::Builder::new().prefix("h").tempdir_in(&deep).unwrap();
+    let home = tempfile::Builder::new()
+        .prefix("h")
+        .tempdir_in(&deep)
+        .unwrap();
     let suite = Suite::start_in(home, "");
     assert!(!suite.paths.socket_dir.starts_with(suite.home.path()));
     assert_eq!(mode(&suite.paths.socket_dir), 0o700);

@@ -22,7 +22,13 @@ async fn streams_are_relayed_whole_and_in_order() {
     let agents = suite.wait_state("agents", "running", T).await;
     let mut client = WorkerClient::new(suite.channel());
     let mut stream = client
-        .ping_stream(to("agents", PingStreamRequest { count: 2000, size: 1024 }))
+        .ping_stream(to(
+            "agents",
+            PingStreamRequest {
+                count: 2000,
+                size: 1024,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -36,7 +42,12 @@ async fn streams_are_relayed_whole_and_in_order() {
     // Unary with a payload, addressed by header, echoed untouched.
     let payload: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
     let reply = client
-        .ping(to("capture", PingRequest { payload: payload.clone() }))
+        .ping(to(
+            "capture",
+            PingRequest {
+                payload: payload.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -50,7 +61,13 @@ async fn worker_errors_and_bad_requests_come_back_as_grpc_statuses() {
     let mut client = WorkerClient::new(suite.channel());
     // The worker's own error passes through the relay unchanged.
     let err = client
-        .ping_stream(to("agents", PingStreamRequest { count: 1, size: u32::MAX }))
+        .ping_stream(to(
+            "agents",
+            PingStreamRequest {
+                count: 1,
+                size: u32::MAX,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -60,7 +77,10 @@ async fn worker_errors_and_bad_requests_come_back_as_grpc_statuses() {
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("cowork-worker"), "{}", err.message());
     // Unknown worker name in the header.
-    let err = client.ping(to("chrome", PingRequest::default())).await.unwrap_err();
+    let err = client
+        .ping(to("chrome", PingRequest::default()))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 }
 
@@ -70,7 +90,11 @@ async fn the_browser_starts_on_the_first_call_and_stops_when_idle() {
     suite.wait_state("agents", "running", T).await;
     assert_eq!(state(&suite.worker("browser").await), "stopped");
     let mut browser = BrowserClient::new(suite.channel());
-    let got = browser.get_status(GetStatusRequest {}).await.unwrap().into_inner();
+    let got = browser
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     let running = suite.worker("browser").await;
     assert_eq!(state(&running), "running");
     assert_eq!(got.pid, running.pid);
@@ -79,7 +103,11 @@ async fn the_browser_starts_on_the_first_call_and_stops_when_idle() {
     assert!(stopped.reason.contains("idle"), "{stopped:?}");
     assert!(!alive(running.pid));
     // And a later call starts it again.
-    let again = browser.get_status(GetStatusRequest {}).await.unwrap().into_inner();
+    let again = browser
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_ne!(again.pid, running.pid);
 }
 
@@ -90,7 +118,13 @@ async fn a_long_stream_keeps_the_on_demand_browser_alive() {
     let mut stream = client
         // 40 MiB: far more than the flow-control windows of both hops, so
         // the stream stays open until this client has read nearly all of it.
-        .ping_stream(to("browser", PingStreamRequest { count: 40, size: 1 << 20 }))
+        .ping_stream(to(
+            "browser",
+            PingStreamRequest {
+                count: 40,
+                size: 1 << 20,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -105,7 +139,10 @@ async fn a_long_stream_keeps_the_on_demand_browser_alive() {
     }
     assert_eq!(n, 40);
     let w = suite.worker("browser").await;
-    assert_eq!(w.pid, first.pid, "browser was restarted under an open stream");
+    assert_eq!(
+        w.pid, first.pid,
+        "browser was restarted under an open stream"
+    );
 }
 
 #[tokio::test]
@@ -122,7 +159,10 @@ async fn deadlines_are_honoured_through_the_router() {
     let err = browser.get_status(req).await.unwrap_err();
     let took = t.elapsed();
     assert!(
-        matches!(err.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled),
+        matches!(
+            err.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
         "{err:?}"
     );
     assert!(took < Duration::from_secs(3), "call took {took:?}");
@@ -139,7 +179,10 @@ async fn unknown_services_are_unimplemented_not_hung() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
-    assert!(text.contains("UNIMPLEMENTED") && text.contains("cowork.nothing.v1.Nope"), "{text}");
+    assert!(
+        text.contains("UNIMPLEMENTED") && text.contains("cowork.nothing.v1.Nope"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -152,7 +195,10 @@ async fn another_uid_cannot_use_the_socket() {
     let run_as_nobody = me.is_root() && nobody.is_some() && which("setpriv");
     if !run_as_nobody {
         // Not root here: the modes are the guard; assert them.
-        let m = std::fs::metadata(&suite.paths.run_dir).unwrap().permissions().mode();
+        let m = std::fs::metadata(&suite.paths.run_dir)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(m & 0o777, 0o700);
         return;
     }
@@ -174,7 +220,10 @@ async fn another_uid_cannot_use_the_socket() {
     // 1. The 0700 run dir stops it at the filesystem.
     let out = ctl_as_nobody();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
     // 2. With the modes opened up, the server's peer-uid check refuses it.
     //    bin_dir must be reachable too (it normally is: target/ is 0755).
     let set = |p: &std::path::Path, m: u32| {
@@ -189,7 +238,10 @@ async fn another_uid_cannot_use_the_socket() {
     set(suite.home.path(), 0o700);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(err.contains("PermissionDenied") && err.contains("is not this daemon's uid"), "{err}");
+    assert!(
+        err.contains("PermissionDenied") && err.contains("is not this daemon's uid"),
+        "{err}"
+    );
 }
 
 fn which(cmd: &str) -> bool {
@@ -218,8 +270,15 @@ async fn a_python_grpcio_client_uses_health_reflection_and_status() {
     assert_eq!(v["health"]["cowork.system.v1.System"], "SERVING");
     assert_eq!(v["health"]["cowork.chat.v1.Chat"], "SERVING");
     let services = v["reflection"].as_array().unwrap();
-    for s in ["cowork.system.v1.System", "cowork.chat.v1.Chat", "grpc.health.v1.Health"] {
-        assert!(services.iter().any(|x| x == s), "reflection lacks {s}: {services:?}");
+    for s in [
+        "cowork.system.v1.System",
+        "cowork.chat.v1.Chat",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            services.iter().any(|x| x == s),
+            "reflection lacks {s}: {services:?}"
+        );
     }
     let workers = v["status"]["workers"].as_array().unwrap();
     let agents = workers.iter().find(|w| w["name"] == "agents").unwrap();

@@ -44,7 +44,13 @@ fn the_systemd_unit_parses_and_starts_coworkd() {
         keys.insert(format!("{section}.{}", k.trim()), v.trim().to_owned());
     }
     let exec = &keys["Service.ExecStart"];
-    assert!(exec.split_whitespace().next().unwrap().ends_with("/coworkd"), "{exec}");
+    assert!(
+        exec.split_whitespace()
+            .next()
+            .unwrap()
+            .ends_with("/coworkd"),
+        "{exec}"
+    );
     assert_eq!(keys["Service.Restart"], "on-failure");
     assert_eq!(keys["Install.WantedBy"], "default.target");
     // systemd's own checker, where the machine has it.
@@ -54,7 +60,10 @@ fn the_systemd_unit_parses_and_starts_coworkd() {
         .output()
     {
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!err.contains("Unknown key") && !err.contains("Unknown section"), "{err}");
+        assert!(
+            !err.contains("Unknown key") && !err.contains("Unknown section"),
+            "{err}"
+        );
     }
 }
 
@@ -65,6 +74,9 @@ fn the_install_script_points_the_files_at_the_built_binary() {
         let name = file.rsplit('/').next().unwrap();
         assert!(script.contains(name), "install script ignores {file}");
         let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
-        assert!(text.contains("/usr/local/bin/coworkd"), "{file} lost the path the script rewrites");
+        assert!(
+            text.contains("/usr/local/bin/coworkd"),
+            "{file} lost the path the script rewrites"
+        );
     }
 }

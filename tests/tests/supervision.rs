@@ -56,7 +56,11 @@ async fn boot_runs_capture_and_agents_and_leaves_the_browser_stopped() {
 
     // Routing reaches the right process: Chat is answered by agents-agent.
     let mut chat = ChatClient::new(suite.channel());
-    let got = chat.get_status(GetStatusRequest {}).await.expect("Chat/GetStatus").into_inner();
+    let got = chat
+        .get_status(GetStatusRequest {})
+        .await
+        .expect("Chat/GetStatus")
+        .into_inner();
     assert_eq!(got.pid, agents.pid);
 
     // Workers' stderr goes to their logs.
@@ -64,7 +68,8 @@ async fn boot_runs_capture_and_agents_and_leaves_the_browser_stopped() {
     assert!(log.contains("ready"), "capture.log: {log}");
 
     // One lockfile per child, with the seed's fields.
-    let lock = cowork_proto::lockfile::read(&suite.paths.locks_dir.join("worker-agents.json")).unwrap();
+    let lock =
+        cowork_proto::lockfile::read(&suite.paths.locks_dir.join("worker-agents.json")).unwrap();
     assert_eq!(lock.child_pid, agents.pid);
     assert_eq!(lock.owner_pid, suite.coworkd_pid());
     assert!(lock.executable_path.ends_with("agents-agent"), "{lock:?}");
@@ -77,14 +82,18 @@ async fn kill_9_of_a_worker_restarts_it_and_watch_sees_each_transition_in_order(
     let before = suite.wait_state("agents", "running", T).await;
     let mut stream = suite
         .system()
-        .watch_health(WatchHealthRequest { include_current: false })
+        .watch_health(WatchHealthRequest {
+            include_current: false,
+        })
         .await
         .unwrap()
         .into_inner();
     let killed_at = Instant::now();
     sig(before.pid, Signal::SIGKILL);
     let events = collect_events(&mut stream, T, |ev| {
-        transitions(ev, "agents").last().is_some_and(|(_, to)| to == "running")
+        transitions(ev, "agents")
+            .last()
+            .is_some_and(|(_, to)| to == "running")
     })
     .await;
     let noticed = events
@@ -93,7 +102,10 @@ async fn kill_9_of_a_worker_restarts_it_and_watch_sees_each_transition_in_order(
         .expect("an agents event");
     assert_eq!(noticed.state, WorkerState::Restarting as i32);
     assert!(noticed.reason.contains("killed by signal 9"), "{noticed:?}");
-    println!("death noticed and published after {:?}", killed_at.elapsed());
+    println!(
+        "death noticed and published after {:?}",
+        killed_at.elapsed()
+    );
     assert_eq!(
         transitions(&events, "agents"),
         [
@@ -103,7 +115,10 @@ async fn kill_9_of_a_worker_restarts_it_and_watch_sees_each_transition_in_order(
         ]
     );
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq out of order: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "seq out of order: {seqs:?}"
+    );
 
     let after = suite.worker("agents").await;
     assert_eq!(state(&after), "running");
@@ -124,7 +139,13 @@ async fn a_crash_looping_worker_fails_then_retry_brings_it_back_once_fixed() {
     assert_eq!(failed.restarts, 3);
     assert_eq!(failed.last_exit_code, Some(3));
     assert!(failed.reason.contains("exited with code 3"), "{failed:?}");
-    assert!(failed.last_log_lines.iter().any(|l| l.contains("agents-boom")), "{failed:?}");
+    assert!(
+        failed
+            .last_log_lines
+            .iter()
+            .any(|l| l.contains("agents-boom")),
+        "{failed:?}"
+    );
     // Capture is unaffected.
     assert_eq!(state(&suite.worker("capture").await), "running");
 
@@ -138,16 +159,30 @@ async fn a_crash_looping_worker_fails_then_retry_brings_it_back_once_fixed() {
         let took = t.elapsed();
         fastest = fastest.min(took);
         assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
-        assert!(err.message().contains("agents-agent failed"), "{}", err.message());
-        assert!(err.message().contains("coworkctl retry agents"), "{}", err.message());
+        assert!(
+            err.message().contains("agents-agent failed"),
+            "{}",
+            err.message()
+        );
+        assert!(
+            err.message().contains("coworkctl retry agents"),
+            "{}",
+            err.message()
+        );
         assert!(took < Duration::from_secs(1), "UNAVAILABLE took {took:?}");
     }
-    assert!(fastest < Duration::from_millis(100), "fastest UNAVAILABLE took {fastest:?}");
+    assert!(
+        fastest < Duration::from_millis(100),
+        "fastest UNAVAILABLE took {fastest:?}"
+    );
 
     // Table output names the crash and shows the log lines.
     let out = suite.ctl(&["status"]);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("failed") && table.contains("agents-boom"), "{table}");
+    assert!(
+        table.contains("failed") && table.contains("agents-boom"),
+        "{table}"
+    );
 
     // Fix the config (live reload), then retry.
     suite.write_config(FAST);
@@ -167,12 +202,18 @@ async fn a_never_ready_worker_is_degraded_at_ready_timeout_and_retried() {
     let suite = Suite::start(&cfg);
     let mut stream = suite
         .system()
-        .watch_health(WatchHealthRequest { include_current: true })
+        .watch_health(WatchHealthRequest {
+            include_current: true,
+        })
         .await
         .unwrap()
         .into_inner();
     let events = collect_events(&mut stream, T, |ev| {
-        transitions(ev, "capture").iter().filter(|(_, to)| to == "restarting").count() >= 2
+        transitions(ev, "capture")
+            .iter()
+            .filter(|(_, to)| to == "restarting")
+            .count()
+            >= 2
     })
     .await;
     let degraded: Vec<_> = events
@@ -180,11 +221,17 @@ async fn a_never_ready_worker_is_degraded_at_ready_timeout_and_retried() {
         .filter(|e| e.worker == "capture" && e.state == WorkerState::Degraded as i32)
         .collect();
     assert!(degraded.len() >= 2, "{events:?}");
-    assert!(degraded[0].reason.contains("no ready signal within"), "{:?}", degraded[0]);
+    assert!(
+        degraded[0].reason.contains("no ready signal within"),
+        "{:?}",
+        degraded[0]
+    );
     // The suite stays usable: agents answers meanwhile.
     assert_eq!(state(&suite.worker("agents").await), "running");
     let mut chat = ChatClient::new(suite.channel());
-    chat.get_status(GetStatusRequest {}).await.expect("agents still serves");
+    chat.get_status(GetStatusRequest {})
+        .await
+        .expect("agents still serves");
 }
 
 #[tokio::test]
@@ -198,7 +245,11 @@ async fn a_sigstopped_worker_is_killed_and_restarted() {
         })
         .await;
     assert_eq!(after.restarts, 1);
-    wait_until(Duration::from_secs(5), "the hung process to be gone", || !alive(before.pid));
+    wait_until(
+        Duration::from_secs(5),
+        "the hung process to be gone",
+        || !alive(before.pid),
+    );
     let log = std::fs::read_to_string(suite.home.path().join("logs/coworkd.log")).unwrap();
     assert!(log.contains("hung"), "coworkd.log does not say why: {log}");
 }
@@ -208,11 +259,17 @@ async fn retry_rejects_unknown_workers() {
     let suite = Suite::start("");
     let err = suite
         .system()
-        .retry(RetryRequest { worker: "chrome".into() })
+        .retry(RetryRequest {
+            worker: "chrome".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("unknown worker"), "{}", err.message());
+    assert!(
+        err.message().contains("unknown worker"),
+        "{}",
+        err.message()
+    );
     let out = suite.ctl(&["retry", "chrome"]);
     assert!(!out.status.success());
 }

@@ -38,8 +38,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: coworkd only moves frames and watches processes, and a
+    // single-threaded runtime relays without cross-thread wake-ups. Children
+    // are spawned from this (main) thread, which lives as long as the
+    // process, so their parent-death signal fires only when coworkd dies.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
