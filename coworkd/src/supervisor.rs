@@ -438,12 +438,8 @@ impl Driver {
             Err(e) => return RunEnd::Failed(format!("cannot start {}: {e}", argv[0])),
         };
         let pid = child.id().unwrap_or(0);
-        match LockRecord::for_child(&format!("worker:{}", self.name), pid).and_then(|r| {
-            Lockfile::write(&self.paths.locks_dir, &format!("worker-{}", self.name), r)
-        }) {
-            Ok(l) => self.lock = Some(l),
-            Err(e) => tracing::warn!(error = %e, "no lockfile for worker"),
-        }
+        self.lock.take();
+        self.write_lock(pid);
         self.set(|s| s.pid = Some(pid));
 
         // Readiness.
@@ -486,6 +482,9 @@ impl Driver {
             }
         }
         drop(ready_rx);
+        // A wrapper (`sh -c 'exec prog'`) may have exec'd since the spawn:
+        // record the identity of the program that is now serving.
+        self.write_lock(pid);
         let ready_at = Instant::now();
         self.set(|s| {
             s.state = WorkerState::Running;
@@ -584,6 +583,21 @@ impl Driver {
                     None => return RunEnd::Shutdown,
                 },
             }
+        }
+    }
+
+    /// Write the worker's lockfile with `pid`'s identity as it is now, or
+    /// update the one already written.
+    fn write_lock(&mut self, pid: u32) {
+        let result = LockRecord::for_child(&format!("worker:{}", self.name), pid).and_then(|r| {
+            match self.lock.as_mut() {
+                Some(lock) => lock.update(r),
+                None => Lockfile::write(&self.paths.locks_dir, &format!("worker-{}", self.name), r)
+                    .map(|l| self.lock = Some(l)),
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "no lockfile for worker");
         }
     }
 

@@ -18,6 +18,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How long [`LockRecord::for_child`] waits for a fresh child's argv to
+/// appear.
+pub const EXEC_SETTLE: Duration = Duration::from_millis(200);
+
 /// Grace between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
 
@@ -99,6 +103,9 @@ pub struct ProcessIdentity {
     pub start_time: Option<u64>,
     /// Whether the process is a zombie (dead, not yet reaped).
     pub zombie: bool,
+    /// How many argv elements `/proc/PID/cmdline` held (0 while a fresh
+    /// child is still inside `execve`).
+    pub argc: usize,
 }
 
 impl ProcessIdentity {
@@ -130,6 +137,7 @@ impl ProcessIdentity {
             argv_hash: argv_hash(&args),
             start_time,
             zombie: state == Some('Z'),
+            argc: args.len(),
         }))
     }
 
@@ -144,6 +152,7 @@ impl ProcessIdentity {
             argv_hash: String::new(),
             start_time: None,
             zombie: false,
+            argc: 0,
         }))
     }
 }
@@ -165,13 +174,25 @@ pub fn parse_stat(stat: &str) -> (Option<char>, Option<u64>) {
 impl LockRecord {
     /// Describe a just-spawned child, reading its identity from the OS, owned
     /// by the calling process.
+    ///
+    /// A spawner resumes while the child is still finishing `execve`, when
+    /// `/proc/PID/cmdline` can read empty; the read is retried for up to
+    /// [`EXEC_SETTLE`] so the recorded argv hash is the program's.
     pub fn for_child(name: &str, child_pid: u32) -> Result<Self, LockError> {
-        let ident = ProcessIdentity::of(child_pid)
-            .and_then(|i| i.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
-            .map_err(|source| LockError::Identity {
-                pid: child_pid,
-                source,
-            })?;
+        let read = || {
+            ProcessIdentity::of(child_pid)
+                .and_then(|i| i.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
+                .map_err(|source| LockError::Identity {
+                    pid: child_pid,
+                    source,
+                })
+        };
+        let settle_until = std::time::Instant::now() + EXEC_SETTLE;
+        let mut ident = read()?;
+        while ident.argc == 0 && !ident.zombie && std::time::Instant::now() < settle_until {
+            std::thread::sleep(Duration::from_millis(1));
+            ident = read()?;
+        }
         let owner_pid = std::process::id();
         let owner_start_time = ProcessIdentity::of(owner_pid)
             .ok()
@@ -187,6 +208,21 @@ impl LockRecord {
             name: name.to_owned(),
             created_at_unix_ms: unix_ms(),
         })
+    }
+
+    /// Which identity fields of `live` differ from this record.
+    pub fn differences(&self, live: &ProcessIdentity) -> Vec<&'static str> {
+        let mut d = Vec::new();
+        if live.executable_path != self.executable_path {
+            d.push("executable");
+        }
+        if live.argv_hash != self.argv_hash {
+            d.push("argv");
+        }
+        if self.start_time.is_some() && live.start_time != self.start_time {
+            d.push("start time");
+        }
+        d
     }
 
     /// Whether the live process `live` is the child this record describes.
@@ -223,19 +259,20 @@ impl Lockfile {
     /// Write `record` to `dir/<file_stem>.json` atomically (temp + rename).
     pub fn write(dir: &Path, file_stem: &str, record: LockRecord) -> Result<Self, LockError> {
         let path = dir.join(format!("{}.json", sanitize(file_stem)));
-        let tmp = dir.join(format!(".{}.json.tmp", sanitize(file_stem)));
-        let io_err = |source| LockError::Io {
-            path: path.clone(),
-            source,
-        };
-        let json = serde_json::to_vec_pretty(&record).map_err(|e| io_err(e.into()))?;
-        std::fs::write(&tmp, json).map_err(io_err)?;
-        std::fs::rename(&tmp, &path).map_err(io_err)?;
+        write_atomically(&path, &record)?;
         Ok(Self {
             path,
             record,
             removed: false,
         })
+    }
+
+    /// Replace the record in place, e.g. after the child exec'd into the
+    /// program that now runs.
+    pub fn update(&mut self, record: LockRecord) -> Result<(), LockError> {
+        write_atomically(&self.path, &record)?;
+        self.record = record;
+        Ok(())
     }
 
     /// The lockfile's path.
@@ -269,6 +306,18 @@ impl Drop for Lockfile {
     fn drop(&mut self) {
         self.remove_now();
     }
+}
+
+fn write_atomically(path: &Path, record: &LockRecord) -> Result<(), LockError> {
+    let io_err = |source| LockError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let json = serde_json::to_vec_pretty(record).map_err(|e| io_err(e.into()))?;
+    std::fs::write(&tmp, json).map_err(io_err)?;
+    std::fs::rename(&tmp, path).map_err(io_err)
 }
 
 fn sanitize(stem: &str) -> String {
@@ -328,8 +377,10 @@ pub fn decide(
         Some(c) if c.zombie => SweepDecision::RemoveStale("child is a zombie".into()),
         Some(c) if record.matches(c) => SweepDecision::KillOrphan,
         Some(c) => SweepDecision::RemoveStale(format!(
-            "pid {} now belongs to another process ({})",
-            record.child_pid, c.executable_path
+            "pid {} now belongs to another process ({}; differs in {})",
+            record.child_pid,
+            c.executable_path,
+            record.differences(c).join(", ")
         )),
     }
 }
@@ -450,6 +501,7 @@ mod tests {
             argv_hash: argv_hash(argv),
             start_time: Some(start),
             zombie: false,
+            argc: argv.len(),
         }
     }
 

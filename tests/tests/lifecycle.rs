@@ -158,3 +158,32 @@ async fn a_home_too_long_for_sun_path_still_works() {
     let out = suite.ctl(&["status", "--json"]);
     assert!(out.status.success(), "{out:?}");
 }
+
+#[tokio::test]
+async fn a_worker_that_outlives_a_killed_coworkd_is_reaped_at_the_next_boot() {
+    // This worker execs from one shell into another (so its identity at
+    // spawn is not its identity when ready), signals ready, then defers
+    // SIGTERM until its child ends: the parent-death signal does not end it,
+    // only the boot sweep can reap it.
+    let cfg = r#"
+[supervisor]
+probe_interval_ms = 600000
+stop_grace_ms = 500
+[workers.capture]
+command = ["/bin/sh", "-c", "exec /bin/sh -c 'trap : TERM; echo READY >&3; exec 3>&-; sleep 300'"]
+"#;
+    let mut suite = Suite::start(cfg);
+    let old = suite.wait_state("capture", "running", T).await;
+    suite.stop_with(Signal::SIGKILL);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        alive(old.pid),
+        "the stubborn worker should survive its parent"
+    );
+    let t = std::time::Instant::now();
+    suite.spawn_coworkd();
+    wait_until(T, "the orphaned worker to be reaped", || !alive(old.pid));
+    println!("orphan reaped {:?} after restart", t.elapsed());
+    let new = suite.wait_state("capture", "running", T).await;
+    assert_ne!(new.pid, old.pid);
+}

@@ -74,6 +74,13 @@ async fn boot_runs_capture_and_agents_and_leaves_the_browser_stopped() {
     assert_eq!(lock.owner_pid, suite.coworkd_pid());
     assert!(lock.executable_path.ends_with("agents-agent"), "{lock:?}");
     assert!(lock.start_time.is_some());
+    let live = cowork_proto::lockfile::ProcessIdentity::of(agents.pid)
+        .unwrap()
+        .unwrap();
+    assert!(
+        lock.matches(&live),
+        "lock {lock:?} does not describe {live:?}"
+    );
 }
 
 #[tokio::test]
