@@ -280,3 +280,70 @@ async fn retry_rejects_unknown_workers() {
     let out = suite.ctl(&["retry", "chrome"]);
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn config_edits_apply_live_without_restarting_running_workers() {
+    use std::io::BufRead;
+    let suite = Suite::start(FAST);
+    let before = suite.wait_state("capture", "running", T).await;
+
+    // `coworkctl watch --json` follows along, one JSON object per line.
+    let mut watch = std::process::Command::new(bin("coworkctl"))
+        .arg("--home")
+        .arg(suite.home.path())
+        .args(["watch", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let v = serde_json::from_str(&line).expect("watch --json prints JSON lines");
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+
+    // A new command and a new restart budget, live.
+    suite.write_config(&format!(
+        "{FAST}max_restarts = 1\n[workers.capture]\ncommand = [\"/bin/sh\", \"-c\", \"exit 7\"]\n"
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let same = suite.worker("capture").await;
+    assert_eq!(
+        (state(&same), same.pid),
+        ("running", before.pid),
+        "a config edit restarted capture"
+    );
+
+    // The next start uses the new command, and the new budget fails it fast.
+    sig(before.pid, Signal::SIGKILL);
+    let failed = suite.wait_state("capture", "failed", T).await;
+    assert_eq!(failed.last_exit_code, Some(7));
+    assert_eq!((failed.restarts, failed.max_restarts), (1, 1));
+
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + T;
+    while !seen
+        .iter()
+        .any(|v: &serde_json::Value| v["worker"] == "capture" && v["state"] == "failed")
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        seen.push(
+            rx.recv_timeout(left)
+                .unwrap_or_else(|_| panic!("watch printed {seen:?}")),
+        );
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let capture: Vec<String> = seen
+        .iter()
+        .filter(|v| v["worker"] == "capture")
+        .map(|v| v["state"].as_str().unwrap().to_owned())
+        .collect();
+    // The current state first, then every transition in order.
+    assert_eq!(capture, ["running", "restarting", "starting", "failed"]);
+}
