@@ -5,7 +5,7 @@
 //! targets are printed beside the figures for a person to judge.
 
 use cowork_e2e::*;
-use cowork_proto::pb::system::{WatchHealthRequest, WorkerState};
+use cowork_proto::pb::system::WorkerState;
 use cowork_proto::pb::worker::{worker_client::WorkerClient, PingRequest, PingStreamRequest};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -219,14 +219,7 @@ async fn main() {
     // 4. kill -9 → coworkd publishes `restarting`; baseline: a direct parent
     //    noticing its own child's death (tokio, same runtime).
     let mut noticed = Vec::new();
-    let mut events = suite
-        .system()
-        .watch_health(WatchHealthRequest {
-            include_current: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut events = suite.health_events(false).await;
     for _ in 0..10 {
         let w = suite
             .wait_state("capture", "running", Duration::from_secs(60))
@@ -281,13 +274,7 @@ async fn main() {
         let home = tempfile::tempdir().unwrap();
         let paths = cowork_proto::paths::CoworkPaths::for_home(home.path().to_path_buf());
         let t = Instant::now();
-        let mut child = Command::new(bin("coworkd"))
-            .arg("--home")
-            .arg(home.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_quiet("coworkd", home.path());
         let sock = paths.public_socket();
         wait_until(Duration::from_secs(10), "socket", || sock.exists());
         let mut sys = cowork_proto::pb::system::system_client::SystemClient::new(
@@ -328,13 +315,7 @@ async fn main() {
         let home = tempfile::tempdir().unwrap();
         let sock = home.path().join("run/capture.sock");
         let t = Instant::now();
-        let mut child = Command::new(bin("capture-agent"))
-            .arg("--home")
-            .arg(home.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_quiet("capture-agent", home.path());
         wait_until(Duration::from_secs(10), "worker socket", || {
             std::os::unix::net::UnixStream::connect(&sock).is_ok()
         });

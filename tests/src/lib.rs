@@ -73,16 +73,7 @@ impl Suite {
 
     /// (Re)start the coworkd process and wait for its socket.
     pub fn spawn_coworkd(&mut self) {
-        let child = Command::new(bin("coworkd"))
-            .arg("--home")
-            .arg(self.home.path())
-            .env("COWORK_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn coworkd");
-        self.coworkd = Some(child);
+        self.coworkd = Some(spawn_quiet("coworkd", self.home.path()));
         let sock = self.paths.public_socket();
         wait_until(Duration::from_secs(10), "coworkd socket", || {
             std::os::unix::net::UnixStream::connect(&sock).is_ok()
@@ -102,6 +93,19 @@ impl Suite {
     /// A System client on the public socket.
     pub fn system(&self) -> SystemClient<Channel> {
         SystemClient::new(self.channel())
+    }
+
+    /// Follow every worker state change (after the current states when
+    /// `include_current`).
+    pub async fn health_events(
+        &self,
+        include_current: bool,
+    ) -> tonic::Streaming<cowork_proto::pb::system::HealthEvent> {
+        self.system()
+            .watch_health(cowork_proto::pb::system::WatchHealthRequest { include_current })
+            .await
+            .expect("System/WatchHealth")
+            .into_inner()
     }
 
     /// One worker's status.
@@ -190,6 +194,18 @@ impl Drop for Suite {
             let _ = child.wait();
         }
     }
+}
+
+/// Start one of our binaries with `--home home`, output discarded.
+pub fn spawn_quiet(binary: &str, home: &Path) -> Child {
+    Command::new(bin(binary))
+        .arg("--home")
+        .arg(home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {binary}: {e}"))
 }
 
 /// Wait for a child to exit, killing it after `timeout`.

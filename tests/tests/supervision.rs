@@ -2,7 +2,7 @@
 
 use cowork_e2e::*;
 use cowork_proto::pb::chat::{chat_client::ChatClient, GetStatusRequest};
-use cowork_proto::pb::system::{HealthEvent, RetryRequest, WatchHealthRequest, WorkerState};
+use cowork_proto::pb::system::{HealthEvent, RetryRequest, WorkerState};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
@@ -87,14 +87,7 @@ async fn boot_runs_capture_and_agents_and_leaves_the_browser_stopped() {
 async fn kill_9_of_a_worker_restarts_it_and_watch_sees_each_transition_in_order() {
     let suite = Suite::start(FAST);
     let before = suite.wait_state("agents", "running", T).await;
-    let mut stream = suite
-        .system()
-        .watch_health(WatchHealthRequest {
-            include_current: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = suite.health_events(false).await;
     let killed_at = Instant::now();
     sig(before.pid, Signal::SIGKILL);
     let events = collect_events(&mut stream, T, |ev| {
@@ -207,14 +200,7 @@ async fn a_never_ready_worker_is_degraded_at_ready_timeout_and_retried() {
         "{FAST}ready_timeout_ms = 400\n[workers.capture]\ncommand = [\"/bin/sh\", \"-c\", \"exec sleep 60\"]\n"
     );
     let suite = Suite::start(&cfg);
-    let mut stream = suite
-        .system()
-        .watch_health(WatchHealthRequest {
-            include_current: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = suite.health_events(true).await;
     let events = collect_events(&mut stream, T, |ev| {
         transitions(ev, "capture")
             .iter()
