@@ -179,11 +179,18 @@ impl worker_server::Worker for WorkerContract {
         Ok(Response::new(StopResponse {}))
     }
 
+    /// Echoes the payload, and the caller's `traceparent` in the response
+    /// metadata, so a client can check trace context crossed the relay.
     async fn ping(&self, req: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
-        Ok(Response::new(PingReply {
+        let traceparent = req.metadata().get("traceparent").cloned();
+        let mut resp = Response::new(PingReply {
             payload: req.into_inner().payload,
             pid: std::process::id(),
-        }))
+        });
+        if let Some(tp) = traceparent {
+            resp.metadata_mut().insert("traceparent", tp);
+        }
+        Ok(resp)
     }
 
     type PingStreamStream = tokio_stream::wrappers::ReceiverStream<Result<PingReply, Status>>;

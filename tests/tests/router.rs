@@ -52,6 +52,14 @@ async fn streams_are_relayed_whole_and_in_order() {
         .unwrap()
         .into_inner();
     assert_eq!(reply.payload, payload);
+
+    // Trace context crosses the relay in metadata, untouched.
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut req = to("agents", PingRequest::default());
+    req.metadata_mut()
+        .insert("traceparent", tp.parse().unwrap());
+    let resp = client.ping(req).await.unwrap();
+    assert_eq!(resp.metadata().get("traceparent").unwrap(), tp);
 }
 
 #[tokio::test]
