@@ -218,7 +218,13 @@ pub fn watch(
         None,
         move |res: notify_debouncer_full::DebounceEventResult| {
             let Ok(events) = res else { return };
-            if !events.iter().any(|e| e.paths.iter().any(|p| p == &file)) {
+            // Compare names, not whole paths: the OS may report the watched
+            // directory resolved (macOS: /private/var/...).
+            let name = file.file_name();
+            if !events
+                .iter()
+                .any(|e| e.paths.iter().any(|p| p.file_name() == name))
+            {
                 return;
             }
             match Config::load(&file) {

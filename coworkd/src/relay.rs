@@ -25,8 +25,9 @@ use tonic::Status;
 use tracing::Instrument;
 
 /// How long a call waits for a worker that is `starting` (boot, restart)
-/// before it fails with UNAVAILABLE.
-pub const START_WAIT: Duration = Duration::from_secs(1);
+/// before it fails with UNAVAILABLE: inside the 100 ms a call to a worker
+/// that is not running may take, long enough to ride out a normal start.
+pub const START_WAIT: Duration = Duration::from_millis(80);
 
 /// One HTTP/2 connection to a worker socket, shared by all calls and
 /// re-dialled when it closes (the worker restarted).
@@ -139,11 +140,26 @@ impl Relay {
     }
 
     async fn forward(&self, w: WorkerName, req: Request<Incoming>) -> Response<Body> {
+        let arrived = Instant::now();
         if let Err(why) = self.wait_routable(w).await {
             return status_response(Status::unavailable(why));
         }
         let guard = self.supervisor.activity(w);
         let (mut parts, body) = req.into_parts();
+        // The worker gets what is left of the caller's deadline.
+        if let Some(total) = cowork_proto::grpc::header_timeout(&parts.headers) {
+            let left = total.saturating_sub(arrived.elapsed());
+            if left.is_zero() {
+                return status_response(Status::deadline_exceeded(format!(
+                    "deadline of {total:?} passed while {} was starting",
+                    w.binary()
+                )));
+            }
+            let millis = left.as_millis().clamp(1, 99_999_999);
+            if let Ok(v) = http::HeaderValue::from_str(&format!("{millis}m")) {
+                parts.headers.insert("grpc-timeout", v);
+            }
+        }
         // hyper's HTTP/2 client needs an absolute URI; only the path matters.
         let mut uri = Uri::builder().scheme("http").authority("cowork.local");
         if let Some(pq) = parts.uri.path_and_query() {
@@ -192,11 +208,12 @@ impl Relay {
         }
     }
 
-    /// Wait until `w` can take calls: an on-demand worker is started, a
-    /// starting one is given [`START_WAIT`]; any other state fails at once
-    /// with the reason.
+    /// Wait until `w` can take calls: an on-demand worker is started (also
+    /// right after an idle stop), a starting one is given [`START_WAIT`];
+    /// any other state fails at once with the reason.
     async fn wait_routable(&self, w: WorkerName) -> Result<(), String> {
         let mut rx = self.supervisor.watch(w);
+        let sup = self.config.borrow().supervisor.clone();
         let limit = {
             let s = rx.borrow_and_update();
             if s.routable {
@@ -205,8 +222,11 @@ impl Relay {
             match s.state {
                 WorkerState::Stopped if w.on_demand() => {
                     self.supervisor.demand(w);
-                    self.config.borrow().supervisor.ready_timeout()
+                    sup.ready_timeout()
                 }
+                // An on-demand worker being stopped for idleness: wait for
+                // the stop, then start it again.
+                WorkerState::Running if w.on_demand() => sup.stop_grace() + sup.ready_timeout(),
                 WorkerState::Starting => START_WAIT,
                 _ => return Err(s.unavailable_message(Instant::now())),
             }
@@ -220,11 +240,12 @@ impl Relay {
                 if s.routable {
                     return Ok(());
                 }
-                if matches!(
-                    s.state,
-                    WorkerState::Restarting | WorkerState::Failed | WorkerState::Degraded
-                ) {
-                    return Err(s.unavailable_message(Instant::now()));
+                match s.state {
+                    WorkerState::Stopped if w.on_demand() => self.supervisor.demand(w),
+                    WorkerState::Restarting | WorkerState::Failed | WorkerState::Degraded => {
+                        return Err(s.unavailable_message(Instant::now()))
+                    }
+                    _ => {}
                 }
             }
         };

@@ -203,6 +203,10 @@ impl WorkerSnapshot {
                 "{who} failed after {} restarts; run `coworkctl retry {}`",
                 self.restarts, self.name
             ),
+            WorkerState::Starting if self.attempt > 0 => format!(
+                "{who} is starting, attempt {}/{}",
+                self.attempt, self.max_restarts
+            ),
             WorkerState::Starting => format!("{who} is starting"),
             WorkerState::Stopped => format!("{who} is stopped"),
             WorkerState::Degraded => format!("{who} is degraded"),

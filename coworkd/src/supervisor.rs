@@ -439,7 +439,7 @@ impl Driver {
         };
         let pid = child.id().unwrap_or(0);
         self.lock.take();
-        self.write_lock(pid);
+        self.write_lock(pid).await;
         self.set(|s| s.pid = Some(pid));
 
         // Readiness.
@@ -484,7 +484,7 @@ impl Driver {
         drop(ready_rx);
         // A wrapper (`sh -c 'exec prog'`) may have exec'd since the spawn:
         // record the identity of the program that is now serving.
-        self.write_lock(pid);
+        self.write_lock(pid).await;
         let ready_at = Instant::now();
         self.set(|s| {
             s.state = WorkerState::Running;
@@ -587,15 +587,22 @@ impl Driver {
     }
 
     /// Write the worker's lockfile with `pid`'s identity as it is now, or
-    /// update the one already written.
-    fn write_lock(&mut self, pid: u32) {
-        let result = LockRecord::for_child(&format!("worker:{}", self.name), pid).and_then(|r| {
-            match self.lock.as_mut() {
+    /// update the one already written. The identity is read off the async
+    /// thread: it may wait for a fresh child's `execve` to finish.
+    async fn write_lock(&mut self, pid: u32) {
+        let name = format!("worker:{}", self.name);
+        let record = tokio::task::spawn_blocking(move || LockRecord::for_child(&name, pid)).await;
+        let result = match record {
+            Ok(r) => r.and_then(|r| match self.lock.as_mut() {
                 Some(lock) => lock.update(r),
                 None => Lockfile::write(&self.paths.locks_dir, &format!("worker-{}", self.name), r)
                     .map(|l| self.lock = Some(l)),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "lockfile task failed");
+                return;
             }
-        });
+        };
         if let Err(e) = result {
             tracing::warn!(error = %e, "no lockfile for worker");
         }
@@ -619,7 +626,8 @@ impl Driver {
     /// process group, `grace`, then SIGKILL; reap it and drop its lock.
     async fn terminate(&mut self, child: &mut Child, grace: Duration) -> Option<ExitInfo> {
         use nix::sys::signal::Signal;
-        let status = match child.id() {
+        let child_pid = child.id();
+        let status = match child_pid {
             None => child.wait().await.ok(),
             Some(pid) => {
                 lockfile::signal_tree(pid, Signal::SIGTERM);
@@ -634,12 +642,18 @@ impl Driver {
                 }
             }
         };
+        if let Some(pid) = child_pid {
+            kill_group_remnants(pid);
+        }
         self.lock.take();
         status.map(exit_info)
     }
 
     /// Record how a process ended and describe it with its last log lines.
     fn ended(&mut self, status: std::io::Result<std::process::ExitStatus>, when: &str) -> String {
+        if let Some(pid) = self.slot.borrow().pid {
+            kill_group_remnants(pid);
+        }
         self.lock.take();
         let exit = status.ok().map(exit_info);
         let tail = log_tail(&self.paths.log_file(self.name.as_str()), LOG_TAIL_LINES);
@@ -659,6 +673,16 @@ impl Driver {
         });
         reason
     }
+}
+
+/// SIGKILL whatever is left of a reaped worker's process group (children it
+/// started that outlived it). The group id cannot be handed to a new process
+/// while members remain, so this never hits a stranger.
+fn kill_group_remnants(pgid: u32) {
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 /// The next Retry command, ignoring Demand. `None` when the supervisor is

@@ -41,7 +41,12 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 
 /// The deadline a request carries, if any.
 pub fn request_timeout<B>(req: &http::Request<B>) -> Option<Duration> {
-    req.headers()
+    header_timeout(req.headers())
+}
+
+/// The `grpc-timeout` in a header map, if present and well formed.
+pub fn header_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout)

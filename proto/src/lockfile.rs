@@ -400,8 +400,26 @@ pub struct SweepReport {
 
 /// Sweep every `*.json` lockfile in `dir`: kill verified orphans (SIGTERM,
 /// [`KILL_GRACE`], SIGKILL, concurrently) and delete their locks and stale
-/// ones. Locks whose owner still runs are left alone.
+/// ones. Locks whose owner still runs are left alone. Passes repeat while
+/// they kill something, so the children of an orphan killed in one pass
+/// (an orphaned agents-agent's MCP servers) are reaped in the next.
 pub async fn sweep(dir: &Path) -> io::Result<SweepReport> {
+    let mut report = SweepReport::default();
+    for _ in 0..4 {
+        let pass = sweep_once(dir).await?;
+        let killed_any = !pass.killed.is_empty();
+        report.killed.extend(pass.killed);
+        report.removed_stale.extend(pass.removed_stale);
+        report.malformed.extend(pass.malformed);
+        report.left_alone = pass.left_alone;
+        if !killed_any {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+async fn sweep_once(dir: &Path) -> io::Result<SweepReport> {
     let mut report = SweepReport::default();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -639,5 +657,37 @@ mod tests {
         assert!(report.killed.is_empty());
         assert!(dir.path().join("owned.json").exists());
         assert!(!dir.path().join("stale.json").exists());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn an_orphans_own_children_are_reaped_in_a_later_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        // An orphaned "agents-agent" (owner dead) that owns an "MCP server".
+        let mut agent = std::process::Command::new("sleep")
+            .arg("301")
+            .spawn()
+            .unwrap();
+        let mut server = std::process::Command::new("sleep")
+            .arg("302")
+            .spawn()
+            .unwrap();
+        let mut a = LockRecord::for_child("worker:agents", agent.id()).unwrap();
+        a.owner_pid = u32::MAX - 3;
+        a.owner_start_time = None;
+        let mut m = LockRecord::for_child("mcp:time", server.id()).unwrap();
+        m.owner_pid = agent.id();
+        m.owner_start_time = a.start_time;
+        std::mem::forget(Lockfile::write(dir.path(), "worker-agents", a).unwrap());
+        std::mem::forget(Lockfile::write(dir.path(), "mcp-time", m).unwrap());
+        // Reap each as it dies so it does not linger as a zombie.
+        let reaper = std::thread::spawn(move || (agent.wait().unwrap(), server.wait().unwrap()));
+        let report = sweep(dir.path()).await.unwrap();
+        let (a_exit, s_exit) = reaper.join().unwrap();
+        assert!(!a_exit.success() && !s_exit.success());
+        let names: Vec<&str> = report.killed.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(names, ["worker:agents", "mcp:time"]);
+        assert!(report.left_alone.is_empty());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

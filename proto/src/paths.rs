@@ -79,8 +79,19 @@ impl CoworkPaths {
     pub fn create_dirs(&self) -> io::Result<()> {
         std::fs::create_dir_all(&self.home)?;
         std::fs::create_dir_all(&self.logs_dir)?;
-        for dir in [&self.run_dir, &self.locks_dir, &self.socket_dir] {
+        for dir in [&self.run_dir, &self.locks_dir] {
             create_private_dir(dir)?;
+        }
+        if self.socket_dir != self.run_dir {
+            // The short directory lives in a shared temp dir: every level we
+            // create there must be a real directory that we own, or another
+            // user could pre-create it and receive our connections.
+            if let Some(parent) = self.socket_dir.parent() {
+                create_private_dir(parent)?;
+                check_owned_dir(parent)?;
+            }
+            create_private_dir(&self.socket_dir)?;
+            check_owned_dir(&self.socket_dir)?;
         }
         Ok(())
     }
@@ -118,6 +129,23 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         .mode(0o700)
         .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Refuse a directory that is a symlink, is not ours, or is open to others.
+fn check_owned_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir)?;
+    let uid = nix::unistd::geteuid().as_raw();
+    if !meta.file_type().is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a private directory owned by uid {uid}; remove it and start again",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn socket_dir_for(home: &Path, run_dir: &Path) -> PathBuf {
@@ -175,5 +203,19 @@ mod tests {
         assert!(a.worker_socket("capture").as_os_str().len() <= MAX_SOCKET_PATH);
         let other = CoworkPaths::for_home(PathBuf::from(format!("/tmp/{}", "y".repeat(150))));
         assert_ne!(a.socket_dir, other.socket_dir);
+    }
+
+    #[test]
+    fn a_symlinked_or_shared_socket_dir_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(check_owned_dir(&link).is_err());
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(check_owned_dir(&real).is_err());
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(check_owned_dir(&real).is_ok());
     }
 }

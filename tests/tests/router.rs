@@ -173,7 +173,57 @@ async fn deadlines_are_honoured_through_the_router() {
         ),
         "{err:?}"
     );
-    assert!(took < Duration::from_secs(3), "call took {took:?}");
+    assert!(took < Duration::from_secs(1), "call took {took:?}");
+}
+
+#[tokio::test]
+async fn a_call_to_a_worker_that_is_not_running_fails_within_100_ms() {
+    // capture never gets ready (starting for 10 s); agents crash-loops
+    // (restarting). Neither may hold a call for more than 100 ms.
+    let suite = Suite::start(
+        "[supervisor]\nready_timeout_ms = 10000\nbackoff_initial_ms = 5000\nbackoff_max_ms = 5000\n\
+         [workers.capture]\ncommand = [\"/bin/sh\", \"-c\", \"exec sleep 60\"]\n\
+         [workers.agents]\ncommand = [\"/bin/sh\", \"-c\", \"exit 1\"]\n",
+    );
+    suite.wait_state("agents", "restarting", T).await;
+    suite.wait_state("capture", "starting", T).await;
+    let _ = suite.worker("capture").await; // warm the connection
+    let mut capture =
+        cowork_proto::pb::capture::capture_client::CaptureClient::new(suite.channel());
+    let mut chat = cowork_proto::pb::chat::chat_client::ChatClient::new(suite.channel());
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let err = capture
+            .get_status(cowork_proto::pb::capture::GetStatusRequest {})
+            .await
+            .unwrap_err();
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        assert!(
+            err.message().contains("capture-agent is starting"),
+            "{}",
+            err.message()
+        );
+
+        let t = Instant::now();
+        let err = chat
+            .get_status(cowork_proto::pb::chat::GetStatusRequest {})
+            .await
+            .unwrap_err();
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        let msg = err.message();
+        assert!(
+            msg.contains("agents-agent restarting, attempt 1/5, next try in")
+                && msg.contains("exited with code 1"),
+            "{msg}"
+        );
+    }
+    assert!(
+        slowest < Duration::from_millis(100),
+        "slowest UNAVAILABLE took {slowest:?}"
+    );
 }
 
 #[tokio::test]

@@ -63,6 +63,38 @@ async fn boot_runs_capture_and_agents_and_leaves_the_browser_stopped() {
         .into_inner();
     assert_eq!(got.pid, agents.pid);
 
+    // `coworkctl status --json`: the contract's fields.
+    let out = suite.ctl(&["status", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+    let workers = v["workers"].as_array().expect("workers array");
+    assert_eq!(workers.len(), 3);
+    for w in workers {
+        for key in [
+            "name",
+            "state",
+            "pid",
+            "restarts",
+            "uptime_s",
+            "rss_bytes",
+            "cpu_percent",
+            "reason",
+        ] {
+            assert!(w.get(key).is_some(), "{key} missing in {w}");
+        }
+    }
+    let a = workers.iter().find(|w| w["name"] == "agents").unwrap();
+    assert_eq!(
+        (a["state"].as_str(), a["pid"].as_u64()),
+        (Some("running"), Some(agents.pid as u64))
+    );
+    assert!(a["rss_bytes"].as_u64().unwrap() > 1 << 20, "{a}");
+    let b = workers.iter().find(|w| w["name"] == "browser").unwrap();
+    assert_eq!(
+        (b["state"].as_str(), &b["pid"]),
+        (Some("stopped"), &serde_json::Value::Null)
+    );
+
     // Workers' stderr goes to their logs.
     let log = std::fs::read_to_string(suite.paths.log_file("capture")).unwrap();
     assert!(log.contains("ready"), "capture.log: {log}");

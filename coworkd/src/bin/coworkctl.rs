@@ -9,11 +9,20 @@ use coworkd::ctl;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 /// Exit status when coworkd cannot be reached.
 const EXIT_UNREACHABLE: u8 = 3;
+/// How long one call may take before coworkd counts as not answering.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request with coworkctl's deadline, so a hung coworkd cannot hang us.
+fn call<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(CALL_TIMEOUT);
+    r
+}
 
 /// Control the Cowork daemon suite.
 #[derive(Debug, Parser)]
@@ -87,13 +96,31 @@ fn main() -> ExitCode {
         };
         match run(args, channel).await {
             Ok(code) => code,
-            Err(e) => {
-                match e.downcast_ref::<tonic::Status>() {
-                    Some(s) => eprintln!("coworkctl: {:?}: {}", s.code(), s.message()),
-                    None => eprintln!("coworkctl: {e:#}"),
+            Err(e) => match e.downcast_ref::<tonic::Status>() {
+                Some(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                    ) =>
+                {
+                    eprintln!(
+                        "coworkctl: coworkd at {} is not answering ({}); it may be hung: \
+                         check {}",
+                        socket.display(),
+                        s.message(),
+                        paths.log_file("coworkd").display()
+                    );
+                    ExitCode::from(EXIT_UNREACHABLE)
                 }
-                ExitCode::FAILURE
-            }
+                Some(s) => {
+                    eprintln!("coworkctl: {:?}: {}", s.code(), s.message());
+                    ExitCode::FAILURE
+                }
+                None => {
+                    eprintln!("coworkctl: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
         }
     })
 }
@@ -103,7 +130,7 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match args.command {
         Cmd::Status => {
-            let s = system.status(StatusRequest {}).await?.into_inner();
+            let s = system.status(call(StatusRequest {})).await?.into_inner();
             if args.json {
                 writeln!(out, "{}", ctl::status_json(&s))?;
             } else {
@@ -111,7 +138,10 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
             }
         }
         Cmd::Retry { worker } => {
-            let r = system.retry(RetryRequest { worker }).await?.into_inner();
+            let r = system
+                .retry(call(RetryRequest { worker }))
+                .await?
+                .into_inner();
             let Some(w) = r.status else {
                 anyhow::bail!("coworkd answered without a status");
             };
@@ -145,7 +175,7 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
             eprintln!("coworkctl: coworkd closed the stream (shutting down)");
         }
         Cmd::Shutdown => {
-            system.shutdown(ShutdownRequest {}).await?;
+            system.shutdown(call(ShutdownRequest {})).await?;
             if !args.json {
                 writeln!(out, "coworkd is shutting down")?;
             } else {
@@ -157,7 +187,7 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
             let mut times = Vec::new();
             let mut pid = 0;
             for _ in 0..count.max(1) {
-                let mut req = tonic::Request::new(PingRequest {
+                let mut req = call(PingRequest {
                     payload: b"ping".to_vec(),
                 });
                 req.metadata_mut().insert(

@@ -71,34 +71,59 @@ struct InstanceLock {
 
 impl InstanceLock {
     fn take(paths: &CoworkPaths) -> Result<Self> {
+        use std::os::unix::fs::MetadataExt;
         let path = paths.instance_lock();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let mut lock = match nix::fcntl::Flock::lock(
-            file,
-            nix::fcntl::FlockArg::LockExclusiveNonblock,
-        ) {
-            Ok(l) => l,
-            Err((_, errno)) => {
-                let pid = std::fs::read_to_string(&path).unwrap_or_default();
-                let pid = pid.trim();
-                anyhow::bail!(
-                    "coworkd is already running (pid {}) for {} ({errno}); stop it with `coworkctl --home {} shutdown`",
-                    if pid.is_empty() { "unknown" } else { pid },
-                    paths.home.display(),
-                    paths.home.display()
-                );
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let mut lock = match nix::fcntl::Flock::lock(
+                file,
+                nix::fcntl::FlockArg::LockExclusiveNonblock,
+            ) {
+                Ok(l) => l,
+                Err((_, errno)) => {
+                    let pid = running_pid(&path);
+                    anyhow::bail!(
+                        "coworkd is already running (pid {pid}) for {} ({errno}); stop it with `coworkctl --home {} shutdown`",
+                        paths.home.display(),
+                        paths.home.display()
+                    );
+                }
+            };
+            // The previous owner may have deleted the file between our open
+            // and our lock: then we hold a lock on a file nobody else sees.
+            let same = std::fs::metadata(&path)
+                .ok()
+                .zip(lock.metadata().ok())
+                .is_some_and(|(on_disk, ours)| {
+                    on_disk.ino() == ours.ino() && on_disk.dev() == ours.dev()
+                });
+            if !same {
+                continue;
             }
-        };
-        lock.set_len(0)?;
-        writeln!(&mut *lock, "{}", std::process::id())?;
-        Ok(Self { path, _lock: lock })
+            lock.set_len(0)?;
+            writeln!(&mut *lock, "{}", std::process::id())?;
+            return Ok(Self { path, _lock: lock });
+        }
     }
+}
+
+/// The pid in a held instance lock; the owner may be writing it right now.
+fn running_pid(path: &std::path::Path) -> String {
+    for _ in 0..5 {
+        let pid = std::fs::read_to_string(path).unwrap_or_default();
+        let pid = pid.trim();
+        if !pid.is_empty() {
+            return pid.to_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    "unknown".to_owned()
 }
 
 impl Drop for InstanceLock {
@@ -114,6 +139,9 @@ async fn run(paths: CoworkPaths) -> Result<()> {
     cowork_proto::logging::init(Some(&paths.log_file("coworkd")))
         .context("cannot open the coworkd log")?;
     let instance = InstanceLock::take(&paths)?;
+    // From here on SIGTERM/SIGINT mean a graceful stop, even during boot.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let boot = std::time::Instant::now();
     tracing::info!(home = %paths.home.display(), pid = std::process::id(), "coworkd starting");
 
@@ -162,8 +190,6 @@ async fn run(paths: CoworkPaths) -> Result<()> {
     tracing::info!(socket = %paths.public_socket().display(), "serving");
     spawn_boot_timer(supervisor.clone(), boot);
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
