@@ -213,6 +213,9 @@ impl Relay {
     /// any other state fails at once with the reason.
     async fn wait_routable(&self, w: WorkerName) -> Result<(), String> {
         let mut rx = self.supervisor.watch(w);
+        if rx.borrow_and_update().routable {
+            return Ok(());
+        }
         let sup = self.config.borrow().supervisor.clone();
         let limit = {
             let s = rx.borrow_and_update();

@@ -92,6 +92,13 @@ async fn main() {
         .wait_state("capture", "running", Duration::from_secs(10))
         .await;
 
+    // Idle RSS right after boot, before any load.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let boot_rss: Vec<u64> = [suite.coworkd_pid(), capture.pid, agents.pid]
+        .iter()
+        .map(|p| rss(*p))
+        .collect();
+
     // 1. Unary round trip, direct vs relayed, interleaved in blocks.
     let mut direct = WorkerClient::new(cowork_proto::uds::channel(
         &suite.paths.worker_socket("agents"),
@@ -187,10 +194,14 @@ async fn main() {
         ("capture-agent", capture.pid),
         ("agents-agent", agents.pid),
     ];
-    for (name, pid) in pids {
+    for (i, (name, pid)) in pids.into_iter().enumerate() {
         rows.push([
-            format!("idle RSS {name} (MiB)"),
-            format!("{:.1}", rss(pid) as f64 / 1048576.0),
+            format!("idle RSS {name} (MiB): after boot / after the load above"),
+            format!(
+                "{:.1} / {:.1}",
+                boot_rss[i] as f64 / 1048576.0,
+                rss(pid) as f64 / 1048576.0
+            ),
             "-".into(),
             if name == "coworkd" {
                 "target ≤ 15 MiB".into()
