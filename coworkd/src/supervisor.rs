@@ -327,16 +327,36 @@ impl Driver {
                     s.routable = false;
                 });
                 let shutdown = self.shutdown.clone();
-                let ack = tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(delay) => None,
-                    cmd = next_retry(&mut self.commands) => match cmd {
-                        Some(ack) => {
-                            self.set(|s| { s.attempt = 0; s.restarts = 0; });
-                            Some(ack)
+                let failed_at = Instant::now();
+                let mut wake = TokioInstant::from_std(at);
+                let mut config_alive = true;
+                let ack = loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep_until(wake) => break None,
+                        // Supervisor settings apply at once, also to a
+                        // backoff already under way.
+                        changed = self.config.changed(), if config_alive => {
+                            if changed.is_err() {
+                                config_alive = false; // no live reload
+                                continue;
+                            }
+                            let sup = self.sup();
+                            let at = failed_at + sup.backoff().delay(attempt);
+                            wake = TokioInstant::from_std(at);
+                            self.set(|s| {
+                                s.next_retry_at = Some(at);
+                                s.max_restarts = sup.max_restarts;
+                            });
                         }
-                        None => return None,
-                    },
+                        cmd = next_retry(&mut self.commands) => match cmd {
+                            Some(ack) => {
+                                self.set(|s| { s.attempt = 0; s.restarts = 0; });
+                                break Some(ack);
+                            }
+                            None => return None,
+                        },
+                    }
                 };
                 self.set(|s| {
                     s.next_retry_at = None;

@@ -365,3 +365,25 @@ async fn config_edits_apply_live_without_restarting_running_workers() {
     // The current state first, then every transition in order.
     assert_eq!(capture, ["running", "restarting", "starting", "failed"]);
 }
+
+#[tokio::test]
+async fn a_shorter_backoff_applies_to_a_wait_already_under_way() {
+    let slow = "[supervisor]\nbackoff_initial_ms = 20000\nbackoff_max_ms = 20000\n\
+        [workers.agents]\ncommand = [\"/bin/sh\", \"-c\", \"exit 2\"]\n";
+    let suite = Suite::start(slow);
+    let waiting = suite.wait_state("agents", "restarting", T).await;
+    assert!(waiting.next_retry_in_ms > 10_000, "{waiting:?}");
+    assert_eq!(waiting.restarts, 0);
+    let t = Instant::now();
+    suite.write_config(
+        "[supervisor]\nbackoff_initial_ms = 100\nbackoff_max_ms = 100\nmax_restarts = 2\n\
+         [workers.agents]\ncommand = [\"/bin/sh\", \"-c\", \"exit 2\"]\n",
+    );
+    let failed = suite.wait_state("agents", "failed", T).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!((failed.restarts, failed.max_restarts), (2, 2));
+}
