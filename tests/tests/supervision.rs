@@ -387,3 +387,43 @@ async fn a_shorter_backoff_applies_to_a_wait_already_under_way() {
     );
     assert_eq!((failed.restarts, failed.max_restarts), (2, 2));
 }
+
+#[tokio::test]
+async fn backoff_doubles_and_a_stable_run_resets_the_attempt_counter() {
+    let suite = Suite::start(
+        "[supervisor]\nbackoff_initial_ms = 400\nbackoff_max_ms = 3000\nstable_after_ms = 500\n\
+         [workers.agents]\ncommand = [\"/bin/sh\", \"-c\", \"exit 4\"]\n",
+    );
+    let first = suite
+        .wait_worker("agents", "restarting, attempt 1", T, |w| {
+            state(w) == "restarting" && w.attempt == 1
+        })
+        .await;
+    let second = suite
+        .wait_worker("agents", "restarting, attempt 2", T, |w| {
+            state(w) == "restarting" && w.attempt == 2
+        })
+        .await;
+    assert!(first.next_retry_in_ms <= 400, "{first:?}");
+    assert!(
+        second.next_retry_in_ms > 400 && second.next_retry_in_ms <= 800,
+        "the second delay should be 800 ms: {second:?}"
+    );
+
+    // Fix the worker; once it has run for stable_after_ms the counter resets.
+    suite.write_config(
+        "[supervisor]\nbackoff_initial_ms = 400\nbackoff_max_ms = 3000\nstable_after_ms = 500\n",
+    );
+    let running = suite.wait_state("agents", "running", T).await;
+    assert!(running.attempt >= 2, "{running:?}");
+    let stable = suite
+        .wait_worker("agents", "attempt reset", T, |w| {
+            state(w) == "running" && w.attempt == 0
+        })
+        .await;
+    assert_eq!(stable.pid, running.pid);
+    assert!(
+        stable.restarts >= 2,
+        "restarts are history, not reset: {stable:?}"
+    );
+}
