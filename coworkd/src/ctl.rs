@@ -17,6 +17,19 @@ pub fn state_name(state: i32) -> &'static str {
     }
 }
 
+/// The per-worker fields of `status --json` that scripts rely on (issue 2's
+/// contract); more may follow, none of these may be renamed.
+pub const STATUS_JSON_FIELDS: [&str; 8] = [
+    "name",
+    "state",
+    "pid",
+    "restarts",
+    "uptime_s",
+    "rss_bytes",
+    "cpu_percent",
+    "reason",
+];
+
 /// `status --json`: `{"workers":[{"name","state","pid","restarts",
 /// "uptime_s","rss_bytes","cpu_percent","reason", ...}], "coworkd": {...}}`.
 pub fn status_json(s: &pb::StatusResponse) -> Value {
@@ -254,16 +267,7 @@ mod tests {
     fn json_has_the_contract_fields() {
         let v = status_json(&sample());
         let w = &v["workers"][0];
-        for key in [
-            "name",
-            "state",
-            "pid",
-            "restarts",
-            "uptime_s",
-            "rss_bytes",
-            "cpu_percent",
-            "reason",
-        ] {
+        for key in STATUS_JSON_FIELDS {
             assert!(w.get(key).is_some(), "missing {key}");
         }
         assert_eq!(w["state"], "running");

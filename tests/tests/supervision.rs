@@ -70,16 +70,7 @@ async fn boot_runs_capture_and_agents_and_leaves_the_browser_stopped() {
     let workers = v["workers"].as_array().expect("workers array");
     assert_eq!(workers.len(), 3);
     for w in workers {
-        for key in [
-            "name",
-            "state",
-            "pid",
-            "restarts",
-            "uptime_s",
-            "rss_bytes",
-            "cpu_percent",
-            "reason",
-        ] {
+        for key in coworkd::ctl::STATUS_JSON_FIELDS {
             assert!(w.get(key).is_some(), "{key} missing in {w}");
         }
     }
