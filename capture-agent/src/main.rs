@@ -1,32 +1,76 @@
-//! capture-agent: records what the person works on into cowork.db.
-//! Skeleton: serves the worker contract and `cowork.capture.v1.Capture`;
-//! the capture streams land with the capture issue.
+//! capture-agent: serves `cowork.capture.v1.Capture` and the worker
+//! contract; records consented capture streams into cowork.db. SIGTERM
+//! closes and commits every open record before exiting.
 
-use cowork_proto::pb::capture::{capture_server, GetStatusRequest, GetStatusResponse};
-use tonic::{Request, Response, Status};
+use capture_agent::config::CaptureConfig;
+use capture_agent::engine::Engine;
+use capture_agent::service::CaptureService;
+use clap::Parser;
+use cowork_proto::paths::CoworkPaths;
+use cowork_proto::pb::capture::capture_server::CaptureServer;
+use cowork_proto::worker::WorkerArgs;
+use std::process::ExitCode;
 
-struct Capture {
-    database_path: String,
-}
-
-#[tonic::async_trait]
-impl capture_server::Capture for Capture {
-    async fn get_status(
-        &self,
-        _: Request<GetStatusRequest>,
-    ) -> Result<Response<GetStatusResponse>, Status> {
-        Ok(Response::new(GetStatusResponse {
-            pid: std::process::id(),
-            streams: Vec::new(),
-            database_path: self.database_path.clone(),
-        }))
+fn main() -> ExitCode {
+    let args = WorkerArgs::parse();
+    let result = (|| -> anyhow::Result<()> {
+        let paths = CoworkPaths::resolve(args.home.as_deref())?;
+        cowork_proto::logging::init(None)?;
+        let config_path = paths.config_file();
+        let cfg = match CaptureConfig::load(&config_path, &paths.home) {
+            Ok(c) => c,
+            Err(e) => {
+                // A broken [capture] must not stop capture with the user's
+                // consent choices; run on defaults and say so.
+                tracing::error!(error = %e, "using default capture settings");
+                CaptureConfig::default()
+            }
+        };
+        std::fs::create_dir_all(&paths.home)?;
+        let db = paths.home.join("cowork.db");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut engine: Option<Engine> = None;
+        let mut start_error: Option<anyhow::Error> = None;
+        rt.block_on(cowork_proto::worker::run(
+            "capture",
+            paths.clone(),
+            args.socket,
+            |ctx, routes| match Engine::start(
+                &db,
+                &config_path,
+                &paths.home,
+                cfg,
+                ctx.health.clone(),
+            ) {
+                Ok(e) => {
+                    engine = Some(e.clone());
+                    routes.add_service(CaptureServer::new(CaptureService::new(e)))
+                }
+                Err(e) => {
+                    let e = anyhow::anyhow!("capture cannot open {}: {e}", db.display());
+                    ctx.health.set_degraded(e.to_string());
+                    start_error = Some(e);
+                    ctx.shutdown.cancel();
+                    routes
+                }
+            },
+        ))?;
+        if let Some(e) = engine {
+            e.shutdown();
+        }
+        match start_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("capture-agent: {e:#}");
+            tracing::error!(error = %e, "capture-agent exiting");
+            ExitCode::FAILURE
+        }
     }
-}
-
-fn main() -> std::process::ExitCode {
-    cowork_proto::worker::main("capture", |ctx, routes| {
-        routes.add_service(capture_server::CaptureServer::new(Capture {
-            database_path: ctx.paths.home.join("cowork.db").display().to_string(),
-        }))
-    })
 }

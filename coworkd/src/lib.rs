@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod config;
 pub mod ctl;
+pub mod ctl_capture;
 pub mod procinfo;
 pub mod relay;
 pub mod route;

@@ -45,6 +45,25 @@ pub struct Suite {
     pub paths: CoworkPaths,
     /// The coworkd process.
     pub coworkd: Option<Child>,
+    /// Environment changes for coworkd (and so its workers): `None` removes.
+    pub env: Vec<(String, Option<String>)>,
+}
+
+/// The `[capture]` section tests get unless their config has one: a sim
+/// source replaying an empty script, so capture is `running` on a machine
+/// with no display (where `auto` is honestly `degraded`).
+pub fn with_capture_default(home: &Path, config: &str) -> String {
+    if config.contains("[capture]") {
+        return config.to_owned();
+    }
+    let script = home.join("empty.jsonl");
+    if !script.exists() {
+        std::fs::write(&script, "").expect("write empty sim script");
+    }
+    format!(
+        "{config}\n[capture]\nsource = \"sim\"\nsim_script = \"{}\"\n",
+        script.display()
+    )
 }
 
 impl Suite {
@@ -60,20 +79,52 @@ impl Suite {
 
     /// Start coworkd in a given home.
     pub fn start_in(home: tempfile::TempDir, config: &str) -> Self {
+        Self::start_with_env(home, config, Vec::new())
+    }
+
+    /// Start coworkd in a given home with environment changes (`None`
+    /// removes a variable).
+    pub fn start_with_env(
+        home: tempfile::TempDir,
+        config: &str,
+        env: Vec<(String, Option<String>)>,
+    ) -> Self {
+        let config = with_capture_default(home.path(), config);
         std::fs::write(home.path().join("config.toml"), config).expect("write config");
         let paths = CoworkPaths::for_home(home.path().to_path_buf());
         let mut suite = Self {
             home,
             paths,
             coworkd: None,
+            env,
         };
         suite.spawn_coworkd();
         suite
     }
 
+    /// A fresh temporary home.
+    pub fn temp_home() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("cowork-e2e-")
+            .tempdir()
+            .expect("temp home")
+    }
+
     /// (Re)start the coworkd process and wait for its socket.
     pub fn spawn_coworkd(&mut self) {
-        self.coworkd = Some(spawn_quiet("coworkd", self.home.path()));
+        let mut cmd = Command::new(bin("coworkd"));
+        cmd.arg("--home")
+            .arg(self.home.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        self.coworkd = Some(cmd.spawn().expect("spawn coworkd"));
         let sock = self.paths.public_socket();
         wait_until(Duration::from_secs(10), "coworkd socket", || {
             std::os::unix::net::UnixStream::connect(&sock).is_ok()
@@ -164,7 +215,7 @@ impl Suite {
     /// Replace config.toml (coworkd reloads it live).
     pub fn write_config(&self, config: &str) {
         let tmp = self.home.path().join("config.toml.new");
-        std::fs::write(&tmp, config).expect("write config");
+        std::fs::write(&tmp, with_capture_default(self.home.path(), config)).expect("write config");
         std::fs::rename(&tmp, self.home.path().join("config.toml")).expect("replace config");
     }
 

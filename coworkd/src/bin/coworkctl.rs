@@ -51,6 +51,11 @@ enum Cmd {
     Watch,
     /// Stop every worker and coworkd.
     Shutdown,
+    /// Capture streams: status, consent, recent records.
+    Capture {
+        #[command(subcommand)]
+        command: CaptureCmd,
+    },
     /// Round trips to a worker through coworkd.
     Ping {
         /// capture, agents or browser.
@@ -59,6 +64,160 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         count: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaptureCmd {
+    /// Each stream: enabled, source, events in the last minute, last event.
+    Status,
+    /// Turn a stream on (window, focus, keystrokes or clipboard).
+    Enable {
+        /// window, focus, keystrokes or clipboard.
+        stream: String,
+    },
+    /// Turn a stream off: it is no longer even read from its source.
+    Disable {
+        /// window, focus, keystrokes or clipboard.
+        stream: String,
+    },
+    /// Recent records, newest first.
+    Recent {
+        /// Only this stream (repeatable).
+        #[arg(long = "stream", value_name = "STREAM")]
+        streams: Vec<String>,
+        /// At most this many records.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only records from this long ago on (e.g. 90s, 10m, 2h, 7d).
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// Only records before this long ago (e.g. 5m).
+        #[arg(long, value_name = "DURATION")]
+        until: Option<String>,
+    },
+    /// The window that has focus now.
+    Window,
+}
+
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn run_capture(
+    cmd: CaptureCmd,
+    json: bool,
+    channel: Channel,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    use cowork_proto::pb::capture::{capture_client::CaptureClient, *};
+    use coworkd::ctl_capture as cc;
+    let mut client = CaptureClient::new(channel);
+    let now = now_unix_ms();
+    match cmd {
+        CaptureCmd::Status => {
+            let s = client
+                .get_status(call(GetStatusRequest {}))
+                .await?
+                .into_inner();
+            if json {
+                writeln!(out, "{}", cc::status_json(&s))?;
+            } else {
+                write!(out, "{}", cc::status_table(&s, now))?;
+            }
+        }
+        CaptureCmd::Enable { stream } => set_stream(&mut client, stream, true, json, out).await?,
+        CaptureCmd::Disable { stream } => set_stream(&mut client, stream, false, json, out).await?,
+        CaptureCmd::Recent {
+            streams,
+            limit,
+            since,
+            until,
+        } => {
+            let ago = |d: Option<String>| -> Result<i64> {
+                match d {
+                    None => Ok(0),
+                    Some(d) => Ok(now - cc::parse_duration_ms(&d).map_err(anyhow::Error::msg)?),
+                }
+            };
+            let r = client
+                .list_recent(call(ListRecentRequest {
+                    from_unix_ms: ago(since)?,
+                    to_unix_ms: ago(until)?,
+                    limit,
+                    streams,
+                }))
+                .await?
+                .into_inner();
+            if json {
+                writeln!(out, "{}", cc::recent_json(&r))?;
+            } else {
+                write!(out, "{}", cc::recent_table(&r, now))?;
+            }
+        }
+        CaptureCmd::Window => {
+            let w = client
+                .get_active_window(call(GetActiveWindowRequest {}))
+                .await?
+                .into_inner();
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({
+                        "known": w.known, "app": w.app, "app_id": w.app_id, "title": w.title,
+                        "url": w.url, "since_unix_ms": w.since_unix_ms,
+                        "denylisted": w.denylisted,
+                        "away": if w.away.is_empty() { None } else { Some(&w.away) },
+                    })
+                )?;
+            } else if !w.known {
+                writeln!(out, "no active window known")?;
+            } else if w.denylisted {
+                writeln!(out, "{} (denylisted: not recorded)", w.app)?;
+            } else {
+                writeln!(
+                    out,
+                    "{} ({}): {}{} — since {}",
+                    w.app,
+                    w.app_id,
+                    w.title,
+                    if w.url.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" <{}>", w.url)
+                    },
+                    cc::age(now, w.since_unix_ms)
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_stream(
+    client: &mut cowork_proto::pb::capture::capture_client::CaptureClient<Channel>,
+    stream: String,
+    enabled: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    use cowork_proto::pb::capture::SetStreamEnabledRequest;
+    let r = client
+        .set_stream_enabled(call(SetStreamEnabledRequest { stream, enabled }))
+        .await?
+        .into_inner();
+    let Some(s) = r.stream else {
+        anyhow::bail!("capture-agent answered without the stream's status");
+    };
+    if json {
+        writeln!(out, "{}", coworkd::ctl_capture::stream_json(&s))?;
+    } else {
+        writeln!(out, "{}: {}", s.name, if s.enabled { "on" } else { "off" })?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -181,6 +340,9 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
             } else {
                 writeln!(out, "{}", serde_json::json!({"shutdown": true}))?;
             }
+        }
+        Cmd::Capture { command } => {
+            return run_capture(command, args.json, channel, &mut out).await;
         }
         Cmd::Ping { worker, count } => {
             let mut client = WorkerClient::new(channel);

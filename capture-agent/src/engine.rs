@@ -1,0 +1,549 @@
+//! The capture engine: one thread that owns the pipeline and the writer
+//! connection. Sources send it events through a bounded channel (back
+//! pressure, bounded memory); it commits rows in one transaction at least
+//! every `flush_interval_ms` (default 250 ms), checkpointing open rows with
+//! each commit, so a SIGKILL loses at most that interval's events. SIGTERM
+//! closes and commits everything.
+
+use crate::config::{CaptureConfig, SourceKind};
+use crate::event::{AwayKind, Stream, StreamSet};
+use crate::pipeline::{ActiveWindow, Pipeline};
+use crate::record::Row;
+use crate::source::{now_ms, sim::SimSource, Sink, Source, SourceMsg};
+use crate::store::{Store, StoreError};
+use cowork_proto::worker::HealthHandle;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Events and commands waiting for the engine at most.
+pub const QUEUE: usize = 16 * 1024;
+/// Rows buffered before a commit is forced, whatever the interval.
+pub const MAX_BATCH: usize = 8 * 1024;
+/// Rows kept while the database refuses writes, before the oldest go.
+pub const MAX_BACKLOG: usize = 256 * 1024;
+/// How often config.toml is checked for privacy changes.
+const CONFIG_CHECK: Duration = Duration::from_secs(2);
+
+/// Events per second over the last minute, in one-second buckets. Pure.
+#[derive(Debug, Clone)]
+pub struct RateWindow {
+    buckets: [(i64, u32); 60],
+}
+
+impl Default for RateWindow {
+    fn default() -> Self {
+        Self {
+            buckets: [(i64::MIN, 0); 60],
+        }
+    }
+}
+
+impl RateWindow {
+    /// Count one event at `sec` (Unix seconds).
+    pub fn record(&mut self, sec: i64) {
+        let b = &mut self.buckets[sec.rem_euclid(60) as usize];
+        if b.0 != sec {
+            *b = (sec, 0);
+        }
+        b.1 = b.1.saturating_add(1);
+    }
+    /// Events in the 60 seconds ending at `now_sec`.
+    pub fn count(&self, now_sec: i64) -> u64 {
+        self.buckets
+            .iter()
+            .filter(|(s, _)| *s <= now_sec && *s > now_sec - 60)
+            .map(|(_, n)| u64::from(*n))
+            .sum()
+    }
+}
+
+/// One stream's live figures.
+#[derive(Debug, Clone, Default)]
+pub struct StreamStats {
+    /// Time of the last event recorded (the event's own time), Unix ms.
+    pub last_event_ms: Option<i64>,
+    /// Events recorded per second, by arrival.
+    pub rate: RateWindow,
+    /// Events recorded since start.
+    pub total: u64,
+}
+
+/// What the service reads without asking the engine thread.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    /// Enabled streams.
+    pub streams: Option<StreamSet>,
+    /// The source's name.
+    pub source: String,
+    /// The source's state: Ok(detail) or Err(reason).
+    pub source_health: Option<Result<String, String>>,
+    /// Per stream, in [`Stream::ALL`] order.
+    pub stats: [StreamStats; 4],
+    /// The active window.
+    pub active: Option<ActiveWindow>,
+    /// Idle or asleep.
+    pub away: Option<AwayKind>,
+    /// Rows written since start.
+    pub rows_written: u64,
+    /// The last database error, if writes are failing.
+    pub store_error: Option<String>,
+}
+
+/// Errors talking to the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine thread is gone.
+    #[error("the capture engine has stopped")]
+    Stopped,
+    /// The database refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The engine did not answer in time.
+    #[error("the capture engine did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+enum Command {
+    Source(SourceMsg),
+    SetStream(Stream, bool, mpsc::Sender<Result<(), String>>),
+    Flush(mpsc::Sender<Result<(), String>>),
+    Shutdown(mpsc::Sender<()>),
+}
+
+/// A handle on the running engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    tx: SyncSender<Command>,
+    live: Arc<Mutex<Live>>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    db_path: PathBuf,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+/// Pick the source the config asks for. `Err` is the reason the worker is
+/// degraded (auto with no display).
+pub fn make_source(cfg: &CaptureConfig) -> Result<Box<dyn Source>, String> {
+    match cfg.source {
+        SourceKind::Sim => Ok(Box::new(SimSource::new(
+            cfg.sim_script.clone(),
+            cfg.sim_speed,
+        ))),
+        #[cfg(target_os = "linux")]
+        SourceKind::X11 => Ok(Box::new(crate::source::x11::X11Source::new(
+            cfg.idle_threshold_s as i64 * 1000,
+        ))),
+        #[cfg(target_os = "linux")]
+        SourceKind::Auto => {
+            if crate::source::x11::display_configured() {
+                Ok(Box::new(crate::source::x11::X11Source::new(
+                    cfg.idle_threshold_s as i64 * 1000,
+                )))
+            } else {
+                Err(
+                    "no display: DISPLAY is not set, so there is no desktop to capture; \
+                     run inside an X11 session or set [capture] source = \"sim\""
+                        .into(),
+                )
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        SourceKind::X11 | SourceKind::Auto => {
+            Err("no capture source for this platform yet; set [capture] source = \"sim\"".into())
+        }
+    }
+}
+
+fn stream_index(s: Stream) -> usize {
+    Stream::ALL.iter().position(|x| *x == s).unwrap_or(0)
+}
+
+fn config_mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl Engine {
+    /// Open the store, restore consent, start the source and the engine
+    /// thread. Store errors are fatal (the worker cannot do its job); a
+    /// source that cannot start leaves the worker serving, degraded.
+    pub fn start(
+        db_path: &Path,
+        config_path: &Path,
+        home: &Path,
+        cfg: CaptureConfig,
+        health: HealthHandle,
+    ) -> Result<Self, EngineError> {
+        let store = Store::open(db_path)?;
+        let streams = store.load_streams(StreamSet::default())?;
+        let ids = store.next_ids()?;
+        let privacy = cfg
+            .privacy()
+            .unwrap_or_else(|_| crate::privacy::Privacy::default());
+        let pipeline = Pipeline::new(streams, privacy, cfg.keystroke_debounce_ms as i64, ids);
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let live = Arc::new(Mutex::new(Live {
+            streams: Some(streams),
+            ..Default::default()
+        }));
+        let source = match make_source(&cfg) {
+            Ok(s) => {
+                if let Ok(mut l) = live.lock() {
+                    l.source = s.name().to_owned();
+                }
+                Some(s)
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "capture is degraded");
+                health.set_degraded(reason.clone());
+                if let Ok(mut l) = live.lock() {
+                    l.source = cfg.source.name().to_owned();
+                    l.source_health = Some(Err(reason));
+                }
+                None
+            }
+        };
+        let mut core = Core {
+            store,
+            pipeline,
+            source,
+            cfg,
+            config_path: config_path.to_path_buf(),
+            home: home.to_path_buf(),
+            live: live.clone(),
+            health,
+            pending: Vec::new(),
+            dirty_since: None,
+        };
+        let sink_tx = tx.clone();
+        let sink = Sink::new(move |m| sink_tx.send(Command::Source(m)).is_ok());
+        let thread = std::thread::Builder::new()
+            .name("capture-engine".into())
+            .spawn(move || {
+                core.start_source(sink);
+                core.run(rx);
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(Self {
+            tx,
+            live,
+            thread: Arc::new(Mutex::new(Some(thread))),
+            db_path: db_path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// A snapshot of the live figures.
+    pub fn live(&self) -> Live {
+        self.live.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn ask<T>(
+        &self,
+        make: impl FnOnce(mpsc::Sender<T>) -> Command,
+        timeout: Duration,
+    ) -> Result<T, EngineError> {
+        let (reply, rx) = mpsc::channel();
+        self.tx
+            .send(make(reply))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.recv_timeout(timeout).map_err(|e| match e {
+            RecvTimeoutError::Timeout => EngineError::Timeout(timeout),
+            RecvTimeoutError::Disconnected => EngineError::Stopped,
+        })
+    }
+
+    /// Turn a stream on or off, persistently. Blocks until applied.
+    pub fn set_stream(&self, stream: Stream, on: bool) -> Result<Result<(), String>, EngineError> {
+        self.ask(
+            |r| Command::SetStream(stream, on, r),
+            Duration::from_secs(10),
+        )
+    }
+
+    /// Commit everything received so far. Blocks until committed.
+    pub fn flush(&self) -> Result<Result<(), String>, EngineError> {
+        self.ask(Command::Flush, Duration::from_secs(10))
+    }
+
+    /// Close every open row, commit, and stop the engine thread.
+    pub fn shutdown(&self) {
+        let _ = self.ask(Command::Shutdown, Duration::from_secs(5));
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Core {
+    store: Store,
+    pipeline: Pipeline,
+    source: Option<Box<dyn Source>>,
+    cfg: CaptureConfig,
+    config_path: PathBuf,
+    home: PathBuf,
+    live: Arc<Mutex<Live>>,
+    health: HealthHandle,
+    pending: Vec<Row>,
+    dirty_since: Option<Instant>,
+}
+
+impl Core {
+    fn start_source(&mut self, sink: Sink) {
+        let wants = self.pipeline.streams().wants();
+        if let Some(src) = self.source.as_mut() {
+            if let Err(e) = src.start(wants, sink) {
+                tracing::warn!(source = src.name(), error = %e, "capture source failed to start");
+                self.health.set_degraded(e.0.clone());
+                if let Ok(mut l) = self.live.lock() {
+                    l.source_health = Some(Err(e.0));
+                }
+            }
+        }
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Command>) {
+        let flush_every = Duration::from_millis(self.cfg.flush_interval_ms);
+        let mut next_retention = Instant::now();
+        let mut next_config_check = Instant::now() + CONFIG_CHECK;
+        let mut config_seen = config_mtime(&self.config_path);
+        loop {
+            let now = Instant::now();
+            let mut wait = next_retention
+                .min(next_config_check)
+                .saturating_duration_since(now);
+            if let Some(since) = self.dirty_since {
+                wait = wait.min((since + flush_every).saturating_duration_since(now));
+            }
+            if let Some(deadline) = self.pipeline.deadline() {
+                let ms = deadline.saturating_sub(now_ms()).max(0) as u64;
+                wait = wait.min(Duration::from_millis(ms));
+            }
+            match rx.recv_timeout(wait) {
+                Ok(Command::Source(SourceMsg::Event(ev))) => {
+                    let at = ev.at_ms;
+                    let is_window = matches!(
+                        ev.event,
+                        crate::event::SourceEvent::Window(_)
+                            | crate::event::SourceEvent::NoWindow
+                            | crate::event::SourceEvent::AwayStart(_)
+                            | crate::event::SourceEvent::AwayEnd
+                    );
+                    let recorded = self.pipeline.handle(ev);
+                    self.touch();
+                    if let Ok(mut l) = self.live.lock() {
+                        if let Some(s) = recorded {
+                            let st = &mut l.stats[stream_index(s)];
+                            st.last_event_ms = Some(at);
+                            st.rate.record(now_ms().div_euclid(1000));
+                            st.total += 1;
+                        }
+                        if is_window {
+                            l.active = self.pipeline.active_window().cloned();
+                            l.away = self.pipeline.away();
+                        }
+                    }
+                }
+                Ok(Command::Source(SourceMsg::Health(h))) => {
+                    match &h {
+                        Ok(detail) => {
+                            tracing::info!(%detail, "capture source");
+                            if self
+                                .live
+                                .lock()
+                                .map(|l| l.store_error.is_none())
+                                .unwrap_or(true)
+                            {
+                                self.health.set_ready();
+                            }
+                        }
+                        Err(reason) => {
+                            tracing::warn!(%reason, "capture source degraded");
+                            self.health.set_degraded(reason.clone());
+                        }
+                    }
+                    if let Ok(mut l) = self.live.lock() {
+                        l.source_health = Some(h);
+                    }
+                }
+                Ok(Command::SetStream(stream, on, reply)) => {
+                    let r = self.set_stream(stream, on);
+                    let _ = reply.send(r);
+                }
+                Ok(Command::Flush(reply)) => {
+                    let r = self.commit();
+                    let _ = reply.send(r);
+                }
+                Ok(Command::Shutdown(reply)) => {
+                    self.stop();
+                    let _ = reply.send(());
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.stop();
+                    return;
+                }
+            }
+            self.pipeline.advance(now_ms());
+            if self.pipeline.pending() > 0 {
+                self.pending.extend(self.pipeline.take_rows());
+                self.touch();
+            }
+            let now = Instant::now();
+            if self.pending.len() >= MAX_BATCH
+                || self.dirty_since.is_some_and(|s| now >= s + flush_every)
+            {
+                let _ = self.commit();
+            }
+            if now >= next_retention {
+                self.retention();
+                next_retention = now + Duration::from_secs(self.cfg.retention_interval_s);
+            }
+            if now >= next_config_check {
+                next_config_check = now + CONFIG_CHECK;
+                let m = config_mtime(&self.config_path);
+                if m != config_seen {
+                    config_seen = m;
+                    self.reload_config();
+                }
+            }
+        }
+    }
+
+    fn touch(&mut self) {
+        if self.dirty_since.is_none() {
+            self.dirty_since = Some(Instant::now());
+        }
+    }
+
+    fn set_stream(&mut self, stream: Stream, on: bool) -> Result<(), String> {
+        self.store
+            .save_stream(stream, on)
+            .map_err(|e| e.to_string())?;
+        self.pipeline.set_stream(stream, on, now_ms());
+        let streams = self.pipeline.streams();
+        if let Some(src) = self.source.as_mut() {
+            src.set_wants(streams.wants());
+        }
+        if let Ok(mut l) = self.live.lock() {
+            l.streams = Some(streams);
+        }
+        tracing::info!(%stream, enabled = on, "capture stream consent changed");
+        self.pending.extend(self.pipeline.take_rows());
+        self.commit()
+    }
+
+    /// Checkpoint open rows and write everything pending in one
+    /// transaction. On failure the rows stay pending (bounded).
+    fn commit(&mut self) -> Result<(), String> {
+        self.pipeline.checkpoint();
+        self.pending.extend(self.pipeline.take_rows());
+        self.dirty_since = None;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        match self.store.write(&self.pending) {
+            Ok(()) => {
+                let n = self.pending.len() as u64;
+                self.pending.clear();
+                if let Ok(mut l) = self.live.lock() {
+                    l.rows_written += n;
+                    if l.store_error.take().is_some() && !matches!(l.source_health, Some(Err(_))) {
+                        self.health.set_ready();
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, rows = self.pending.len(), "capture write failed; will retry");
+                self.health
+                    .set_degraded(format!("cannot write capture rows: {msg}"));
+                if self.pending.len() > MAX_BACKLOG {
+                    let drop = self.pending.len() - MAX_BACKLOG;
+                    tracing::error!(
+                        rows = drop,
+                        "capture backlog full: dropping the oldest rows"
+                    );
+                    self.pending.drain(..drop);
+                }
+                self.dirty_since = Some(Instant::now());
+                if let Ok(mut l) = self.live.lock() {
+                    l.store_error = Some(msg.clone());
+                }
+                Err(msg)
+            }
+        }
+    }
+
+    fn retention(&mut self) {
+        let cutoff = now_ms() - self.cfg.retention_ms();
+        match self.store.enforce_retention(cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                rows = n,
+                days = self.cfg.retention_days,
+                "retention: old capture rows deleted"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention failed; will retry"),
+        }
+    }
+
+    fn reload_config(&mut self) {
+        match CaptureConfig::load(&self.config_path, &self.home) {
+            Ok(c) => {
+                match c.privacy() {
+                    Ok(p) => self.pipeline.set_privacy(p, now_ms()),
+                    Err(e) => tracing::warn!(error = %e, "privacy settings unchanged"),
+                }
+                if c.source != self.cfg.source || c.sim_script != self.cfg.sim_script {
+                    tracing::info!(
+                        "capture source settings change at the next capture-agent start"
+                    );
+                }
+                self.cfg.retention_days = c.retention_days;
+                self.cfg.retention_interval_s = c.retention_interval_s;
+                self.cfg.denylist = c.denylist;
+                self.cfg.denylist_extra = c.denylist_extra;
+                self.cfg.redact_patterns = c.redact_patterns;
+                tracing::info!("capture privacy and retention settings reloaded");
+            }
+            Err(e) => tracing::warn!(error = %e, "config.toml change ignored"),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.pipeline.shutdown(now_ms());
+        if let Err(e) = self.commit() {
+            tracing::error!(error = %e, "final capture commit failed");
+        } else {
+            tracing::info!("capture flushed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_window_counts_the_last_minute() {
+        let mut r = RateWindow::default();
+        for s in 0..120 {
+            r.record(s);
+        }
+        r.record(119);
+        assert_eq!(r.count(119), 61);
+        assert_eq!(r.count(200), 0);
+    }
+}

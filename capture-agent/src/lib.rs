@@ -1,0 +1,19 @@
+//! capture-agent: records what the person works on into cowork.db, as
+//! independent, consented capture streams.
+//!
+//! Domain (pure, no SQL, no gRPC): [`event`], [`privacy`], [`chunker`],
+//! [`buffer`], [`pipeline`], [`source::keymap`]. Adapters: [`source`]
+//! (X11, simulation), [`store`] (SQLite), [`engine`] (the thread tying them
+//! together), [`service`] (gRPC).
+
+pub mod buffer;
+pub mod chunker;
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod pipeline;
+pub mod privacy;
+pub mod record;
+pub mod service;
+pub mod source;
+pub mod store;
