@@ -9,9 +9,17 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
+# The X11 capture tests: a virtual X server, an EWMH window manager, real
+# windows, input and clipboard drivers.
+command -v Xvfb >/dev/null || need_apt+=(xvfb)
+command -v openbox >/dev/null || need_apt+=(openbox)
+command -v xterm >/dev/null || need_apt+=(xterm)
+command -v xdotool >/dev/null || need_apt+=(xdotool)
+command -v xclip >/dev/null || need_apt+=(xclip)
+command -v xprop >/dev/null || need_apt+=(x11-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need_apt[@]}"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 

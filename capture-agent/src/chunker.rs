@@ -230,7 +230,7 @@ mod tests {
     fn the_cap_closes_only_the_chunk() {
         let mut c = Chunker::new(1000, 1);
         let mut out = Vec::new();
-        let text: String = std::iter::repeat('a').take(2500).collect();
+        let text = "a".repeat(2500);
         c.type_text(0, &text, &ctx("a"), &mut out);
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|r| r.text.chars().count() == CHUNK_CAP));

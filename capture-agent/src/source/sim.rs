@@ -91,7 +91,7 @@ pub fn parse_line(line: &str) -> Result<Option<ScriptEvent>, String> {
         return Err(format!("t_ms must not be negative (got {})", l.t_ms));
     }
     let away = |seconds: f64| -> Result<i64, String> {
-        if seconds.is_finite() && seconds >= 0.0 && seconds < 1e9 {
+        if (0.0..1e9).contains(&seconds) {
             Ok((seconds * 1000.0) as i64)
         } else {
             Err(format!("seconds must be between 0 and 1e9 (got {seconds})"))
@@ -368,7 +368,9 @@ mod tests {
         }
     }
 
-    fn run(script: &str, wants: Wants) -> (Vec<(i64, SourceEvent)>, Vec<Result<String, String>>) {
+    type Replayed = (Vec<(i64, SourceEvent)>, Vec<Result<String, String>>);
+
+    fn run(script: &str, wants: Wants) -> Replayed {
         let events = Arc::new(Mutex::new(Vec::new()));
         let health = Arc::new(Mutex::new(Vec::new()));
         let (e2, h2) = (events.clone(), health.clone());

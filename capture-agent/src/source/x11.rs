@@ -213,7 +213,7 @@ impl WindowWatcher {
             .ok()?
             .reply()
             .ok()?;
-        (r.format != 0).then_some(r.value)
+        (r.format != 0 && !r.value.is_empty()).then_some(r.value)
     }
 
     fn active(&self) -> Option<Window> {
@@ -235,7 +235,7 @@ impl WindowWatcher {
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| instance.clone());
         let title = self
-            .prop(win, self.atoms.net_wm_name, self.atoms.utf8_string)
+            .prop(win, self.atoms.net_wm_name, AtomEnum::ANY)
             .or_else(|| self.prop(win, AtomEnum::WM_NAME.into(), AtomEnum::ANY))
             .map(|t| String::from_utf8_lossy(&t).into_owned())
             .unwrap_or_default();
@@ -305,7 +305,7 @@ impl WindowWatcher {
                 }
             }
             tick += 1;
-            if tick % IDLE_EVERY == 0 && wants.idle {
+            if tick.is_multiple_of(IDLE_EVERY) && wants.idle {
                 let now = now_ms();
                 let s = suspended_ms();
                 let slept = s - suspended;
