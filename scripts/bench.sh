@@ -5,3 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked --release --workspace --bins
 cargo bench --locked -p cowork-e2e --bench suite
+cargo bench --locked -p cowork-e2e --bench capture

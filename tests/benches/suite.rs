@@ -64,23 +64,6 @@ async fn stream_mb_s(client: &mut WorkerClient<Channel>, via_router: bool) -> f6
     bytes as f64 / t.elapsed().as_secs_f64() / 1e6
 }
 
-fn rss(pid: u32) -> u64 {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| coworkd::procinfo::cpu_ticks(&s))
-        .unwrap_or(0)
-}
-
 #[tokio::main]
 async fn main() {
     let mut rows: Vec<[String; 4]> = Vec::new();
@@ -96,7 +79,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let boot_rss: Vec<u64> = [suite.coworkd_pid(), capture.pid, agents.pid]
         .iter()
-        .map(|p| rss(*p))
+        .map(|p| proc_rss_bytes(*p))
         .collect();
 
     // 1. Unary round trip, direct vs relayed, interleaved in blocks.
@@ -200,7 +183,7 @@ async fn main() {
             format!(
                 "{:.1} / {:.1}",
                 boot_rss[i] as f64 / 1048576.0,
-                rss(pid) as f64 / 1048576.0
+                proc_rss_bytes(pid) as f64 / 1048576.0
             ),
             "-".into(),
             if name == "coworkd" {
@@ -214,10 +197,10 @@ async fn main() {
     drop(relayed);
     let quick = std::env::var_os("COWORK_BENCH_QUICK").is_some();
     let window = Duration::from_secs(if quick { 3 } else { 30 });
-    let before: u64 = pids.iter().map(|(_, p)| cpu_ticks(*p)).sum();
+    let before: u64 = pids.iter().map(|(_, p)| proc_cpu_ticks(*p)).sum();
     let t = Instant::now();
     tokio::time::sleep(window).await;
-    let after: u64 = pids.iter().map(|(_, p)| cpu_ticks(*p)).sum();
+    let after: u64 = pids.iter().map(|(_, p)| proc_cpu_ticks(*p)).sum();
     let hz = 100.0; // USER_HZ on Linux
     let cpu = (after - before) as f64 / hz / t.elapsed().as_secs_f64() * 100.0;
     rows.push([

@@ -314,3 +314,35 @@ pub fn repo_root() -> PathBuf {
         .expect("tests/ has a parent")
         .to_path_buf()
 }
+
+/// A process's resident memory in bytes (0 when it is gone).
+pub fn proc_rss_bytes(pid: u32) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// A process's peak resident memory (VmHWM) in bytes.
+pub fn proc_peak_rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A process's user + system CPU time in clock ticks (0 when it is gone).
+pub fn proc_cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| coworkd::procinfo::cpu_ticks(&s))
+        .unwrap_or(0)
+}
