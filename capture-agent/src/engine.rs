@@ -25,6 +25,9 @@ pub const MAX_BATCH: usize = 8 * 1024;
 pub const MAX_BACKLOG: usize = 256 * 1024;
 /// How often config.toml is checked for privacy changes.
 const CONFIG_CHECK: Duration = Duration::from_secs(2);
+/// How often open rows are rewritten, so a crash closes them within a
+/// second of when it happened (heartbeat + one flush interval ≤ 1 s).
+pub const HEARTBEAT: Duration = Duration::from_millis(700);
 
 /// Events per second over the last minute, in one-second buckets. Pure.
 #[derive(Debug, Clone)]
@@ -172,11 +175,15 @@ impl Engine {
     /// Open the store, restore consent, start the source and the engine
     /// thread. Store errors are fatal (the worker cannot do its job); a
     /// source that cannot start leaves the worker serving, degraded.
+    /// With `config_error`, capture fails closed: no source runs (nothing
+    /// is recorded under settings the person did not write), the worker is
+    /// degraded with the error, and the service still answers.
     pub fn start(
         db_path: &Path,
         config_path: &Path,
         home: &Path,
         cfg: CaptureConfig,
+        config_error: Option<String>,
         health: HealthHandle,
     ) -> Result<Self, EngineError> {
         let store = Store::open(db_path)?;
@@ -191,7 +198,13 @@ impl Engine {
             streams: Some(streams),
             ..Default::default()
         }));
-        let source = match make_source(&cfg) {
+        let chosen = match config_error {
+            Some(e) => Err(format!(
+                "{e}; capture is paused until it is fixed (then `coworkctl retry capture`)"
+            )),
+            None => make_source(&cfg),
+        };
+        let source = match chosen {
             Ok(s) => {
                 if let Ok(mut l) = live.lock() {
                     l.source = s.name().to_owned();
@@ -316,10 +329,12 @@ impl Core {
         let mut next_retention = Instant::now();
         let mut next_config_check = Instant::now() + CONFIG_CHECK;
         let mut config_seen = config_mtime(&self.config_path);
+        let mut next_heartbeat = Instant::now() + HEARTBEAT;
         loop {
             let now = Instant::now();
             let mut wait = next_retention
                 .min(next_config_check)
+                .min(next_heartbeat)
                 .saturating_duration_since(now);
             if let Some(since) = self.dirty_since {
                 wait = wait.min((since + flush_every).saturating_duration_since(now));
@@ -400,6 +415,12 @@ impl Core {
                 self.touch();
             }
             let now = Instant::now();
+            if now >= next_heartbeat {
+                next_heartbeat = now + HEARTBEAT;
+                if self.pipeline.heartbeat() {
+                    self.touch();
+                }
+            }
             if self.pending.len() >= MAX_BATCH
                 || self.dirty_since.is_some_and(|s| now >= s + flush_every)
             {

@@ -255,6 +255,12 @@ pub enum SourceEvent {
         op: ClipboardOp,
         /// The clipboard's text (None when unreadable or not text).
         text: Option<String>,
+        /// The app that owns the clipboard's content, when the source knows
+        /// (a password manager copies with a button, not a hotkey).
+        owner_app: Option<String>,
+        /// The owner marked the content as a secret (e.g. KDE's
+        /// `x-kde-passwordManagerHint`): never recorded.
+        sensitive: bool,
     },
     /// The person went away (idle or sleep) at the event's time.
     AwayStart(AwayKind),

@@ -17,13 +17,13 @@ fn main() -> ExitCode {
         let paths = CoworkPaths::resolve(args.home.as_deref())?;
         cowork_proto::logging::init(None)?;
         let config_path = paths.config_file();
-        let cfg = match CaptureConfig::load(&config_path, &paths.home) {
-            Ok(c) => c,
+        // A broken [capture] fails closed: recording under defaults would
+        // drop the person's denylist and redactions.
+        let (cfg, config_error) = match CaptureConfig::load(&config_path, &paths.home) {
+            Ok(c) => (c, None),
             Err(e) => {
-                // A broken [capture] must not stop capture with the user's
-                // consent choices; run on defaults and say so.
-                tracing::error!(error = %e, "using default capture settings");
-                CaptureConfig::default()
+                tracing::error!(error = %e, "capture paused: config.toml is invalid");
+                (CaptureConfig::default(), Some(e.to_string()))
             }
         };
         std::fs::create_dir_all(&paths.home)?;
@@ -42,6 +42,7 @@ fn main() -> ExitCode {
                 &config_path,
                 &paths.home,
                 cfg,
+                config_error,
                 ctx.health.clone(),
             ) {
                 Ok(e) => {

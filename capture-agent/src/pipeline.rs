@@ -84,6 +84,7 @@ pub struct Pipeline {
     buffer: ActivityBuffer,
     ids: NextIds,
     clock_ms: i64,
+    last_event_ms: i64,
     tainted_clipboard: Option<u64>,
     out: Vec<Row>,
 }
@@ -109,6 +110,7 @@ impl Pipeline {
             buffer: ActivityBuffer::default(),
             ids,
             clock_ms: i64::MIN,
+            last_event_ms: i64::MIN,
             tainted_clipboard: None,
             out: Vec::new(),
         }
@@ -137,6 +139,9 @@ impl Pipeline {
     /// Replace the denylist and redaction patterns. Applies to what is
     /// recorded from now on.
     pub fn set_privacy(&mut self, privacy: Privacy, at_ms: i64) {
+        if self.privacy.same_rules(&privacy) {
+            return;
+        }
         self.privacy = privacy;
         if let Some(w) = self.window.clone() {
             // Re-evaluate the current window under the new rules.
@@ -154,7 +159,17 @@ impl Pipeline {
     /// Handle one event. Returns the stream that recorded it, or None when
     /// it was dropped (stream off, denylisted app, nothing changed).
     pub fn handle(&mut self, ev: TimedEvent) -> Option<Stream> {
+        if let SourceEvent::AwayStart(kind) = ev.event {
+            // Sources detect idle (and sleep) after the fact and date it back
+            // to the last input; honour that, but never before an event
+            // already handled.
+            let at = ev.at_ms.max(self.last_event_ms);
+            self.last_event_ms = self.last_event_ms.max(at);
+            self.tick(at);
+            return self.on_away_start(at, kind);
+        }
         let at = self.tick(ev.at_ms);
+        self.last_event_ms = at;
         self.advance(at);
         match ev.event {
             SourceEvent::Window(w) => self.on_window(at, Some(w)),
@@ -187,7 +202,18 @@ impl Pipeline {
                 self.emit_chunks(closed);
                 Some(Stream::Keystrokes)
             }
-            SourceEvent::Clipboard { op, text } => self.on_clipboard(at, op, text),
+            SourceEvent::Clipboard {
+                op,
+                text,
+                owner_app,
+                sensitive,
+            } => {
+                let from_denied = sensitive
+                    || owner_app
+                        .as_deref()
+                        .is_some_and(|o| self.privacy.is_denied_name(o));
+                self.on_clipboard(at, op, text, from_denied)
+            }
             SourceEvent::AwayStart(kind) => self.on_away_start(at, kind),
             SourceEvent::AwayEnd => {
                 let was = self.away.is_some();
@@ -264,6 +290,25 @@ impl Pipeline {
             }
         }
         self.checkpoint();
+    }
+
+    /// Mark every open row changed, so the next checkpoint rewrites it
+    /// (a heartbeat: a crash then closes it near the time it happened).
+    pub fn heartbeat(&mut self) -> bool {
+        let mut any = false;
+        if let Some(a) = self.activity.as_mut() {
+            a.dirty = true;
+            any = true;
+        }
+        if let Some(f) = self.focus.as_mut() {
+            f.dirty = true;
+            any = true;
+        }
+        if let Some(r) = self.away.as_mut().and_then(|a| a.row.as_mut()) {
+            r.dirty = true;
+            any = true;
+        }
+        any
     }
 
     /// Move finished rows waiting in the activity buffer, and every open
@@ -362,12 +407,22 @@ impl Pipeline {
             .then_some(Stream::Window)
     }
 
-    fn on_clipboard(&mut self, at: i64, op: ClipboardOp, text: Option<String>) -> Option<Stream> {
+    fn on_clipboard(
+        &mut self,
+        at: i64,
+        op: ClipboardOp,
+        text: Option<String>,
+        from_denied: bool,
+    ) -> Option<Stream> {
         if !self.streams.get(Stream::Clipboard) {
             return None;
         }
         self.end_away(at);
         let hash = text.as_deref().map(text_hash);
+        if from_denied {
+            // The content belongs to a denylisted app (or is marked secret).
+            return None;
+        }
         if self.window_denied() {
             // Remember what a denylisted app put on the clipboard, so pasting
             // it elsewhere does not record it either.
@@ -651,6 +706,8 @@ mod tests {
                     SourceEvent::Clipboard {
                         op: ClipboardOp::Copy,
                         text: Some("s3cret".into()),
+                        owner_app: None,
+                        sensitive: false,
                     },
                 ),
                 (3, win("Firefox", "login")),
@@ -659,6 +716,8 @@ mod tests {
                     SourceEvent::Clipboard {
                         op: ClipboardOp::Paste,
                         text: Some("s3cret".into()),
+                        owner_app: None,
+                        sensitive: false,
                     },
                 ),
             ],
@@ -698,6 +757,71 @@ mod tests {
             .collect();
         assert_eq!(away.len(), 1);
         assert_eq!((away[0].started_ms, away[0].ended_ms), (100, Some(5000)));
+    }
+
+    #[test]
+    fn a_password_copied_with_a_button_is_never_recorded() {
+        let mut p = pipeline();
+        let clip = |owner: Option<&str>, sensitive: bool| SourceEvent::Clipboard {
+            op: ClipboardOp::Paste,
+            text: Some("pw".into()),
+            owner_app: owner.map(String::from),
+            sensitive,
+        };
+        let rows = feed(
+            &mut p,
+            vec![
+                (0, win("Firefox", "login")),
+                (1, clip(Some("KeePassXC"), false)),
+                (2, clip(None, true)),
+                (3, clip(Some("Firefox"), false)),
+            ],
+        );
+        let clips: Vec<_> = rows
+            .iter()
+            .filter(|r| matches!(r, Row::Clipboard(_)))
+            .collect();
+        assert_eq!(clips.len(), 1, "only the paste owned by a normal app");
+    }
+
+    #[test]
+    fn idle_is_dated_back_to_the_last_input_not_its_detection() {
+        let mut p = pipeline();
+        p.handle(TimedEvent {
+            at_ms: 1_000,
+            event: win("Code", "a"),
+        });
+        // The engine lets wall time pass...
+        p.advance(400_000);
+        // ...then the source reports idle since 100 s (its last input).
+        p.handle(TimedEvent {
+            at_ms: 100_000,
+            event: SourceEvent::AwayStart(AwayKind::Idle),
+        });
+        let rows = p.take_rows();
+        p.checkpoint();
+        let all: Vec<Row> = rows.into_iter().chain(p.take_rows()).collect();
+        let f = focus(&all);
+        assert_eq!(f[0].ended_ms, Some(100_000));
+        let away = all.iter().find_map(|r| match r {
+            Row::Away(a) => Some(a.started_ms),
+            _ => None,
+        });
+        assert_eq!(away, Some(100_000));
+    }
+
+    #[test]
+    fn heartbeat_rewrites_open_rows() {
+        let mut p = pipeline();
+        p.handle(TimedEvent {
+            at_ms: 0,
+            event: win("Code", "a"),
+        });
+        p.checkpoint();
+        assert_eq!(p.take_rows().len(), 2);
+        assert!(p.heartbeat());
+        p.checkpoint();
+        assert_eq!(p.take_rows().len(), 2, "activity and focus session again");
     }
 
     #[test]

@@ -29,6 +29,14 @@ pub const DEFAULT_DENYLIST: &[&str] = &[
     "com.apple.keychainaccess",
     "passwords",
     "com.apple.passwords",
+    "pinentry",
+    "pinentry-gtk-2",
+    "pinentry-gnome3",
+    "pinentry-qt",
+    "gcr-prompter",
+    "ssh-askpass",
+    "polkit-gnome-authentication-agent-1",
+    "polkit-kde-authentication-agent-1",
 ];
 
 /// Redaction applied to titles, URLs, keystroke and clipboard text by
@@ -53,6 +61,7 @@ pub struct BadPattern {
 /// The app denylist and the redaction patterns.
 #[derive(Debug, Clone)]
 pub struct Privacy {
+    sources: (Vec<String>, Vec<String>),
     denylist: Vec<String>,
     redact: Vec<Regex>,
 }
@@ -76,14 +85,27 @@ impl Privacy {
         denylist: impl IntoIterator<Item = String>,
         redact: impl IntoIterator<Item = String>,
     ) -> Result<Self, BadPattern> {
-        let redact = redact
-            .into_iter()
-            .map(|p| Regex::new(&p).map_err(|source| BadPattern { pattern: p, source }))
+        let patterns: Vec<String> = redact.into_iter().collect();
+        let redact = patterns
+            .iter()
+            .map(|p| {
+                Regex::new(p).map_err(|source| BadPattern {
+                    pattern: p.clone(),
+                    source,
+                })
+            })
             .collect::<Result<_, _>>()?;
+        let denylist: Vec<String> = denylist.into_iter().map(|s| s.to_lowercase()).collect();
         Ok(Self {
-            denylist: denylist.into_iter().map(|s| s.to_lowercase()).collect(),
+            sources: (denylist.clone(), patterns),
+            denylist,
             redact,
         })
+    }
+
+    /// Do both filters have the same apps and patterns?
+    pub fn same_rules(&self, other: &Privacy) -> bool {
+        self.sources == other.sources
     }
 
     /// Is this window's app on the denylist?
@@ -93,6 +115,12 @@ impl Privacy {
         self.denylist
             .iter()
             .any(|d| (!app.is_empty() && *d == app) || (!id.is_empty() && *d == id))
+    }
+
+    /// Is an app of this name or id on the denylist?
+    pub fn is_denied_name(&self, name: &str) -> bool {
+        let n = name.to_lowercase();
+        !n.is_empty() && self.denylist.iter().any(|d| *d == n)
     }
 
     /// `text` with every redaction pattern applied.

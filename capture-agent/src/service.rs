@@ -176,17 +176,22 @@ impl capture_server::Capture for CaptureService {
     ) -> Result<Response<GetActiveWindowResponse>, Status> {
         let live = self.engine.live();
         let away = live.away.map(|a| a.name().to_owned()).unwrap_or_default();
-        Ok(Response::new(match live.active {
+        let streams = live.streams.unwrap_or_else(crate::event::StreamSet::none);
+        // With every stream off nothing is read, so nothing is known; with
+        // the window stream off, titles and URLs are not shown either.
+        let active = live.active.filter(|_| streams.wants().window);
+        let show_title = streams.get(Stream::Window);
+        Ok(Response::new(match active {
             Some(w) => GetActiveWindowResponse {
                 known: true,
                 app: w.info.app,
                 app_id: w.info.app_id,
-                title: if w.denied {
+                title: if w.denied || !show_title {
                     String::new()
                 } else {
                     w.info.title
                 },
-                url: if w.denied {
+                url: if w.denied || !show_title {
                     String::new()
                 } else {
                     w.info.url.unwrap_or_default()

@@ -195,6 +195,10 @@ impl Store {
             .map_err(err("cannot switch to WAL"))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err("cannot set synchronous=NORMAL"))?;
+        // Deleted capture text (retention, rewritten open rows) is zeroed,
+        // not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(err("cannot set secure_delete"))?;
         let mut store = Self {
             conn,
             path: path.to_path_buf(),
@@ -697,7 +701,15 @@ mod tests {
             .find(|i| i.kind == "activity" && i.id == 2)
             .unwrap();
         assert_eq!(a2.detail, "crash");
-        assert!(a2.ended_ms.is_some());
+        let written: i64 = s
+            .conn
+            .query_row(
+                "SELECT updated_ms FROM capture_activities WHERE id = 2",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(a2.ended_ms, Some(written), "closed at its last write");
         let c = items.iter().find(|i| i.kind == "keystroke_chunk").unwrap();
         assert_eq!(c.detail, "crash");
         assert_eq!(s.next_ids().unwrap().activity, 3);

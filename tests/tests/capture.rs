@@ -367,6 +367,13 @@ fn denylisted_apps_write_nothing_and_redaction_applies_before_writing() {
         "url": "https://app.test/cb?token=tok123&page=2"}),
     );
     s += &line(json!({"t_ms": 70, "kind": "clipboard", "op": "paste", "text": "pa55word"}));
+    // Copied with the password manager's button (no hotkey seen), pasted here.
+    s += &line(
+        json!({"t_ms": 72, "kind": "clipboard", "op": "paste", "text": "button-copied-pw", "owner_app": "KeePassXC"}),
+    );
+    s += &line(
+        json!({"t_ms": 74, "kind": "clipboard", "op": "paste", "text": "hinted-pw", "sensitive": true}),
+    );
     s += &line(json!({"t_ms": 80, "kind": "keys", "text": "api token=abc123 and falcon"}));
     s += &line(json!({"t_ms": 90, "kind": "key", "key": "Enter"}));
     let home = Suite::temp_home();
@@ -479,6 +486,24 @@ fn auto_with_no_display_is_degraded_and_says_why() {
     // Still serving everything else.
     let recent = ctl_json(&suite, &["capture", "recent"]);
     assert_eq!(recent, json!({"records": []}));
+}
+
+#[test]
+fn an_invalid_capture_section_fails_closed() {
+    let s = line(json!({"t_ms": 0, "kind": "window", "app": "Code", "title": "secret plan"}));
+    let home = Suite::temp_home();
+    // A typo: the person's redactions would silently be dropped.
+    let config = sim_config(home.path(), &s, 0.0, "redact_patternz = [\"secret\"]");
+    let suite = Suite::start_in(home, &config);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let w = rt.block_on(suite.wait_state("capture", "degraded", T));
+    assert!(
+        w.reason.contains("redact_patternz") && w.reason.contains("paused"),
+        "{}",
+        w.reason
+    );
+    let recent = ctl_json(&suite, &["capture", "recent"]);
+    assert_eq!(recent, json!({"records": []}), "nothing is recorded");
 }
 
 #[test]
@@ -662,4 +687,38 @@ fn kill_9_loses_at_most_one_second_of_events() {
         .unwrap();
     assert_eq!(text_len, keys);
     assert!(text_len > 150, "{text_len} keys committed in 3 s");
+    drop(c);
+    // The next start closes what the kill left open near when it happened,
+    // not at its start: the activity lasted about 3 s, not 0.
+    let mut child = spawn_capture(home.path());
+    let dbp = home.path().join("cowork.db");
+    wait_until(T, "crash recovery", || {
+        Connection::open(&dbp)
+            .ok()
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT end_reason FROM capture_activities WHERE id = 1",
+                    [],
+                    |r| r.get::<_, Option<String>>(0),
+                )
+                .ok()
+            })
+            .flatten()
+            .is_some()
+    });
+    kill9(&mut child);
+    let c = db(home.path());
+    let (ended, reason): (i64, String) = c
+        .query_row(
+            "SELECT ended_ms, end_reason FROM capture_activities WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(reason, "crash");
+    assert!(
+        killed_at - ended <= 1000,
+        "the crashed activity ends {} ms before the kill",
+        killed_at - ended
+    );
 }

@@ -265,6 +265,43 @@ fn x11_windows_titles_keys_clipboard_and_idle_are_captured() {
     let _ = xclip.kill();
     let _ = xclip.wait();
 
+    // A password manager marks its copies (KDE's x-kde-passwordManagerHint):
+    // that paste is never read; the next ordinary one is.
+    let own = |target: &str, text: &str| {
+        let mut c = Command::new("xclip")
+            .args(["-selection", "clipboard", "-loops", "5", "-t", target])
+            .env("DISPLAY", display.name())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("xclip");
+        {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        c
+    };
+    let mut secret = own("x-kde-passwordManagerHint", "s3cret-pw");
+    display.xdotool(&["key", "ctrl+v"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = secret.kill();
+    let _ = secret.wait();
+    let mut plain = own("UTF8_STRING", "after the secret");
+    display.xdotool(&["key", "ctrl+shift+v"]);
+    let recs = poll("the paste after the secret", || {
+        let recs = records(&suite, "clipboard");
+        if recs.iter().any(|r| r["text"] == "after the secret") {
+            Ok(recs)
+        } else {
+            Err(Value::Array(recs).to_string())
+        }
+    });
+    let _ = plain.kill();
+    let _ = plain.wait();
+    assert_eq!(recs.len(), 2, "the marked paste wrote nothing: {recs:?}");
+
     // Another window takes focus.
     display.xterm("cowork other");
     poll("the other window", || {
@@ -298,6 +335,10 @@ fn x11_windows_titles_keys_clipboard_and_idle_are_captured() {
             Err(s.to_string())
         }
     });
+    let seen_idle_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     display.xdotool(&["mousemove", "40", "40"]);
     poll("back from idle", || {
         let s = ctl_json(&suite, &["capture", "status"]);
@@ -308,10 +349,16 @@ fn x11_windows_titles_keys_clipboard_and_idle_are_captured() {
         }
     });
     let idle = records(&suite, "focus");
+    let period = idle
+        .iter()
+        .find(|r| r["kind"] == "idle" && !r["ended_unix_ms"].is_null())
+        .unwrap_or_else(|| panic!("an ended idle period: {idle:?}"));
+    // Dated back to the last input, not to when the threshold was crossed.
+    let started = period["started_unix_ms"].as_i64().unwrap();
     assert!(
-        idle.iter()
-            .any(|r| r["kind"] == "idle" && !r["ended_unix_ms"].is_null()),
-        "{idle:?}"
+        seen_idle_at - started >= 3_000,
+        "idle starts {} ms before it was seen (threshold 4 s)",
+        seen_idle_at - started
     );
 }
 

@@ -155,9 +155,10 @@ impl KeyDecoder {
             };
         if m.ctrl > 0 && m.alt == 0 {
             return match (lower, shift) {
-                (0x63, false) | (INSERT, false) => Decoded::Hotkey(ClipboardOp::Copy),
-                (0x78, false) => Decoded::Hotkey(ClipboardOp::Cut),
-                (0x76, false) => Decoded::Hotkey(ClipboardOp::Paste),
+                // Ctrl+Shift+C/X/V: terminals' copy, cut and paste.
+                (0x63, _) | (INSERT, false) => Decoded::Hotkey(ClipboardOp::Copy),
+                (0x78, _) => Decoded::Hotkey(ClipboardOp::Cut),
+                (0x76, _) => Decoded::Hotkey(ClipboardOp::Paste),
                 _ => Decoded::Nothing,
             };
         }

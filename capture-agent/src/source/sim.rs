@@ -9,6 +9,8 @@
 //! {"t_ms":100, "kind":"keys","text":"hello"}
 //! {"t_ms":200, "kind":"key","key":"Enter"}            Enter, Tab, Escape, Backspace
 //! {"t_ms":300, "kind":"clipboard","op":"copy","text":"..."}   copy, cut, paste
+//!     (optional "owner_app": the app owning the content, "sensitive": true
+//!      when the owner marked it secret; both are never recorded)
 //! {"t_ms":400, "kind":"idle","seconds":60}             away for 60 s (input ends it early)
 //! {"t_ms":500, "kind":"sleep","seconds":600}           the machine sleeps
 //! {"t_ms":600, "kind":"nowindow"}                      nothing has focus
@@ -53,6 +55,10 @@ enum Kind {
         op: String,
         #[serde(default)]
         text: Option<String>,
+        #[serde(default)]
+        owner_app: Option<String>,
+        #[serde(default)]
+        sensitive: bool,
     },
     Idle {
         seconds: f64,
@@ -115,10 +121,17 @@ pub fn parse_line(line: &str) -> Result<Option<ScriptEvent>, String> {
         Kind::Nowindow => (SourceEvent::NoWindow, None),
         Kind::Keys { text } => (SourceEvent::Keys(text), None),
         Kind::Key { key } => (SourceEvent::Key(key.parse::<SpecialKey>()?), None),
-        Kind::Clipboard { op, text } => (
+        Kind::Clipboard {
+            op,
+            text,
+            owner_app,
+            sensitive,
+        } => (
             SourceEvent::Clipboard {
                 op: op.parse::<ClipboardOp>()?,
                 text,
+                owner_app,
+                sensitive,
             },
             None,
         ),

@@ -12,7 +12,7 @@
 use super::keymap::{Decoded, KeyDecoder};
 use super::{now_ms, SharedWants, Sink, Source, SourceError};
 use crate::event::{AwayKind, ClipboardOp, SourceEvent, Wants, WindowInfo};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use x11rb::connection::{Connection, RequestConnection};
@@ -44,11 +44,15 @@ pub fn display_configured() -> bool {
     std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
 }
 
+#[derive(Debug, Clone, Copy)]
 struct Atoms {
     net_active_window: Atom,
     net_wm_name: Atom,
+    net_wm_pid: Atom,
     utf8_string: Atom,
     clipboard: Atom,
+    targets: Atom,
+    password_hint: Atom,
     target_prop: Atom,
 }
 
@@ -65,8 +69,11 @@ impl Atoms {
         Ok(Self {
             net_active_window: intern(conn, "_NET_ACTIVE_WINDOW")?,
             net_wm_name: intern(conn, "_NET_WM_NAME")?,
+            net_wm_pid: intern(conn, "_NET_WM_PID")?,
             utf8_string: intern(conn, "UTF8_STRING")?,
             clipboard: intern(conn, "CLIPBOARD")?,
+            targets: intern(conn, "TARGETS")?,
+            password_hint: intern(conn, "x-kde-passwordManagerHint")?,
             target_prop: intern(conn, "COWORK_CLIPBOARD")?,
         })
     }
@@ -78,6 +85,9 @@ pub struct X11Source {
     wants: Arc<SharedWants>,
     keys: Arc<Mutex<Option<Recorder>>>,
     sink: Option<Sink>,
+    /// The last active window reported (0 = none), shared by the window
+    /// and key threads so a key is never credited to the previous window.
+    active_seen: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for X11Source {
@@ -95,6 +105,7 @@ impl X11Source {
             wants: Arc::new(SharedWants::default()),
             keys: Arc::new(Mutex::new(None)),
             sink: None,
+            active_seen: Arc::new(AtomicU32::new(0)),
         }
     }
 
@@ -106,12 +117,14 @@ impl X11Source {
             return;
         };
         match (wants.key_hook(), slot.is_some()) {
-            (true, false) => match Recorder::start(self.wants.clone(), sink.clone()) {
-                Ok(r) => *slot = Some(r),
-                Err(e) => {
-                    sink.degraded(format!("X11 key capture unavailable: {e}"));
+            (true, false) => {
+                match Recorder::start(self.wants.clone(), sink.clone(), self.active_seen.clone()) {
+                    Ok(r) => *slot = Some(r),
+                    Err(e) => {
+                        sink.degraded(format!("X11 key capture unavailable: {e}"));
+                    }
                 }
-            },
+            }
             (false, true) => {
                 if let Some(r) = slot.take() {
                     r.stop();
@@ -150,6 +163,7 @@ impl Source for X11Source {
             idle_threshold,
             wants: shared,
             sink: sink.clone(),
+            active_seen: self.active_seen.clone(),
         };
         std::thread::Builder::new()
             .name("capture-x11".into())
@@ -183,6 +197,51 @@ fn suspended_ms() -> i64 {
     ms(nix::time::ClockId::CLOCK_BOOTTIME) - ms(nix::time::ClockId::CLOCK_MONOTONIC)
 }
 
+fn prop(conn: &RustConnection, win: Window, atom: Atom, ty: impl Into<Atom>) -> Option<Vec<u8>> {
+    let r = conn
+        .get_property(false, win, atom, ty, 0, 4096)
+        .ok()?
+        .reply()
+        .ok()?;
+    (r.format != 0 && !r.value.is_empty()).then_some(r.value)
+}
+
+/// The window `_NET_ACTIVE_WINDOW` names, if any.
+fn active_window(conn: &RustConnection, root: Window, atoms: &Atoms) -> Option<Window> {
+    let v = prop(conn, root, atoms.net_active_window, AtomEnum::WINDOW)?;
+    let id = u32::from_ne_bytes(v.get(..4)?.try_into().ok()?);
+    (id != 0).then_some(id)
+}
+
+/// `WM_CLASS` (instance, class) of a window.
+fn wm_class(conn: &RustConnection, win: Window) -> (String, String) {
+    let class = prop(conn, win, AtomEnum::WM_CLASS.into(), AtomEnum::STRING).unwrap_or_default();
+    let mut parts = class
+        .split(|b| *b == 0)
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let instance = parts.next().unwrap_or_default();
+    let class = parts
+        .next()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| instance.clone());
+    (instance, class)
+}
+
+/// App, class and title of a window.
+fn window_info(conn: &RustConnection, win: Window, atoms: &Atoms) -> WindowInfo {
+    let (instance, class) = wm_class(conn, win);
+    let title = prop(conn, win, atoms.net_wm_name, AtomEnum::ANY)
+        .or_else(|| prop(conn, win, AtomEnum::WM_NAME.into(), AtomEnum::ANY))
+        .map(|t| String::from_utf8_lossy(&t).into_owned())
+        .unwrap_or_default();
+    WindowInfo {
+        app: class.clone(),
+        app_id: if instance.is_empty() { class } else { instance },
+        title,
+        url: None,
+    }
+}
+
 struct WindowWatcher {
     conn: RustConnection,
     root: Window,
@@ -191,6 +250,7 @@ struct WindowWatcher {
     idle_threshold: i64,
     wants: Arc<SharedWants>,
     sink: Sink,
+    active_seen: Arc<AtomicU32>,
 }
 
 impl WindowWatcher {
@@ -206,45 +266,12 @@ impl WindowWatcher {
         let _ = self.conn.flush();
     }
 
-    fn prop(&self, win: Window, atom: Atom, ty: impl Into<Atom>) -> Option<Vec<u8>> {
-        let r = self
-            .conn
-            .get_property(false, win, atom, ty, 0, 4096)
-            .ok()?
-            .reply()
-            .ok()?;
-        (r.format != 0 && !r.value.is_empty()).then_some(r.value)
-    }
-
     fn active(&self) -> Option<Window> {
-        let v = self.prop(self.root, self.atoms.net_active_window, AtomEnum::WINDOW)?;
-        let id = u32::from_ne_bytes(v.get(..4)?.try_into().ok()?);
-        (id != 0).then_some(id)
+        active_window(&self.conn, self.root, &self.atoms)
     }
 
     fn info(&self, win: Window) -> WindowInfo {
-        let class = self
-            .prop(win, AtomEnum::WM_CLASS.into(), AtomEnum::STRING)
-            .unwrap_or_default();
-        let mut parts = class
-            .split(|b| *b == 0)
-            .map(|p| String::from_utf8_lossy(p).into_owned());
-        let instance = parts.next().unwrap_or_default();
-        let class = parts
-            .next()
-            .filter(|c| !c.is_empty())
-            .unwrap_or_else(|| instance.clone());
-        let title = self
-            .prop(win, self.atoms.net_wm_name, AtomEnum::ANY)
-            .or_else(|| self.prop(win, AtomEnum::WM_NAME.into(), AtomEnum::ANY))
-            .map(|t| String::from_utf8_lossy(&t).into_owned())
-            .unwrap_or_default();
-        WindowInfo {
-            app: class.clone(),
-            app_id: if instance.is_empty() { class } else { instance },
-            title,
-            url: None,
-        }
+        window_info(&self.conn, win, &self.atoms)
     }
 
     fn run(self) {
@@ -296,6 +323,8 @@ impl WindowWatcher {
                     }
                     watched = active;
                 }
+                self.active_seen
+                    .store(active.unwrap_or(0), Ordering::SeqCst);
                 let ev = match active {
                     Some(w) => SourceEvent::Window(self.info(w)),
                     None => SourceEvent::NoWindow,
@@ -361,8 +390,14 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn start(wants: Arc<SharedWants>, sink: Sink) -> Result<Self, String> {
-        let (ctrl, _) = x11rb::connect(None).map_err(|e| e.to_string())?;
+    fn start(
+        wants: Arc<SharedWants>,
+        sink: Sink,
+        active_seen: Arc<AtomicU32>,
+    ) -> Result<Self, String> {
+        let (ctrl, screen) = x11rb::connect(None).map_err(|e| e.to_string())?;
+        let root = ctrl.setup().roots[screen].root;
+        let atoms = Atoms::new(&ctrl)?;
         let (data, _) = x11rb::connect(None).map_err(|e| e.to_string())?;
         if ctrl
             .extension_information(record::X11_EXTENSION_NAME)
@@ -406,10 +441,17 @@ impl Recorder {
         let clipboard = ClipboardReader::new()?;
         let stopped = Arc::new(AtomicBool::new(false));
         let (c2, s2) = (ctrl.clone(), stopped.clone());
+        let focus = FocusCheck {
+            root,
+            atoms,
+            active_seen,
+        };
         std::thread::Builder::new()
             .name("capture-x11-keys".into())
             .spawn(move || {
-                record_loop(data, context, c2, decoder, clipboard, &wants, &sink, &s2);
+                record_loop(
+                    data, context, c2, decoder, clipboard, focus, &wants, &sink, &s2,
+                );
             })
             .map_err(|e| e.to_string())?;
         Ok(Self {
@@ -438,6 +480,28 @@ fn mapping(conn: &RustConnection, min: u8, max: u8) -> Result<KeyDecoder, String
     Ok(KeyDecoder::new(min, r.keysyms_per_keycode, r.keysyms))
 }
 
+/// Before a key is reported: has focus moved since the window thread last
+/// looked (it checks every 100 ms)? If so, report the new window first.
+struct FocusCheck {
+    root: Window,
+    atoms: Atoms,
+    active_seen: Arc<AtomicU32>,
+}
+
+impl FocusCheck {
+    fn sync(&self, conn: &RustConnection, sink: &Sink, at: i64) -> bool {
+        let active = active_window(conn, self.root, &self.atoms).unwrap_or(0);
+        if self.active_seen.swap(active, Ordering::SeqCst) == active {
+            return true;
+        }
+        let ev = match active {
+            0 => SourceEvent::NoWindow,
+            w => SourceEvent::Window(window_info(conn, w, &self.atoms)),
+        };
+        sink.event(at, ev)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn record_loop(
     data: RustConnection,
@@ -445,6 +509,7 @@ fn record_loop(
     ctrl: Arc<RustConnection>,
     mut decoder: KeyDecoder,
     clipboard: ClipboardReader,
+    focus: FocusCheck,
     wants: &SharedWants,
     sink: &Sink,
     stopped: &AtomicBool,
@@ -487,15 +552,32 @@ fn record_loop(
             }
             let w = wants.get();
             let at = now_ms();
-            let ok = match decoder.press(keycode) {
+            let decoded = decoder.press(keycode);
+            let report = match decoded {
+                Decoded::Char(_) | Decoded::Special(_) => w.keys,
+                Decoded::Hotkey(_) => w.clipboard,
+                Decoded::Nothing => false,
+            };
+            if report && w.window && !focus.sync(&ctrl, sink, at) {
+                return;
+            }
+            let ok = match decoded {
                 Decoded::Char(c) if w.keys => sink.event(at, SourceEvent::Keys(c.to_string())),
                 Decoded::Special(k) if w.keys => sink.event(at, SourceEvent::Key(k)),
                 Decoded::Hotkey(op) if w.clipboard => {
                     if op != ClipboardOp::Paste {
                         std::thread::sleep(COPY_SETTLE);
                     }
-                    let text = clipboard.read();
-                    sink.event(at, SourceEvent::Clipboard { op, text })
+                    let c = clipboard.read();
+                    sink.event(
+                        at,
+                        SourceEvent::Clipboard {
+                            op,
+                            text: c.text,
+                            owner_app: c.owner_app,
+                            sensitive: c.sensitive,
+                        },
+                    )
                 }
                 _ => true,
             };
@@ -541,14 +623,14 @@ impl ClipboardReader {
         })
     }
 
-    /// The clipboard's text, or None when nobody owns it, it is not text,
-    /// or the owner does not answer in time.
-    fn read(&self) -> Option<String> {
+    /// Ask the CLIPBOARD owner for `target`; the property's format and
+    /// bytes, or None when nobody owns it, it refuses, or does not answer.
+    fn convert(&self, target: Atom) -> Option<(u8, Vec<u8>)> {
         self.conn
             .convert_selection(
                 self.window,
                 self.atoms.clipboard,
-                self.atoms.utf8_string,
+                target,
                 self.atoms.target_prop,
                 x11rb::CURRENT_TIME,
             )
@@ -581,6 +663,67 @@ impl ClipboardReader {
             .ok()?
             .reply()
             .ok()?;
-        (r.format == 8).then(|| String::from_utf8_lossy(&r.value).into_owned())
+        Some((r.format, r.value))
     }
+
+    /// The app owning the clipboard: its window's `WM_CLASS` class, else
+    /// the command name of its `_NET_WM_PID`.
+    fn owner_app(&self) -> Option<String> {
+        let owner = self
+            .conn
+            .get_selection_owner(self.atoms.clipboard)
+            .ok()?
+            .reply()
+            .ok()?
+            .owner;
+        if owner == x11rb::NONE {
+            return None;
+        }
+        let (instance, class) = wm_class(&self.conn, owner);
+        if !class.is_empty() {
+            return Some(class);
+        }
+        if !instance.is_empty() {
+            return Some(instance);
+        }
+        let pid = prop(&self.conn, owner, self.atoms.net_wm_pid, AtomEnum::CARDINAL)?;
+        let pid = u32::from_ne_bytes(pid.get(..4)?.try_into().ok()?);
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .map(|c| c.trim().to_owned())
+    }
+
+    /// The clipboard now: its text (None when nobody owns it, it is not
+    /// text, or the owner does not answer in time), its owner, and whether
+    /// the owner marked it as a password.
+    fn read(&self) -> ClipboardContent {
+        let owner_app = self.owner_app();
+        let sensitive = self
+            .convert(self.atoms.targets)
+            .filter(|(format, _)| *format == 32)
+            .is_some_and(|(_, v)| {
+                v.chunks_exact(4).any(|a| {
+                    u32::from_ne_bytes([a[0], a[1], a[2], a[3]]) == self.atoms.password_hint
+                })
+            });
+        let text = if sensitive {
+            None
+        } else {
+            self.convert(self.atoms.utf8_string)
+                .filter(|(format, _)| *format == 8)
+                .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+        };
+        ClipboardContent {
+            text,
+            owner_app,
+            sensitive,
+        }
+    }
+}
+
+/// What [`ClipboardReader::read`] found.
+struct ClipboardContent {
+    text: Option<String>,
+    owner_app: Option<String>,
+    sensitive: bool,
 }
