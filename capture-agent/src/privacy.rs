@@ -120,7 +120,7 @@ impl Privacy {
     /// Is an app of this name or id on the denylist?
     pub fn is_denied_name(&self, name: &str) -> bool {
         let n = name.to_lowercase();
-        !n.is_empty() && self.denylist.iter().any(|d| *d == n)
+        !n.is_empty() && self.denylist.contains(&n)
     }
 
     /// `text` with every redaction pattern applied.
