@@ -27,7 +27,7 @@ use tracing::Instrument;
 /// How long a call waits for a worker that is `starting` (boot, restart)
 /// before it fails with UNAVAILABLE: inside the 100 ms a call to a worker
 /// that is not running may take, long enough to ride out a normal start.
-pub const START_WAIT: Duration = Duration::from_millis(80);
+pub const START_WAIT: Duration = Duration::from_millis(50);
 
 /// One HTTP/2 connection to a worker socket, shared by all calls and
 /// re-dialled when it closes (the worker restarted).
