@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 cargo build --locked --release --workspace --bins
 cargo bench --locked -p cowork-e2e --bench suite
 cargo bench --locked -p cowork-e2e --bench capture
+cargo bench --locked -p agents-agent --bench router
