@@ -9,6 +9,7 @@ const FILES: &[&str] = &[
     "cowork/capture/v1/capture.proto",
     "cowork/chat/v1/chat.proto",
     "cowork/browser/v1/browser.proto",
+    "cowork/engines/v1/engines.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

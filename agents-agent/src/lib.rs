@@ -2,5 +2,8 @@
 //! grows with the agents issues; today it holds the pure complexity router and the pure part of
 //! local engine detection.
 
+pub mod config;
 pub mod engines;
+pub mod probe;
 pub mod router;
+pub mod service;

@@ -1,6 +1,6 @@
 //! agents-agent: models, chat, memory, MCP tools and automations.
-//! Skeleton: serves the worker contract and `cowork.chat.v1.Chat`; engines
-//! and chat land with the chat issue.
+//! Serves the worker contract, `cowork.chat.v1.Chat` (a skeleton until chat
+//! lands) and `cowork.engines.v1.Engines` (local engine detection).
 
 use cowork_proto::pb::chat::{chat_server, GetStatusRequest, GetStatusResponse};
 use tonic::{Request, Response, Status};
@@ -21,7 +21,13 @@ impl chat_server::Chat for Chat {
 }
 
 fn main() -> std::process::ExitCode {
-    cowork_proto::worker::main("agents", |_, routes| {
-        routes.add_service(chat_server::ChatServer::new(Chat))
+    cowork_proto::worker::main("agents", |ctx, routes| {
+        routes
+            .add_service(chat_server::ChatServer::new(Chat))
+            .add_service(
+                cowork_proto::pb::engines::engines_server::EnginesServer::new(
+                    agents_agent::service::EnginesService::new(ctx.paths.config_file()),
+                ),
+            )
     })
 }

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod config;
 pub mod ctl;
 pub mod ctl_capture;
+pub mod ctl_engines;
 pub mod procinfo;
 pub mod relay;
 pub mod route;

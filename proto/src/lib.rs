@@ -33,6 +33,10 @@ pub mod pb {
     pub mod chat {
         tonic::include_proto!("cowork.chat.v1");
     }
+    /// `cowork.engines.v1`: agents-agent's local engine detection.
+    pub mod engines {
+        tonic::include_proto!("cowork.engines.v1");
+    }
     /// `cowork.browser.v1`: browser-agent's domain.
     pub mod browser {
         tonic::include_proto!("cowork.browser.v1");

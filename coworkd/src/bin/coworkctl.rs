@@ -56,6 +56,8 @@ enum Cmd {
         #[command(subcommand)]
         command: CaptureCmd,
     },
+    /// Local model engines: each instance, its health and its models.
+    Engines,
     /// Round trips to a worker through coworkd.
     Ping {
         /// capture, agents or browser.
@@ -339,6 +341,18 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
                 writeln!(out, "coworkd is shutting down")?;
             } else {
                 writeln!(out, "{}", serde_json::json!({"shutdown": true}))?;
+            }
+        }
+        Cmd::Engines => {
+            use cowork_proto::pb::engines::{engines_client::EnginesClient, ListEnginesRequest};
+            let r = EnginesClient::new(channel)
+                .list_engines(call(ListEnginesRequest {}))
+                .await?
+                .into_inner();
+            if args.json {
+                writeln!(out, "{}", coworkd::ctl_engines::engines_json(&r))?;
+            } else {
+                write!(out, "{}", coworkd::ctl_engines::engines_table(&r))?;
             }
         }
         Cmd::Capture { command } => {

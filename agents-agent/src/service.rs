@@ -1,0 +1,70 @@
+//! gRPC adapters of agents-agent: `cowork.engines.v1.Engines`.
+
+use crate::config::AgentsConfig;
+use crate::engines::{candidates, ApiFamily, Health, Origin, Role};
+use cowork_proto::pb::engines::{
+    engines_server, EngineInstance, ListEnginesRequest, ListEnginesResponse,
+};
+use std::path::PathBuf;
+use tonic::{Request, Response, Status};
+
+/// The Engines service: detection runs on every call, from the current
+/// config.toml.
+#[derive(Debug, Clone)]
+pub struct EnginesService {
+    config_path: PathBuf,
+}
+
+impl EnginesService {
+    /// Serve detection configured by `config_path`.
+    pub fn new(config_path: PathBuf) -> Self {
+        Self { config_path }
+    }
+}
+
+#[tonic::async_trait]
+impl engines_server::Engines for EnginesService {
+    async fn list_engines(
+        &self,
+        _: Request<ListEnginesRequest>,
+    ) -> Result<Response<ListEnginesResponse>, Status> {
+        let cfg = AgentsConfig::load(&self.config_path).map_err(Status::failed_precondition)?;
+        let instances = candidates(&cfg.configured(), cfg.probe_ports, &cfg.overrides());
+        let probed = crate::probe::probe_all(instances).await;
+        Ok(Response::new(ListEnginesResponse {
+            engines: probed
+                .into_iter()
+                .map(|p| EngineInstance {
+                    key: p.instance.key,
+                    engine: p.instance.engine,
+                    role: match p.instance.role {
+                        Role::Main => "main",
+                        Role::Cron => "cron",
+                    }
+                    .into(),
+                    origin: match p.instance.origin {
+                        Origin::Config => "config",
+                        Origin::Port => "port",
+                        Origin::Companion => "companion",
+                    }
+                    .into(),
+                    base_url: p.instance.base_url,
+                    health: match p.health {
+                        Health::Up => "up",
+                        Health::Down => "down",
+                        Health::Unknown => "unknown",
+                    }
+                    .into(),
+                    models: p.models,
+                    error: p.error,
+                    latency_ms: p.latency.as_millis().min(u128::from(u32::MAX)) as u32,
+                    api: match p.instance.api {
+                        ApiFamily::Ollama => "ollama",
+                        ApiFamily::OpenAi => "openai",
+                    }
+                    .into(),
+                })
+                .collect(),
+        }))
+    }
+}
