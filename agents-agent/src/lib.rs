@@ -7,3 +7,4 @@ pub mod engines;
 pub mod probe;
 pub mod router;
 pub mod service;
+pub mod usage;
