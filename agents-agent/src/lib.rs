@@ -7,4 +7,5 @@ pub mod engines;
 pub mod probe;
 pub mod router;
 pub mod service;
+pub mod stream;
 pub mod usage;
