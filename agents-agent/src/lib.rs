@@ -2,6 +2,9 @@
 //! grows with the agents issues; today it holds the pure complexity router and the pure part of
 //! local engine detection.
 
+pub mod chat;
+pub mod chat_store;
+pub mod client;
 pub mod config;
 pub mod engines;
 pub mod probe;

@@ -5,7 +5,7 @@
 use crate::engines::{
     health_url, host_port, is_local_host, is_probe_allowed, parse_model_ids, Health, Instance,
 };
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Limited};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -29,10 +29,20 @@ pub struct Probed {
     pub latency: Duration,
 }
 
-async fn get(url: &str) -> Result<String, String> {
+/// Open an HTTP/1.1 connection to the local or LAN host of `url` (the
+/// resolved address is checked too). Returns the sender and the parsed URI.
+pub async fn connect_local(
+    url: &str,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+        http::Uri,
+    ),
+    String,
+> {
     let uri: http::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
     if uri.scheme_str() != Some("http") {
-        return Err("only http:// engines can be probed".into());
+        return Err("only http:// engines can be reached".into());
     }
     let (host, port) = host_port(url).ok_or("URL has no host")?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
@@ -46,18 +56,22 @@ async fn get(url: &str) -> Result<String, String> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake: {e}"))?;
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
     tokio::spawn(conn);
+    Ok((send, uri))
+}
+
+async fn get(url: &str) -> Result<String, String> {
+    let (mut send, uri) = connect_local(url).await?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let req = http::Request::get(path)
         .header(
             http::header::HOST,
             uri.authority().map_or("localhost", |a| a.as_str()),
         )
-        .body(Empty::<bytes::Bytes>::new())
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
         .map_err(|e| e.to_string())?;
     let resp = send
         .send_request(req)

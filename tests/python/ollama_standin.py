@@ -1,32 +1,73 @@
-"""A STAND-IN for Ollama (Ollama itself cannot run here): serves only
-GET /api/tags in Ollama's wire format. Prints its port, then serves until
-killed."""
+"""A STAND-IN for Ollama (Ollama itself cannot run here). It speaks the
+parts of Ollama's wire format the suite uses: GET /api/tags, and POST
+/api/chat streaming NDJSON — it answers "You said: <last user message>"
+word by word (STANDIN_DELAY_MS between words) and appends each request's
+JSON to STANDIN_LOG when set. Prints its port, then serves until killed."""
 import json
+import os
 import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODELS = sys.argv[1:] or ["llama3.2:3b"]
+DELAY = int(os.environ.get("STANDIN_DELAY_MS", "0")) / 1000.0
+LOG = os.environ.get("STANDIN_LOG")
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path != "/api/tags":
-            self.send_response(404)
-            self.end_headers()
-            return
-        body = json.dumps(
-            {"models": [{"name": m, "model": m, "size": 1} for m in MODELS]}
-        ).encode()
+    protocol_version = "HTTP/1.1"
+
+    def send_json(self, obj):
+        body = json.dumps(obj).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
+    def do_GET(self):
+        if self.path != "/api/tags":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_json({"models": [{"name": m, "model": m, "size": 1} for m in MODELS]})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        req = json.loads(self.rfile.read(length) or b"{}")
+        if LOG:
+            with open(LOG, "a") as f:
+                f.write(json.dumps(req) + "\n")
+        if self.path != "/api/chat":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        last = [m for m in req.get("messages", []) if m.get("role") == "user"]
+        words = ("You said: " + (last[-1]["content"] if last else "")).split(" ")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def chunk(obj):
+            data = (json.dumps(obj) + "\n").encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        for i, w in enumerate(words):
+            text = w if i == 0 else " " + w
+            chunk({"model": req.get("model"), "message": {"role": "assistant", "content": text}, "done": False})
+            time.sleep(DELAY)
+        chunk({"model": req.get("model"), "message": {"role": "assistant", "content": ""},
+               "done": True, "done_reason": "stop", "prompt_eval_count": 11, "eval_count": len(words)})
+        self.wfile.write(b"0\r\n\r\n")
+
     def log_message(self, *args):
         pass
 
 
-server = HTTPServer(("127.0.0.1", 0), Handler)
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()

@@ -58,6 +58,25 @@ enum Cmd {
     },
     /// Local model engines: each instance, its health and its models.
     Engines,
+    /// Chat: `chat "<message>"` prints the answer as it streams;
+    /// `chat threads` lists threads; `chat show ID` prints one.
+    Chat {
+        /// The message (or `threads`, or `show ID`).
+        #[arg(required = true)]
+        words: Vec<String>,
+        /// Continue this thread.
+        #[arg(long, value_name = "ID")]
+        thread: Option<String>,
+        /// Prefer the local brain.
+        #[arg(long, conflicts_with = "cloud")]
+        local: bool,
+        /// Prefer the cloud.
+        #[arg(long)]
+        cloud: bool,
+        /// Retry this assistant message with the next tier ("try harder").
+        #[arg(long, value_name = "MESSAGE_ID")]
+        retry_smarter: Option<String>,
+    },
     /// Round trips to a worker through coworkd.
     Ping {
         /// capture, agents or browser.
@@ -222,6 +241,144 @@ async fn set_stream(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
+async fn run_chat(
+    words: Vec<String>,
+    thread: Option<String>,
+    local: bool,
+    cloud: bool,
+    retry_smarter: Option<String>,
+    json: bool,
+    channel: Channel,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, *};
+    let mut client = ChatClient::new(channel);
+    let words_ref: Vec<&str> = words.iter().map(String::as_str).collect();
+    match words_ref.as_slice() {
+        ["threads"] => {
+            let r = client
+                .list_threads(call(ListThreadsRequest { limit: 50 }))
+                .await?
+                .into_inner();
+            for t in &r.threads {
+                if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"id": t.id, "title": t.title,
+                            "messages": t.message_count, "updated_unix_ms": t.updated_unix_ms})
+                    )?;
+                } else {
+                    writeln!(out, "{}  {:>3} msgs  {}", t.id, t.message_count, t.title)?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        ["show", id] => {
+            let r = client
+                .get_thread(call(GetThreadRequest {
+                    thread_id: id.to_string(),
+                }))
+                .await?
+                .into_inner();
+            for m in &r.messages {
+                if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"id": m.id, "role": m.role, "content": m.content,
+                            "model": m.model, "ask_id": m.ask_id, "finish_reason": m.finish_reason})
+                    )?;
+                } else {
+                    let who = if m.role == "user" {
+                        "you".to_owned()
+                    } else {
+                        m.model.clone()
+                    };
+                    writeln!(out, "[{who}] ({})\n{}\n", m.id, m.content)?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+    let preference = if local {
+        "local"
+    } else if cloud {
+        "cloud"
+    } else {
+        ""
+    };
+    // No overall deadline: an answer may take a while; each chunk is shown
+    // as it arrives.
+    let mut stream = client
+        .send_message(SendMessageRequest {
+            thread_id: thread.unwrap_or_default(),
+            text: words.join(" "),
+            preference: preference.into(),
+            retry_of_message_id: retry_smarter.unwrap_or_default(),
+            attachments: 0,
+            tools: 0,
+        })
+        .await?
+        .into_inner();
+    let mut failed = false;
+    while let Some(c) = stream.message().await? {
+        let Some(c) = c.chunk else { continue };
+        if json {
+            let v = match &c {
+                Chunk::Route(r) => {
+                    serde_json::json!({"route": {"model": r.model, "reason": r.reason,
+                    "notice": r.notice, "cost_estimate_usd": r.cost_estimate_usd,
+                    "thread_id": r.thread_id, "message_id": r.message_id, "ask_id": r.ask_id}})
+                }
+                Chunk::Delta(d) => serde_json::json!({"delta": d.text}),
+                Chunk::Usage(u) => serde_json::json!({"usage": {"prompt_tokens": u.prompt_tokens,
+                    "completion_tokens": u.completion_tokens}}),
+                Chunk::Finish(f) => serde_json::json!({"finish": f.reason}),
+                Chunk::Error(e) => serde_json::json!({"error": e.message}),
+            };
+            writeln!(out, "{v}")?;
+            if matches!(c, Chunk::Error(_)) {
+                failed = true;
+            }
+            out.flush()?;
+            continue;
+        }
+        match c {
+            Chunk::Route(r) => {
+                eprintln!("→ {} ({})", r.model, r.reason);
+                if !r.notice.is_empty() {
+                    eprintln!("  {}", r.notice);
+                }
+                eprintln!("  thread {}  message {}", r.thread_id, r.message_id);
+            }
+            Chunk::Delta(d) => {
+                write!(out, "{}", d.text)?;
+                out.flush()?;
+            }
+            Chunk::Usage(u) => {
+                eprintln!(
+                    "\n  {} prompt + {} completion tokens",
+                    u.prompt_tokens, u.completion_tokens
+                )
+            }
+            Chunk::Finish(_) => writeln!(out)?,
+            Chunk::Error(e) => {
+                writeln!(out)?;
+                eprintln!("coworkctl: chat failed: {}", e.message);
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let paths = match CoworkPaths::resolve(args.home.as_deref()) {
@@ -342,6 +499,25 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
             } else {
                 writeln!(out, "{}", serde_json::json!({"shutdown": true}))?;
             }
+        }
+        Cmd::Chat {
+            words,
+            thread,
+            local,
+            cloud,
+            retry_smarter,
+        } => {
+            return run_chat(
+                words,
+                thread,
+                local,
+                cloud,
+                retry_smarter,
+                args.json,
+                channel,
+                &mut out,
+            )
+            .await;
         }
         Cmd::Engines => {
             use cowork_proto::pb::engines::{engines_client::EnginesClient, ListEnginesRequest};

@@ -1,0 +1,262 @@
+//! agents-agent's chat tables in cowork.db (`agents_threads`,
+//! `agents_messages`, plus the usage ledger), and the Layer 1 context read
+//! from capture's tables (read only, and only when they exist).
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A thread row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadRow {
+    /// Id.
+    pub id: String,
+    /// The first words of its first message.
+    pub title: String,
+    /// Unix ms.
+    pub created_ms: i64,
+    /// Unix ms.
+    pub updated_ms: i64,
+    /// Messages in it.
+    pub message_count: u32,
+}
+
+/// A message row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRow {
+    /// Id.
+    pub id: String,
+    /// Its thread.
+    pub thread_id: String,
+    /// "user" or "assistant".
+    pub role: String,
+    /// Text.
+    pub content: String,
+    /// `provider/model` of an assistant message.
+    pub model: String,
+    /// The ask it belongs to.
+    pub ask_id: String,
+    /// Unix ms.
+    pub created_ms: i64,
+    /// stop, length, error, ... (assistant).
+    pub finish_reason: String,
+}
+
+/// Now, Unix ms.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A new unique id with a prefix.
+pub fn new_id(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{:x}-{:x}-{:x}",
+        now_ms(),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Open cowork.db for chat: WAL, busy timeout, agents' tables created.
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open(path)?;
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS agents_threads (
+            id TEXT PRIMARY KEY, title TEXT NOT NULL,
+            created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS agents_messages (
+            id TEXT PRIMARY KEY, thread_id TEXT NOT NULL, role TEXT NOT NULL,
+            content TEXT NOT NULL, model TEXT NOT NULL, ask_id TEXT NOT NULL,
+            created_ms INTEGER NOT NULL, finish_reason TEXT NOT NULL);
+         CREATE INDEX IF NOT EXISTS agents_messages_thread ON agents_messages(thread_id, created_ms);",
+    )?;
+    crate::usage::migrate(&c)?;
+    Ok(c)
+}
+
+/// Create a thread titled after its first message.
+pub fn create_thread(c: &Connection, first_message: &str) -> rusqlite::Result<String> {
+    let id = new_id("th");
+    let title: String = first_message.chars().take(60).collect();
+    let now = now_ms();
+    c.execute(
+        "INSERT INTO agents_threads (id, title, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)",
+        params![id, title, now],
+    )?;
+    Ok(id)
+}
+
+/// Does the thread exist?
+pub fn thread_exists(c: &Connection, id: &str) -> rusqlite::Result<bool> {
+    c.query_row("SELECT 1 FROM agents_threads WHERE id = ?1", [id], |_| {
+        Ok(())
+    })
+    .optional()
+    .map(|o| o.is_some())
+}
+
+/// Store a message (insert or replace by id) and touch its thread.
+pub fn put_message(c: &Connection, m: &MessageRow) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO agents_messages
+            (id, thread_id, role, content, model, ask_id, created_ms, finish_reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            m.id,
+            m.thread_id,
+            m.role,
+            m.content,
+            m.model,
+            m.ask_id,
+            m.created_ms,
+            m.finish_reason
+        ],
+    )?;
+    c.execute(
+        "UPDATE agents_threads SET updated_ms = ?2 WHERE id = ?1",
+        params![m.thread_id, now_ms()],
+    )?;
+    Ok(())
+}
+
+fn message(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        id: r.get(0)?,
+        thread_id: r.get(1)?,
+        role: r.get(2)?,
+        content: r.get(3)?,
+        model: r.get(4)?,
+        ask_id: r.get(5)?,
+        created_ms: r.get(6)?,
+        finish_reason: r.get(7)?,
+    })
+}
+
+/// One message by id.
+pub fn get_message(c: &Connection, id: &str) -> rusqlite::Result<Option<MessageRow>> {
+    c.query_row(
+        "SELECT id, thread_id, role, content, model, ask_id, created_ms, finish_reason
+         FROM agents_messages WHERE id = ?1",
+        [id],
+        message,
+    )
+    .optional()
+}
+
+/// A thread's messages, oldest first.
+pub fn messages(c: &Connection, thread_id: &str) -> rusqlite::Result<Vec<MessageRow>> {
+    let mut s = c.prepare(
+        "SELECT id, thread_id, role, content, model, ask_id, created_ms, finish_reason
+         FROM agents_messages WHERE thread_id = ?1 ORDER BY created_ms, rowid",
+    )?;
+    let rows = s.query_map([thread_id], message)?;
+    rows.collect()
+}
+
+fn thread_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThreadRow> {
+    Ok(ThreadRow {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        created_ms: r.get(2)?,
+        updated_ms: r.get(3)?,
+        message_count: r.get(4)?,
+    })
+}
+
+const THREAD_SQL: &str = "SELECT t.id, t.title, t.created_ms, t.updated_ms,
+    (SELECT count(*) FROM agents_messages m WHERE m.thread_id = t.id) FROM agents_threads t";
+
+/// Threads, most recently updated first.
+pub fn threads(c: &Connection, limit: u32) -> rusqlite::Result<Vec<ThreadRow>> {
+    let mut s = c.prepare(&format!("{THREAD_SQL} ORDER BY t.updated_ms DESC LIMIT ?1"))?;
+    let rows = s.query_map([limit], thread_row)?;
+    rows.collect()
+}
+
+/// One thread.
+pub fn thread(c: &Connection, id: &str) -> rusqlite::Result<Option<ThreadRow>> {
+    c.query_row(&format!("{THREAD_SQL} WHERE t.id = ?1"), [id], thread_row)
+        .optional()
+}
+
+/// Layer 1 context: the active window and recent activity from capture's
+/// tables, as a system block; None when capture has no data (or no
+/// tables). Reads only.
+pub fn activity_context(c: &Connection, recent: u32) -> Option<String> {
+    let mut s = c
+        .prepare(
+            "SELECT app_name, window_title, url, ended_ms IS NULL FROM capture_activities
+             ORDER BY started_ms DESC, id DESC LIMIT ?1",
+        )
+        .ok()?;
+    let rows: Vec<(String, String, Option<String>, bool)> = s
+        .query_map([recent], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .ok()?
+        .filter_map(Result::ok)
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let mut out = String::from("What the user is working on (from Cowork's activity capture):\n");
+    let describe = |app: &str, title: &str, url: &Option<String>| match url {
+        Some(u) if !u.is_empty() => format!("{app} — {title} <{u}>"),
+        _ => format!("{app} — {title}"),
+    };
+    if let Some((app, title, url, true)) = rows.first() {
+        out += &format!("- Active window now: {}\n", describe(app, title, url));
+    }
+    out += "- Recent windows, newest first:\n";
+    for (app, title, url, _) in &rows {
+        out += &format!("  - {}\n", describe(app, title, url));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_messages_and_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(&dir.path().join("cowork.db")).unwrap();
+        assert_eq!(activity_context(&c, 5), None, "no capture tables: skipped");
+        let t = create_thread(&c, "hello there").unwrap();
+        let m = MessageRow {
+            id: new_id("m"),
+            thread_id: t.clone(),
+            role: "user".into(),
+            content: "hello there".into(),
+            model: String::new(),
+            ask_id: "a1".into(),
+            created_ms: 1,
+            finish_reason: String::new(),
+        };
+        put_message(&c, &m).unwrap();
+        assert_eq!(messages(&c, &t).unwrap(), vec![m.clone()]);
+        assert_eq!(threads(&c, 10).unwrap()[0].message_count, 1);
+        assert_eq!(get_message(&c, &m.id).unwrap(), Some(m));
+        c.execute_batch(
+            "CREATE TABLE capture_activities (id INTEGER PRIMARY KEY, app_name TEXT, window_title TEXT,
+                url TEXT, started_ms INTEGER, ended_ms INTEGER);
+             INSERT INTO capture_activities VALUES (1, 'Code', 'main.rs', NULL, 1, 2);
+             INSERT INTO capture_activities VALUES (2, 'Firefox', 'Docs', 'https://d.test', 3, NULL);",
+        )
+        .unwrap();
+        let ctx = activity_context(&c, 5).unwrap();
+        assert!(
+            ctx.contains("Active window now: Firefox — Docs <https://d.test>"),
+            "{ctx}"
+        );
+        assert!(ctx.contains("Code — main.rs"), "{ctx}");
+    }
+}

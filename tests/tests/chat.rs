@@ -1,0 +1,233 @@
+//! Chat end to end through coworkd: `coworkctl chat` streams an answer
+//! from an engine found by detection, with Layer 1 activity context,
+//! threads persisted, "try harder" routed up a tier, and a dead engine
+//! ending the stream with an error chunk at once. The engine here is a
+//! stand-in speaking Ollama's wire format (named as one: Ollama cannot run
+//! here); `chat_llama.rs` runs the same path against the real llama.cpp
+//! server.
+
+use cowork_e2e::*;
+use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, SendMessageRequest};
+use serde_json::Value;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(20);
+
+struct Standin(Child, u16);
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn standin(delay_ms: u32, log: &std::path::Path) -> Standin {
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/python/ollama_standin.py"))
+        .arg("standin-model")
+        .env("STANDIN_DELAY_MS", delay_ms.to_string())
+        .env("STANDIN_LOG", log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the Ollama stand-in");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    Standin(child, line.trim().parse().expect("port"))
+}
+
+fn config(port: u16, home: &std::path::Path, script: &str) -> String {
+    std::fs::write(home.join("script.jsonl"), script).unwrap();
+    format!(
+        "{FAST}\n[agents]\nprobe_ports = false\n\
+         [[agents.engines]]\nid = \"ollama\"\nbase_url = \"http://127.0.0.1:{port}\"\napi = \"ollama\"\n\
+         [capture]\nsource = \"sim\"\nsim_script = \"script.jsonl\"\nsim_speed = 0\n"
+    )
+}
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn chat_streams_with_activity_context_and_persists_the_thread() {
+    let home = Suite::temp_home();
+    let log = home.path().join("requests.jsonl");
+    let engine = standin(0, &log);
+    let script = "{\"t_ms\":0,\"kind\":\"window\",\"app\":\"Firefox\",\"title\":\"Rust docs\",\"url\":\"https://doc.rust-lang.org\"}\n";
+    let cfg = config(engine.1, home.path(), script);
+    let suite = Suite::start_in(home, &cfg);
+    suite.wait_state("agents", "running", T).await;
+    wait_until(T, "capture replayed", || {
+        let o = suite.ctl(&["--json", "capture", "recent"]);
+        String::from_utf8_lossy(&o.stdout).contains("Rust docs")
+    });
+
+    let out = suite.ctl(&["chat", "what", "am", "I", "reading?"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "You said: what am I reading?\n"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("→ ollama/standin-model (prefers local, simple"),
+        "{err}"
+    );
+
+    // Layer 1: the active window went to the model as a system block.
+    let sent: Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    let system = &sent["messages"][0];
+    assert_eq!(system["role"], "system");
+    assert!(
+        system["content"]
+            .as_str()
+            .unwrap()
+            .contains("Active window now: Firefox — Rust docs <https://doc.rust-lang.org>"),
+        "{sent}"
+    );
+
+    // --json: typed chunks in order; the thread continues.
+    let chunks = json_lines(&suite.ctl(&["--json", "chat", "more"]).stdout);
+    let route = &chunks[0]["route"];
+    let thread = route["thread_id"].as_str().unwrap().to_owned();
+    assert!(chunks[1..].iter().any(|c| c["delta"].is_string()));
+    assert_eq!(chunks.last().unwrap()["finish"], "stop");
+    assert!(chunks.iter().any(|c| c["usage"]["prompt_tokens"] == 11));
+    let again = json_lines(
+        &suite
+            .ctl(&["--json", "chat", "--thread", &thread, "and again"])
+            .stdout,
+    );
+    assert_eq!(again[0]["route"]["thread_id"], thread.as_str());
+    let sent: Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "assistant", "user"],
+        "history is sent: {sent}"
+    );
+
+    let shown = json_lines(&suite.ctl(&["--json", "chat", "show", &thread]).stdout);
+    assert_eq!(shown.len(), 4);
+    assert_eq!(shown[1]["content"], "You said: more");
+    assert_eq!(shown[1]["model"], "ollama/standin-model");
+    let threads = json_lines(&suite.ctl(&["--json", "chat", "threads"]).stdout);
+    assert_eq!(threads.len(), 2);
+
+    // Try harder: the answer is retried one tier up, in the same ask; the
+    // cloud is not connected in this build, which the error says.
+    let answer_id = shown[1]["id"].as_str().unwrap();
+    let retry = suite.ctl(&["--json", "chat", "--retry-smarter", answer_id, "x"]);
+    assert_eq!(retry.status.code(), Some(1));
+    let r = json_lines(&retry.stdout);
+    assert_eq!(r[0]["route"]["model"], "gemini/gemini-2.5-flash");
+    assert_eq!(r[0]["route"]["ask_id"], shown[1]["ask_id"]);
+    assert!(r[0]["route"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("try harder"));
+    assert!(r.last().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("cloud providers are not connected"));
+}
+
+#[tokio::test]
+async fn a_dead_engine_mid_answer_ends_the_stream_with_an_error_at_once() {
+    let home = Suite::temp_home();
+    let log = home.path().join("requests.jsonl");
+    let mut engine = standin(300, &log);
+    let cfg = config(engine.1, home.path(), "");
+    let suite = Suite::start_in(home, &cfg);
+    suite.wait_state("agents", "running", T).await;
+    let mut chat = ChatClient::new(suite.channel());
+    let mut stream = chat
+        .send_message(SendMessageRequest {
+            text: "one two three four five six seven eight nine ten".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("send")
+        .into_inner();
+    // Wait for the first words, then kill the engine.
+    loop {
+        let c = stream
+            .message()
+            .await
+            .expect("chunk")
+            .expect("not ended")
+            .chunk;
+        if matches!(c, Some(Chunk::Delta(_))) {
+            break;
+        }
+    }
+    let _ = engine.0.kill();
+    let killed = Instant::now();
+    let mut error = None;
+    while let Some(c) = tokio::time::timeout(T, stream.message())
+        .await
+        .expect("no hang")
+        .expect("stream")
+    {
+        if let Some(Chunk::Error(e)) = c.chunk {
+            error = Some((e.message, killed.elapsed()));
+        }
+    }
+    let (msg, after) = error.expect("an error chunk");
+    eprintln!("error chunk {after:?} after the kill: {msg}");
+    assert!(after < Duration::from_secs(1), "{after:?}");
+    assert!(msg.contains("engine"), "{msg}");
+}
+
+#[tokio::test]
+async fn no_engine_is_a_clear_error_not_a_hang() {
+    let home = Suite::temp_home();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let cfg = config(port, home.path(), "");
+    let suite = Suite::start_in(home, &cfg);
+    suite.wait_state("agents", "running", T).await;
+    let out = suite.ctl(&["chat", "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no local engine is reachable") || err.contains("cloud"),
+        "{err}"
+    );
+    let empty = suite.ctl(&["chat", " "]);
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("empty"));
+}
