@@ -24,12 +24,42 @@ pub const MAX_MESSAGE: usize = 256 * 1024;
 pub struct ChatService {
     db: PathBuf,
     config: PathBuf,
+    /// The engine found last, reused for [`DETECTION_TTL`] so a message
+    /// does not pay for probing every engine.
+    found: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, LocalEngine)>>>,
 }
+
+/// How long a detected engine is reused before probing again (an engine
+/// error forgets it at once).
+pub const DETECTION_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ChatService {
     /// Serve chat over cowork.db at `db`, configured by `config`.
     pub fn new(db: PathBuf, config: PathBuf) -> Self {
-        Self { db, config }
+        Self {
+            db,
+            config,
+            found: Default::default(),
+        }
+    }
+
+    async fn local_engine(&self, cfg: &AgentsConfig) -> Option<LocalEngine> {
+        if let Some((at, e)) = self.found.lock().ok().and_then(|g| g.clone()) {
+            if at.elapsed() < DETECTION_TTL {
+                return Some(e);
+            }
+        }
+        let found = find_local(cfg).await;
+        if let Ok(mut g) = self.found.lock() {
+            *g = found.clone().map(|e| (std::time::Instant::now(), e));
+        }
+        found
+    }
+
+    fn forget_engine(&self) {
+        if let Ok(mut g) = self.found.lock() {
+            *g = None;
+        }
     }
 }
 
@@ -163,7 +193,7 @@ impl ChatService {
                 req.text.clone()
             }
         };
-        let local = find_local(&cfg).await;
+        let local = self.local_engine(&cfg).await;
         let preference = match req.preference.as_str() {
             "cloud" => Preference::Cloud,
             "local" | "" => Preference::Local,
@@ -261,6 +291,7 @@ impl ChatService {
             }
         };
         if let Err(e) = result {
+            self.forget_engine();
             answer.finish_reason = "error".into();
             let _ = out
                 .send(chunk(Chunk::Error(ChatError { message: e })))
