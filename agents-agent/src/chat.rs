@@ -27,10 +27,12 @@ pub struct ChatService {
     /// The engine found last, reused for [`DETECTION_TTL`] so a message
     /// does not pay for probing every engine.
     found: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, LocalEngine)>>>,
+    /// agents-agent's one connection to cowork.db, opened on first use.
+    conn: std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
 }
 
-/// How long a detected engine is reused before probing again (an engine
-/// error forgets it at once).
+/// How long a detected engine is used before it is re-detected in the
+/// background (an engine error forgets it at once).
 pub const DETECTION_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ChatService {
@@ -40,20 +42,33 @@ impl ChatService {
             db,
             config,
             found: Default::default(),
+            conn: Default::default(),
         }
     }
 
     async fn local_engine(&self, cfg: &AgentsConfig) -> Option<LocalEngine> {
-        if let Some((at, e)) = self.found.lock().ok().and_then(|g| g.clone()) {
-            if at.elapsed() < DETECTION_TTL {
-                return Some(e);
+        let cached = self.found.lock().ok().and_then(|g| g.clone());
+        if let Some((at, e)) = cached {
+            if at.elapsed() >= DETECTION_TTL {
+                // Serve the known engine now and re-detect in the
+                // background, so no message waits for probes.
+                let (me, cfg) = (self.clone(), cfg.clone());
+                tokio::spawn(async move {
+                    let found = find_local(&cfg).await;
+                    me.remember(found);
+                });
             }
+            return Some(e);
         }
         let found = find_local(cfg).await;
-        if let Ok(mut g) = self.found.lock() {
-            *g = found.clone().map(|e| (std::time::Instant::now(), e));
-        }
+        self.remember(found.clone());
         found
+    }
+
+    fn remember(&self, found: Option<LocalEngine>) {
+        if let Ok(mut g) = self.found.lock() {
+            *g = found.map(|e| (std::time::Instant::now(), e));
+        }
     }
 
     fn forget_engine(&self) {
@@ -108,9 +123,16 @@ impl ChatService {
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
         let db = self.db.clone();
+        let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let c = store::open(&db)?;
-            f(&c)
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            if guard.is_none() {
+                *guard = Some(store::open(&db)?);
+            }
+            match guard.as_ref() {
+                Some(c) => f(c),
+                None => Err(rusqlite::Error::InvalidQuery),
+            }
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
@@ -287,7 +309,8 @@ impl ChatService {
                         content: question,
                     });
                 }
-                self.relay(engine, &messages, &out, &mut answer).await
+                self.relay(engine, &messages, cfg.max_output_tokens, &out, &mut answer)
+                    .await
             }
         };
         if let Err(e) = result {
@@ -306,6 +329,7 @@ impl ChatService {
         &self,
         engine: &LocalEngine,
         messages: &[ChatMessage],
+        max_tokens: Option<u32>,
         out: &ChunkTx,
         answer: &mut MessageRow,
     ) -> Result<(), String> {
@@ -318,7 +342,7 @@ impl ChatService {
         );
         // The sender lives in the call: when it ends, the receiver drains
         // and closes.
-        let call = async move { stream_chat(&base, api, &model, &msgs, &tx).await };
+        let call = async move { stream_chat(&base, api, &model, &msgs, max_tokens, &tx).await };
         tokio::pin!(call);
         let mut result = None;
         loop {

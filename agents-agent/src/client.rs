@@ -35,10 +35,11 @@ pub async fn stream_chat(
     api: ApiFamily,
     model: &str,
     messages: &[ChatMessage],
+    max_tokens: Option<u32>,
     tx: &mpsc::Sender<Delta>,
 ) -> Result<(), String> {
     let base = base_url.trim_end_matches('/');
-    let (url, body) = match api {
+    let (url, mut body) = match api {
         ApiFamily::OpenAi => (
             format!("{base}/chat/completions"),
             serde_json::json!({"model": model, "messages": messages, "stream": true,
@@ -49,6 +50,12 @@ pub async fn stream_chat(
             serde_json::json!({"model": model, "messages": messages, "stream": true}),
         ),
     };
+    if let Some(n) = max_tokens {
+        match api {
+            ApiFamily::OpenAi => body["max_tokens"] = n.into(),
+            ApiFamily::Ollama => body["options"] = serde_json::json!({"num_predict": n}),
+        }
+    }
     let (mut send, uri) = crate::probe::connect_local(&url).await?;
     let req = http::Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
         .header(

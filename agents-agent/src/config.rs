@@ -33,6 +33,9 @@ pub struct AgentsConfig {
     pub engines: Vec<EngineEntry>,
     /// Per-instance URL overrides: instance key → URL.
     pub engine_urls: BTreeMap<String, String>,
+    /// Longest answer asked of an engine, in tokens (unset: the engine's
+    /// own limit).
+    pub max_output_tokens: Option<u32>,
 }
 
 impl Default for AgentsConfig {
@@ -41,6 +44,7 @@ impl Default for AgentsConfig {
             probe_ports: true,
             engines: Vec::new(),
             engine_urls: BTreeMap::new(),
+            max_output_tokens: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 5;
+const MAX_TOKENS: u32 = 120;
 const PROMPT: &str = "Count from one to thirty in words, separated by commas.";
 
 struct Engine(Child);
@@ -53,7 +54,7 @@ fn start_llama(port: u16) -> Engine {
             "--port",
             &port.to_string(),
             "--n_ctx",
-            "384",
+            "1024",
             "--seed",
             "1",
         ])
@@ -78,7 +79,15 @@ async fn direct(port: u16) -> (Duration, f64, usize) {
     let t = Instant::now();
     let url = format!("http://127.0.0.1:{port}/v1");
     let call = tokio::spawn(async move {
-        stream_chat(&url, ApiFamily::OpenAi, "gemma3-270m", &msgs, &tx).await
+        stream_chat(
+            &url,
+            ApiFamily::OpenAi,
+            "gemma3-270m",
+            &msgs,
+            Some(MAX_TOKENS),
+            &tx,
+        )
+        .await
     });
     let (mut first, mut n, mut last) = (None, 0usize, t);
     while let Some(d) = rx.recv().await {
@@ -136,7 +145,7 @@ async fn main() {
     };
     let _engine = start_llama(port);
     let suite = Suite::start(&format!(
-        "[agents]\nprobe_ports = false\n[[agents.engines]]\nid = \"llamacpp\"\n\
+        "[agents]\nprobe_ports = false\nmax_output_tokens = {MAX_TOKENS}\n[[agents.engines]]\nid = \"llamacpp\"\n\
          base_url = \"http://127.0.0.1:{port}/v1\"\napi = \"openai\"\n"
     ));
     suite
