@@ -35,14 +35,20 @@ fn ctl_json(suite: &Suite, args: &[&str]) -> Value {
 fn wait_replayed(suite: &Suite) -> Value {
     let deadline = Instant::now() + T;
     loop {
-        let s = ctl_json(suite, &["capture", "status"]);
+        // capture-agent may still be starting (UNAVAILABLE): ask again.
+        let out = suite.ctl(&["--json", "capture", "status"]);
+        let s: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         if s["source_detail"]
             .as_str()
             .is_some_and(|d| d.starts_with("replayed"))
         {
             return s;
         }
-        assert!(Instant::now() < deadline, "script not replayed: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "script not replayed: {s} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
