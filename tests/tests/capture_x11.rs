@@ -13,16 +13,31 @@ const T: Duration = Duration::from_secs(20);
 struct Display {
     number: u32,
     children: Vec<Child>,
+    /// Xvfb's -displayfd pipe, kept open so Xvfb never writes to a closed pipe.
+    _displayfd: Option<std::io::BufReader<std::process::ChildStdout>>,
 }
 
 impl Display {
     fn start() -> Self {
         // Two Xvfb -displayfd started at once can both claim the same
-        // display; start them one at a time.
+        // display; start them one at a time, and retry a display whose
+        // window manager does not come up.
         static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
-        // Xvfb picks a free display itself and writes its number to -displayfd.
-        let mut xvfb = Command::new("Xvfb")
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            match Self::try_start() {
+                Ok(d) => return d,
+                Err(e) => last = e,
+            }
+        }
+        panic!("no X display with openbox after 3 attempts: {last}");
+    }
+
+    fn try_start() -> Result<Self, String> {
+        // Xvfb picks a free display itself and writes its number to
+        // -displayfd; the pipe stays open for Xvfb's lifetime.
+        let xvfb = Command::new("Xvfb")
             .args([
                 "-displayfd",
                 "1",
@@ -37,22 +52,24 @@ impl Display {
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb is installed by scripts/test.sh");
+        // Owned by the Display from here, so every error path cleans up.
+        let mut d = Self {
+            number: 0,
+            children: vec![xvfb],
+            _displayfd: None,
+        };
+        let mut reader = std::io::BufReader::new(d.children[0].stdout.take().expect("Xvfb stdout"));
         let mut line = String::new();
         {
             use std::io::BufRead;
-            let out = xvfb.stdout.take().expect("Xvfb stdout");
-            std::io::BufReader::new(out)
-                .read_line(&mut line)
-                .expect("read the display number");
+            reader.read_line(&mut line).map_err(|e| e.to_string())?;
         }
-        let number: u32 = line
+        d._displayfd = Some(reader);
+        d.number = line
             .trim()
             .parse()
-            .expect("Xvfb printed its display number");
-        let mut d = Self {
-            number,
-            children: vec![xvfb],
-        };
+            .map_err(|_| format!("Xvfb printed {line:?}, not a display number"))?;
+        let number = d.number;
         let wm = Command::new("openbox")
             .arg("--sm-disable")
             .env("DISPLAY", d.name())
@@ -62,11 +79,21 @@ impl Display {
             .spawn()
             .expect("openbox is installed by scripts/test.sh");
         d.children.push(wm);
-        wait_until(T, "openbox to manage the screen", || {
+        let deadline = Instant::now() + Duration::from_secs(8);
+        loop {
             let o = d.run("xprop", &["-root", "_NET_SUPPORTING_WM_CHECK"]);
-            o.is_some_and(|o| o.contains("window id"))
-        });
-        d
+            if o.as_deref().is_some_and(|o| o.contains("window id")) {
+                return Ok(d);
+            }
+            if Instant::now() > deadline {
+                let xvfb = d.children[0].try_wait().ok().flatten();
+                let wm = d.children[1].try_wait().ok().flatten();
+                return Err(format!(
+                    "display :{number}: xprop said {o:?}; Xvfb exit {xvfb:?}, openbox exit {wm:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn name(&self) -> String {
