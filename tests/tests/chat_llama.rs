@@ -60,7 +60,7 @@ fn start_llama() -> Engine {
             "--port",
             &port.to_string(),
             "--n_ctx",
-            "256",
+            "1024",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -76,7 +76,7 @@ fn start_llama() -> Engine {
 
 fn config(port: u16) -> String {
     format!(
-        "{FAST}\n[agents]\nprobe_ports = false\n\
+        "{FAST}\n[agents]\nprobe_ports = false\nmax_output_tokens = 120\n\
          [[agents.engines]]\nid = \"llamacpp\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\napi = \"openai\"\n"
     )
 }
@@ -139,8 +139,11 @@ async fn a_real_llama_cpp_engine_answers_through_the_suite_and_dies_cleanly() {
             .message()
             .await
             .expect("chunk")
-            .expect("not ended")
+            .expect("the answer ended before its first token")
             .chunk;
+        if let Some(Chunk::Error(e)) = &c {
+            panic!("engine error before the kill: {}", e.message);
+        }
         if matches!(c, Some(Chunk::Delta(_))) {
             break;
         }
