@@ -346,3 +346,77 @@ pub fn proc_cpu_ticks(pid: u32) -> u64 {
         .and_then(|s| coworkd::procinfo::cpu_ticks(&s))
         .unwrap_or(0)
 }
+
+/// A running stand-in for Ollama (`tests/python/ollama_standin.py`; Ollama
+/// itself cannot run here), killed on drop.
+pub struct OllamaStandin {
+    /// The stand-in process.
+    pub child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Drop for OllamaStandin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start the Ollama stand-in serving `models`, answering word by word
+/// every `delay_ms`, logging each request to `log` when given.
+pub fn ollama_standin(models: &[&str], delay_ms: u32, log: Option<&Path>) -> OllamaStandin {
+    use std::io::BufRead;
+    let mut cmd = Command::new(python());
+    cmd.arg(repo_root().join("tests/python/ollama_standin.py"))
+        .args(models)
+        .env("STANDIN_DELAY_MS", delay_ms.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(log) = log {
+        cmd.env("STANDIN_LOG", log);
+    }
+    let mut child = cmd.spawn().expect("start the Ollama stand-in");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    let port = line.trim().parse().expect("the stand-in prints its port");
+    OllamaStandin { child, port }
+}
+
+/// Wait for the first text delta of a chat stream, run `kill` (the
+/// engine), and return the error chunk that follows with how long after
+/// the kill it came. Panics if the stream ends first or never errors.
+pub async fn error_after_kill(
+    stream: &mut tonic::Streaming<cowork_proto::pb::chat::ChatChunk>,
+    kill: impl FnOnce(),
+) -> (String, Duration) {
+    use cowork_proto::pb::chat::chat_chunk::Chunk;
+    loop {
+        let c = stream
+            .message()
+            .await
+            .expect("chunk")
+            .expect("the answer ended before its first token")
+            .chunk;
+        match c {
+            Some(Chunk::Delta(_)) => break,
+            Some(Chunk::Error(e)) => panic!("engine error before the kill: {}", e.message),
+            _ => {}
+        }
+    }
+    kill();
+    let killed = Instant::now();
+    let mut error = None;
+    while let Some(c) = tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("no hang after the kill")
+        .expect("stream")
+    {
+        if let Some(Chunk::Error(e)) = c.chunk {
+            error = Some((e.message, killed.elapsed()));
+        }
+    }
+    error.expect("an error chunk after the kill")
+}

@@ -7,38 +7,14 @@
 //! server.
 
 use cowork_e2e::*;
-use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, SendMessageRequest};
+use cowork_proto::pb::chat::{chat_client::ChatClient, SendMessageRequest};
 use serde_json::Value;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
-struct Standin(Child, u16);
-
-impl Drop for Standin {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn standin(delay_ms: u32, log: &std::path::Path) -> Standin {
-    let mut child = Command::new(python())
-        .arg(repo_root().join("tests/python/ollama_standin.py"))
-        .arg("standin-model")
-        .env("STANDIN_DELAY_MS", delay_ms.to_string())
-        .env("STANDIN_LOG", log)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the Ollama stand-in");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    Standin(child, line.trim().parse().expect("port"))
+fn standin(delay_ms: u32, log: &std::path::Path) -> OllamaStandin {
+    ollama_standin(&["standin-model"], delay_ms, Some(log))
 }
 
 fn config(port: u16, home: &std::path::Path, script: &str) -> String {
@@ -63,7 +39,7 @@ async fn chat_streams_with_activity_context_and_persists_the_thread() {
     let log = home.path().join("requests.jsonl");
     let engine = standin(0, &log);
     let script = "{\"t_ms\":0,\"kind\":\"window\",\"app\":\"Firefox\",\"title\":\"Rust docs\",\"url\":\"https://doc.rust-lang.org\"}\n";
-    let cfg = config(engine.1, home.path(), script);
+    let cfg = config(engine.port, home.path(), script);
     let suite = Suite::start_in(home, &cfg);
     suite.wait_state("agents", "running", T).await;
     wait_until(T, "capture replayed", || {
@@ -169,7 +145,7 @@ async fn a_dead_engine_mid_answer_ends_the_stream_with_an_error_at_once() {
     let home = Suite::temp_home();
     let log = home.path().join("requests.jsonl");
     let mut engine = standin(300, &log);
-    let cfg = config(engine.1, home.path(), "");
+    let cfg = config(engine.port, home.path(), "");
     let suite = Suite::start_in(home, &cfg);
     suite.wait_state("agents", "running", T).await;
     let mut chat = ChatClient::new(suite.channel());
@@ -181,31 +157,10 @@ async fn a_dead_engine_mid_answer_ends_the_stream_with_an_error_at_once() {
         .await
         .expect("send")
         .into_inner();
-    // Wait for the first words, then kill the engine.
-    loop {
-        let c = stream
-            .message()
-            .await
-            .expect("chunk")
-            .expect("not ended")
-            .chunk;
-        if matches!(c, Some(Chunk::Delta(_))) {
-            break;
-        }
-    }
-    let _ = engine.0.kill();
-    let killed = Instant::now();
-    let mut error = None;
-    while let Some(c) = tokio::time::timeout(T, stream.message())
-        .await
-        .expect("no hang")
-        .expect("stream")
-    {
-        if let Some(Chunk::Error(e)) = c.chunk {
-            error = Some((e.message, killed.elapsed()));
-        }
-    }
-    let (msg, after) = error.expect("an error chunk");
+    let (msg, after) = error_after_kill(&mut stream, || {
+        let _ = engine.child.kill();
+    })
+    .await;
     eprintln!("error chunk {after:?} after the kill: {msg}");
     assert!(after < Duration::from_secs(1), "{after:?}");
     assert!(msg.contains("engine"), "{msg}");

@@ -3,10 +3,10 @@
 //! both), found by detection, streamed through coworkd to `coworkctl chat`.
 
 use cowork_e2e::*;
-use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, SendMessageRequest};
+use cowork_proto::pb::chat::{chat_client::ChatClient, SendMessageRequest};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const T: Duration = Duration::from_secs(120);
 
@@ -134,33 +134,10 @@ async fn a_real_llama_cpp_engine_answers_through_the_suite_and_dies_cleanly() {
         .await
         .expect("send")
         .into_inner();
-    loop {
-        let c = stream
-            .message()
-            .await
-            .expect("chunk")
-            .expect("the answer ended before its first token")
-            .chunk;
-        if let Some(Chunk::Error(e)) = &c {
-            panic!("engine error before the kill: {}", e.message);
-        }
-        if matches!(c, Some(Chunk::Delta(_))) {
-            break;
-        }
-    }
-    let _ = engine.0.kill();
-    let killed = Instant::now();
-    let mut error = None;
-    while let Some(c) = tokio::time::timeout(Duration::from_secs(20), stream.message())
-        .await
-        .expect("no hang")
-        .expect("stream")
-    {
-        if let Some(Chunk::Error(e)) = c.chunk {
-            error = Some((e.message, killed.elapsed()));
-        }
-    }
-    let (msg, after) = error.expect("an error chunk after the kill");
+    let (msg, after) = error_after_kill(&mut stream, || {
+        let _ = engine.0.kill();
+    })
+    .await;
     eprintln!("error chunk {after:?} after killing llama.cpp: {msg}");
     assert!(after < Duration::from_secs(1), "{after:?}");
 }

@@ -4,36 +4,9 @@
 
 use cowork_e2e::*;
 use serde_json::Value;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
-
-struct Standin(Child, u16);
-
-impl Drop for Standin {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ollama_standin(models: &[&str]) -> Standin {
-    let mut child = Command::new(python())
-        .arg(repo_root().join("tests/python/ollama_standin.py"))
-        .args(models)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the Ollama stand-in");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    let port = line.trim().parse().expect("the stand-in prints its port");
-    Standin(child, port)
-}
 
 fn engines(suite: &Suite) -> Vec<Value> {
     let out = suite.ctl(&["--json", "engines"]);
@@ -48,7 +21,7 @@ fn engines(suite: &Suite) -> Vec<Value> {
 
 #[tokio::test]
 async fn configured_engines_are_probed_and_public_hosts_never_are() {
-    let ollama = ollama_standin(&["qwen3:8b", "llama3.2:3b"]);
+    let ollama = ollama_standin(&["qwen3:8b", "llama3.2:3b"], 0, None);
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();
     drop(closed);
@@ -57,7 +30,7 @@ async fn configured_engines_are_probed_and_public_hosts_never_are() {
          [[agents.engines]]\nid = \"ollama\"\nbase_url = \"http://127.0.0.1:{}\"\napi = \"ollama\"\n\
          [[agents.engines]]\nid = \"llamacpp\"\nbase_url = \"http://127.0.0.1:{closed_port}/v1\"\napi = \"openai\"\n\
          [[agents.engines]]\nid = \"remote\"\nbase_url = \"http://203.0.113.7:11434\"\napi = \"ollama\"\n",
-        ollama.1
+        ollama.port
     );
     let suite = Suite::start(&config);
     suite.wait_state("agents", "running", T).await;
@@ -85,7 +58,7 @@ async fn configured_engines_are_probed_and_public_hosts_never_are() {
         .unwrap()
         .contains("not a local or LAN host"));
     // Each main instance gets a cron companion one port up.
-    let c = by(&format!("ollama-cron:{}", ollama.1 + 1));
+    let c = by(&format!("ollama-cron:{}", ollama.port + 1));
     assert_eq!(
         (c["role"].as_str(), c["origin"].as_str()),
         (Some("cron"), Some("companion"))
@@ -104,11 +77,11 @@ async fn configured_engines_are_probed_and_public_hosts_never_are() {
 
 #[tokio::test]
 async fn default_ports_and_overrides() {
-    let ollama = ollama_standin(&["gemma3:1b"]);
+    let ollama = ollama_standin(&["gemma3:1b"], 0, None);
     let config = format!(
         "{FAST}\n[agents]\nprobe_ports = true\n\
          engine_urls = {{ \"jan:1337\" = \"http://127.0.0.1:{}\" }}\n",
-        ollama.1
+        ollama.port
     );
     let suite = Suite::start(&config);
     suite.wait_state("agents", "running", T).await;
@@ -134,7 +107,7 @@ async fn default_ports_and_overrides() {
     let jan = list.iter().find(|e| e["key"] == "jan:1337").unwrap();
     assert_eq!(
         jan["base_url"],
-        format!("http://127.0.0.1:{}", ollama.1),
+        format!("http://127.0.0.1:{}", ollama.port),
         "the override replaces the default URL"
     );
 }
