@@ -3,14 +3,18 @@
 //! engine as typed chunks.
 
 use crate::chat_store::{self as store, MessageRow};
-use crate::client::{stream_chat, ChatMessage};
-use crate::config::AgentsConfig;
-use crate::engines::{candidates, ApiFamily, Health, Role};
-use crate::router::{self, Policy, Preference, Request as RouteRequest, Target, Tier};
+use crate::client::{stream_chat, ChatMessage, ChatTarget, Transport};
+use crate::config::{parse_preference, AgentsConfig};
+use crate::engines::{candidates, ApiFamily, Health};
+use crate::providers::{self, ReadyProvider};
+use crate::router::{self, Refusal, Request as RouteRequest, Target, Tier};
+use crate::usage::UsageEntry;
+use crate::watch::{EngineWatch, LocalEngine};
 use cowork_proto::pb::chat::{
     chat_chunk::Chunk, chat_server, ChatChunk, ChatError, Finish, GetStatusRequest,
-    GetStatusResponse, GetThreadRequest, GetThreadResponse, ListThreadsRequest,
-    ListThreadsResponse, Message, RouteDecision, SendMessageRequest, TextDelta, Thread, Usage,
+    GetStatusResponse, GetThreadRequest, GetThreadResponse, GetUsageRequest, GetUsageResponse,
+    ListThreadsRequest, ListThreadsResponse, Message, RouteDecision, SendMessageRequest, TextDelta,
+    Thread, Usage,
 };
 use std::path::PathBuf;
 use tokio::sync::mpsc;
@@ -24,81 +28,71 @@ pub const MAX_MESSAGE: usize = 256 * 1024;
 pub struct ChatService {
     db: PathBuf,
     config: PathBuf,
-    /// The engine found last, reused for [`DETECTION_TTL`] so a message
-    /// does not pay for probing every engine.
-    found: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, LocalEngine)>>>,
+    /// What can answer (shared with the background detection).
+    watch: EngineWatch,
     /// agents-agent's one connection to cowork.db, opened on first use.
     conn: std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
+    /// The TLS client cloud calls share, built on first use.
+    cloud_client: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
 }
 
-/// How long a detected engine is used before it is re-detected in the
-/// background (an engine error forgets it at once).
-pub const DETECTION_TTL: std::time::Duration = std::time::Duration::from_secs(10);
-
 impl ChatService {
-    /// Serve chat over cowork.db at `db`, configured by `config`.
-    pub fn new(db: PathBuf, config: PathBuf) -> Self {
+    /// Serve chat over cowork.db at `db`, configured by `config`, answering
+    /// with what `watch` finds.
+    pub fn new(db: PathBuf, config: PathBuf, watch: EngineWatch) -> Self {
         Self {
             db,
             config,
-            found: Default::default(),
+            watch,
             conn: Default::default(),
+            cloud_client: Default::default(),
         }
     }
 
-    async fn local_engine(&self, cfg: &AgentsConfig) -> Option<LocalEngine> {
-        let cached = self.found.lock().ok().and_then(|g| g.clone());
-        if let Some((at, e)) = cached {
-            if at.elapsed() >= DETECTION_TTL {
-                // Serve the known engine now and re-detect in the
-                // background, so no message waits for probes.
-                let (me, cfg) = (self.clone(), cfg.clone());
-                tokio::spawn(async move {
-                    let found = find_local(&cfg).await;
-                    me.remember(found);
-                });
+    fn cloud_client(&self) -> Result<reqwest::Client, String> {
+        self.cloud_client
+            .get_or_init(crate::client::cloud_client)
+            .clone()
+    }
+
+    /// Where a routed request goes: the local engine, or the tier's cloud
+    /// provider.
+    fn target(
+        &self,
+        decision: &Target,
+        local: Option<&LocalEngine>,
+        cloud: &[ReadyProvider],
+    ) -> Result<ChatTarget, String> {
+        match decision {
+            Target::Local(_) => {
+                let e = local.ok_or(crate::watch::NO_ENGINE)?;
+                Ok(ChatTarget {
+                    name: e.key.clone(),
+                    base_url: e.base_url.clone(),
+                    api: e.api,
+                    model: e.model.clone(),
+                    transport: Transport::Local,
+                })
             }
-            return Some(e);
+            Target::Cloud(t) => {
+                let (provider, model) = providers::for_tier(*t);
+                let ready = cloud
+                    .iter()
+                    .find(|r| r.provider == provider)
+                    .ok_or_else(|| Refusal::CloudNotSetUp(*t).to_string())?;
+                Ok(ChatTarget {
+                    name: provider.id.to_owned(),
+                    base_url: ready.base_url.clone(),
+                    api: ApiFamily::OpenAi,
+                    model: model.to_owned(),
+                    transport: Transport::Cloud {
+                        client: self.cloud_client()?,
+                        api_key: ready.api_key.clone(),
+                    },
+                })
+            }
         }
-        let found = find_local(cfg).await;
-        self.remember(found.clone());
-        found
     }
-
-    fn remember(&self, found: Option<LocalEngine>) {
-        if let Ok(mut g) = self.found.lock() {
-            *g = found.map(|e| (std::time::Instant::now(), e));
-        }
-    }
-
-    fn forget_engine(&self) {
-        if let Ok(mut g) = self.found.lock() {
-            *g = None;
-        }
-    }
-}
-
-/// A local engine that answered, with the model to use.
-#[derive(Debug, Clone)]
-struct LocalEngine {
-    base_url: String,
-    api: ApiFamily,
-    engine: String,
-    model: String,
-}
-
-async fn find_local(cfg: &AgentsConfig) -> Option<LocalEngine> {
-    let instances = candidates(&cfg.configured(), cfg.probe_ports, &cfg.overrides());
-    let probed = crate::probe::probe_all(instances).await;
-    probed
-        .into_iter()
-        .find(|p| p.health == Health::Up && p.instance.role == Role::Main && !p.models.is_empty())
-        .map(|p| LocalEngine {
-            base_url: p.instance.base_url,
-            api: p.instance.api,
-            engine: p.instance.engine,
-            model: p.models[0].clone(),
-        })
 }
 
 fn tier_of(model_id: &str) -> Option<Tier> {
@@ -215,21 +209,25 @@ impl ChatService {
                 req.text.clone()
             }
         };
-        let local = self.local_engine(&cfg).await;
-        let preference = match req.preference.as_str() {
-            "cloud" => Preference::Cloud,
-            "local" | "" => Preference::Local,
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "preference must be local or cloud, not {other:?}"
-                )))
-            }
+        let detected = self.watch.current().await;
+        let local = if req.background {
+            detected.background.clone()
+        } else {
+            detected.main.clone()
         };
-        let policy = Policy {
-            preference,
-            local_model: local.as_ref().map(|l| format!("{}/{}", l.engine, l.model)),
-            ..Policy::default()
-        };
+        let mut policy = cfg.policy().map_err(Status::failed_precondition)?;
+        if !req.preference.is_empty() {
+            policy.preference = parse_preference(&req.preference)
+                .map_err(|e| Status::invalid_argument(format!("preference {e}")))?;
+        }
+        policy.local_model = local.as_ref().map(|l| format!("{}/{}", l.engine, l.model));
+        policy.cloud_tiers = [Tier::Free, Tier::Boost, Tier::Pro, Tier::Max]
+            .into_iter()
+            .filter(|t| {
+                let (p, _) = providers::for_tier(*t);
+                detected.cloud.iter().any(|r| r.provider == p)
+            })
+            .collect();
         let context = self
             .blocking(|c| Ok(store::activity_context(c, 8)))
             .await
@@ -256,6 +254,10 @@ impl ChatService {
         );
         let message_id = store::new_id("m");
         let model_id = decision.target.model_id().to_owned();
+        let target = match &decision.refusal {
+            Some(r) => Err(r.to_string()),
+            None => self.target(&decision.target, local.as_ref(), &detected.cloud),
+        };
         let _ = out
             .send(chunk(Chunk::Route(RouteDecision {
                 model: model_id.clone(),
@@ -265,6 +267,7 @@ impl ChatService {
                 thread_id: thread_id.clone(),
                 message_id: message_id.clone(),
                 ask_id: ask_id.clone(),
+                engine: target.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
             })))
             .await;
         let mut answer = MessageRow {
@@ -277,16 +280,9 @@ impl ChatService {
             created_ms: store::now_ms(),
             finish_reason: String::new(),
         };
-        let result = match (&decision.refusal, &decision.target, &local) {
-            (Some(r), _, _) => Err(r.to_string()),
-            (None, Target::Cloud(t), _) => Err(format!(
-                "the router chose the cloud ({}: {}), but cloud providers are not connected in \
-                 this build yet; run a local engine (see `coworkctl engines`)",
-                t.name(),
-                decision.reason
-            )),
-            (None, Target::Local(_), None) => Err("no model engine reachable".into()),
-            (None, Target::Local(_), Some(engine)) => {
+        let result = match target {
+            Err(e) => Err(e),
+            Ok(target) => {
                 let mut messages = Vec::new();
                 if let Some(ctx) = &context {
                     messages.push(ChatMessage {
@@ -309,12 +305,47 @@ impl ChatService {
                         content: question,
                     });
                 }
-                self.relay(engine, &messages, cfg.max_output_tokens, &out, &mut answer)
-                    .await
+                let prompt_estimate =
+                    messages.iter().map(|m| m.content.len() as u64).sum::<u64>() / 4;
+                let mut answer_usage = None;
+                let r = self
+                    .relay(
+                        &target,
+                        &messages,
+                        cfg.max_output_tokens,
+                        &out,
+                        (&mut answer, &mut answer_usage),
+                    )
+                    .await;
+                // The ledger: what the call used (the engine's count, else
+                // an estimate of 4 characters per token), and what it cost.
+                let (tokens_in, tokens_out) = answer_usage
+                    .take()
+                    .unwrap_or((prompt_estimate, answer.content.len() as u64 / 4));
+                let tier = match &decision.target {
+                    Target::Local(_) => None,
+                    Target::Cloud(t) => Some(*t),
+                };
+                let entry = UsageEntry {
+                    at_ms: store::now_ms(),
+                    ask_id: answer.ask_id.clone(),
+                    model: answer.model.clone(),
+                    tier: tier.map_or("local", Tier::name).to_owned(),
+                    tokens_in,
+                    tokens_out,
+                    cost_usd: tier.map_or(0.0, |t| router::actual_cost(t, tokens_in, tokens_out)),
+                };
+                if tokens_in + tokens_out > 0 {
+                    self.blocking(move |c| crate::usage::record(c, &entry))
+                        .await?;
+                }
+                r
             }
         };
         if let Err(e) = result {
-            self.forget_engine();
+            if matches!(decision.target, Target::Local(_)) {
+                self.watch.forget();
+            }
             answer.finish_reason = "error".into();
             let _ = out
                 .send(chunk(Chunk::Error(ChatError { message: e })))
@@ -327,22 +358,18 @@ impl ChatService {
 
     async fn relay(
         &self,
-        engine: &LocalEngine,
+        target: &ChatTarget,
         messages: &[ChatMessage],
         max_tokens: Option<u32>,
         out: &ChunkTx,
-        answer: &mut MessageRow,
+        (answer, usage): (&mut MessageRow, &mut Option<(u64, u64)>),
     ) -> Result<(), String> {
         let (tx, mut rx) = mpsc::channel(64);
-        let (base, api, model, msgs) = (
-            engine.base_url.clone(),
-            engine.api,
-            engine.model.clone(),
-            messages.to_vec(),
-        );
+        let (target, msgs) = (target.clone(), messages.to_vec());
+        let target_name = target.name.clone();
         // The sender lives in the call: when it ends, the receiver drains
         // and closes.
-        let call = async move { stream_chat(&base, api, &model, &msgs, max_tokens, &tx).await };
+        let call = async move { stream_chat(&target, &msgs, max_tokens, &tx).await };
         tokio::pin!(call);
         let mut result = None;
         loop {
@@ -354,10 +381,12 @@ impl ChatService {
                             answer.content.push_str(&d.text);
                             if out.send(chunk(Chunk::Delta(TextDelta { text: d.text }))).await.is_err() {
                                 // The client went away: dropping the call cancels the engine.
+                                tracing::info!(engine = %target_name, "the client went away; cancelling the answer");
                                 return Err("the client went away".into());
                             }
                         }
                         if let Some((p, c)) = d.usage {
+                            *usage = Some((p, c));
                             let _ = out.send(chunk(Chunk::Usage(Usage { prompt_tokens: p, completion_tokens: c }))).await;
                         }
                         if let Some(f) = d.finish_reason {
@@ -454,6 +483,41 @@ impl chat_server::Chat for ChatService {
         let threads = self.blocking(move |c| store::threads(c, limit)).await?;
         Ok(Response::new(ListThreadsResponse {
             threads: threads.into_iter().map(thread_pb).collect(),
+        }))
+    }
+
+    async fn get_usage(
+        &self,
+        _: Request<GetUsageRequest>,
+    ) -> Result<Response<GetUsageResponse>, Status> {
+        let cfg = AgentsConfig::load(&self.config).map_err(Status::failed_precondition)?;
+        let policy = cfg.policy().map_err(Status::failed_precondition)?;
+        let cloud = cfg
+            .cloud(|k| std::env::var(k).ok())
+            .map_err(Status::failed_precondition)?;
+        let now = store::now_ms();
+        let (usage, calls) = self
+            .blocking(move |c| {
+                let (_, _, month) = crate::usage::period_starts(now);
+                Ok((
+                    crate::usage::usage_at(c, now, None)?,
+                    crate::usage::calls_since(c, month)?,
+                ))
+            })
+            .await?;
+        Ok(Response::new(GetUsageResponse {
+            plan: cfg.plan.clone(),
+            free_tokens_this_month: usage.free_tokens_this_month,
+            free_monthly_tokens: policy.free_monthly_tokens,
+            spent_today_usd: usage.spent_today,
+            spent_this_week_usd: usage.spent_this_week,
+            spent_this_month_usd: usage.spent_this_month,
+            cap_per_interaction_usd: policy.caps.per_interaction,
+            cap_daily_usd: policy.caps.daily,
+            cap_weekly_usd: policy.caps.weekly,
+            cap_monthly_usd: policy.caps.monthly,
+            calls_this_month: calls,
+            cloud_providers: cloud.iter().map(|r| r.provider.id.to_owned()).collect(),
         }))
     }
 

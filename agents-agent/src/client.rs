@@ -1,6 +1,6 @@
-//! Streaming chat against an engine: OpenAI-compatible
-//! (`/chat/completions`, server-sent events) or Ollama (`/api/chat`,
-//! NDJSON). A dead engine ends the stream with an error at once; a caller
+//! Streaming chat: one OpenAI-compatible client (`/chat/completions`,
+//! server-sent events) for local engines and cloud providers alike, and
+//! Ollama's `/api/chat` (NDJSON). A dead engine ends the stream with an error at once; a caller
 //! that goes away (its receiver dropped) drops the connection, which
 //! cancels the engine's work.
 
@@ -27,28 +27,111 @@ enum Decoder {
     Nd(NdjsonDecoder),
 }
 
-/// Stream an answer from the engine at `base_url` into `tx`. Returns when
-/// the answer is complete (Ok), the receiver is gone (Ok), or the engine
-/// failed (Err with a reason a person can read).
-pub async fn stream_chat(
-    base_url: &str,
+/// Where an answer is asked for: a local engine, or a cloud provider over
+/// TLS with its key.
+#[derive(Debug, Clone)]
+pub struct ChatTarget {
+    /// Who answers: the engine instance's key or the cloud provider's id.
+    pub name: String,
+    /// API base (`http://127.0.0.1:8080/v1`, `https://openrouter.ai/api/v1`).
+    pub base_url: String,
+    /// Wire format.
+    pub api: ApiFamily,
+    /// The engine's or provider's own model name.
+    pub model: String,
+    /// How to reach it.
+    pub transport: Transport,
+}
+
+/// How a [`ChatTarget`] is reached.
+#[derive(Clone)]
+pub enum Transport {
+    /// A local or LAN engine over plain HTTP/1.1, the resolved address
+    /// checked against the SSRF rule.
+    Local,
+    /// A cloud provider: `Authorization: Bearer <key>` through a shared
+    /// TLS client (redirects off, so the key goes nowhere else).
+    Cloud {
+        /// The shared client.
+        client: reqwest::Client,
+        /// The API key.
+        api_key: String,
+    },
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Local => "Local",
+            Transport::Cloud { .. } => "Cloud { api_key: <hidden> }",
+        })
+    }
+}
+
+/// The TLS client cloud calls share.
+pub fn cloud_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("cowork/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the TLS client: {e}"))
+}
+
+/// A response body of either transport, read chunk by chunk.
+enum Body {
+    /// The body and the connection it arrives on (closed when dropped).
+    Local(
+        hyper::body::Incoming,
+        #[allow(dead_code)] crate::probe::Connection,
+    ),
+    Cloud(reqwest::Response),
+}
+
+impl Body {
+    async fn next(&mut self) -> Option<Result<bytes::Bytes, String>> {
+        match self {
+            Body::Local(b, _) => loop {
+                match b.frame().await? {
+                    Err(e) => return Some(Err(e.to_string())),
+                    Ok(f) => {
+                        if let Ok(d) = f.into_data() {
+                            return Some(Ok(d));
+                        }
+                    }
+                }
+            },
+            Body::Cloud(r) => r.chunk().await.map_err(|e| e.to_string()).transpose(),
+        }
+    }
+
+    /// The first 64 KiB of an error body, as text.
+    async fn error_text(mut self) -> String {
+        let mut text = Vec::new();
+        while text.len() < 64 * 1024 {
+            match self.next().await {
+                Some(Ok(b)) => text.extend_from_slice(&b),
+                _ => break,
+            }
+        }
+        text.truncate(64 * 1024);
+        String::from_utf8_lossy(&text).trim().to_owned()
+    }
+}
+
+/// The request body for one streamed answer.
+pub fn request_body(
     api: ApiFamily,
     model: &str,
     messages: &[ChatMessage],
     max_tokens: Option<u32>,
-    tx: &mpsc::Sender<Delta>,
-) -> Result<(), String> {
-    let base = base_url.trim_end_matches('/');
-    let (url, mut body) = match api {
-        ApiFamily::OpenAi => (
-            format!("{base}/chat/completions"),
-            serde_json::json!({"model": model, "messages": messages, "stream": true,
-                "stream_options": {"include_usage": true}}),
-        ),
-        ApiFamily::Ollama => (
-            format!("{base}/api/chat"),
-            serde_json::json!({"model": model, "messages": messages, "stream": true}),
-        ),
+) -> serde_json::Value {
+    let mut body = match api {
+        ApiFamily::OpenAi => serde_json::json!({"model": model, "messages": messages,
+            "stream": true, "stream_options": {"include_usage": true}}),
+        ApiFamily::Ollama => {
+            serde_json::json!({"model": model, "messages": messages, "stream": true})
+        }
     };
     if let Some(n) = max_tokens {
         match api {
@@ -56,48 +139,101 @@ pub async fn stream_chat(
             ApiFamily::Ollama => body["options"] = serde_json::json!({"num_predict": n}),
         }
     }
-    let (mut send, uri) = crate::probe::connect_local(&url).await?;
-    let req = http::Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(
-            http::header::HOST,
-            uri.authority().map_or("localhost", |a| a.as_str()),
-        )
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(
-            http::header::ACCEPT,
-            "text/event-stream, application/x-ndjson",
-        )
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            body.to_string(),
-        )))
-        .map_err(|e| e.to_string())?;
-    let mut resp = send
-        .send_request(req)
-        .await
-        .map_err(|e| format!("engine at {base} failed: {e}"))?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        let text = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
-            .collect()
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-            .unwrap_or_default();
-        return Err(format!("engine answered {status}: {}", text.trim()));
+    body
+}
+
+async fn send(target: &ChatTarget, url: &str, body: String) -> Result<(u16, Body), String> {
+    let base = &target.base_url;
+    match &target.transport {
+        Transport::Local => {
+            let (mut send, uri, conn) = crate::probe::connect_local(url).await?;
+            let req = http::Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
+                .header(
+                    http::header::HOST,
+                    uri.authority().map_or("localhost", |a| a.as_str()),
+                )
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(
+                    http::header::ACCEPT,
+                    "text/event-stream, application/x-ndjson",
+                )
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .map_err(|e| e.to_string())?;
+            let resp = send
+                .send_request(req)
+                .await
+                .map_err(|e| format!("engine at {base} failed: {e}"))?;
+            Ok((resp.status().as_u16(), Body::Local(resp.into_body(), conn)))
+        }
+        Transport::Cloud { client, api_key } => {
+            let resp = client
+                .post(url)
+                .bearer_auth(api_key)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::ACCEPT, "text/event-stream")
+                .header("X-Title", "Cowork")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| format!("the provider at {base} failed: {}", error_chain(&e)))?;
+            Ok((resp.status().as_u16(), Body::Cloud(resp)))
+        }
     }
-    let mut decoder = match api {
+}
+
+/// An error with its sources, one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Stream an answer from `target` into `tx`. Returns when the answer is
+/// complete (Ok), the receiver is gone (Ok), or the engine or provider
+/// failed (Err with a reason a person can read).
+pub async fn stream_chat(
+    target: &ChatTarget,
+    messages: &[ChatMessage],
+    max_tokens: Option<u32>,
+    tx: &mpsc::Sender<Delta>,
+) -> Result<(), String> {
+    let base = target.base_url.trim_end_matches('/');
+    let url = match target.api {
+        ApiFamily::OpenAi => format!("{base}/chat/completions"),
+        ApiFamily::Ollama => format!("{base}/api/chat"),
+    };
+    let body = request_body(target.api, &target.model, messages, max_tokens).to_string();
+    let who = match target.transport {
+        Transport::Local => "engine",
+        Transport::Cloud { .. } => "provider",
+    };
+    let (status, mut body) = send(target, &url, body).await?;
+    if !(200..300).contains(&status) {
+        let text = body.error_text().await;
+        return Err(format!(
+            "the {who} at {base} answered HTTP {status}: {text}"
+        ));
+    }
+    let mut decoder = match target.api {
         ApiFamily::OpenAi => Decoder::Sse(SseDecoder::default()),
         ApiFamily::Ollama => Decoder::Nd(NdjsonDecoder::default()),
     };
     let mut finished = false;
     loop {
-        let frame = match tokio::time::timeout(STALL_TIMEOUT, resp.body_mut().frame()).await {
-            Err(_) => return Err(format!("engine sent nothing for {STALL_TIMEOUT:?}")),
+        let data = match tokio::time::timeout(STALL_TIMEOUT, body.next()).await {
+            Err(_) => {
+                return Err(format!(
+                    "the {who} at {base} sent nothing for {STALL_TIMEOUT:?}"
+                ))
+            }
             Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(format!("lost the engine mid-answer: {e}")),
-            Ok(Some(Ok(f))) => f,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
+            Ok(Some(Err(e))) => return Err(format!("lost the {who} at {base} mid-answer: {e}")),
+            Ok(Some(Ok(d))) => d,
         };
         let out = match &mut decoder {
             Decoder::Sse(d) => d.feed(&data),
@@ -108,7 +244,7 @@ pub async fn stream_chat(
             finished |= delta.finish_reason.is_some();
             if tx.send(delta).await.is_err() {
                 // The caller went away: dropping the response closes the
-                // connection, which cancels the request at the engine.
+                // connection, which cancels the request upstream.
                 return Ok(());
             }
         }
@@ -120,6 +256,8 @@ pub async fn stream_chat(
     if finished {
         Ok(())
     } else {
-        Err("the engine closed the stream before finishing the answer".into())
+        Err(format!(
+            "the {who} at {base} closed the stream before finishing the answer"
+        ))
     }
 }

@@ -2,6 +2,8 @@
 //! each detection so edits apply at once. Other sections are ignored.
 
 use crate::engines::{ApiFamily, ConfiguredEngine};
+use crate::providers::{self, ReadyProvider};
+use crate::router::{Caps, Plan, Policy, Preference, Tier};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,8 +25,45 @@ fn default_api() -> String {
     "openai".into()
 }
 
+/// `[agents.providers.<id>]`: a cloud provider's key and API base.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEntry {
+    /// The API key (else the provider's environment variable).
+    pub api_key: Option<String>,
+    /// The API base (else the provider's public endpoint); `https://`,
+    /// or `http://` to loopback only.
+    pub base_url: Option<String>,
+}
+
+/// `[agents.caps]`: paid plans' spend caps in USD.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapsEntry {
+    /// One interaction, its retries included.
+    pub per_interaction: f64,
+    /// Per UTC day.
+    pub daily: f64,
+    /// Per ISO week.
+    pub weekly: f64,
+    /// Per calendar month.
+    pub monthly: f64,
+}
+
+impl Default for CapsEntry {
+    fn default() -> Self {
+        let c = Caps::default();
+        Self {
+            per_interaction: c.per_interaction,
+            daily: c.daily,
+            weekly: c.weekly,
+            monthly: c.monthly,
+        }
+    }
+}
+
 /// `[agents]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentsConfig {
     /// Probe the known engines' default ports (and their +1 companions).
@@ -36,6 +75,16 @@ pub struct AgentsConfig {
     /// Longest answer asked of an engine, in tokens (unset: the engine's
     /// own limit).
     pub max_output_tokens: Option<u32>,
+    /// "local" (default: on this machine when the task allows) or "cloud".
+    pub preference: String,
+    /// "free" (default), "boost", "pro" or "max".
+    pub plan: String,
+    /// The free plan's monthly token quota.
+    pub free_monthly_tokens: u64,
+    /// Paid caps.
+    pub caps: CapsEntry,
+    /// Cloud providers by id ("gemini", "openrouter").
+    pub providers: BTreeMap<String, ProviderEntry>,
 }
 
 impl Default for AgentsConfig {
@@ -45,6 +94,11 @@ impl Default for AgentsConfig {
             engines: Vec::new(),
             engine_urls: BTreeMap::new(),
             max_output_tokens: None,
+            preference: "local".into(),
+            plan: "free".into(),
+            free_monthly_tokens: Policy::default().free_monthly_tokens,
+            caps: CapsEntry::default(),
+            providers: BTreeMap::new(),
         }
     }
 }
@@ -69,7 +123,79 @@ impl AgentsConfig {
                 ));
             }
         }
+        c.preference()?;
+        c.plan()?;
+        for id in c.providers.keys() {
+            if providers::provider(id).is_none() {
+                return Err(format!(
+                    "[agents.providers.{id}]: unknown provider; known: gemini, openrouter"
+                ));
+            }
+        }
+        c.cloud(|_| None)?;
+        let caps = [
+            c.caps.per_interaction,
+            c.caps.daily,
+            c.caps.weekly,
+            c.caps.monthly,
+        ];
+        if caps.iter().any(|v| !v.is_finite() || *v < 0.0) {
+            return Err("[agents.caps] must be non-negative amounts in USD".into());
+        }
         Ok(c)
+    }
+
+    /// The configured preference.
+    pub fn preference(&self) -> Result<Preference, String> {
+        parse_preference(&self.preference).map_err(|e| format!("[agents] preference: {e}"))
+    }
+
+    /// The configured plan.
+    pub fn plan(&self) -> Result<Plan, String> {
+        match self.plan.as_str() {
+            "free" => Ok(Plan::Free),
+            "boost" => Ok(Plan::Paid(Tier::Boost)),
+            "pro" => Ok(Plan::Paid(Tier::Pro)),
+            "max" => Ok(Plan::Paid(Tier::Max)),
+            other => Err(format!(
+                "[agents] plan must be free, boost, pro or max, not {other:?}"
+            )),
+        }
+    }
+
+    /// The router's policy (without the local model, which detection
+    /// supplies).
+    pub fn policy(&self) -> Result<Policy, String> {
+        Ok(Policy {
+            preference: self.preference()?,
+            plan: self.plan()?,
+            free_monthly_tokens: self.free_monthly_tokens,
+            caps: Caps {
+                per_interaction: self.caps.per_interaction,
+                daily: self.caps.daily,
+                weekly: self.caps.weekly,
+                monthly: self.caps.monthly,
+            },
+            ..Policy::default()
+        })
+    }
+
+    /// The cloud providers that have a key, looking keys up in `env` when
+    /// the config has none.
+    pub fn cloud(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<ReadyProvider>, String> {
+        let mut ready = Vec::new();
+        for p in providers::CLOUD_PROVIDERS {
+            let entry = self.providers.get(p.id).cloned().unwrap_or_default();
+            if let Some(r) =
+                providers::resolve(p, entry.api_key.as_deref(), entry.base_url.as_deref(), &env)?
+            {
+                ready.push(r);
+            }
+        }
+        Ok(ready)
     }
 
     /// Read `[agents]` from `path`; a missing file means defaults.
@@ -106,6 +232,15 @@ impl AgentsConfig {
     }
 }
 
+/// "local" or "cloud" (empty: local).
+pub fn parse_preference(s: &str) -> Result<Preference, String> {
+    match s {
+        "local" | "" => Ok(Preference::Local),
+        "cloud" => Ok(Preference::Cloud),
+        other => Err(format!("must be local or cloud, not {other:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +262,39 @@ mod tests {
         )
         .unwrap_err()
         .contains("grpc"));
+    }
+
+    #[test]
+    fn router_settings_and_providers() {
+        let c = AgentsConfig::parse(
+            "[agents]\npreference = \"cloud\"\nplan = \"pro\"\nfree_monthly_tokens = 10\n\
+             [agents.caps]\ndaily = 2.5\n\
+             [agents.providers.openrouter]\napi_key = \"or-key\"\n",
+        )
+        .unwrap();
+        let p = c.policy().unwrap();
+        assert_eq!(p.preference, Preference::Cloud);
+        assert_eq!(p.plan, Plan::Paid(Tier::Pro));
+        assert_eq!(p.free_monthly_tokens, 10);
+        assert_eq!(p.caps.daily, 2.5);
+        assert_eq!(p.caps.monthly, 200.0);
+        let env = |k: &str| (k == "GEMINI_API_KEY").then(|| "g".to_owned());
+        let ids: Vec<_> = c
+            .cloud(env)
+            .unwrap()
+            .iter()
+            .map(|r| r.provider.id)
+            .collect();
+        assert_eq!(ids, ["gemini", "openrouter"]);
+        assert!(c.cloud(|_| None).unwrap().len() == 1);
+        for bad in [
+            "[agents]\nplan = \"gold\"\n",
+            "[agents]\npreference = \"remote\"\n",
+            "[agents.providers.acme]\napi_key = \"k\"\n",
+            "[agents.providers.gemini]\napi_key = \"k\"\nbase_url = \"http://example.com\"\n",
+            "[agents.caps]\ndaily = -1.0\n",
+        ] {
+            assert!(AgentsConfig::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -341,9 +341,53 @@ pub enum Health {
     Unknown,
 }
 
+/// Which instance a job goes to, among the instances that are up with
+/// models (in candidate order). A chat goes to the first main instance. A
+/// background job goes to that engine's cron companion when it is up, else
+/// any cron instance, else the main one (main/cron isolation: a long
+/// automation never queues behind the person's chat).
+pub fn choose(up: &[Instance], background: bool) -> Option<&Instance> {
+    let main = up.iter().find(|i| i.role == Role::Main);
+    if !background {
+        return main;
+    }
+    let crons = || up.iter().filter(|i| i.role == Role::Cron);
+    main.and_then(|m| crons().find(|c| c.engine == m.engine))
+        .or_else(|| crons().next())
+        .or(main)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chats_go_to_main_and_background_jobs_to_cron() {
+        let inst = |key: &str, engine: &str, role| Instance {
+            key: key.into(),
+            engine: engine.into(),
+            api: ApiFamily::Ollama,
+            role,
+            base_url: String::new(),
+            origin: Origin::Config,
+        };
+        let main = inst("ollama", "ollama", Role::Main);
+        let cron = inst("ollama-cron", "ollama", Role::Cron);
+        let other_cron = inst("jan-cron", "jan", Role::Cron);
+        let key = |i: Option<&Instance>| i.map(|i| i.key.clone());
+        let all = [other_cron.clone(), main.clone(), cron.clone()];
+        assert_eq!(key(choose(&all, false)), Some("ollama".into()));
+        assert_eq!(key(choose(&all, true)), Some("ollama-cron".into()));
+        let no_own_cron = [main.clone(), other_cron.clone()];
+        assert_eq!(key(choose(&no_own_cron, true)), Some("jan-cron".into()));
+        assert_eq!(
+            key(choose(std::slice::from_ref(&main), true)),
+            Some("ollama".into())
+        );
+        // A cron instance alone never takes chats.
+        assert_eq!(key(choose(std::slice::from_ref(&cron), false)), None);
+        assert_eq!(key(choose(&[], true)), None);
+    }
 
     #[test]
     fn the_local_host_rule() {

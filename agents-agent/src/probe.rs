@@ -29,17 +29,25 @@ pub struct Probed {
     pub latency: Duration,
 }
 
+/// The task driving one connection, aborted (closing the socket) when
+/// dropped: a caller that stops reading an answer hangs up on the engine,
+/// which then stops generating.
+#[derive(Debug)]
+pub struct Connection(tokio::task::JoinHandle<()>);
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A request sender on one HTTP/1.1 connection.
+pub type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
 /// Open an HTTP/1.1 connection to the local or LAN host of `url` (the
-/// resolved address is checked too). Returns the sender and the parsed URI.
-pub async fn connect_local(
-    url: &str,
-) -> Result<
-    (
-        hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
-        http::Uri,
-    ),
-    String,
-> {
+/// resolved address is checked too). Returns the sender, the parsed URI
+/// and the connection, which closes when dropped.
+pub async fn connect_local(url: &str) -> Result<(Sender, http::Uri, Connection), String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
     if uri.scheme_str() != Some("http") {
         return Err("only http:// engines can be reached".into());
@@ -59,12 +67,16 @@ pub async fn connect_local(
     let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
         .await
         .map_err(|e| format!("HTTP handshake: {e}"))?;
-    tokio::spawn(conn);
-    Ok((send, uri))
+    let task = tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "engine connection ended");
+        }
+    });
+    Ok((send, uri, Connection(task)))
 }
 
 async fn get(url: &str) -> Result<String, String> {
-    let (mut send, uri) = connect_local(url).await?;
+    let (mut send, uri, _conn) = connect_local(url).await?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let req = http::Request::get(path)
         .header(

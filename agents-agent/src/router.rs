@@ -157,6 +157,9 @@ pub struct Policy {
     pub expected_output_tokens: u64,
     /// The local brain's model, when a local engine is reachable.
     pub local_model: Option<String>,
+    /// Tiers whose cloud provider has an API key (default: all). A tier
+    /// without one is never sent anything.
+    pub cloud_tiers: Vec<Tier>,
 }
 
 impl Default for Policy {
@@ -168,6 +171,7 @@ impl Default for Policy {
             caps: Caps::default(),
             expected_output_tokens: 1_000,
             local_model: None,
+            cloud_tiers: vec![Tier::Free, Tier::Boost, Tier::Pro, Tier::Max],
         }
     }
 }
@@ -208,6 +212,10 @@ pub enum Refusal {
         /// This request's estimate.
         estimate: f64,
     },
+    /// The cloud tier chosen has no provider key set up.
+    CloudNotSetUp(Tier),
+    /// Neither a local engine nor a cloud provider can answer.
+    NoEngine,
 }
 
 impl fmt::Display for Refusal {
@@ -233,6 +241,23 @@ impl fmt::Display for Refusal {
                 f,
                 "this would cost about ${estimate:.4}, over the {cap} cap of ${limit:.2} \
                  (${spent:.4} spent); raise the cap or try a cheaper tier"
+            ),
+            Refusal::CloudNotSetUp(t) => {
+                let (p, _) = crate::providers::for_tier(*t);
+                write!(
+                    f,
+                    "the {} tier uses {}, which has no API key: set {} or \
+                     [agents.providers.{}] api_key",
+                    t.name(),
+                    p.id,
+                    p.key_env,
+                    p.id
+                )
+            }
+            Refusal::NoEngine => write!(
+                f,
+                "no model engine reachable: start a local engine (see `coworkctl engines`) \
+                 or give a cloud provider a key (GEMINI_API_KEY)"
             ),
         }
     }
@@ -267,17 +292,30 @@ pub fn estimate_cost(policy: &Policy, req: &Request, tier: Tier) -> f64 {
     (req.tokens as f64 * i + policy.expected_output_tokens as f64 * o) / 1e6
 }
 
+/// What a finished call cost at list price (0 for the free tier, whose
+/// tokens count against the quota instead).
+pub fn actual_cost(tier: Tier, tokens_in: u64, tokens_out: u64) -> f64 {
+    if tier == Tier::Free {
+        return 0.0;
+    }
+    let (i, o) = tier.price_per_mtok();
+    (tokens_in as f64 * i + tokens_out as f64 * o) / 1e6
+}
+
 /// Route one request.
 pub fn route(policy: &Policy, req: &Request, usage: &Usage) -> Decision {
     let simple = req.tokens < SIMPLE_MAX_TOKENS && req.attachments == 0 && req.tools == 0;
     let complex = req.tokens > LOCAL_MAX_TOKENS || req.attachments > 0 || req.tools >= MULTI_TOOL;
-    let (target, reason, mut notice) = match (&req.retry_of, policy.preference) {
+    // `automatic`: the cloud was the router's idea (complexity), not the
+    // person's (preference, "try harder") — it may fall back to local.
+    let (target, reason, mut notice, automatic) = match (&req.retry_of, policy.preference) {
         (Some(Target::Local(_)), _) => {
             let t = cloud_tier(policy);
             (
                 Target::Cloud(t),
                 format!("try harder: local → cloud {} tier", t.name()),
                 None,
+                false,
             )
         }
         (Some(Target::Cloud(t)), _) => match t.next() {
@@ -285,17 +323,20 @@ pub fn route(policy: &Policy, req: &Request, usage: &Usage) -> Decision {
                 Target::Cloud(n),
                 format!("try harder: {} → {} tier", t.name(), n.name()),
                 None,
+                false,
             ),
             None => (
                 Target::Cloud(*t),
                 "try harder: already at the top tier (max)".to_owned(),
                 Some("This is already the smartest model".to_owned()),
+                false,
             ),
         },
         (None, Preference::Cloud) => (
             Target::Cloud(cloud_tier(policy)),
             "prefers cloud: cloud always".to_owned(),
             None,
+            false,
         ),
         (None, Preference::Local) if complex => {
             let why = if req.tokens > LOCAL_MAX_TOKENS {
@@ -309,6 +350,7 @@ pub fn route(policy: &Policy, req: &Request, usage: &Usage) -> Decision {
                 Target::Cloud(cloud_tier(policy)),
                 format!("prefers local, but complex ({why}) → cloud"),
                 Some("This one needed cloud".to_owned()),
+                true,
             )
         }
         (None, Preference::Local) => match &policy.local_model {
@@ -326,14 +368,46 @@ pub fn route(policy: &Policy, req: &Request, usage: &Usage) -> Decision {
                     )
                 },
                 None,
+                false,
             ),
             None => (
                 Target::Cloud(cloud_tier(policy)),
                 "prefers local, but no local engine is reachable → cloud".to_owned(),
                 Some("No local model is running, so this went to the cloud".to_owned()),
+                false,
             ),
         },
     };
+    // Step 1c: a tier without a provider key is never used.
+    let (target, reason, notice_unset, unavailable) = match target {
+        Target::Cloud(t) if !policy.cloud_tiers.contains(&t) => {
+            match (&policy.local_model, automatic) {
+                (Some(m), true) => (
+                    Target::Local(m.clone()),
+                    format!("{reason}, but no cloud provider is set up → local"),
+                    Some(
+                        "This looked like one for the cloud, but no cloud provider is set up, \
+                         so a local model answered"
+                            .to_owned(),
+                    ),
+                    None,
+                ),
+                (None, _) if policy.preference == Preference::Local && req.retry_of.is_none() => {
+                    (Target::Cloud(t), reason, None, Some(Refusal::NoEngine))
+                }
+                _ => (
+                    Target::Cloud(t),
+                    reason,
+                    None,
+                    Some(Refusal::CloudNotSetUp(t)),
+                ),
+            }
+        }
+        other => (other, reason, None, None),
+    };
+    if notice_unset.is_some() || unavailable.is_some() {
+        notice = notice_unset;
+    }
     let tier = match &target {
         Target::Local(_) => None,
         Target::Cloud(t) => Some(*t),
@@ -342,7 +416,8 @@ pub fn route(policy: &Policy, req: &Request, usage: &Usage) -> Decision {
         Some(t) if t != Tier::Free => estimate_cost(policy, req, t),
         _ => 0.0,
     };
-    let refusal = tier.and_then(|t| budget(policy, req, usage, t, cost_estimate));
+    let refusal =
+        unavailable.or_else(|| tier.and_then(|t| budget(policy, req, usage, t, cost_estimate)));
     if req.retry_of.is_some() && refusal.is_none() && cost_estimate > 0.0 {
         notice = Some(format!("Retry with a smarter model (~${cost_estimate:.4})"));
     }
@@ -488,6 +563,65 @@ mod tests {
     }
 
     #[test]
+    fn a_tier_without_a_key_is_never_used() {
+        let no_cloud = Policy {
+            cloud_tiers: vec![],
+            ..local_policy()
+        };
+        let u = Usage::default();
+        // Complex, local preference: falls back to local and says so.
+        let d = route(&no_cloud, &req(9_000, 0, 0), &u);
+        assert_eq!(d.target, Target::Local("ollama/deepseek-r1:8b".into()));
+        assert!(d.reason.contains("no cloud provider"), "{}", d.reason);
+        assert!(d.notice.unwrap().contains("no cloud provider"));
+        assert_eq!(d.refusal, None);
+        // The person asked for the cloud: refused with what to set.
+        let cloud = Policy {
+            preference: Preference::Cloud,
+            ..no_cloud.clone()
+        };
+        let d = route(&cloud, &req(5, 0, 0), &u);
+        assert_eq!(d.refusal, Some(Refusal::CloudNotSetUp(Tier::Free)));
+        assert!(d.refusal.unwrap().to_string().contains("GEMINI_API_KEY"));
+        let mut r = req(5, 0, 0);
+        r.retry_of = Some(Target::Local("ollama/deepseek-r1:8b".into()));
+        assert_eq!(
+            route(&no_cloud, &r, &u).refusal,
+            Some(Refusal::CloudNotSetUp(Tier::Free))
+        );
+        // Only OpenRouter set up: free is unavailable, boost is fine.
+        let paid = Policy {
+            plan: Plan::Paid(Tier::Boost),
+            preference: Preference::Cloud,
+            cloud_tiers: vec![Tier::Boost, Tier::Pro, Tier::Max],
+            ..Policy::default()
+        };
+        let d = route(&paid, &req(5, 0, 0), &u);
+        assert_eq!((d.target, d.refusal), (Target::Cloud(Tier::Boost), None));
+        let d = route(
+            &Policy {
+                plan: Plan::Free,
+                ..paid
+            },
+            &req(5, 0, 0),
+            &u,
+        );
+        assert!(d.refusal.unwrap().to_string().contains("gemini"));
+        // Nothing at all.
+        let nothing = Policy {
+            cloud_tiers: vec![],
+            ..Policy::default()
+        };
+        let d = route(&nothing, &req(5, 0, 0), &u);
+        assert_eq!(d.refusal, Some(Refusal::NoEngine));
+        assert!(d
+            .refusal
+            .unwrap()
+            .to_string()
+            .starts_with("no model engine reachable"));
+    }
+
+    #[test]
     fn cost_estimate_is_list_price() {
         let p = Policy {
             expected_output_tokens: 1_000,
@@ -496,6 +630,8 @@ mod tests {
         // Sonnet: 2,000 in × $3/M + 1,000 out × $15/M = $0.006 + $0.015.
         let c = estimate_cost(&p, &req(2_000, 0, 0), Tier::Pro);
         assert!((c - 0.021).abs() < 1e-12, "{c}");
+        assert!((actual_cost(Tier::Pro, 2_000, 1_000) - 0.021).abs() < 1e-12);
+        assert_eq!(actual_cost(Tier::Free, 2_000, 1_000), 0.0);
     }
 
     #[test]

@@ -135,6 +135,16 @@ pub fn usage_at(conn: &Connection, now_ms: i64, ask_id: Option<&str>) -> rusqlit
     })
 }
 
+/// Model calls recorded since `from_ms` (local ones included).
+pub fn calls_since(conn: &Connection, from_ms: i64) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT count(*) FROM agents_usage WHERE at_ms >= ?1",
+        [from_ms],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n.max(0) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +198,7 @@ mod tests {
         assert_eq!(u.spent_this_month, 7.0);
         assert_eq!(u.spent_this_ask, 3.0);
         assert_eq!(u.free_tokens_this_month, 150);
+        let (_, _, month) = period_starts(d(2026, 11, 22));
+        assert_eq!(calls_since(&c, month).unwrap(), 4);
     }
 }

@@ -5,7 +5,7 @@
 //! coworkd, agents-agent, the router, the database or context.
 //! Targets (issue 4): ≤ 5 ms added to first token, ≥ 98 % of direct tokens/s.
 
-use agents_agent::client::{stream_chat, ChatMessage};
+use agents_agent::client::{stream_chat, ChatMessage, ChatTarget, Transport};
 use agents_agent::engines::ApiFamily;
 use cowork_e2e::*;
 use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, SendMessageRequest};
@@ -77,18 +77,15 @@ async fn direct(port: u16) -> (Duration, f64, usize) {
         content: PROMPT.into(),
     }];
     let t = Instant::now();
-    let url = format!("http://127.0.0.1:{port}/v1");
-    let call = tokio::spawn(async move {
-        stream_chat(
-            &url,
-            ApiFamily::OpenAi,
-            "gemma3-270m",
-            &msgs,
-            Some(MAX_TOKENS),
-            &tx,
-        )
-        .await
-    });
+    let target = ChatTarget {
+        name: "llamacpp".into(),
+        base_url: format!("http://127.0.0.1:{port}/v1"),
+        api: ApiFamily::OpenAi,
+        model: "gemma3-270m".into(),
+        transport: Transport::Local,
+    };
+    let call =
+        tokio::spawn(async move { stream_chat(&target, &msgs, Some(MAX_TOKENS), &tx).await });
     let (mut first, mut n, mut last) = (None, 0usize, t);
     while let Some(d) = rx.recv().await {
         if !d.text.is_empty() {

@@ -2,7 +2,9 @@
 parts of Ollama's wire format the suite uses: GET /api/tags, and POST
 /api/chat streaming NDJSON — it answers "You said: <last user message>"
 word by word (STANDIN_DELAY_MS between words) and appends each request's
-JSON to STANDIN_LOG when set. Prints its port, then serves until killed."""
+JSON to STANDIN_LOG when set, and a {"event": "client_gone", "sent": N}
+line when the client closes the connection mid-answer. Prints its port,
+then serves until killed."""
 import json
 import os
 import sys
@@ -58,7 +60,13 @@ class Handler(BaseHTTPRequestHandler):
 
         for i, w in enumerate(words):
             text = w if i == 0 else " " + w
-            chunk({"model": req.get("model"), "message": {"role": "assistant", "content": text}, "done": False})
+            try:
+                chunk({"model": req.get("model"), "message": {"role": "assistant", "content": text}, "done": False})
+            except (BrokenPipeError, ConnectionResetError):
+                if LOG:
+                    with open(LOG, "a") as f:
+                        f.write(json.dumps({"event": "client_gone", "sent": i}) + "\n")
+                return
             time.sleep(DELAY)
         chunk({"model": req.get("model"), "message": {"role": "assistant", "content": ""},
                "done": True, "done_reason": "stop", "prompt_eval_count": 11, "eval_count": len(words)})

@@ -49,21 +49,71 @@ pub struct Suite {
     pub env: Vec<(String, Option<String>)>,
 }
 
-/// The `[capture]` section tests get unless their config has one: a sim
-/// source replaying an empty script, so capture is `running` on a machine
-/// with no display (where `auto` is honestly `degraded`).
+/// The sections tests get unless their config has them, so that workers
+/// are `running` on a machine with no display and no model engine (where
+/// capture and agents are honestly `degraded`):
+/// - `[capture]`: a sim source replaying an empty script;
+/// - `[agents]`: port probing off and one engine whose model list is served
+///   by [`model_list_standin`] in this test process.
 pub fn with_capture_default(home: &Path, config: &str) -> String {
-    if config.contains("[capture]") {
-        return config.to_owned();
+    let mut config = config.to_owned();
+    if !config.contains("[capture]") {
+        let script = home.join("empty.jsonl");
+        if !script.exists() {
+            std::fs::write(&script, "").expect("write empty sim script");
+        }
+        config.push_str(&format!(
+            "\n[capture]\nsource = \"sim\"\nsim_script = \"{}\"\n",
+            script.display()
+        ));
     }
-    let script = home.join("empty.jsonl");
-    if !script.exists() {
-        std::fs::write(&script, "").expect("write empty sim script");
+    if !config.contains("[agents") {
+        config.push_str(&format!(
+            "\n[agents]\nprobe_ports = false\n[[agents.engines]]\nid = \"standin\"\n\
+             base_url = \"http://127.0.0.1:{}/v1\"\n",
+            model_list_standin()
+        ));
     }
-    format!(
-        "{config}\n[capture]\nsource = \"sim\"\nsim_script = \"{}\"\n",
-        script.display()
-    )
+    config
+}
+
+/// A stand-in engine for tests that are not about engines: an HTTP server
+/// in this test process (one per process, on a loopback port it returns)
+/// that answers every request with a one-model OpenAI model list, so
+/// agents-agent finds an engine and reports `running`. It cannot chat;
+/// chat tests use the real llama.cpp server or the Ollama stand-in.
+pub fn model_list_standin() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind stand-in");
+        let port = listener.local_addr().expect("stand-in address").port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut buf = [0u8; 4096];
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let body =
+                        r#"{"object":"list","data":[{"id":"standin-model","object":"model"}]}"#;
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        port
+    })
 }
 
 impl Suite {
@@ -276,8 +326,17 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> std::process::ExitSta
 
 /// Poll `cond` every 10 ms until true; panic after `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    wait_for(timeout, what, || cond().then_some(()));
+}
+
+/// Poll `find` every 10 ms until it finds something; panic after
+/// `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut find: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
-    while !cond() {
+    loop {
+        if let Some(found) = find() {
+            return found;
+        }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -387,19 +446,16 @@ pub fn ollama_standin(models: &[&str], delay_ms: u32, log: Option<&Path>) -> Oll
 
 /// Wait for the first text delta of a chat stream, run `kill` (the
 /// engine), and return the error chunk that follows with how long after
-/// the kill it came. Panics if the stream ends first or never errors.
+/// the kill it came. None when the answer finished without any text (a
+/// sampled model may stop at once; the caller asks again), without
+/// killing. Panics if the stream never errors after the kill.
 pub async fn error_after_kill(
     stream: &mut tonic::Streaming<cowork_proto::pb::chat::ChatChunk>,
     kill: impl FnOnce(),
-) -> (String, Duration) {
+) -> Option<(String, Duration)> {
     use cowork_proto::pb::chat::chat_chunk::Chunk;
     loop {
-        let c = stream
-            .message()
-            .await
-            .expect("chunk")
-            .expect("the answer ended before its first token")
-            .chunk;
+        let c = stream.message().await.expect("chunk")?.chunk;
         match c {
             Some(Chunk::Delta(_)) => break,
             Some(Chunk::Error(e)) => panic!("engine error before the kill: {}", e.message),
@@ -418,5 +474,5 @@ pub async fn error_after_kill(
             error = Some((e.message, killed.elapsed()));
         }
     }
-    error.expect("an error chunk after the kill")
+    Some(error.expect("an error chunk after the kill"))
 }

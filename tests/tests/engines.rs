@@ -80,7 +80,7 @@ async fn default_ports_and_overrides() {
     let ollama = ollama_standin(&["gemma3:1b"], 0, None);
     let config = format!(
         "{FAST}\n[agents]\nprobe_ports = true\n\
-         engine_urls = {{ \"jan:1337\" = \"http://127.0.0.1:{}\" }}\n",
+         engine_urls = {{ \"ollama:11434\" = \"http://127.0.0.1:{}\" }}\n",
         ollama.port
     );
     let suite = Suite::start(&config);
@@ -104,10 +104,12 @@ async fn default_ports_and_overrides() {
             .unwrap()
             .starts_with("http://127.0.0.1:"));
     }
-    let jan = list.iter().find(|e| e["key"] == "jan:1337").unwrap();
+    let o = list.iter().find(|e| e["key"] == "ollama:11434").unwrap();
     assert_eq!(
-        jan["base_url"],
+        o["base_url"],
         format!("http://127.0.0.1:{}", ollama.port),
         "the override replaces the default URL"
     );
+    assert_eq!(o["health"], "up");
+    assert_eq!(o["models"], serde_json::json!(["gemma3:1b"]));
 }

@@ -59,9 +59,10 @@ enum Cmd {
     /// Local model engines: each instance, its health and its models.
     Engines,
     /// Chat: `chat "<message>"` prints the answer as it streams;
-    /// `chat threads` lists threads; `chat show ID` prints one.
+    /// `chat threads` lists threads; `chat show ID` prints one; `chat usage`
+    /// shows the usage ledger against the plan's quota and caps.
     Chat {
-        /// The message (or `threads`, or `show ID`).
+        /// The message (or `threads`, `show ID`, `usage`).
         #[arg(required = true)]
         words: Vec<String>,
         /// Continue this thread.
@@ -76,6 +77,10 @@ enum Cmd {
         /// Retry this assistant message with the next tier ("try harder").
         #[arg(long, value_name = "MESSAGE_ID")]
         retry_smarter: Option<String>,
+        /// Run as a background job: it goes to the local engine's cron
+        /// companion when one is up (main/cron isolation).
+        #[arg(long)]
+        background: bool,
     },
     /// Round trips to a worker through coworkd.
     Ping {
@@ -248,6 +253,7 @@ async fn run_chat(
     local: bool,
     cloud: bool,
     retry_smarter: Option<String>,
+    background: bool,
     json: bool,
     channel: Channel,
     out: &mut impl Write,
@@ -272,6 +278,56 @@ async fn run_chat(
                 } else {
                     writeln!(out, "{}  {:>3} msgs  {}", t.id, t.message_count, t.title)?;
                 }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        ["usage"] => {
+            let u = client
+                .get_usage(call(GetUsageRequest {}))
+                .await?
+                .into_inner();
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"plan": u.plan,
+                        "free_tokens_this_month": u.free_tokens_this_month,
+                        "free_monthly_tokens": u.free_monthly_tokens,
+                        "spent_today_usd": u.spent_today_usd,
+                        "spent_this_week_usd": u.spent_this_week_usd,
+                        "spent_this_month_usd": u.spent_this_month_usd,
+                        "caps_usd": {"per_interaction": u.cap_per_interaction_usd,
+                            "daily": u.cap_daily_usd, "weekly": u.cap_weekly_usd,
+                            "monthly": u.cap_monthly_usd},
+                        "calls_this_month": u.calls_this_month,
+                        "cloud_providers": u.cloud_providers})
+                )?;
+            } else {
+                writeln!(out, "plan: {}", u.plan)?;
+                writeln!(
+                    out,
+                    "free tokens this month: {} of {}",
+                    u.free_tokens_this_month, u.free_monthly_tokens
+                )?;
+                writeln!(
+                    out,
+                    "spent: ${:.4} today (cap ${:.2}), ${:.4} this week (cap ${:.2}), \
+                     ${:.4} this month (cap ${:.2}); ${:.2} per interaction",
+                    u.spent_today_usd,
+                    u.cap_daily_usd,
+                    u.spent_this_week_usd,
+                    u.cap_weekly_usd,
+                    u.spent_this_month_usd,
+                    u.cap_monthly_usd,
+                    u.cap_per_interaction_usd
+                )?;
+                writeln!(out, "model calls this month: {}", u.calls_this_month)?;
+                let cloud = if u.cloud_providers.is_empty() {
+                    "none (no API key set)".to_owned()
+                } else {
+                    u.cloud_providers.join(", ")
+                };
+                writeln!(out, "cloud providers: {cloud}")?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -320,6 +376,7 @@ async fn run_chat(
             retry_of_message_id: retry_smarter.unwrap_or_default(),
             attachments: 0,
             tools: 0,
+            background,
         })
         .await?
         .into_inner();
@@ -331,7 +388,7 @@ async fn run_chat(
                 Chunk::Route(r) => {
                     serde_json::json!({"route": {"model": r.model, "reason": r.reason,
                     "notice": r.notice, "cost_estimate_usd": r.cost_estimate_usd,
-                    "thread_id": r.thread_id, "message_id": r.message_id, "ask_id": r.ask_id}})
+                    "thread_id": r.thread_id, "message_id": r.message_id, "ask_id": r.ask_id, "engine": r.engine}})
                 }
                 Chunk::Delta(d) => serde_json::json!({"delta": d.text}),
                 Chunk::Usage(u) => serde_json::json!({"usage": {"prompt_tokens": u.prompt_tokens,
@@ -348,7 +405,11 @@ async fn run_chat(
         }
         match c {
             Chunk::Route(r) => {
-                eprintln!("→ {} ({})", r.model, r.reason);
+                if r.engine.is_empty() {
+                    eprintln!("→ {} ({})", r.model, r.reason);
+                } else {
+                    eprintln!("→ {} via {} ({})", r.model, r.engine, r.reason);
+                }
                 if !r.notice.is_empty() {
                     eprintln!("  {}", r.notice);
                 }
@@ -506,6 +567,7 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
             local,
             cloud,
             retry_smarter,
+            background,
         } => {
             return run_chat(
                 words,
@@ -513,6 +575,7 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
                 local,
                 cloud,
                 retry_smarter,
+                background,
                 args.json,
                 channel,
                 &mut out,

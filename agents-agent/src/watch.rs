@@ -1,0 +1,194 @@
+//! What agents-agent can answer with right now: the local engines found by
+//! probing (chat's main instance and the background jobs' cron instance)
+//! and the cloud providers that have a key. Re-detected every
+//! [`WATCH_INTERVAL`] in the background, so no message waits for probes;
+//! the worker reports itself `degraded` ("no model engine reachable") while
+//! nothing can answer, and keeps serving everything else.
+
+use crate::config::AgentsConfig;
+use crate::engines::{candidates, choose, ApiFamily, Health};
+use crate::providers::ReadyProvider;
+use cowork_proto::worker::HealthHandle;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often engines are re-detected in the background.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The reason given while nothing can answer.
+pub const NO_ENGINE: &str = "no model engine reachable";
+
+/// A local engine instance that answered, with the model to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEngine {
+    /// Its API base.
+    pub base_url: String,
+    /// Its wire format.
+    pub api: ApiFamily,
+    /// The engine id ("ollama", "llamacpp", ...).
+    pub engine: String,
+    /// Its instance key (`llamacpp:8080`, `ollama-cron:11435`, ...).
+    pub key: String,
+    /// The model used (its first listed model).
+    pub model: String,
+}
+
+/// One detection's result.
+#[derive(Debug, Clone, Default)]
+pub struct Detected {
+    /// Where chats go.
+    pub main: Option<LocalEngine>,
+    /// Where background jobs go (a cron companion, else the main).
+    pub background: Option<LocalEngine>,
+    /// Cloud providers with a key.
+    pub cloud: Vec<ReadyProvider>,
+    /// Why `[agents]` could not be read, if it could not.
+    pub config_error: Option<String>,
+}
+
+impl Detected {
+    /// `None` when something can answer, else the degraded reason.
+    pub fn degraded_reason(&self) -> Option<String> {
+        if let Some(e) = &self.config_error {
+            return Some(format!("{NO_ENGINE}: {e}"));
+        }
+        (self.main.is_none() && self.cloud.is_empty()).then(|| {
+            format!(
+                "{NO_ENGINE}: start a local engine (see `coworkctl engines`) or give a cloud \
+                 provider a key (GEMINI_API_KEY, OPENROUTER_API_KEY)"
+            )
+        })
+    }
+}
+
+/// Shared detection state (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct EngineWatch {
+    config: PathBuf,
+    health: HealthHandle,
+    last: Arc<Mutex<Option<Detected>>>,
+}
+
+impl EngineWatch {
+    /// Watch the engines `config` declares, reporting to `health`.
+    pub fn new(config: PathBuf, health: HealthHandle) -> Self {
+        Self {
+            config,
+            health,
+            last: Default::default(),
+        }
+    }
+
+    /// The latest detection; detects now when there is none yet or when
+    /// the last one found no local engine (one may have just started).
+    pub async fn current(&self) -> Detected {
+        let last = self.last.lock().ok().and_then(|g| g.clone());
+        match last {
+            Some(d) if d.main.is_some() => d,
+            _ => self.refresh().await,
+        }
+    }
+
+    /// Detect now, remember the result and report health.
+    pub async fn refresh(&self) -> Detected {
+        let d = detect(&self.config).await;
+        match d.degraded_reason() {
+            Some(r) => self.health.set_degraded(r),
+            None => self.health.set_ready(),
+        }
+        if let Ok(mut g) = self.last.lock() {
+            *g = Some(d.clone());
+        }
+        d
+    }
+
+    /// Forget the last detection (an engine just failed).
+    pub fn forget(&self) {
+        if let Ok(mut g) = self.last.lock() {
+            *g = None;
+        }
+    }
+
+    /// Re-detect every [`WATCH_INTERVAL`] until `shutdown`.
+    pub fn spawn(self, shutdown: CancellationToken) {
+        tokio::spawn(async move {
+            loop {
+                self.refresh().await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+                }
+            }
+        });
+    }
+}
+
+/// Probe every candidate and read the cloud keys once.
+pub async fn detect(config: &std::path::Path) -> Detected {
+    let cfg = match AgentsConfig::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            return Detected {
+                config_error: Some(e),
+                ..Detected::default()
+            }
+        }
+    };
+    let cloud = match cfg.cloud(|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            return Detected {
+                config_error: Some(e),
+                ..Detected::default()
+            }
+        }
+    };
+    let instances = candidates(&cfg.configured(), cfg.probe_ports, &cfg.overrides());
+    let probed = crate::probe::probe_all(instances).await;
+    let up: Vec<_> = probed
+        .iter()
+        .filter(|p| p.health == Health::Up && !p.models.is_empty())
+        .map(|p| p.instance.clone())
+        .collect();
+    let engine = |background| {
+        choose(&up, background).and_then(|i| {
+            let p = probed.iter().find(|p| p.instance.key == i.key)?;
+            Some(LocalEngine {
+                base_url: i.base_url.clone(),
+                api: i.api,
+                engine: i.engine.clone(),
+                key: i.key.clone(),
+                model: p.models.first()?.clone(),
+            })
+        })
+    };
+    Detected {
+        main: engine(false),
+        background: engine(true),
+        cloud,
+        config_error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn degraded_only_when_nothing_can_answer() {
+        let mut d = Detected::default();
+        assert!(d.degraded_reason().unwrap().starts_with(NO_ENGINE));
+        d.main = Some(LocalEngine {
+            base_url: "http://127.0.0.1:8080/v1".into(),
+            api: ApiFamily::OpenAi,
+            engine: "llamacpp".into(),
+            key: "llamacpp:8080".into(),
+            model: "m".into(),
+        });
+        assert_eq!(d.degraded_reason(), None);
+        d.config_error = Some("[agents] is invalid".into());
+        assert!(d.degraded_reason().unwrap().contains("invalid"));
+    }
+}
