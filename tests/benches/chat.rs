@@ -166,7 +166,7 @@ async fn main() {
     println!("| measure | through coworkd | direct to the engine (same run) | ratio / target |");
     println!("|---|---|---|---|");
     println!(
-        "| time to first token, median of {RUNS} (ms) | {st:.1} | {dt:.1} | +{:.1} ms (target ≤ 5 ms) |",
+        "| time to first token, median of {RUNS} (ms) | {st:.1} | {dt:.1} | {:+.1} ms (target ≤ 5 ms) |",
         st - dt
     );
     println!(
