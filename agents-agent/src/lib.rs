@@ -2,11 +2,13 @@
 //! grows with the agents issues; today it holds the pure complexity router and the pure part of
 //! local engine detection.
 
+pub mod approval;
 pub mod chat;
 pub mod chat_store;
 pub mod client;
 pub mod config;
 pub mod engines;
+pub mod guardrails;
 pub mod probe;
 pub mod providers;
 pub mod router;
