@@ -10,6 +10,7 @@ const FILES: &[&str] = &[
     "cowork/chat/v1/chat.proto",
     "cowork/browser/v1/browser.proto",
     "cowork/engines/v1/engines.proto",
+    "cowork/mcp/v1/mcp.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -45,7 +45,22 @@ elif [ "$(cat "$venv/.llama-build" 2>/dev/null)" != "$llama_args" ]; then
     --disable-pip-version-check --force-reinstall --no-deps --no-cache-dir 'llama-cpp-python==0.3.36'
   echo "$llama_args" > "$venv/.llama-build"
 fi
+# MCP peers: the reference time server from PyPI, the official Python SDK
+# (its client is the benchmark baseline), and the reference "everything"
+# server from npm (stdio and streamable HTTP).
+if ! "$venv/bin/python" -c 'import mcp_server_time, mcp' 2>/dev/null; then
+  echo "== installing mcp-server-time and the mcp SDK"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check mcp-server-time mcp
+fi
+command -v npm >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq nodejs npm; }
+npm_dir="${COWORK_TEST_NPM:-$HOME/.cache/cowork/npm}"
+if [ ! -f "$npm_dir/node_modules/@modelcontextprotocol/server-everything/package.json" ]; then
+  echo "== installing @modelcontextprotocol/server-everything into $npm_dir"
+  mkdir -p "$npm_dir"
+  npm install --silent --no-audit --no-fund --prefix "$npm_dir" @modelcontextprotocol/server-everything
+fi
 export COWORK_TEST_PYTHON="$venv/bin/python"
+export COWORK_TEST_NPM="$npm_dir"
 
 echo "== building"
 cargo build --locked --workspace --bins

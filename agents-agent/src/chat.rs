@@ -5,6 +5,7 @@
 use crate::chat_store::{self as store, MessageRow};
 use crate::client::{stream_chat, ChatMessage, ChatTarget, Transport};
 use crate::config::{parse_preference, AgentsConfig};
+use crate::db::Db;
 use crate::engines::{candidates, ApiFamily, Health};
 use crate::providers::{self, ReadyProvider};
 use crate::router::{self, Refusal, Request as RouteRequest, Target, Tier};
@@ -26,12 +27,11 @@ pub const MAX_MESSAGE: usize = 256 * 1024;
 /// The Chat service.
 #[derive(Debug, Clone)]
 pub struct ChatService {
-    db: PathBuf,
     config: PathBuf,
     /// What can answer (shared with the background detection).
     watch: EngineWatch,
-    /// agents-agent's one connection to cowork.db, opened on first use.
-    conn: std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
+    /// agents-agent's one connection to cowork.db.
+    db: Db,
     /// The TLS client cloud calls share, built on first use.
     cloud_client: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
 }
@@ -39,12 +39,11 @@ pub struct ChatService {
 impl ChatService {
     /// Serve chat over cowork.db at `db`, configured by `config`, answering
     /// with what `watch` finds.
-    pub fn new(db: PathBuf, config: PathBuf, watch: EngineWatch) -> Self {
+    pub fn new(db: Db, config: PathBuf, watch: EngineWatch) -> Self {
         Self {
             db,
             config,
             watch,
-            conn: Default::default(),
             cloud_client: Default::default(),
         }
     }
@@ -105,10 +104,6 @@ fn chunk(c: Chunk) -> Result<ChatChunk, Status> {
     Ok(ChatChunk { chunk: Some(c) })
 }
 
-fn db_err(e: impl std::fmt::Display) -> Status {
-    Status::internal(format!("cowork.db: {e}"))
-}
-
 type ChunkTx = mpsc::Sender<Result<ChatChunk, Status>>;
 
 impl ChatService {
@@ -116,21 +111,7 @@ impl ChatService {
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
-        let db = self.db.clone();
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
-            if guard.is_none() {
-                *guard = Some(store::open(&db)?);
-            }
-            match guard.as_ref() {
-                Some(c) => f(c),
-                None => Err(rusqlite::Error::InvalidQuery),
-            }
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(db_err)
+        Ok(self.db.run(f).await?)
     }
 
     async fn answer(&self, req: SendMessageRequest, out: ChunkTx) -> Result<(), Status> {

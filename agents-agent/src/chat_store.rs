@@ -3,7 +3,6 @@
 //! from capture's tables (read only, and only when they exist).
 
 use rusqlite::{params, Connection, OptionalExtension};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A thread row.
@@ -62,11 +61,8 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 /// Open cowork.db for chat: WAL, busy timeout, agents' tables created.
-pub fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let c = Connection::open(path)?;
-    c.busy_timeout(std::time::Duration::from_secs(5))?;
-    c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "synchronous", "NORMAL")?;
+/// Create chat's tables if needed.
+pub fn migrate(c: &Connection) -> rusqlite::Result<()> {
     c.execute_batch(
         "CREATE TABLE IF NOT EXISTS agents_threads (
             id TEXT PRIMARY KEY, title TEXT NOT NULL,
@@ -76,9 +72,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
             content TEXT NOT NULL, model TEXT NOT NULL, ask_id TEXT NOT NULL,
             created_ms INTEGER NOT NULL, finish_reason TEXT NOT NULL);
          CREATE INDEX IF NOT EXISTS agents_messages_thread ON agents_messages(thread_id, created_ms);",
-    )?;
-    crate::usage::migrate(&c)?;
-    Ok(c)
+    )
 }
 
 /// Create a thread titled after its first message.
@@ -228,7 +222,7 @@ mod tests {
     #[test]
     fn threads_messages_and_context() {
         let dir = tempfile::tempdir().unwrap();
-        let c = open(&dir.path().join("cowork.db")).unwrap();
+        let c = crate::db::open(&dir.path().join("cowork.db")).unwrap();
         assert_eq!(activity_context(&c, 5), None, "no capture tables: skipped");
         let t = create_thread(&c, "hello there").unwrap();
         let m = MessageRow {

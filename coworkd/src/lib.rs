@@ -11,6 +11,7 @@ pub mod config;
 pub mod ctl;
 pub mod ctl_capture;
 pub mod ctl_engines;
+pub mod ctl_mcp;
 pub mod procinfo;
 pub mod relay;
 pub mod route;

@@ -37,6 +37,10 @@ pub mod pb {
     pub mod engines {
         tonic::include_proto!("cowork.engines.v1");
     }
+    /// `cowork.mcp.v1`: agents-agent's MCP servers and tools.
+    pub mod mcp {
+        tonic::include_proto!("cowork.mcp.v1");
+    }
     /// `cowork.browser.v1`: browser-agent's domain.
     pub mod browser {
         tonic::include_proto!("cowork.browser.v1");

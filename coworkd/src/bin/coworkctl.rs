@@ -82,6 +82,11 @@ enum Cmd {
         #[arg(long)]
         background: bool,
     },
+    /// MCP servers and their tools.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCmd,
+    },
     /// Round trips to a worker through coworkd.
     Ping {
         /// capture, agents or browser.
@@ -123,6 +128,237 @@ enum CaptureCmd {
     },
     /// The window that has focus now.
     Window,
+}
+
+#[derive(Debug, Subcommand)]
+enum McpCmd {
+    /// Add a server: `mcp add NAME -- COMMAND [ARGS...]` (stdio) or
+    /// `mcp add NAME --url URL` (streamable HTTP), and connect to it.
+    Add {
+        /// Its name.
+        name: String,
+        /// Streamable HTTP endpoint.
+        #[arg(long, conflicts_with = "command")]
+        url: Option<String>,
+        /// Extra environment for a stdio server, KEY=VALUE (repeatable; not
+        /// for secrets).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// default, auto or manual.
+        #[arg(long, default_value = "default")]
+        approval_policy: String,
+        /// The program and its arguments (after --).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Every server with its status.
+    List,
+    /// Reconnect a server (and turn it on).
+    Connect {
+        /// The server.
+        name: String,
+    },
+    /// Stop a server (and turn it off).
+    Disconnect {
+        /// The server.
+        name: String,
+    },
+    /// Disconnect and forget a server.
+    Remove {
+        /// The server.
+        name: String,
+    },
+    /// A server's tools.
+    Tools {
+        /// The server.
+        name: String,
+    },
+    /// Call a tool and print its result (exit 1 when the tool fails).
+    Call {
+        /// The server.
+        name: String,
+        /// The tool.
+        tool: String,
+        /// Arguments, a JSON object.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Give up after this many milliseconds (default 60000).
+        #[arg(long, value_name = "MS")]
+        timeout_ms: Option<u32>,
+        /// An id for `mcp abort`.
+        #[arg(long, value_name = "ID")]
+        call_id: Option<String>,
+    },
+    /// Abort a call in flight.
+    Abort {
+        /// Its call id.
+        call_id: String,
+    },
+}
+
+/// A request that may start an MCP server (npx, uvx): no short deadline.
+fn long<T>(m: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(m);
+    r.set_timeout(Duration::from_secs(300));
+    r
+}
+
+async fn run_mcp(
+    cmd: McpCmd,
+    json: bool,
+    channel: Channel,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    use cowork_proto::pb::mcp::{mcp_client::McpClient, *};
+    use coworkd::ctl_mcp::{server_json, servers_table, tool_json};
+    let mut c = McpClient::new(channel);
+    let show = |s: &Server, out: &mut dyn Write| -> Result<ExitCode> {
+        if json {
+            writeln!(out, "{}", server_json(s))?;
+        } else {
+            write!(out, "{}", servers_table(std::slice::from_ref(s)))?;
+        }
+        Ok(if s.status == "error" {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    };
+    match cmd {
+        McpCmd::Add {
+            name,
+            url,
+            env,
+            approval_policy,
+            command,
+        } => {
+            let env = env
+                .iter()
+                .map(|e| coworkd::ctl_mcp::parse_env(e))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let s = c
+                .add_server(long(AddServerRequest {
+                    name,
+                    command,
+                    url: url.unwrap_or_default(),
+                    env,
+                    approval_policy,
+                }))
+                .await?
+                .into_inner();
+            return show(&s, out);
+        }
+        McpCmd::List => {
+            let r = c
+                .list_servers(call(ListServersRequest {}))
+                .await?
+                .into_inner();
+            if json {
+                let v: Vec<_> = r.servers.iter().map(server_json).collect();
+                writeln!(out, "{}", serde_json::json!({ "servers": v }))?;
+            } else {
+                write!(out, "{}", servers_table(&r.servers))?;
+            }
+        }
+        McpCmd::Connect { name } => {
+            let s = c
+                .connect_server(long(ServerRef { name }))
+                .await?
+                .into_inner();
+            return show(&s, out);
+        }
+        McpCmd::Disconnect { name } => {
+            let s = c
+                .disconnect_server(long(ServerRef { name }))
+                .await?
+                .into_inner();
+            return show(&s, out);
+        }
+        McpCmd::Remove { name } => {
+            c.remove_server(long(ServerRef { name: name.clone() }))
+                .await?;
+            if json {
+                writeln!(out, "{}", serde_json::json!({ "removed": name }))?;
+            } else {
+                writeln!(out, "removed {name}")?;
+            }
+        }
+        McpCmd::Tools { name } => {
+            let r = c.list_tools(long(ServerRef { name })).await?.into_inner();
+            if json {
+                let v: Vec<_> = r.tools.iter().map(tool_json).collect();
+                writeln!(out, "{}", serde_json::json!({ "tools": v }))?;
+            } else {
+                for t in &r.tools {
+                    let first = t.description.lines().next().unwrap_or("");
+                    writeln!(out, "{:<28} {first}", t.name)?;
+                }
+            }
+        }
+        McpCmd::Call {
+            name,
+            tool,
+            args,
+            timeout_ms,
+            call_id,
+        } => {
+            match serde_json::from_str::<serde_json::Value>(&args) {
+                Ok(serde_json::Value::Object(_)) => {}
+                Ok(_) => {
+                    eprintln!("coworkctl: --args must be a JSON object, like '{{\"key\": 1}}'");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => {
+                    eprintln!("coworkctl: --args is not JSON: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            let r = c
+                .call_tool(long(CallToolRequest {
+                    server: name,
+                    tool,
+                    arguments_json: args,
+                    timeout_ms: timeout_ms.unwrap_or(0),
+                    call_id: call_id.unwrap_or_default(),
+                }))
+                .await?
+                .into_inner();
+            if json {
+                let result: serde_json::Value =
+                    serde_json::from_str(&r.result_json).unwrap_or_default();
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"call_id": r.call_id, "is_error": r.is_error,
+                        "text": r.text, "result": result, "duration_ms": r.duration_ms})
+                )?;
+            } else {
+                writeln!(out, "{}", r.text)?;
+            }
+            if r.is_error {
+                eprintln!("coworkctl: the tool reported an error");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        McpCmd::Abort { call_id } => {
+            let r = c
+                .abort_call(call(AbortCallRequest {
+                    call_id: call_id.clone(),
+                }))
+                .await?
+                .into_inner();
+            if json {
+                writeln!(out, "{}", serde_json::json!({ "aborted": r.aborted }))?;
+            } else if r.aborted {
+                writeln!(out, "aborted {call_id}")?;
+            } else {
+                writeln!(out, "no call {call_id} in flight")?;
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn now_unix_ms() -> i64 {
@@ -593,6 +829,9 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
             } else {
                 write!(out, "{}", coworkd::ctl_engines::engines_table(&r))?;
             }
+        }
+        Cmd::Mcp { command } => {
+            return run_mcp(command, args.json, channel, &mut out).await;
         }
         Cmd::Capture { command } => {
             return run_capture(command, args.json, channel, &mut out).await;

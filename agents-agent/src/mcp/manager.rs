@@ -1,0 +1,696 @@
+//! Connections to MCP servers and the calls made through them.
+//!
+//! - One connection per server, made on first use; concurrent first uses
+//!   wait on the same connect (one spawn). A connection idle for
+//!   [`PING_AFTER_IDLE`] is checked (tools/list within [`PING_TIMEOUT`])
+//!   before reuse, and replaced if it does not answer.
+//! - A stdio server runs in its own process group with a lockfile naming
+//!   its leader, so if agents-agent is killed the sweep at the next start
+//!   (agents-agent's, or coworkd's boot) verifies the leader and ends the
+//!   whole group, grandchildren included.
+//! - The tool list is cached until the server sends tools/list_changed.
+//! - Every call has a timeout and a call id that aborts it; every call is
+//!   audited in `mcp_tool_calls`.
+
+use super::store::{self, Row};
+use super::{ConnectionState, ServerSpec, Status, Transport};
+use crate::db::Db;
+use cowork_proto::lockfile::{LockRecord, Lockfile};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, Implementation};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Default per-call timeout.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest per-call timeout accepted.
+pub const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long a server may take to start and answer `initialize`
+/// (npx and uvx may download on first start).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
+/// A reused connection idle this long is checked first.
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+/// How long that check may take.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// Grace between SIGTERM and SIGKILL for a stdio server's process group.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Why an MCP operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    /// No server by that name.
+    #[error("no MCP server named {0:?} (see `coworkctl mcp list`)")]
+    NoServer(String),
+    /// The server is turned off.
+    #[error("MCP server {0:?} is disconnected; run `coworkctl mcp connect {0}`")]
+    Disabled(String),
+    /// A server by that name exists.
+    #[error("an MCP server named {0:?} already exists; remove it first")]
+    Exists(String),
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// Connecting failed.
+    #[error("cannot connect to MCP server {server:?}: {reason}")]
+    Connect {
+        /// The server.
+        server: String,
+        /// Why.
+        reason: String,
+    },
+    /// The call failed at the protocol or transport level.
+    #[error("{server}/{tool} failed: {reason}")]
+    Call {
+        /// The server.
+        server: String,
+        /// The tool.
+        tool: String,
+        /// Why.
+        reason: String,
+    },
+    /// The call took longer than its timeout.
+    #[error("{server}/{tool} timed out after {ms} ms")]
+    Timeout {
+        /// The server.
+        server: String,
+        /// The tool.
+        tool: String,
+        /// The timeout.
+        ms: u64,
+    },
+    /// The call was aborted by its call id.
+    #[error("call {0} was aborted")]
+    Aborted(String),
+    /// cowork.db failed.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
+/// The client side of one connection: clears the cached tool list when the
+/// server says it changed.
+#[derive(Debug, Clone, Default)]
+struct Handler {
+    tools: Arc<Mutex<Option<Vec<rmcp::model::Tool>>>>,
+}
+
+impl ClientHandler for Handler {
+    fn on_tool_list_changed(
+        &self,
+        _: NotificationContext<RoleClient>,
+    ) -> impl std::future::Future<Output = ()> + Send + '_ {
+        if let Ok(mut t) = self.tools.lock() {
+            *t = None;
+        }
+        tracing::info!("an MCP server's tool list changed; cache cleared");
+        std::future::ready(())
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        let mut info = ClientConfig::default();
+        info.client_info = Implementation::new("cowork", env!("CARGO_PKG_VERSION"));
+        info
+    }
+}
+
+/// One live connection.
+struct Conn {
+    service: RunningService<RoleClient, Handler>,
+    tools: Arc<Mutex<Option<Vec<rmcp::model::Tool>>>>,
+    pid: Option<u32>,
+    lock: Mutex<Option<Lockfile>>,
+    last_used: Mutex<Instant>,
+}
+
+impl Conn {
+    /// Stop the server: close the session, then end its process group
+    /// (SIGTERM, then SIGKILL after [`STOP_GRACE`]) and remove its lock.
+    fn kill_group(&self) {
+        if let Some(pid) = self.pid {
+            cowork_proto::lockfile::signal_tree(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+}
+
+/// A server's slot: its connection (one connect at a time) and status.
+#[derive(Default)]
+struct Slot {
+    conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    status: Mutex<(Option<Status>, String)>,
+}
+
+/// What `list` shows of a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerView {
+    /// The stored row.
+    pub row: Row,
+    /// The live status.
+    pub status: Status,
+    /// Why error.
+    pub error: String,
+    /// The stdio server's pid.
+    pub pid: Option<u32>,
+    /// Tools known (cached list).
+    pub tool_count: usize,
+}
+
+/// A tool call's result.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    /// The call's id.
+    pub call_id: String,
+    /// The tool said it failed.
+    pub is_error: bool,
+    /// Its text parts.
+    pub text: String,
+    /// The whole result.
+    pub result: serde_json::Value,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// The MCP connections of agents-agent (cheap to clone).
+#[derive(Clone)]
+pub struct Manager {
+    db: Db,
+    locks_dir: PathBuf,
+    slots: Arc<Mutex<HashMap<String, Arc<Slot>>>>,
+    calls: Arc<Mutex<HashMap<String, CancellationToken>>>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("locks_dir", &self.locks_dir)
+            .finish()
+    }
+}
+
+fn text_of(r: &CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.as_str()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Manager {
+    /// Connections recorded in `db`, stdio servers locked in `locks_dir`.
+    pub fn new(db: Db, locks_dir: PathBuf) -> Self {
+        Self {
+            db,
+            locks_dir,
+            slots: Default::default(),
+            calls: Default::default(),
+        }
+    }
+
+    /// Reap stdio servers a previous agents-agent left behind (their owner
+    /// is gone; identity-checked, so an unrelated process is never killed).
+    pub async fn sweep_orphans(&self) {
+        match cowork_proto::lockfile::sweep(&self.locks_dir).await {
+            Ok(r) if !r.killed.is_empty() => {
+                tracing::warn!(killed = ?r.killed, "reaped orphaned MCP servers")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
+        }
+    }
+
+    fn slot(&self, name: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(name.to_owned()).or_default().clone()
+    }
+
+    fn set_status(&self, name: &str, status: Status, error: &str) {
+        let slot = self.slot(name);
+        let mut s = slot.status.lock().unwrap_or_else(|e| e.into_inner());
+        *s = (Some(status), error.to_owned());
+    }
+
+    async fn row(&self, name: &str) -> Result<Row, McpError> {
+        let n = name.to_owned();
+        self.db
+            .run(move |c| store::get(c, &n))
+            .await?
+            .ok_or_else(|| McpError::NoServer(name.to_owned()))
+    }
+
+    /// Register a server and connect to it. The row is kept when the
+    /// connection fails (its error shown by `list`), so `connect` retries.
+    pub async fn add(&self, spec: ServerSpec) -> Result<ServerView, McpError> {
+        let (n, s) = (spec.name.clone(), spec.clone());
+        let inserted = self
+            .db
+            .run(move |c| {
+                if store::get(c, &n)?.is_some() {
+                    return Ok(false);
+                }
+                store::put(c, &s, ConnectionState::SelectService)?;
+                Ok(true)
+            })
+            .await?;
+        if !inserted {
+            return Err(McpError::Exists(spec.name));
+        }
+        let _ = self.connect(&spec.name).await;
+        self.view(&spec.name).await
+    }
+
+    /// (Re)connect a server and mark it enabled.
+    pub async fn connect(&self, name: &str) -> Result<ServerView, McpError> {
+        let n = name.to_owned();
+        if !self
+            .db
+            .run(move |c| store::set_enabled(c, &n, true))
+            .await?
+        {
+            return Err(McpError::NoServer(name.to_owned()));
+        }
+        let slot = self.slot(name);
+        let mut guard = slot.conn.lock().await;
+        if let Some(old) = guard.take() {
+            self.close(old).await;
+        }
+        match self.open(name).await {
+            Ok(c) => {
+                *guard = Some(c);
+                drop(guard);
+                self.view(name).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Close a server's connection and mark it disabled.
+    pub async fn disconnect(&self, name: &str) -> Result<ServerView, McpError> {
+        let n = name.to_owned();
+        if !self
+            .db
+            .run(move |c| store::set_enabled(c, &n, false))
+            .await?
+        {
+            return Err(McpError::NoServer(name.to_owned()));
+        }
+        let slot = self.slot(name);
+        let old = slot.conn.lock().await.take();
+        if let Some(old) = old {
+            self.close(old).await;
+        }
+        self.set_status(name, Status::Stopped, "");
+        self.view(name).await
+    }
+
+    /// Disconnect and forget a server.
+    pub async fn remove(&self, name: &str) -> Result<(), McpError> {
+        self.row(name).await?;
+        let slot = self.slot(name);
+        let old = slot.conn.lock().await.take();
+        if let Some(old) = old {
+            self.close(old).await;
+        }
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.remove(name);
+        }
+        let n = name.to_owned();
+        self.db.run(move |c| store::remove(c, &n)).await?;
+        Ok(())
+    }
+
+    /// Close every connection (agents-agent is stopping): end each stdio
+    /// server's process group and remove its lock, without waiting.
+    pub fn close_all_now(&self) {
+        let slots: Vec<Arc<Slot>> = self
+            .slots
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        for slot in slots {
+            if let Ok(mut g) = slot.conn.try_lock() {
+                if let Some(c) = g.take() {
+                    c.kill_group();
+                    if let Some(l) = c.lock.lock().ok().and_then(|mut l| l.take()) {
+                        l.remove();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn close(&self, conn: Arc<Conn>) {
+        conn.service.cancellation_token().cancel();
+        if let Some(pid) = conn.pid {
+            conn.kill_group();
+            let deadline = Instant::now() + STOP_GRACE;
+            while Instant::now() < deadline && pid_alive(pid) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if pid_alive(pid) {
+                cowork_proto::lockfile::signal_tree(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        let lock = conn.lock.lock().ok().and_then(|mut l| l.take());
+        if let Some(l) = lock {
+            l.remove();
+        }
+    }
+
+    async fn state(&self, name: &str, state: ConnectionState, error: &str) -> Result<(), McpError> {
+        let (n, e) = (name.to_owned(), error.to_owned());
+        self.db
+            .run(move |c| store::set_state(c, &n, state, &e))
+            .await?;
+        Ok(())
+    }
+
+    /// Connect: spawn (stdio) or reach (HTTP) the server, initialize, and
+    /// list its tools to check it works; the connection flow's states are
+    /// recorded as it goes.
+    async fn open(&self, name: &str) -> Result<Arc<Conn>, McpError> {
+        let row = self.row(name).await?;
+        self.set_status(name, Status::Starting, "");
+        self.state(name, ConnectionState::StartingServer, "")
+            .await?;
+        let result = tokio::time::timeout(CONNECT_TIMEOUT, self.open_inner(&row.spec))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {CONNECT_TIMEOUT:?}")));
+        match result {
+            Ok(conn) => {
+                self.state(name, ConnectionState::SavingConfig, "").await?;
+                self.state(name, ConnectionState::Connected, "").await?;
+                self.set_status(name, Status::Running, "");
+                Ok(conn)
+            }
+            Err(reason) => {
+                tracing::warn!(server = name, %reason, "MCP connect failed");
+                self.state(name, ConnectionState::StartingServer, &reason)
+                    .await?;
+                self.set_status(name, Status::Error, &reason);
+                Err(McpError::Connect {
+                    server: name.to_owned(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    async fn open_inner(&self, spec: &ServerSpec) -> Result<Arc<Conn>, String> {
+        let handler = Handler::default();
+        let tools = handler.tools.clone();
+        let (service, pid, lock) = match &spec.transport {
+            Transport::Stdio { command, env } => {
+                let mut cmd = tokio::process::Command::new(&command[0]);
+                // Its own process group, and no parent-death signal: if
+                // agents-agent is killed, the group leader stays alive, so
+                // the sweep can verify it and end the whole group.
+                cmd.args(&command[1..]).envs(env).process_group(0);
+                let (proc, _) = rmcp::transport::TokioChildProcess::builder(cmd)
+                    .stderr(std::process::Stdio::inherit())
+                    .spawn()
+                    .map_err(|e| format!("cannot start {}: {e}", command[0]))?;
+                let pid = proc.id();
+                let lock = match pid {
+                    Some(pid) => {
+                        let (dir, stem, what) = (
+                            self.locks_dir.clone(),
+                            super::lock_stem(&spec.name),
+                            format!("mcp:{}", spec.name),
+                        );
+                        tokio::task::spawn_blocking(move || {
+                            LockRecord::for_child(&what, pid)
+                                .and_then(|r| Lockfile::write(&dir, &stem, r))
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| format!("cannot write the server's lockfile: {e}"))
+                        .map(Some)?
+                    }
+                    None => None,
+                };
+                let service = handler
+                    .serve(proc)
+                    .await
+                    .map_err(|e| format!("initialize failed: {e}"));
+                match service {
+                    Ok(s) => (s, pid, lock),
+                    Err(e) => {
+                        if let Some(pid) = pid {
+                            cowork_proto::lockfile::signal_tree(
+                                pid,
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
+                        if let Some(l) = lock {
+                            l.remove();
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Transport::Http { url } => {
+                let transport =
+                    rmcp::transport::StreamableHttpClientTransport::from_uri(url.as_str());
+                let service = handler
+                    .serve(transport)
+                    .await
+                    .map_err(|e| format!("initialize failed: {e}"))?;
+                (service, None, None)
+            }
+        };
+        let conn = Arc::new(Conn {
+            service,
+            tools,
+            pid,
+            lock: Mutex::new(lock),
+            last_used: Mutex::new(Instant::now()),
+        });
+        let listed = conn
+            .service
+            .list_all_tools()
+            .await
+            .map_err(|e| format!("tools/list failed: {e}"))?;
+        if let Ok(mut t) = conn.tools.lock() {
+            *t = Some(listed);
+        }
+        Ok(conn)
+    }
+
+    /// The live connection to `name`, connecting (once, whoever asks
+    /// first) when needed.
+    async fn conn(&self, name: &str) -> Result<Arc<Conn>, McpError> {
+        let row = self.row(name).await?;
+        if !row.spec.enabled {
+            return Err(McpError::Disabled(name.to_owned()));
+        }
+        let slot = self.slot(name);
+        let mut guard = slot.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            let idle = c.last_used.lock().map(|t| t.elapsed()).unwrap_or_default();
+            let healthy = !c.service.is_closed()
+                && (idle < PING_AFTER_IDLE
+                    || tokio::time::timeout(PING_TIMEOUT, c.service.list_tools(None))
+                        .await
+                        .is_ok_and(|r| r.is_ok()));
+            if healthy {
+                return Ok(c.clone());
+            }
+            tracing::warn!(server = name, "MCP connection lost; reconnecting");
+            if let Some(old) = guard.take() {
+                self.close(old).await;
+            }
+        }
+        let c = self.open(name).await?;
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Every server with its live status.
+    pub async fn list(&self) -> Result<Vec<ServerView>, McpError> {
+        let rows = self.db.run(store::all).await?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(self.view_of(r).await);
+        }
+        Ok(out)
+    }
+
+    async fn view(&self, name: &str) -> Result<ServerView, McpError> {
+        let row = self.row(name).await?;
+        Ok(self.view_of(row).await)
+    }
+
+    async fn view_of(&self, row: Row) -> ServerView {
+        let slot = self.slot(&row.spec.name);
+        let (status, error) = slot
+            .status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or((None, String::new()));
+        let conn = slot.conn.try_lock().ok().and_then(|g| g.clone());
+        let status = match (status, row.spec.enabled) {
+            (_, false) => Status::Stopped,
+            (Some(s), true) => s,
+            // Enabled, not used since agents-agent started.
+            (None, true) if row.last_error.is_empty() => Status::Stopped,
+            (None, true) => Status::Error,
+        };
+        let error = if error.is_empty() && status == Status::Error {
+            row.last_error.clone()
+        } else {
+            error
+        };
+        ServerView {
+            pid: conn.as_ref().and_then(|c| c.pid),
+            tool_count: conn
+                .as_ref()
+                .and_then(|c| c.tools.lock().ok().and_then(|t| t.as_ref().map(Vec::len)))
+                .unwrap_or(0),
+            row,
+            status,
+            error,
+        }
+    }
+
+    /// A server's tools (the cached list, else listed now).
+    pub async fn tools(&self, name: &str) -> Result<Vec<rmcp::model::Tool>, McpError> {
+        let c = self.conn(name).await?;
+        if let Some(t) = c.tools.lock().ok().and_then(|t| t.clone()) {
+            return Ok(t);
+        }
+        let listed = c
+            .service
+            .list_all_tools()
+            .await
+            .map_err(|e| McpError::Call {
+                server: name.to_owned(),
+                tool: "tools/list".into(),
+                reason: e.to_string(),
+            })?;
+        if let Ok(mut t) = c.tools.lock() {
+            *t = Some(listed.clone());
+        }
+        Ok(listed)
+    }
+
+    /// Abort the call with this id, if it is in flight.
+    pub fn abort(&self, call_id: &str) -> bool {
+        match self.calls.lock().ok().and_then(|mut c| c.remove(call_id)) {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Call a tool. `source` says who asked ("user" or "agent") for the
+    /// audit log.
+    pub async fn call(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+        timeout: Duration,
+        call_id: String,
+        source: &str,
+    ) -> Result<CallOutcome, McpError> {
+        let token = CancellationToken::new();
+        {
+            let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            if calls.contains_key(&call_id) {
+                return Err(McpError::Invalid(format!("call id {call_id} is in flight")));
+            }
+            calls.insert(call_id.clone(), token.clone());
+        }
+        let started = Instant::now();
+        let started_ms = crate::chat_store::now_ms();
+        let args_json = serde_json::Value::Object(arguments.clone()).to_string();
+        let result = self
+            .call_inner(server, tool, arguments, timeout, &call_id, &token)
+            .await;
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.remove(&call_id);
+        }
+        let duration = started.elapsed();
+        let (outcome, error) = match &result {
+            Ok(o) if o.is_error => ("tool_error", o.text.clone()),
+            Ok(_) => ("ok", String::new()),
+            Err(McpError::Timeout { .. }) => ("timeout", result_err(&result)),
+            Err(McpError::Aborted(_)) => ("aborted", result_err(&result)),
+            Err(_) => ("error", result_err(&result)),
+        };
+        let entry = super::store::AuditEntry {
+            call_id: call_id.clone(),
+            server: server.to_owned(),
+            tool: tool.to_owned(),
+            arguments_json: args_json,
+            source: source.to_owned(),
+            started_ms,
+            duration_ms: duration.as_millis() as i64,
+            outcome: outcome.to_owned(),
+            error,
+        };
+        if let Err(e) = self.db.run(move |c| store::audit(c, &entry)).await {
+            tracing::error!(error = %e, "could not write the MCP audit log");
+        }
+        result.map(|mut o| {
+            o.duration = duration;
+            o
+        })
+    }
+
+    async fn call_inner(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+        timeout: Duration,
+        call_id: &str,
+        token: &CancellationToken,
+    ) -> Result<CallOutcome, McpError> {
+        let c = tokio::select! {
+            c = self.conn(server) => c?,
+            _ = token.cancelled() => return Err(McpError::Aborted(call_id.to_owned())),
+        };
+        if let Ok(mut t) = c.last_used.lock() {
+            *t = Instant::now();
+        }
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+        // Dropping the call (timeout, abort) sends notifications/cancelled.
+        let r = tokio::select! {
+            r = tokio::time::timeout(timeout, c.service.call_tool(params)) => r,
+            _ = token.cancelled() => return Err(McpError::Aborted(call_id.to_owned())),
+        };
+        let r = r
+            .map_err(|_| McpError::Timeout {
+                server: server.to_owned(),
+                tool: tool.to_owned(),
+                ms: timeout.as_millis() as u64,
+            })?
+            .map_err(|e| McpError::Call {
+                server: server.to_owned(),
+                tool: tool.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(CallOutcome {
+            call_id: call_id.to_owned(),
+            is_error: r.is_error.unwrap_or(false),
+            text: text_of(&r),
+            result: serde_json::to_value(&r).unwrap_or_default(),
+            duration: Duration::ZERO,
+        })
+    }
+}
+
+fn result_err<T>(r: &Result<T, McpError>) -> String {
+    r.as_ref().err().map(|e| e.to_string()).unwrap_or_default()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| cowork_proto::lockfile::parse_stat(&s).0 != Some('Z'))
+        .unwrap_or(false)
+}

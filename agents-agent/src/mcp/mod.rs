@@ -1,0 +1,232 @@
+//! MCP servers (seed 003 "MCP Connections"): registered in `mcp_servers`,
+//! reached with rmcp over stdio (a child process in its own process group,
+//! with a lockfile so a crash leaves no orphan) or streamable HTTP.
+//!
+//! This module holds the pure parts: server specs and their validation,
+//! the status lifecycle and the connection flow's states. `store` is the
+//! SQL, `manager` the connections and calls, `service` the gRPC adapter.
+
+pub mod manager;
+pub mod service;
+pub mod store;
+
+use std::collections::BTreeMap;
+
+/// Longest server name.
+pub const MAX_NAME: usize = 64;
+
+/// How a server is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// A child process speaking JSON-RPC on stdin/stdout.
+    Stdio {
+        /// Program and arguments.
+        command: Vec<String>,
+        /// Extra environment (not secrets).
+        env: BTreeMap<String, String>,
+    },
+    /// Streamable HTTP at this URL.
+    Http {
+        /// The endpoint.
+        url: String,
+    },
+}
+
+impl Transport {
+    /// "stdio" or "http".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transport::Stdio { .. } => "stdio",
+            Transport::Http { .. } => "http",
+        }
+    }
+}
+
+/// A registered server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// Its name (the `server` part of `server/tool`).
+    pub name: String,
+    /// How to reach it.
+    pub transport: Transport,
+    /// Approval policy phase 4.
+    pub approval_policy: crate::approval::ServerPolicy,
+    /// Whether it should be connected.
+    pub enabled: bool,
+}
+
+/// The MCPClient status lifecycle: starting → running → stopped (turned
+/// off) or error (connection lost), error → starting (reconnect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Connecting.
+    Starting,
+    /// Connected, tools available.
+    Running,
+    /// Turned off by the person.
+    Stopped,
+    /// Failed; the error says why.
+    Error,
+}
+
+impl Status {
+    /// The name shown and stored.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// The connection flow's steps, persisted so a restart shows where a
+/// connection stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// A server was picked.
+    SelectService,
+    /// Waiting for configuration (keys, URLs).
+    ConfigRequired,
+    /// Checking credentials.
+    Authenticating,
+    /// Starting the server and listing its tools.
+    StartingServer,
+    /// Saving the working configuration.
+    SavingConfig,
+    /// Connected.
+    Connected,
+}
+
+impl ConnectionState {
+    /// The name stored and shown (the seed's).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SelectService => "SELECT_SERVICE",
+            Self::ConfigRequired => "CONFIG_REQUIRED",
+            Self::Authenticating => "AUTHENTICATING",
+            Self::StartingServer => "STARTING_SERVER",
+            Self::SavingConfig => "SAVING_CONFIG",
+            Self::Connected => "CONNECTED",
+        }
+    }
+}
+
+/// Check a server name: 1–64 of `a-z A-Z 0-9 _ - .`, not starting with a
+/// dot (it names lockfiles and prefixes tool ids).
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(format!("a server name has 1 to {MAX_NAME} characters"));
+    }
+    if name.starts_with('.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(format!(
+            "server name {name:?}: use letters, digits, '_', '-' and '.' (not first)"
+        ));
+    }
+    Ok(())
+}
+
+/// Build a spec from what a person gave: an argv (stdio) or a URL (HTTP),
+/// exactly one of them.
+pub fn spec(
+    name: &str,
+    command: Vec<String>,
+    url: &str,
+    env: BTreeMap<String, String>,
+    approval_policy: &str,
+) -> Result<ServerSpec, String> {
+    validate_name(name)?;
+    let approval_policy =
+        crate::approval::ServerPolicy::parse(approval_policy).ok_or_else(|| {
+            format!("approval policy must be default, auto or manual, not {approval_policy:?}")
+        })?;
+    let transport = match (command.is_empty(), url.is_empty()) {
+        (false, true) => {
+            if command[0].trim().is_empty() || command.iter().any(|a| a.contains('\0')) {
+                return Err("the command must name a program (and contain no NUL bytes)".into());
+            }
+            if let Some(k) = env
+                .keys()
+                .find(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+            {
+                return Err(format!("bad environment variable name {k:?}"));
+            }
+            Transport::Stdio { command, env }
+        }
+        (true, false) => {
+            let u: http::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
+            if !matches!(u.scheme_str(), Some("http" | "https")) || u.host().is_none() {
+                return Err(format!(
+                    "{url}: an MCP URL is http:// or https:// with a host"
+                ));
+            }
+            Transport::Http {
+                url: url.to_owned(),
+            }
+        }
+        (false, false) => return Err("give a command or a URL, not both".into()),
+        (true, true) => return Err("give a command (after --) or --url".into()),
+    };
+    Ok(ServerSpec {
+        name: name.to_owned(),
+        transport,
+        approval_policy,
+        enabled: true,
+    })
+}
+
+/// The lockfile stem of a stdio server: `mcp-<sha256(name)[..16]>`.
+pub fn lock_stem(name: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = h.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("mcp-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_specs() {
+        for ok in ["time", "server-everything", "a.b_c"] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".hidden", "../x", "a/b", "a b", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        let s = spec(
+            "time",
+            vec!["uvx".into(), "mcp-server-time".into()],
+            "",
+            BTreeMap::new(),
+            "",
+        )
+        .unwrap();
+        assert_eq!(s.transport.kind(), "stdio");
+        let h = spec(
+            "e",
+            vec![],
+            "http://127.0.0.1:3001/mcp",
+            BTreeMap::new(),
+            "auto",
+        )
+        .unwrap();
+        assert_eq!(h.transport.kind(), "http");
+        assert_eq!(h.approval_policy, crate::approval::ServerPolicy::Auto);
+        assert!(spec("e", vec![], "", BTreeMap::new(), "").is_err());
+        assert!(spec("e", vec!["x".into()], "http://a", BTreeMap::new(), "").is_err());
+        assert!(spec("e", vec![], "file:///etc/passwd", BTreeMap::new(), "").is_err());
+        assert!(spec("e", vec!["x".into()], "", BTreeMap::new(), "sometimes").is_err());
+        let env = [("A=B".to_string(), "1".to_string())].into_iter().collect();
+        assert!(spec("e", vec!["x".into()], "", env, "").is_err());
+        assert_eq!(lock_stem("time"), lock_stem("time"));
+        assert_ne!(lock_stem("time"), lock_stem("time2"));
+        assert!(lock_stem("../../x").starts_with("mcp-") && !lock_stem("../../x").contains('/'));
+    }
+}
