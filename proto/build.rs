@@ -11,6 +11,7 @@ const FILES: &[&str] = &[
     "cowork/browser/v1/browser.proto",
     "cowork/engines/v1/engines.proto",
     "cowork/mcp/v1/mcp.proto",
+    "cowork/agents/v1/agents.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

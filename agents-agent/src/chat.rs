@@ -54,6 +54,24 @@ impl ChatService {
             .clone()
     }
 
+    /// The model an agent operation uses: the local engine when one is
+    /// up, else the plan's cloud tier when its provider has a key.
+    pub async fn agent_target(&self) -> Result<ChatTarget, String> {
+        let detected = self.watch.current().await;
+        if let Some(local) = &detected.main {
+            return self.target(&Target::Local(String::new()), Some(local), &detected.cloud);
+        }
+        let cfg = AgentsConfig::load(&self.config)?;
+        let tier = match cfg.plan()? {
+            router::Plan::Free => Tier::Free,
+            router::Plan::Paid(t) => t,
+        };
+        if detected.cloud.is_empty() {
+            return Err(Refusal::NoEngine.to_string());
+        }
+        self.target(&Target::Cloud(tier), None, &detected.cloud)
+    }
+
     /// Where a routed request goes: the local engine, or the tier's cloud
     /// provider.
     fn target(

@@ -261,3 +261,159 @@ pub async fn stream_chat(
         ))
     }
 }
+
+/// A whole (not streamed) reply, with any tool calls.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Completion {
+    /// Its text.
+    pub content: String,
+    /// (call id, function name, arguments JSON text).
+    pub tool_calls: Vec<(String, String, String)>,
+    /// (prompt, completion) tokens, when the engine counted them.
+    pub usage: Option<(u64, u64)>,
+}
+
+/// Largest reply body read.
+pub const MAX_COMPLETION_BODY: usize = 4 << 20;
+
+/// Parse a non-streamed reply of either family.
+pub fn parse_completion(api: ApiFamily, body: &str) -> Result<Completion, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("the reply is not JSON: {e}"))?;
+    let msg = match api {
+        ApiFamily::OpenAi => &v["choices"][0]["message"],
+        ApiFamily::Ollama => &v["message"],
+    };
+    if !msg.is_object() {
+        return Err(format!("the reply has no message: {}", truncate(body, 300)));
+    }
+    let mut tool_calls = Vec::new();
+    for (i, c) in msg["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = &c["function"];
+        let name = f["name"].as_str().unwrap_or_default().to_owned();
+        // OpenAI sends arguments as JSON text, Ollama as an object.
+        let args = match &f["arguments"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "{}".into(),
+            other => other.to_string(),
+        };
+        let id = c["id"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("call_{i}"));
+        tool_calls.push((id, name, args));
+    }
+    let usage = match api {
+        ApiFamily::OpenAi => v["usage"]["prompt_tokens"]
+            .as_u64()
+            .zip(v["usage"]["completion_tokens"].as_u64()),
+        ApiFamily::Ollama => v["prompt_eval_count"]
+            .as_u64()
+            .zip(v["eval_count"].as_u64()),
+    };
+    Ok(Completion {
+        content: msg["content"].as_str().unwrap_or_default().to_owned(),
+        tool_calls,
+        usage,
+    })
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Ask `target` for one whole reply to `messages` (OpenAI chat format),
+/// offering `tools` (OpenAI function specs), optionally forcing one.
+pub async fn complete(
+    target: &ChatTarget,
+    messages: &[serde_json::Value],
+    tools: &[serde_json::Value],
+    tool_choice: Option<&str>,
+    max_tokens: Option<u32>,
+) -> Result<Completion, String> {
+    let base = target.base_url.trim_end_matches('/');
+    let (url, mut body) = match target.api {
+        ApiFamily::OpenAi => (
+            format!("{base}/chat/completions"),
+            serde_json::json!({"model": target.model, "messages": messages, "stream": false}),
+        ),
+        ApiFamily::Ollama => (
+            format!("{base}/api/chat"),
+            serde_json::json!({"model": target.model, "messages": messages, "stream": false}),
+        ),
+    };
+    if !tools.is_empty() {
+        body["tools"] = serde_json::Value::Array(tools.to_vec());
+        if let Some(name) = tool_choice {
+            body["tool_choice"] =
+                serde_json::json!({"type": "function", "function": {"name": name}});
+        }
+    }
+    if let Some(n) = max_tokens {
+        match target.api {
+            ApiFamily::OpenAi => body["max_tokens"] = n.into(),
+            ApiFamily::Ollama => body["options"] = serde_json::json!({"num_predict": n}),
+        }
+    }
+    let (status, mut resp) = send(target, &url, body.to_string()).await?;
+    let mut text = Vec::new();
+    loop {
+        match tokio::time::timeout(STALL_TIMEOUT, resp.next()).await {
+            Err(_) => return Err(format!("{base} sent nothing for {STALL_TIMEOUT:?}")),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(format!("lost {base} mid-reply: {e}")),
+            Ok(Some(Ok(b))) => {
+                if text.len() + b.len() > MAX_COMPLETION_BODY {
+                    return Err(format!("the reply is over {MAX_COMPLETION_BODY} bytes"));
+                }
+                text.extend_from_slice(&b);
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&text);
+    if !(200..300).contains(&status) {
+        return Err(format!(
+            "{base} answered HTTP {status}: {}",
+            truncate(&text, 500)
+        ));
+    }
+    parse_completion(target.api, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completions_of_both_families() {
+        let openai = r#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"time__get_current_time","arguments":"{ \"timezone\":\"UTC\"}"}}],"role":"assistant"}}],"usage":{"prompt_tokens":16,"completion_tokens":8}}"#;
+        let c = parse_completion(ApiFamily::OpenAi, openai).unwrap();
+        assert_eq!(c.content, "");
+        assert_eq!(
+            c.tool_calls,
+            vec![(
+                "c1".to_string(),
+                "time__get_current_time".to_string(),
+                "{ \"timezone\":\"UTC\"}".to_string()
+            )]
+        );
+        assert_eq!(c.usage, Some((16, 8)));
+        let ollama = r#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]},"prompt_eval_count":3,"eval_count":4}"#;
+        let c = parse_completion(ApiFamily::Ollama, ollama).unwrap();
+        assert_eq!(
+            c.tool_calls[0],
+            ("call_0".into(), "f".into(), "{\"a\":1}".into())
+        );
+        assert_eq!(c.usage, Some((3, 4)));
+        assert!(parse_completion(ApiFamily::OpenAi, "{}").is_err());
+        assert!(parse_completion(ApiFamily::OpenAi, "nope").is_err());
+    }
+}

@@ -85,6 +85,24 @@ pub struct AgentsConfig {
     pub caps: CapsEntry,
     /// Cloud providers by id ("gemini", "openrouter").
     pub providers: BTreeMap<String, ProviderEntry>,
+    /// The tool approval policy's settings.
+    pub approval: ApprovalEntry,
+}
+
+/// `[agents.approval]`: the person's side of the tool approval policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalEntry {
+    /// "manual" (default: ask for the rest) or "allow_list".
+    pub mode: String,
+    /// `server/tool` or `server/*` that run in allow-list mode.
+    pub allow_list: Vec<String>,
+    /// Servers trusted to run everything (phase 5).
+    pub auto_run: Vec<String>,
+    /// `server/tool` that always ask (phase 2).
+    pub always_ask: Vec<String>,
+    /// Extra tool-name patterns for the security denylist (phase 1).
+    pub denylist_extra: Vec<String>,
 }
 
 impl Default for AgentsConfig {
@@ -99,6 +117,7 @@ impl Default for AgentsConfig {
             free_monthly_tokens: Policy::default().free_monthly_tokens,
             caps: CapsEntry::default(),
             providers: BTreeMap::new(),
+            approval: ApprovalEntry::default(),
         }
     }
 }
@@ -133,6 +152,7 @@ impl AgentsConfig {
             }
         }
         c.cloud(|_| None)?;
+        c.approval_settings(&BTreeMap::new())?;
         let caps = [
             c.caps.per_interaction,
             c.caps.daily,
@@ -143,6 +163,30 @@ impl AgentsConfig {
             return Err("[agents.caps] must be non-negative amounts in USD".into());
         }
         Ok(c)
+    }
+
+    /// The approval policy's settings, with each server's own policy.
+    pub fn approval_settings(
+        &self,
+        server_policy: &BTreeMap<String, crate::approval::ServerPolicy>,
+    ) -> Result<crate::approval::Settings, String> {
+        use crate::approval::{DefaultMode, Settings};
+        let a = &self.approval;
+        let mut s = Settings::default();
+        s.security_denylist.extend(a.denylist_extra.iter().cloned());
+        s.mandatory = a.always_ask.iter().cloned().collect();
+        s.auto_run = a.auto_run.iter().cloned().collect();
+        s.server_policy = server_policy.clone();
+        s.default_mode = match a.mode.as_str() {
+            "" | "manual" => DefaultMode::Manual,
+            "allow_list" => DefaultMode::AllowList(a.allow_list.iter().cloned().collect()),
+            other => {
+                return Err(format!(
+                    "[agents.approval] mode must be manual or allow_list, not {other:?}"
+                ))
+            }
+        };
+        Ok(s)
     }
 
     /// The configured preference.

@@ -38,6 +38,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     crate::chat_store::migrate(&c)?;
     crate::usage::migrate(&c)?;
     crate::mcp::store::migrate(&c)?;
+    crate::agent::migrate(&c)?;
     Ok(c)
 }
 

@@ -17,7 +17,7 @@ pub const SPEND_WINDOW_MS: i64 = 10 * 60 * 1000;
 pub const CHECK_IN_MS: i64 = 5 * 60 * 1000;
 
 /// One step of the chain, as recorded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     /// When it ended, Unix ms.
     pub at_ms: i64,

@@ -2,6 +2,8 @@
 //! grows with the agents issues; today it holds the pure complexity router and the pure part of
 //! local engine detection.
 
+pub mod agent;
+pub mod agent_service;
 pub mod approval;
 pub mod chat;
 pub mod chat_store;
@@ -11,6 +13,7 @@ pub mod db;
 pub mod engines;
 pub mod guardrails;
 pub mod mcp;
+pub mod operation;
 pub mod probe;
 pub mod providers;
 pub mod router;

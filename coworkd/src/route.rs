@@ -38,6 +38,7 @@ const DOMAINS: &[(&str, Option<WorkerName>)] = &[
     ("chat", Some(WorkerName::Agents)),
     ("engines", Some(WorkerName::Agents)),
     ("mcp", Some(WorkerName::Agents)),
+    ("agents", Some(WorkerName::Agents)),
     ("models", Some(WorkerName::Agents)),
     ("gateway", Some(WorkerName::Agents)),
     ("browser", Some(WorkerName::Browser)),

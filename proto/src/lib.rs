@@ -41,6 +41,10 @@ pub mod pb {
     pub mod mcp {
         tonic::include_proto!("cowork.mcp.v1");
     }
+    /// `cowork.agents.v1`: agents-agent's operations and tool approvals.
+    pub mod agents {
+        tonic::include_proto!("cowork.agents.v1");
+    }
     /// `cowork.browser.v1`: browser-agent's domain.
     pub mod browser {
         tonic::include_proto!("cowork.browser.v1");

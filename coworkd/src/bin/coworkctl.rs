@@ -82,6 +82,16 @@ enum Cmd {
         #[arg(long)]
         background: bool,
     },
+    /// Agent operations: the model works on a task with the MCP tools.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCmd,
+    },
+    /// Tool calls waiting for your approval.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCmd,
+    },
     /// MCP servers and their tools.
     Mcp {
         #[command(subcommand)]
@@ -128,6 +138,215 @@ enum CaptureCmd {
     },
     /// The window that has focus now.
     Window,
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCmd {
+    /// Start an operation and wait until it finishes, fails, pauses or
+    /// waits for an approval.
+    Run {
+        /// The task, in words.
+        #[arg(required = true)]
+        task: Vec<String>,
+        /// Force this tool (server/tool) on the first model call.
+        #[arg(long, value_name = "SERVER/TOOL")]
+        tool_choice: Option<String>,
+        /// Run as an automation (routine tools run unattended).
+        #[arg(long)]
+        automation: bool,
+        /// Step limit (default 10).
+        #[arg(long, default_value_t = 0)]
+        max_steps: u32,
+        /// Return at once instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// One operation.
+    Show {
+        /// Its id.
+        id: String,
+    },
+    /// Operations, newest first.
+    List,
+    /// Resume a paused operation.
+    Resume {
+        /// Its id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApprovalsCmd {
+    /// Tool calls waiting for a person.
+    List,
+    /// Approve one (ID as `approvals list` shows it: OPERATION/CALL).
+    Approve {
+        /// OPERATION/CALL.
+        id: String,
+    },
+    /// Reject one: the model is told and decides what next.
+    Reject {
+        /// OPERATION/CALL.
+        id: String,
+    },
+}
+
+fn operation_json(o: &cowork_proto::pb::agents::Operation) -> serde_json::Value {
+    serde_json::json!({
+        "id": o.id, "task": o.task, "status": o.status, "step": o.step,
+        "max_steps": o.max_steps, "result": o.result, "reason": o.reason,
+        "cost_usd": o.cost_usd,
+        "pending": o.pending.iter().map(pending_json).collect::<Vec<_>>(),
+        "tool_calls": o.tool_calls.iter().map(|c| serde_json::json!({
+            "server": c.server, "tool": c.tool, "arguments": c.arguments_json,
+            "outcome": c.outcome, "result": c.result})).collect::<Vec<_>>(),
+    })
+}
+
+fn pending_json(p: &cowork_proto::pb::agents::PendingCall) -> serde_json::Value {
+    serde_json::json!({
+        "id": format!("{}/{}", p.operation_id, p.call_id),
+        "operation_id": p.operation_id, "call_id": p.call_id, "server": p.server,
+        "tool": p.tool, "arguments": p.arguments_json, "phase": p.phase, "reason": p.reason})
+}
+
+fn show_operation(
+    o: &cowork_proto::pb::agents::Operation,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    if json {
+        writeln!(out, "{}", operation_json(o))?;
+    } else {
+        writeln!(
+            out,
+            "{}  {}  step {}/{}  {}",
+            o.id, o.status, o.step, o.max_steps, o.task
+        )?;
+        for c in &o.tool_calls {
+            writeln!(
+                out,
+                "  {} {}/{} {} → {}",
+                c.outcome, c.server, c.tool, c.arguments_json, c.result
+            )?;
+        }
+        for p in &o.pending {
+            writeln!(
+                out,
+                "  waiting: {}/{} {}/{} {} ({})",
+                p.operation_id, p.call_id, p.server, p.tool, p.arguments_json, p.reason
+            )?;
+        }
+        if !o.reason.is_empty() {
+            writeln!(out, "  {}", o.reason)?;
+        }
+        if !o.result.is_empty() {
+            writeln!(out, "{}", o.result)?;
+        }
+    }
+    Ok(if o.status == "error" {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn run_agent(
+    cmd: AgentCmd,
+    json: bool,
+    channel: Channel,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    use cowork_proto::pb::agents::{agents_client::AgentsClient, *};
+    let mut c = AgentsClient::new(channel);
+    let op = match cmd {
+        AgentCmd::Run {
+            task,
+            tool_choice,
+            automation,
+            max_steps,
+            no_wait,
+        } => c
+            .start_operation(long(StartOperationRequest {
+                task: task.join(" "),
+                tool_choice: tool_choice.unwrap_or_default(),
+                automation,
+                max_steps,
+                wait: !no_wait,
+            }))
+            .await?
+            .into_inner(),
+        AgentCmd::Show { id } => c
+            .get_operation(call(OperationRef { id }))
+            .await?
+            .into_inner(),
+        AgentCmd::Resume { id } => c
+            .resume_operation(long(OperationRef { id }))
+            .await?
+            .into_inner(),
+        AgentCmd::List => {
+            let r = c
+                .list_operations(call(ListOperationsRequest { limit: 50 }))
+                .await?
+                .into_inner();
+            for o in &r.operations {
+                if json {
+                    writeln!(out, "{}", operation_json(o))?;
+                } else {
+                    writeln!(out, "{}  {:<17} {}", o.id, o.status, o.task)?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    show_operation(&op, json, out)
+}
+
+async fn run_approvals(
+    cmd: ApprovalsCmd,
+    json: bool,
+    channel: Channel,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    use cowork_proto::pb::agents::{agents_client::AgentsClient, *};
+    let mut c = AgentsClient::new(channel);
+    let split = |id: &str| -> Result<ApprovalRef> {
+        match id.split_once('/') {
+            Some((o, c)) if !o.is_empty() && !c.is_empty() => Ok(ApprovalRef {
+                operation_id: o.into(),
+                call_id: c.into(),
+            }),
+            _ => Err(anyhow::anyhow!(
+                "an approval id is OPERATION/CALL, as `coworkctl approvals list` shows it"
+            )),
+        }
+    };
+    let op = match cmd {
+        ApprovalsCmd::List => {
+            let r = c
+                .list_approvals(call(ListApprovalsRequest {}))
+                .await?
+                .into_inner();
+            if json {
+                let v: Vec<_> = r.pending.iter().map(pending_json).collect();
+                writeln!(out, "{}", serde_json::json!({ "pending": v }))?;
+            } else if r.pending.is_empty() {
+                writeln!(out, "nothing waits for approval")?;
+            } else {
+                for p in &r.pending {
+                    writeln!(
+                        out,
+                        "{}/{}  {}/{} {}\n  {}",
+                        p.operation_id, p.call_id, p.server, p.tool, p.arguments_json, p.reason
+                    )?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        ApprovalsCmd::Approve { id } => c.approve(long(split(&id)?)).await?.into_inner(),
+        ApprovalsCmd::Reject { id } => c.reject(long(split(&id)?)).await?.into_inner(),
+    };
+    show_operation(&op, json, out)
 }
 
 #[derive(Debug, Subcommand)]
@@ -829,6 +1048,12 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
             } else {
                 write!(out, "{}", coworkd::ctl_engines::engines_table(&r))?;
             }
+        }
+        Cmd::Agent { command } => {
+            return run_agent(command, args.json, channel, &mut out).await;
+        }
+        Cmd::Approvals { command } => {
+            return run_approvals(command, args.json, channel, &mut out).await;
         }
         Cmd::Mcp { command } => {
             return run_mcp(command, args.json, channel, &mut out).await;

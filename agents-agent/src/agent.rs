@@ -1,0 +1,591 @@
+//! The instruction executor: runs agent operations step by step — model
+//! calls with the MCP tools offered (OpenAI tool-calling format), tool
+//! calls through the MCP manager, approvals parked for a person — and
+//! persists each operation in `agent_operations` after every step, so a
+//! crash leaves it `paused` and resumable. The decisions are
+//! `operation.rs`'s; this module only carries them out.
+
+use crate::chat::ChatService;
+use crate::config::AgentsConfig;
+use crate::db::Db;
+use crate::mcp::manager::{Manager, DEFAULT_CALL_TIMEOUT};
+use crate::operation::{
+    after_reply, before_step, function_name, CallRecord, Instruction, Operation, Pending, Reply,
+    Status, ToolCall,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Longest reply asked of the model per step.
+pub const STEP_MAX_TOKENS: u32 = 256;
+
+/// Create `agent_operations` if needed.
+pub fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS agent_operations (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            task TEXT NOT NULL,
+            state_json TEXT NOT NULL,
+            created_ms INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL);
+         CREATE INDEX IF NOT EXISTS agent_operations_status ON agent_operations(status);",
+    )
+}
+
+fn save(c: &Connection, op: &Operation) -> rusqlite::Result<()> {
+    let state =
+        serde_json::to_string(op).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    let now = crate::chat_store::now_ms();
+    c.execute(
+        "INSERT INTO agent_operations (id, status, task, state_json, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+         ON CONFLICT(id) DO UPDATE SET status = ?2, state_json = ?4, updated_ms = ?5",
+        params![op.id, op.status.name(), op.task, state, now],
+    )
+    .map(|_| ())
+}
+
+fn parse(state: String) -> rusqlite::Result<Operation> {
+    serde_json::from_str(&state).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+fn load(c: &Connection, id: &str) -> rusqlite::Result<Option<(Operation, i64, i64)>> {
+    c.query_row(
+        "SELECT state_json, created_ms, updated_ms FROM agent_operations WHERE id = ?1",
+        [id],
+        |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()?
+    .map(|(s, a, b)| parse(s).map(|o| (o, a, b)))
+    .transpose()
+}
+
+/// Operations, newest first (with created and updated times).
+pub fn list(c: &Connection, limit: u32) -> rusqlite::Result<Vec<(Operation, i64, i64)>> {
+    let mut st = c.prepare(
+        "SELECT state_json, created_ms, updated_ms FROM agent_operations
+         ORDER BY created_ms DESC, id DESC LIMIT ?1",
+    )?;
+    let rows = st
+        .query_map([limit], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|(s, a, b)| parse(s).map(|o| (o, a, b)))
+        .collect()
+}
+
+/// Operations that were running when agents-agent stopped come back
+/// paused, resumable. Returns how many.
+pub fn pause_interrupted(c: &Connection) -> rusqlite::Result<usize> {
+    let mut st = c.prepare("SELECT state_json FROM agent_operations WHERE status = 'running'")?;
+    let ops = st
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let n = ops.len();
+    for s in ops {
+        let mut op = parse(s)?;
+        op.status = Status::Paused;
+        op.reason = format!(
+            "agents-agent stopped while this was running; resume it with \
+             `coworkctl agent resume {}`",
+            op.id
+        );
+        save(c, &op)?;
+    }
+    Ok(n)
+}
+
+/// At start, before serving: mark operations interrupted by a crash as
+/// paused (logged; a database that cannot be opened is reported by the
+/// first request instead).
+pub fn recover(db: &std::path::Path) {
+    match crate::db::open(db).and_then(|c| pause_interrupted(&c)) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(operations = n, "interrupted operations paused"),
+        Err(e) => tracing::error!(error = %e, "cannot recover operations"),
+    }
+}
+
+/// Why an operation request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// No such operation.
+    #[error("no operation {0}")]
+    NoOperation(String),
+    /// No such pending call.
+    #[error(
+        "operation {op} has no call {call} waiting for approval (see `coworkctl approvals list`)"
+    )]
+    NoPending {
+        /// The operation.
+        op: String,
+        /// The call.
+        call: String,
+    },
+    /// The operation is not in a state that allows this.
+    #[error("operation {id} is {status}, not {wanted}")]
+    State {
+        /// The operation.
+        id: String,
+        /// Its status.
+        status: &'static str,
+        /// What was needed.
+        wanted: &'static str,
+    },
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// cowork.db failed.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
+/// The executor (cheap to clone).
+#[derive(Clone)]
+pub struct Agents {
+    db: Db,
+    config: PathBuf,
+    mcp: Manager,
+    chat: ChatService,
+    /// Operations a task is driving now (never two drivers at once).
+    active: Arc<Mutex<HashSet<String>>>,
+}
+
+impl std::fmt::Debug for Agents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agents").finish_non_exhaustive()
+    }
+}
+
+impl Agents {
+    /// An executor over cowork.db, the MCP manager and chat's model choice.
+    pub fn new(db: Db, config: PathBuf, mcp: Manager, chat: ChatService) -> Self {
+        Self {
+            db,
+            config,
+            mcp,
+            chat,
+            active: Default::default(),
+        }
+    }
+
+    async fn save(&self, op: &Operation) -> Result<(), AgentError> {
+        let op = op.clone();
+        self.db.run(move |c| save(c, &op)).await?;
+        Ok(())
+    }
+
+    /// One operation with its created and updated times.
+    pub async fn get(&self, id: &str) -> Result<(Operation, i64, i64), AgentError> {
+        let i = id.to_owned();
+        self.db
+            .run(move |c| load(c, &i))
+            .await?
+            .ok_or_else(|| AgentError::NoOperation(id.to_owned()))
+    }
+
+    /// Operations, newest first.
+    pub async fn list(&self, limit: u32) -> Result<Vec<(Operation, i64, i64)>, AgentError> {
+        Ok(self.db.run(move |c| list(c, limit)).await?)
+    }
+
+    /// Every call waiting for a person.
+    pub async fn pending(&self) -> Result<Vec<(String, Pending)>, AgentError> {
+        let ops = self
+            .db
+            .run(|c| {
+                let mut st = c.prepare(
+                    "SELECT state_json FROM agent_operations WHERE status = 'waiting_for_human'
+                     ORDER BY created_ms",
+                )?;
+                let rows = st
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rows.into_iter()
+                    .map(parse)
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(ops
+            .into_iter()
+            .flat_map(|o| {
+                let id = o.id.clone();
+                o.pending.into_iter().map(move |p| (id.clone(), p))
+            })
+            .collect())
+    }
+
+    /// Start an operation; with `wait`, drive it until it stops.
+    pub async fn start(
+        &self,
+        task: String,
+        tool_choice: Option<String>,
+        automation: bool,
+        max_steps: u32,
+        wait: bool,
+    ) -> Result<Operation, AgentError> {
+        if task.trim().is_empty() {
+            return Err(AgentError::Invalid("the task is empty".into()));
+        }
+        if let Some(tc) = &tool_choice {
+            if !tc.contains('/') {
+                return Err(AgentError::Invalid(format!(
+                    "--tool-choice is server/tool, not {tc:?}"
+                )));
+            }
+        }
+        let mut op = Operation::new(
+            crate::chat_store::new_id("op"),
+            task,
+            max_steps,
+            automation,
+            crate::chat_store::now_ms(),
+        );
+        op.tool_choice = tool_choice;
+        self.save(&op).await?;
+        self.drive(op, wait).await
+    }
+
+    /// Resume a paused operation (the person answered a check-in, or it
+    /// was interrupted).
+    pub async fn resume(&self, id: &str, wait: bool) -> Result<Operation, AgentError> {
+        let (mut op, _, _) = self.get(id).await?;
+        if op.status != Status::Paused {
+            return Err(AgentError::State {
+                id: id.to_owned(),
+                status: op.status.name(),
+                wanted: "paused",
+            });
+        }
+        op.last_check_in_ms = crate::chat_store::now_ms();
+        // Calls a crash interrupted may or may not have run: say so, and
+        // let the model decide (never re-run a call on a guess).
+        for id in crate::operation::unanswered_calls(&op.messages) {
+            if !op.pending.iter().any(|p| p.call.id == id) {
+                op.messages.push(tool_message(
+                    &id,
+                    "This call was interrupted by a restart; it may or may not have run.",
+                ));
+            }
+        }
+        // A pause for repeated calls would trip again at once: the person
+        // said go on, so the history starts fresh.
+        op.steps.clear();
+        op.reason.clear();
+        self.drive(op, wait).await
+    }
+
+    /// Approve (`approve = true`) or reject a waiting call; when none is
+    /// left waiting, the operation goes on.
+    pub async fn decide(
+        &self,
+        op_id: &str,
+        call_id: &str,
+        approve: bool,
+        wait: bool,
+    ) -> Result<Operation, AgentError> {
+        let (mut op, _, _) = self.get(op_id).await?;
+        let Some(pos) = op.pending.iter().position(|p| p.call.id == call_id) else {
+            return Err(AgentError::NoPending {
+                op: op_id.to_owned(),
+                call: call_id.to_owned(),
+            });
+        };
+        let p = op.pending.remove(pos);
+        if approve {
+            self.run_calls(&mut op, vec![p.call]).await;
+        } else {
+            op.messages.push(tool_message(
+                &p.call.id,
+                "The person rejected this tool call.",
+            ));
+            op.calls.push(CallRecord {
+                call: p.call,
+                outcome: "rejected".into(),
+                result: String::new(),
+            });
+        }
+        if !op.pending.is_empty() {
+            self.save(&op).await?;
+            return Ok(op);
+        }
+        self.drive(op, wait).await
+    }
+
+    /// Run the loop, inline (`wait`) or in the background.
+    async fn drive(&self, mut op: Operation, wait: bool) -> Result<Operation, AgentError> {
+        {
+            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            if !active.insert(op.id.clone()) {
+                return Err(AgentError::State {
+                    id: op.id.clone(),
+                    status: "running",
+                    wanted: "stopped",
+                });
+            }
+        }
+        op.status = Status::Running;
+        self.save(&op).await?;
+        if wait {
+            let r = self.run_loop(op).await;
+            self.release(&r);
+            return r;
+        }
+        let me = self.clone();
+        let snapshot = op.clone();
+        tokio::spawn(async move {
+            let r = me.run_loop(op).await;
+            me.release(&r);
+        });
+        Ok(snapshot)
+    }
+
+    fn release(&self, r: &Result<Operation, AgentError>) {
+        if let Ok(op) = r {
+            if let Ok(mut a) = self.active.lock() {
+                a.remove(&op.id);
+            }
+        }
+    }
+
+    /// The tools offered to the model: every running server's tools, as
+    /// OpenAI functions, with the name → (server, tool) map.
+    async fn tools(&self) -> (Vec<serde_json::Value>, HashMap<String, (String, String)>) {
+        let mut specs = Vec::new();
+        let mut names = HashMap::new();
+        let servers = self.mcp.list().await.unwrap_or_default();
+        for s in servers.into_iter().filter(|s| s.row.spec.enabled) {
+            let server = s.row.spec.name.clone();
+            let Ok(tools) = self.mcp.tools(&server).await else {
+                continue;
+            };
+            for t in tools {
+                let f = function_name(&server, &t.name);
+                specs.push(serde_json::json!({"type": "function", "function": {
+                    "name": f,
+                    "description": t.description.as_deref().unwrap_or(""),
+                    "parameters": serde_json::Value::Object((*t.input_schema).clone()),
+                }}));
+                names.insert(f, (server.clone(), t.name.to_string()));
+            }
+        }
+        (specs, names)
+    }
+
+    async fn run_loop(&self, mut op: Operation) -> Result<Operation, AgentError> {
+        let result = self.steps(&mut op).await;
+        if let Err(e) = result {
+            op.status = Status::Error;
+            op.reason = e;
+        }
+        self.save(&op).await?;
+        tracing::info!(operation = %op.id, status = op.status.name(), steps = op.step, "operation stopped");
+        Ok(op)
+    }
+
+    /// Steps until the operation finishes, fails, pauses or waits.
+    async fn steps(&self, op: &mut Operation) -> Result<(), String> {
+        let cfg = AgentsConfig::load(&self.config)?;
+        let servers = self.mcp.list().await.map_err(|e| e.to_string())?;
+        let policies: BTreeMap<_, _> = servers
+            .iter()
+            .map(|s| (s.row.spec.name.clone(), s.row.spec.approval_policy))
+            .collect();
+        let settings = cfg.approval_settings(&policies)?;
+        let target = self.chat.agent_target().await?;
+        let (tools, names) = self.tools().await;
+        loop {
+            match before_step(op, crate::chat_store::now_ms()) {
+                Some(Instruction::Pause(r)) => {
+                    op.status = Status::Paused;
+                    op.reason = r;
+                    return Ok(());
+                }
+                Some(Instruction::Fail(r)) => return Err(r),
+                _ => {}
+            }
+            let forced = match (&op.tool_choice, op.step) {
+                (Some(tc), 0) => {
+                    let (server, tool) = tc.split_once('/').unwrap_or((tc, ""));
+                    let f = function_name(server, tool);
+                    if !names.contains_key(&f) {
+                        return Err(format!(
+                            "--tool-choice {tc}: no such tool on a connected server"
+                        ));
+                    }
+                    Some(f)
+                }
+                _ => None,
+            };
+            op.step += 1;
+            let completion = crate::client::complete(
+                &target,
+                &op.messages,
+                &tools,
+                forced.as_deref(),
+                Some(STEP_MAX_TOKENS),
+            )
+            .await?;
+            op.steps.push(crate::guardrails::Step {
+                at_ms: crate::chat_store::now_ms(),
+                tool: String::new(),
+                input: String::new(),
+                failed: false,
+                cost_usd: 0.0,
+                error: String::new(),
+            });
+            let mut reply = Reply {
+                content: completion.content.clone(),
+                tool_calls: Vec::new(),
+            };
+            let mut unknown = Vec::new();
+            for (id, name, args) in &completion.tool_calls {
+                match names.get(name) {
+                    Some((server, tool)) => reply.tool_calls.push(ToolCall {
+                        id: id.clone(),
+                        server: server.clone(),
+                        tool: tool.clone(),
+                        arguments: args.clone(),
+                    }),
+                    None => unknown.push((id.clone(), name.clone())),
+                }
+            }
+            op.messages.push(serde_json::json!({
+                "role": "assistant",
+                "content": completion.content,
+                "tool_calls": completion.tool_calls.iter().map(|(id, name, args)| serde_json::json!({
+                    "id": id, "type": "function", "function": {"name": name, "arguments": args}
+                })).collect::<Vec<_>>(),
+            }));
+            if completion.tool_calls.is_empty() {
+                if let Some(m) = op.messages.last_mut() {
+                    if let Some(o) = m.as_object_mut() {
+                        o.remove("tool_calls");
+                    }
+                }
+            }
+            for (id, name) in unknown {
+                op.messages.push(tool_message(
+                    &id,
+                    &format!("There is no tool named {name}."),
+                ));
+            }
+            if completion.tool_calls.is_empty() {
+                op.status = Status::Done;
+                op.result = completion.content;
+                return Ok(());
+            }
+            for ins in after_reply(op, &reply, &settings) {
+                match ins {
+                    Instruction::Block(calls) => {
+                        for (c, why) in calls {
+                            op.messages
+                                .push(tool_message(&c.id, &format!("Blocked: {why}.")));
+                            op.calls.push(CallRecord {
+                                call: c,
+                                outcome: "blocked".into(),
+                                result: why,
+                            });
+                        }
+                    }
+                    Instruction::CallToolsBatch(calls) => self.run_calls(op, calls).await,
+                    Instruction::RequestHumanApprove(p) => op.pending.extend(p),
+                    Instruction::Finish(text) => {
+                        op.status = Status::Done;
+                        op.result = text;
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+            }
+            if !op.pending.is_empty() {
+                op.status = Status::WaitingForHuman;
+                op.reason = format!("{} tool call(s) wait for approval", op.pending.len());
+                return Ok(());
+            }
+            self.save(op).await.map_err(|e| e.to_string())?;
+        }
+    }
+
+    /// Run calls in parallel; append their results in order.
+    async fn run_calls(&self, op: &mut Operation, calls: Vec<ToolCall>) {
+        let futures = calls.iter().map(|c| {
+            let args = match serde_json::from_str::<serde_json::Value>(&c.arguments) {
+                Ok(serde_json::Value::Object(m)) => Ok(m),
+                _ => Err(format!(
+                    "the arguments are not a JSON object: {}",
+                    c.arguments
+                )),
+            };
+            let mcp = self.mcp.clone();
+            let call_id = format!("{}:{}", op.id, c.id);
+            let (server, tool) = (c.server.clone(), c.tool.clone());
+            async move {
+                match args {
+                    Err(e) => Err(e),
+                    Ok(a) => mcp
+                        .call(&server, &tool, a, DEFAULT_CALL_TIMEOUT, call_id, "agent")
+                        .await
+                        .map_err(|e| e.to_string()),
+                }
+            }
+        });
+        let results = futures::future::join_all(futures).await;
+        for (c, r) in calls.into_iter().zip(results) {
+            let (outcome, text, failed) = match r {
+                Ok(o) if o.is_error => ("failed", o.text, true),
+                Ok(o) => ("ran", o.text, false),
+                Err(e) => ("failed", e, true),
+            };
+            op.messages.push(tool_message(&c.id, &text));
+            op.steps.push(crate::guardrails::Step {
+                at_ms: crate::chat_store::now_ms(),
+                tool: format!("{}/{}", c.server, c.tool),
+                input: c.arguments.clone(),
+                failed,
+                cost_usd: 0.0,
+                error: if failed { text.clone() } else { String::new() },
+            });
+            op.calls.push(CallRecord {
+                call: c,
+                outcome: outcome.into(),
+                result: text,
+            });
+        }
+    }
+}
+
+fn tool_message(call_id: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({"role": "tool", "tool_call_id": call_id, "content": text})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupted_operations_come_back_paused() {
+        let c = Connection::open_in_memory().unwrap();
+        migrate(&c).unwrap();
+        let mut a = Operation::new("op-a".into(), "a".into(), 0, false, 1);
+        a.status = Status::Running;
+        let mut b = Operation::new("op-b".into(), "b".into(), 0, false, 2);
+        b.status = Status::Done;
+        save(&c, &a).unwrap();
+        save(&c, &b).unwrap();
+        assert_eq!(pause_interrupted(&c).unwrap(), 1);
+        let (a2, _, _) = load(&c, "op-a").unwrap().unwrap();
+        assert_eq!(a2.status, Status::Paused);
+        assert!(a2.reason.contains("coworkctl agent resume op-a"));
+        assert_eq!(a2.messages, a.messages, "its conversation survives");
+        assert_eq!(load(&c, "op-b").unwrap().unwrap().0.status, Status::Done);
+        assert_eq!(list(&c, 10).unwrap().len(), 2);
+    }
+}
