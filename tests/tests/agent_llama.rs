@@ -124,13 +124,16 @@ async fn a_denylisted_tool_waits_for_approval_and_a_rejection_is_told_to_the_mod
     assert_eq!(r["tool_calls"][0]["outcome"], "rejected");
     // The audit log holds only the approved call, made for the agent.
     let c = rusqlite::Connection::open(suite.home.path().join("cowork.db")).unwrap();
-    let rows: Vec<(String, String)> = c
-        .prepare("SELECT tool, source FROM mcp_tool_calls")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<(String, String)> = wait_for(Duration::from_secs(10), "the audit log", || {
+        let rows: Vec<(String, String)> = c
+            .prepare("SELECT tool, source FROM mcp_tool_calls")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        (!rows.is_empty()).then_some(rows)
+    });
     assert_eq!(
         rows,
         [("get_current_time".to_string(), "agent".to_string())]

@@ -143,8 +143,11 @@ async fn the_time_server_over_stdio() {
     );
 
     // Every call is audited, as the person's own.
-    let log = audit(&suite);
-    assert_eq!(log.len(), 2, "{log:?}");
+    // (The log is written just after each reply.)
+    let log = wait_for(Duration::from_secs(10), "2 audited calls", || {
+        let l = audit(&suite);
+        (l.len() == 2).then_some(l)
+    });
     assert_eq!(
         log[0],
         ("get_current_time".into(), "user".into(), "ok".into())
@@ -304,7 +307,13 @@ async fn the_everything_server_over_stdio_and_http_with_timeouts_and_aborts() {
         .trim(),
         "Echo: still here"
     );
-    let outcomes: Vec<String> = audit(&suite).into_iter().map(|a| a.2).collect();
+    let outcomes: Vec<String> = wait_for(Duration::from_secs(10), "4 audited calls", || {
+        let l = audit(&suite);
+        (l.len() == 4).then_some(l)
+    })
+    .into_iter()
+    .map(|a| a.2)
+    .collect();
     assert_eq!(outcomes, ["ok", "timeout", "aborted", "ok"]);
 
     // Streamable HTTP: the same server on a loopback port.

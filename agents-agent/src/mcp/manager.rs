@@ -500,10 +500,6 @@ impl Manager {
     /// The live connection to `name`, connecting (once, whoever asks
     /// first) when needed.
     async fn conn(&self, name: &str) -> Result<Arc<Conn>, McpError> {
-        let row = self.row(name).await?;
-        if !row.spec.enabled {
-            return Err(McpError::Disabled(name.to_owned()));
-        }
         let slot = self.slot(name);
         let mut guard = slot.conn.lock().await;
         if let Some(c) = guard.as_ref() {
@@ -520,6 +516,21 @@ impl Manager {
             if let Some(old) = guard.take() {
                 self.close(old).await;
             }
+        }
+        // Not connected: only an enabled server is (re)connected. (A live
+        // connection implies enabled: disconnect takes it away.)
+        let row = match self.row(name).await {
+            Ok(r) => r,
+            Err(e) => {
+                drop(guard);
+                if let Ok(mut slots) = self.slots.lock() {
+                    slots.remove(name);
+                }
+                return Err(e);
+            }
+        };
+        if !row.spec.enabled {
+            return Err(McpError::Disabled(name.to_owned()));
         }
         let c = self.open(name).await?;
         *guard = Some(c.clone());
@@ -652,9 +663,13 @@ impl Manager {
             outcome: outcome.to_owned(),
             error,
         };
-        if let Err(e) = self.db.run(move |c| store::audit(c, &entry)).await {
-            tracing::error!(error = %e, "could not write the MCP audit log");
-        }
+        // Off the reply's path; one writer connection keeps the log in order.
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = db.run(move |c| store::audit(c, &entry)).await {
+                tracing::error!(error = %e, "could not write the MCP audit log");
+            }
+        });
         result.map(|mut o| {
             o.duration = duration;
             o
