@@ -17,6 +17,7 @@ pub mod operation;
 pub mod probe;
 pub mod providers;
 pub mod router;
+pub mod secrets;
 pub mod service;
 pub mod stream;
 pub mod usage;

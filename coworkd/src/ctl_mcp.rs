@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 /// One server as JSON: `{"name","transport","command","url","status",
 /// "error","pid","tool_count","connection_state","approval_policy",
-/// "enabled"}`.
+/// "enabled","secret_env"}` (secret names only).
 pub fn server_json(s: &pb::Server) -> Value {
     json!({
         "name": s.name,
@@ -21,6 +21,7 @@ pub fn server_json(s: &pb::Server) -> Value {
         "connection_state": s.connection_state,
         "approval_policy": s.approval_policy,
         "enabled": s.enabled,
+        "secret_env": s.secret_env,
     })
 }
 

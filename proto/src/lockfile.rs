@@ -404,9 +404,16 @@ pub struct SweepReport {
 /// they kill something, so the children of an orphan killed in one pass
 /// (an orphaned agents-agent's MCP servers) are reaped in the next.
 pub async fn sweep(dir: &Path) -> io::Result<SweepReport> {
+    sweep_prefixed(dir, "").await
+}
+
+/// [`sweep`], only over lockfiles whose file name starts with `prefix`: a
+/// process sweeps the locks of its own kind of children (agents-agent:
+/// `mcp-`), never another supervisor's.
+pub async fn sweep_prefixed(dir: &Path, prefix: &str) -> io::Result<SweepReport> {
     let mut report = SweepReport::default();
     for _ in 0..4 {
-        let pass = sweep_once(dir).await?;
+        let pass = sweep_once(dir, prefix).await?;
         let killed_any = !pass.killed.is_empty();
         report.killed.extend(pass.killed);
         report.removed_stale.extend(pass.removed_stale);
@@ -419,7 +426,7 @@ pub async fn sweep(dir: &Path) -> io::Result<SweepReport> {
     Ok(report)
 }
 
-async fn sweep_once(dir: &Path) -> io::Result<SweepReport> {
+async fn sweep_once(dir: &Path, prefix: &str) -> io::Result<SweepReport> {
     let mut report = SweepReport::default();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -429,7 +436,12 @@ async fn sweep_once(dir: &Path) -> io::Result<SweepReport> {
     let mut kills = tokio::task::JoinSet::new();
     for entry in entries {
         let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+        if path.extension().and_then(|e| e.to_str()) != Some("json")
+            || !path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        {
             continue;
         }
         let record = match read(&path) {

@@ -439,3 +439,72 @@ async fn no_orphaned_server_after_kill_9_and_unrelated_processes_are_left_alone(
     ]));
     assert!(out.contains("UTC"), "{out}");
 }
+
+#[tokio::test]
+async fn a_servers_secret_lives_only_in_the_credential_store() {
+    let suite = Suite::start(FAST);
+    suite.wait_state("agents", "running", T).await;
+    let secret = format!("s3cr3t-{}", std::process::id());
+    let js = everything_js().display().to_string();
+    // One secret given inline, one taken from the caller's environment.
+    let out = Command::new(bin("coworkctl"))
+        .arg("--home")
+        .arg(suite.home.path())
+        .args(["--json", "mcp", "add", "ev", "--secret-env"])
+        .arg(format!("API_TOKEN={secret}"))
+        .args(["--secret-env", "OTHER_TOKEN", "--", "node", &js, "stdio"])
+        .env("OTHER_TOKEN", format!("{secret}-2"))
+        .output()
+        .unwrap();
+    let s = json(&out);
+    assert_eq!(s["status"], "running", "{s}");
+    assert_eq!(
+        s["secret_env"],
+        serde_json::json!(["API_TOKEN", "OTHER_TOKEN"])
+    );
+    // The server got them in its environment.
+    let env = ok(&suite.ctl(&["mcp", "call", "ev", "get-env"]));
+    assert!(
+        env.contains(&format!("\"API_TOKEN\": \"{secret}\""))
+            || env.contains(&format!("\"API_TOKEN\":\"{secret}\"")),
+        "{env}"
+    );
+    assert!(env.contains(&format!("{secret}-2")));
+    // Nowhere on disk under the home: database, WAL, config, logs, locks.
+    // (The audit log keeps the arguments, and get-env takes none.)
+    let mut leaked = Vec::new();
+    let mut dirs = vec![suite.home.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+                    leaked.push(p);
+                }
+            }
+        }
+    }
+    assert!(leaked.is_empty(), "the secret is in {leaked:?}");
+    // After a restart of agents-agent the server still gets its secret.
+    ok(&suite.ctl(&["retry", "agents"]));
+    suite.wait_state("agents", "running", T).await;
+    let env = ok(&suite.ctl(&["mcp", "call", "ev", "get-env"]));
+    assert!(env.contains(&secret), "{env}");
+    // A secret-taking variable that is not set is a clear error.
+    let unset = suite.ctl(&[
+        "mcp",
+        "add",
+        "ev2",
+        "--secret-env",
+        "NOT_SET_ANYWHERE_42",
+        "--",
+        "node",
+        &js,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&unset.stderr).contains("NOT_SET_ANYWHERE_42"),
+        "{unset:?}"
+    );
+}

@@ -19,7 +19,7 @@ use cowork_proto::lockfile::{LockRecord, Lockfile};
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, Implementation};
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -227,7 +227,8 @@ impl Manager {
 
 async fn sweep(locks_dir: &std::path::Path) {
     {
-        match cowork_proto::lockfile::sweep(locks_dir).await {
+        // Only MCP servers' locks: worker locks are coworkd's to sweep.
+        match cowork_proto::lockfile::sweep_prefixed(locks_dir, "mcp-").await {
             Ok(r) if !r.killed.is_empty() => {
                 tracing::warn!(killed = ?r.killed, "reaped orphaned MCP servers")
             }
@@ -257,9 +258,23 @@ impl Manager {
             .ok_or_else(|| McpError::NoServer(name.to_owned()))
     }
 
-    /// Register a server and connect to it. The row is kept when the
-    /// connection fails (its error shown by `list`), so `connect` retries.
-    pub async fn add(&self, spec: ServerSpec) -> Result<ServerView, McpError> {
+    /// Register a server and connect to it; `secrets` (values of its secret
+    /// variables) go to the OS credential store first. The row is kept when
+    /// the connection fails (its error shown by `list`), so `connect`
+    /// retries.
+    pub async fn add(
+        &self,
+        spec: ServerSpec,
+        secrets: BTreeMap<String, String>,
+    ) -> Result<ServerView, McpError> {
+        let n = spec.name.clone();
+        if self.db.run(move |c| store::get(c, &n)).await?.is_some() {
+            return Err(McpError::Exists(spec.name));
+        }
+        for (var, value) in &secrets {
+            crate::secrets::put(&super::secret_name(&spec.name, var), value)
+                .map_err(|e| McpError::Invalid(e.to_string()))?;
+        }
         let (n, s) = (spec.name.clone(), spec.clone());
         let inserted = self
             .db
@@ -324,7 +339,14 @@ impl Manager {
 
     /// Disconnect and forget a server.
     pub async fn remove(&self, name: &str) -> Result<(), McpError> {
-        self.row(name).await?;
+        let row = self.row(name).await?;
+        if let Transport::Stdio { secret_env, .. } = &row.spec.transport {
+            for var in secret_env {
+                if let Err(e) = crate::secrets::delete(&super::secret_name(name, var)) {
+                    tracing::warn!(error = %e, server = name, "could not delete a secret");
+                }
+            }
+        }
         let slot = self.slot(name);
         let old = slot.conn.lock().await.take();
         if let Some(old) = old {
@@ -420,8 +442,27 @@ impl Manager {
         let handler = Handler::default();
         let tools = handler.tools.clone();
         let (service, pid, lock) = match &spec.transport {
-            Transport::Stdio { command, env } => {
+            Transport::Stdio {
+                command,
+                env,
+                secret_env,
+            } => {
                 let mut cmd = tokio::process::Command::new(&command[0]);
+                for var in secret_env {
+                    let name = super::secret_name(&spec.name, var);
+                    match crate::secrets::get(&name) {
+                        Ok(Some(v)) => {
+                            cmd.env(var, v);
+                        }
+                        Ok(None) => {
+                            return Err(format!(
+                                "the secret {var} is not in the credential store; add the \
+                                 server again with --secret-env {var}"
+                            ))
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
                 // Its own process group, and no parent-death signal: if
                 // agents-agent is killed, the group leader stays alive, so
                 // the sweep can verify it and end the whole group.

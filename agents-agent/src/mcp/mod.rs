@@ -24,6 +24,9 @@ pub enum Transport {
         command: Vec<String>,
         /// Extra environment (not secrets).
         env: BTreeMap<String, String>,
+        /// Names of environment variables whose values live in the OS
+        /// credential store.
+        secret_env: Vec<String>,
     },
     /// Streamable HTTP at this URL.
     Http {
@@ -140,44 +143,68 @@ pub fn spec(
     env: BTreeMap<String, String>,
     approval_policy: &str,
 ) -> Result<ServerSpec, String> {
+    spec_with_secrets(name, command, url, env, Vec::new(), approval_policy)
+}
+
+/// [`spec`], with the names of secret environment variables.
+pub fn spec_with_secrets(
+    name: &str,
+    command: Vec<String>,
+    url: &str,
+    env: BTreeMap<String, String>,
+    secret_env: Vec<String>,
+    approval_policy: &str,
+) -> Result<ServerSpec, String> {
     validate_name(name)?;
     let approval_policy =
         crate::approval::ServerPolicy::parse(approval_policy).ok_or_else(|| {
             format!("approval policy must be default, auto or manual, not {approval_policy:?}")
         })?;
-    let transport = match (command.is_empty(), url.is_empty()) {
-        (false, true) => {
-            if command[0].trim().is_empty() || command.iter().any(|a| a.contains('\0')) {
-                return Err("the command must name a program (and contain no NUL bytes)".into());
+    let transport =
+        match (command.is_empty(), url.is_empty()) {
+            (false, true) => {
+                if command[0].trim().is_empty() || command.iter().any(|a| a.contains('\0')) {
+                    return Err("the command must name a program (and contain no NUL bytes)".into());
+                }
+                if let Some(k) = env.keys().chain(secret_env.iter()).find(|k| {
+                    k.is_empty() || k.contains('=') || k.contains('\0') || k.contains('/')
+                }) {
+                    return Err(format!("bad environment variable name {k:?}"));
+                }
+                Transport::Stdio {
+                    command,
+                    env,
+                    secret_env,
+                }
             }
-            if let Some(k) = env
-                .keys()
-                .find(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
-            {
-                return Err(format!("bad environment variable name {k:?}"));
+            (true, false) if !secret_env.is_empty() => {
+                return Err("secret environment is for stdio servers".into())
             }
-            Transport::Stdio { command, env }
-        }
-        (true, false) => {
-            let u: http::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
-            if !matches!(u.scheme_str(), Some("http" | "https")) || u.host().is_none() {
-                return Err(format!(
-                    "{url}: an MCP URL is http:// or https:// with a host"
-                ));
+            (true, false) => {
+                let u: http::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
+                if !matches!(u.scheme_str(), Some("http" | "https")) || u.host().is_none() {
+                    return Err(format!(
+                        "{url}: an MCP URL is http:// or https:// with a host"
+                    ));
+                }
+                Transport::Http {
+                    url: url.to_owned(),
+                }
             }
-            Transport::Http {
-                url: url.to_owned(),
-            }
-        }
-        (false, false) => return Err("give a command or a URL, not both".into()),
-        (true, true) => return Err("give a command (after --) or --url".into()),
-    };
+            (false, false) => return Err("give a command or a URL, not both".into()),
+            (true, true) => return Err("give a command (after --) or --url".into()),
+        };
     Ok(ServerSpec {
         name: name.to_owned(),
         transport,
         approval_policy,
         enabled: true,
     })
+}
+
+/// The credential-store name of a server's secret variable.
+pub fn secret_name(server: &str, var: &str) -> String {
+    format!("mcp/{server}/{var}")
 }
 
 /// The lockfile stem of a stdio server: `mcp-<sha256(name)[..16]>`.

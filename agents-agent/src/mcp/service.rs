@@ -41,9 +41,13 @@ impl From<McpError> for Status {
 }
 
 fn server_pb(v: ServerView) -> Server {
-    let (command, url) = match &v.row.spec.transport {
-        Transport::Stdio { command, .. } => (command.clone(), String::new()),
-        Transport::Http { url } => (Vec::new(), url.clone()),
+    let (command, url, secret_env) = match &v.row.spec.transport {
+        Transport::Stdio {
+            command,
+            secret_env,
+            ..
+        } => (command.clone(), String::new(), secret_env.clone()),
+        Transport::Http { url } => (Vec::new(), url.clone(), Vec::new()),
     };
     Server {
         name: v.row.spec.name.clone(),
@@ -57,6 +61,7 @@ fn server_pb(v: ServerView) -> Server {
         connection_state: v.row.connection_state,
         approval_policy: v.row.spec.approval_policy.name().into(),
         enabled: v.row.spec.enabled,
+        secret_env,
     }
 }
 
@@ -64,15 +69,20 @@ fn server_pb(v: ServerView) -> Server {
 impl mcp_server::Mcp for McpService {
     async fn add_server(&self, req: Request<AddServerRequest>) -> Result<Response<Server>, Status> {
         let r = req.into_inner();
-        let spec = super::spec(
+        let secrets: std::collections::BTreeMap<String, String> =
+            r.secret_env.into_iter().collect();
+        let spec = super::spec_with_secrets(
             &r.name,
             r.command,
             &r.url,
             r.env.into_iter().collect(),
+            secrets.keys().cloned().collect(),
             &r.approval_policy,
         )
         .map_err(Status::invalid_argument)?;
-        Ok(Response::new(server_pb(self.manager.add(spec).await?)))
+        Ok(Response::new(server_pb(
+            self.manager.add(spec, secrets).await?,
+        )))
     }
 
     async fn list_servers(

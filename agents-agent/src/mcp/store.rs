@@ -14,6 +14,7 @@ pub fn migrate(c: &Connection) -> rusqlite::Result<()> {
             transport TEXT NOT NULL,
             command_json TEXT NOT NULL,
             env_json TEXT NOT NULL,
+            secret_env_json TEXT NOT NULL DEFAULT '[]',
             url TEXT NOT NULL,
             approval_policy TEXT NOT NULL,
             enabled INTEGER NOT NULL,
@@ -92,22 +93,27 @@ pub struct Row {
 
 /// Insert or replace a server.
 pub fn put(c: &Connection, s: &ServerSpec, state: ConnectionState) -> rusqlite::Result<()> {
-    let (command, env, url) = match &s.transport {
-        Transport::Stdio { command, env } => (
+    let (command, env, secrets, url) = match &s.transport {
+        Transport::Stdio {
+            command,
+            env,
+            secret_env,
+        } => (
             serde_json::to_string(command).unwrap_or_default(),
             serde_json::to_string(env).unwrap_or_default(),
+            serde_json::to_string(secret_env).unwrap_or_default(),
             String::new(),
         ),
-        Transport::Http { url } => ("[]".into(), "{}".into(), url.clone()),
+        Transport::Http { url } => ("[]".into(), "{}".into(), "[]".into(), url.clone()),
     };
     let now = crate::chat_store::now_ms();
     c.execute(
         "INSERT INTO mcp_servers (name, transport, command_json, env_json, url, approval_policy,
-            enabled, connection_state, last_error, created_ms, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '', ?9, ?9)
+            enabled, connection_state, last_error, created_ms, updated_ms, secret_env_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '', ?9, ?9, ?10)
          ON CONFLICT(name) DO UPDATE SET transport = ?2, command_json = ?3, env_json = ?4,
             url = ?5, approval_policy = ?6, enabled = ?7, connection_state = ?8,
-            last_error = '', updated_ms = ?9",
+            last_error = '', updated_ms = ?9, secret_env_json = ?10",
         params![
             s.name,
             s.transport.kind(),
@@ -117,7 +123,8 @@ pub fn put(c: &Connection, s: &ServerSpec, state: ConnectionState) -> rusqlite::
             s.approval_policy.name(),
             s.enabled,
             state.name(),
-            now
+            now,
+            secrets
         ],
     )
     .map(|_| ())
@@ -162,6 +169,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         Transport::Stdio {
             command: serde_json::from_str(&command).unwrap_or_default(),
             env: serde_json::from_str(&env).unwrap_or_default(),
+            secret_env: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
         }
     };
     Ok(Row {
@@ -177,7 +185,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 }
 
 const COLUMNS: &str = "name, transport, command_json, env_json, url, approval_policy, enabled,
-    connection_state, last_error";
+    connection_state, last_error, secret_env_json";
 
 /// One server.
 pub fn get(c: &Connection, name: &str) -> rusqlite::Result<Option<Row>> {

@@ -363,6 +363,11 @@ enum McpCmd {
         /// for secrets).
         #[arg(long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
+        /// A secret for a stdio server (API key, token): KEY=VALUE, or KEY
+        /// alone to take the value from this shell's $KEY (repeatable). It
+        /// is kept in the OS credential store, never in cowork.db.
+        #[arg(long = "secret-env", value_name = "KEY[=VALUE]")]
+        secret_env: Vec<String>,
         /// default, auto or manual.
         #[arg(long, default_value = "default")]
         approval_policy: String,
@@ -448,9 +453,20 @@ async fn run_mcp(
             name,
             url,
             env,
+            secret_env,
             approval_policy,
             command,
         } => {
+            let secret_env = secret_env
+                .iter()
+                .map(|e| match e.split_once('=') {
+                    Some(_) => coworkd::ctl_mcp::parse_env(e),
+                    None => std::env::var(e)
+                        .map(|v| (e.clone(), v))
+                        .map_err(|_| format!("--secret-env {e}: ${e} is not set in this shell")),
+                })
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?;
             let env = env
                 .iter()
                 .map(|e| coworkd::ctl_mcp::parse_env(e))
@@ -463,6 +479,7 @@ async fn run_mcp(
                     url: url.unwrap_or_default(),
                     env,
                     approval_policy,
+                    secret_env,
                 }))
                 .await?
                 .into_inner();

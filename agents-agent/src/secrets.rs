@@ -1,0 +1,117 @@
+//! Secrets (API keys, tokens) live only in the OS credential store, never
+//! in cowork.db, config files or logs. On Linux that is the kernel key
+//! retention service: the uid's persistent keyring (it outlives logins;
+//! the kernel drops it after days unused), else the user keyring. macOS
+//! Keychain and Secret Service are the other platforms' stores (not
+//! compiled here).
+
+/// A secret store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The store refused.
+    #[error("the credential store refused {what}: {reason}")]
+    Store {
+        /// What was attempted.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// No store on this platform.
+    #[error("no OS credential store is available on this platform")]
+    Unsupported,
+}
+
+/// The description a secret is kept under: `cowork:<name>`.
+pub fn description(name: &str) -> String {
+    format!("cowork:{name}")
+}
+
+#[cfg(target_os = "linux")]
+fn keyring() -> Result<linux_keyutils::KeyRing, SecretError> {
+    use linux_keyutils::{KeyRing, KeyRingIdentifier};
+    KeyRing::get_persistent(KeyRingIdentifier::Process)
+        .or_else(|_| KeyRing::from_special_id(KeyRingIdentifier::User, true))
+        .map_err(|e| SecretError::Store {
+            what: "opening the keyring".into(),
+            reason: e.to_string(),
+        })
+}
+
+/// Store (or replace) the secret `name`.
+#[cfg(target_os = "linux")]
+pub fn put(name: &str, value: &str) -> Result<(), SecretError> {
+    keyring()?
+        .add_key(&description(name), value.as_bytes())
+        .map(|_| ())
+        .map_err(|e| SecretError::Store {
+            what: format!("storing {name}"),
+            reason: e.to_string(),
+        })
+}
+
+/// Read the secret `name` (None when absent).
+#[cfg(target_os = "linux")]
+pub fn get(name: &str) -> Result<Option<String>, SecretError> {
+    match keyring()?.search(&description(name)) {
+        Ok(k) => k
+            .read_to_vec()
+            .map(|v| Some(String::from_utf8_lossy(&v).into_owned()))
+            .map_err(|e| SecretError::Store {
+                what: format!("reading {name}"),
+                reason: e.to_string(),
+            }),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Delete the secret `name` (absent is fine).
+#[cfg(target_os = "linux")]
+pub fn delete(name: &str) -> Result<(), SecretError> {
+    if let Ok(k) = keyring()?.search(&description(name)) {
+        k.invalidate().map_err(|e| SecretError::Store {
+            what: format!("deleting {name}"),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Store (or replace) the secret `name`.
+#[cfg(not(target_os = "linux"))]
+pub fn put(_: &str, _: &str) -> Result<(), SecretError> {
+    Err(SecretError::Unsupported)
+}
+
+/// Read the secret `name`.
+#[cfg(not(target_os = "linux"))]
+pub fn get(_: &str) -> Result<Option<String>, SecretError> {
+    Err(SecretError::Unsupported)
+}
+
+/// Delete the secret `name`.
+#[cfg(not(target_os = "linux"))]
+pub fn delete(_: &str) -> Result<(), SecretError> {
+    Err(SecretError::Unsupported)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_in_the_kernel_keyring() {
+        let name = format!(
+            "test/{}/{}",
+            std::process::id(),
+            crate::chat_store::new_id("k")
+        );
+        assert_eq!(get(&name).unwrap(), None);
+        put(&name, "s3cr3t ✓").unwrap();
+        assert_eq!(get(&name).unwrap().as_deref(), Some("s3cr3t ✓"));
+        put(&name, "rotated").unwrap();
+        assert_eq!(get(&name).unwrap().as_deref(), Some("rotated"));
+        delete(&name).unwrap();
+        assert_eq!(get(&name).unwrap(), None);
+        delete(&name).unwrap();
+    }
+}
