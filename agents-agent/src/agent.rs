@@ -399,7 +399,15 @@ impl Agents {
             .map(|s| (s.row.spec.name.clone(), s.row.spec.approval_policy))
             .collect();
         let settings = cfg.approval_settings(&policies)?;
-        let target = self.chat.agent_target().await?;
+        // No model now is a pause, not a failure: resume when one is up.
+        let target = match self.chat.agent_target().await {
+            Ok(t) => t,
+            Err(e) => {
+                op.status = Status::Paused;
+                op.reason = format!("{e}; `coworkctl agent resume {}` retries", op.id);
+                return Ok(());
+            }
+        };
         let (tools, names) = self.tools().await;
         loop {
             match before_step(op, crate::chat_store::now_ms()) {
@@ -425,14 +433,28 @@ impl Agents {
                 _ => None,
             };
             op.step += 1;
-            let completion = crate::client::complete(
+            let completion = match crate::client::complete(
                 &target,
                 &op.messages,
                 &tools,
                 forced.as_deref(),
                 Some(STEP_MAX_TOKENS),
             )
-            .await?;
+            .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    // The engine died or failed: nothing was decided, so
+                    // the step can be taken again.
+                    op.step -= 1;
+                    op.status = Status::Paused;
+                    op.reason = format!(
+                        "the model failed: {e}; `coworkctl agent resume {}` retries",
+                        op.id
+                    );
+                    return Ok(());
+                }
+            };
             op.steps.push(crate::guardrails::Step {
                 at_ms: crate::chat_store::now_ms(),
                 tool: String::new(),

@@ -293,16 +293,29 @@ impl Manager {
         self.view(&spec.name).await
     }
 
-    /// (Re)connect a server and mark it enabled.
-    pub async fn connect(&self, name: &str) -> Result<ServerView, McpError> {
+    async fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), McpError> {
         let n = name.to_owned();
-        if !self
+        match self
             .db
-            .run(move |c| store::set_enabled(c, &n, true))
+            .run(move |c| store::set_enabled(c, &n, enabled))
             .await?
         {
-            return Err(McpError::NoServer(name.to_owned()));
+            true => Ok(()),
+            false => Err(McpError::NoServer(name.to_owned())),
         }
+    }
+
+    /// Close `name`'s connection, if any.
+    async fn close_slot(&self, name: &str) {
+        let old = self.slot(name).conn.lock().await.take();
+        if let Some(old) = old {
+            self.close(old).await;
+        }
+    }
+
+    /// (Re)connect a server and mark it enabled.
+    pub async fn connect(&self, name: &str) -> Result<ServerView, McpError> {
+        self.set_enabled(name, true).await?;
         let slot = self.slot(name);
         let mut guard = slot.conn.lock().await;
         if let Some(old) = guard.take() {
@@ -320,19 +333,8 @@ impl Manager {
 
     /// Close a server's connection and mark it disabled.
     pub async fn disconnect(&self, name: &str) -> Result<ServerView, McpError> {
-        let n = name.to_owned();
-        if !self
-            .db
-            .run(move |c| store::set_enabled(c, &n, false))
-            .await?
-        {
-            return Err(McpError::NoServer(name.to_owned()));
-        }
-        let slot = self.slot(name);
-        let old = slot.conn.lock().await.take();
-        if let Some(old) = old {
-            self.close(old).await;
-        }
+        self.set_enabled(name, false).await?;
+        self.close_slot(name).await;
         self.set_status(name, Status::Stopped, "");
         self.view(name).await
     }
@@ -347,11 +349,7 @@ impl Manager {
                 }
             }
         }
-        let slot = self.slot(name);
-        let old = slot.conn.lock().await.take();
-        if let Some(old) = old {
-            self.close(old).await;
-        }
+        self.close_slot(name).await;
         if let Ok(mut slots) = self.slots.lock() {
             slots.remove(name);
         }
