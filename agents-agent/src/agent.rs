@@ -113,6 +113,20 @@ pub fn recover(db: &std::path::Path) {
     }
 }
 
+/// An operation claimed by one request; dropping it releases the claim.
+struct Claim {
+    active: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.active.lock() {
+            a.remove(&self.id);
+        }
+    }
+}
+
 /// Why an operation request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -222,6 +236,23 @@ impl Agents {
             .collect())
     }
 
+    /// Claim `id` so no other request drives or decides it meanwhile; the
+    /// claim is released when the returned guard drops.
+    fn claim(&self, id: &str) -> Result<Claim, AgentError> {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        if !active.insert(id.to_owned()) {
+            return Err(AgentError::State {
+                id: id.to_owned(),
+                status: "busy",
+                wanted: "idle (another request is working on it)",
+            });
+        }
+        Ok(Claim {
+            active: self.active.clone(),
+            id: id.to_owned(),
+        })
+    }
+
     /// Start an operation; with `wait`, drive it until it stops.
     pub async fn start(
         &self,
@@ -249,13 +280,15 @@ impl Agents {
             crate::chat_store::now_ms(),
         );
         op.tool_choice = tool_choice;
+        let claim = self.claim(&op.id)?;
         self.save(&op).await?;
-        self.drive(op, wait).await
+        self.drive(op, wait, claim).await
     }
 
     /// Resume a paused operation (the person answered a check-in, or it
     /// was interrupted).
     pub async fn resume(&self, id: &str, wait: bool) -> Result<Operation, AgentError> {
+        let claim = self.claim(id)?;
         let (mut op, _, _) = self.get(id).await?;
         if op.status != Status::Paused {
             return Err(AgentError::State {
@@ -279,7 +312,7 @@ impl Agents {
         // said go on, so the history starts fresh.
         op.steps.clear();
         op.reason.clear();
-        self.drive(op, wait).await
+        self.drive(op, wait, claim).await
     }
 
     /// Approve (`approve = true`) or reject a waiting call; when none is
@@ -291,6 +324,7 @@ impl Agents {
         approve: bool,
         wait: bool,
     ) -> Result<Operation, AgentError> {
+        let claim = self.claim(op_id)?;
         let (mut op, _, _) = self.get(op_id).await?;
         let Some(pos) = op.pending.iter().position(|p| p.call.id == call_id) else {
             return Err(AgentError::NoPending {
@@ -316,43 +350,31 @@ impl Agents {
             self.save(&op).await?;
             return Ok(op);
         }
-        self.drive(op, wait).await
+        self.drive(op, wait, claim).await
     }
 
-    /// Run the loop, inline (`wait`) or in the background.
-    async fn drive(&self, mut op: Operation, wait: bool) -> Result<Operation, AgentError> {
-        {
-            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-            if !active.insert(op.id.clone()) {
-                return Err(AgentError::State {
-                    id: op.id.clone(),
-                    status: "running",
-                    wanted: "stopped",
-                });
-            }
-        }
+    /// Run the loop in its own task (a client that goes away does not cut
+    /// a step in half); with `wait`, until it stops.
+    async fn drive(
+        &self,
+        mut op: Operation,
+        wait: bool,
+        claim: Claim,
+    ) -> Result<Operation, AgentError> {
         op.status = Status::Running;
         self.save(&op).await?;
-        if wait {
-            let r = self.run_loop(op).await;
-            self.release(&r);
-            return r;
-        }
         let me = self.clone();
         let snapshot = op.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let r = me.run_loop(op).await;
-            me.release(&r);
+            drop(claim);
+            r
         });
-        Ok(snapshot)
-    }
-
-    fn release(&self, r: &Result<Operation, AgentError>) {
-        if let Ok(op) = r {
-            if let Ok(mut a) = self.active.lock() {
-                a.remove(&op.id);
-            }
+        if !wait {
+            return Ok(snapshot);
         }
+        task.await
+            .map_err(|e| AgentError::Invalid(format!("the operation's task failed: {e}")))?
     }
 
     /// The tools offered to the model: every running server's tools, as
@@ -368,6 +390,12 @@ impl Agents {
             };
             for t in tools {
                 let f = function_name(&server, &t.name);
+                if names.contains_key(&f) {
+                    // Two tools would share a name: offer neither's second,
+                    // so a call can never reach the wrong server.
+                    tracing::warn!(function = %f, server = %server, "tool name collides; not offered");
+                    continue;
+                }
                 specs.push(serde_json::json!({"type": "function", "function": {
                     "name": f,
                     "description": t.description.as_deref().unwrap_or(""),
@@ -503,6 +531,11 @@ impl Agents {
                 op.status = Status::Done;
                 op.result = completion.content;
                 return Ok(());
+            }
+            if reply.tool_calls.is_empty() {
+                // Only unknown tools: the model is told (above) and asked again.
+                self.save(op).await.map_err(|e| e.to_string())?;
+                continue;
             }
             for ins in after_reply(op, &reply, &settings) {
                 match ins {

@@ -157,6 +157,29 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     true
 }
 
+/// A tool name in the denylist's terms: lower snake case, so `sendEmail`,
+/// `Send-Email` and `send.email` are all `send_email`.
+pub fn normalize_tool_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            if prev_lower {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            prev_lower = false;
+        } else if matches!(c, '-' | '.' | ' ' | '/') {
+            out.push('_');
+            prev_lower = false;
+        } else {
+            out.push(c);
+            prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        }
+    }
+    out
+}
+
 /// Decide one call.
 pub fn decide(s: &Settings, call: Call<'_>) -> Decision {
     let d = |verdict, phase, reason: String| Decision {
@@ -164,7 +187,7 @@ pub fn decide(s: &Settings, call: Call<'_>) -> Decision {
         phase,
         reason,
     };
-    let tool = call.tool.to_ascii_lowercase();
+    let tool = normalize_tool_name(call.tool);
     if let Some(p) = s.security_denylist.iter().find(|p| glob_match(p, &tool)) {
         return d(
             Verdict::Ask,
@@ -290,6 +313,10 @@ mod tests {
             (call("time", "delete_everything", true), Verdict::Ask, 1),
             (call("notes", "send_email", false), Verdict::Ask, 1),
             (call("x", "Execute_Command", false), Verdict::Ask, 1),
+            // Spelled other ways, still denylisted.
+            (call("notes", "sendEmail", false), Verdict::Ask, 1),
+            (call("notes", "delete-file", false), Verdict::Ask, 1),
+            (call("notes", "Send.Email", false), Verdict::Ask, 1),
             // Phase 2 beats automation.
             (call("zendesk", "update_ticket", true), Verdict::Ask, 2),
             // Phase 3.

@@ -330,6 +330,21 @@ fn truncate(s: &str, n: usize) -> &str {
     }
 }
 
+/// Ollama wants tool-call arguments as objects, not JSON text.
+pub fn ollama_messages(messages: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let mut out = messages.to_vec();
+    for m in &mut out {
+        for c in m["tool_calls"].as_array_mut().into_iter().flatten() {
+            if let Some(text) = c["function"]["arguments"].as_str() {
+                let parsed = serde_json::from_str::<serde_json::Value>(text)
+                    .unwrap_or_else(|_| serde_json::json!({}));
+                c["function"]["arguments"] = parsed;
+            }
+        }
+    }
+    out
+}
+
 /// Ask `target` for one whole reply to `messages` (OpenAI chat format),
 /// offering `tools` (OpenAI function specs), optionally forcing one.
 pub async fn complete(
@@ -347,7 +362,8 @@ pub async fn complete(
         ),
         ApiFamily::Ollama => (
             format!("{base}/api/chat"),
-            serde_json::json!({"model": target.model, "messages": messages, "stream": false}),
+            serde_json::json!({"model": target.model, "messages": ollama_messages(messages),
+                "stream": false}),
         ),
     };
     if !tools.is_empty() {
@@ -414,6 +430,9 @@ mod tests {
         );
         assert_eq!(c.usage, Some((3, 4)));
         assert!(parse_completion(ApiFamily::OpenAi, "{}").is_err());
+        let m = ollama_messages(&[serde_json::json!({"role": "assistant", "content": "",
+            "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{\"a\":1}"}}]})]);
+        assert_eq!(m[0]["tool_calls"][0]["function"]["arguments"]["a"], 1);
         assert!(parse_completion(ApiFamily::OpenAi, "nope").is_err());
     }
 }

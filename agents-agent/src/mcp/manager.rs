@@ -123,6 +123,41 @@ struct Conn {
     pid: Option<u32>,
     lock: Mutex<Option<Lockfile>>,
     last_used: Mutex<Instant>,
+    /// Calls running now (a busy server is not pinged).
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Signal a stdio server's whole process group (its leader's pid is the
+/// group id), whether or not the leader is still alive.
+fn signal_group(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+/// A just-spawned server's process group and lock, until the connection
+/// is made: dropped on any failure (or a cancelled connect), it kills the
+/// whole group and only then removes the lock.
+struct Spawned {
+    pid: Option<u32>,
+    lock: Option<Lockfile>,
+}
+
+impl Spawned {
+    /// The connection is made: hand over the lock.
+    fn disarm(mut self) -> Option<Lockfile> {
+        self.pid = None;
+        self.lock.take()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Some(l) = self.lock.take() {
+            l.remove();
+        }
+    }
 }
 
 impl Conn {
@@ -130,7 +165,7 @@ impl Conn {
     /// (SIGTERM, then SIGKILL after [`STOP_GRACE`]) and remove its lock.
     fn kill_group(&self) {
         if let Some(pid) = self.pid {
-            cowork_proto::lockfile::signal_tree(pid, nix::sys::signal::Signal::SIGTERM);
+            signal_group(pid, nix::sys::signal::Signal::SIGTERM);
         }
     }
 }
@@ -178,7 +213,8 @@ pub struct Manager {
     db: Db,
     locks_dir: PathBuf,
     slots: Arc<Mutex<HashMap<String, Arc<Slot>>>>,
-    calls: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// Calls in flight by call id: (serial, abort token).
+    calls: Arc<Mutex<HashMap<String, (u64, CancellationToken)>>>,
     /// Held for writing until the orphan sweep is done: no server starts
     /// (and rewrites a lock the sweep has yet to read) before that.
     swept: Arc<tokio::sync::RwLock<()>>,
@@ -342,6 +378,8 @@ impl Manager {
     /// Disconnect and forget a server.
     pub async fn remove(&self, name: &str) -> Result<(), McpError> {
         let row = self.row(name).await?;
+        // Off first, so no call reconnects it while it goes.
+        self.set_enabled(name, false).await?;
         if let Transport::Stdio { secret_env, .. } = &row.spec.transport {
             for var in secret_env {
                 if let Err(e) = crate::secrets::delete(&super::secret_name(name, var)) {
@@ -358,8 +396,9 @@ impl Manager {
         Ok(())
     }
 
-    /// Close every connection (agents-agent is stopping): end each stdio
-    /// server's process group and remove its lock, without waiting.
+    /// Close every connection (agents-agent is stopping): SIGTERM each
+    /// stdio server's process group without waiting, and leave its lock, so
+    /// the next sweep ends whatever did not stop.
     pub fn close_all_now(&self) {
         let slots: Vec<Arc<Slot>> = self
             .slots
@@ -371,7 +410,7 @@ impl Manager {
                 if let Some(c) = g.take() {
                     c.kill_group();
                     if let Some(l) = c.lock.lock().ok().and_then(|mut l| l.take()) {
-                        l.remove();
+                        std::mem::forget(l);
                     }
                 }
             }
@@ -386,9 +425,9 @@ impl Manager {
             while Instant::now() < deadline && pid_alive(pid) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            if pid_alive(pid) {
-                cowork_proto::lockfile::signal_tree(pid, nix::sys::signal::Signal::SIGKILL);
-            }
+            // Whatever is left of the group (children that outlived the
+            // leader included).
+            signal_group(pid, nix::sys::signal::Signal::SIGKILL);
         }
         let lock = conn.lock.lock().ok().and_then(|mut l| l.take());
         if let Some(l) = lock {
@@ -439,7 +478,7 @@ impl Manager {
         drop(self.swept.read().await);
         let handler = Handler::default();
         let tools = handler.tools.clone();
-        let (service, pid, lock) = match &spec.transport {
+        let (service, pid, spawned) = match &spec.transport {
             Transport::Stdio {
                 command,
                 env,
@@ -470,6 +509,8 @@ impl Manager {
                     .spawn()
                     .map_err(|e| format!("cannot start {}: {e}", command[0]))?;
                 let pid = proc.id();
+                // Until the lock is written, a failure kills the group too.
+                let early = Spawned { pid, lock: None };
                 let lock = match pid {
                     Some(pid) => {
                         let (dir, stem, what) = (
@@ -488,25 +529,13 @@ impl Manager {
                     }
                     None => None,
                 };
+                let _ = early.disarm();
+                let spawned = Spawned { pid, lock };
                 let service = handler
                     .serve(proc)
                     .await
-                    .map_err(|e| format!("initialize failed: {e}"));
-                match service {
-                    Ok(s) => (s, pid, lock),
-                    Err(e) => {
-                        if let Some(pid) = pid {
-                            cowork_proto::lockfile::signal_tree(
-                                pid,
-                                nix::sys::signal::Signal::SIGKILL,
-                            );
-                        }
-                        if let Some(l) = lock {
-                            l.remove();
-                        }
-                        return Err(e);
-                    }
-                }
+                    .map_err(|e| format!("initialize failed: {e}"))?;
+                (service, pid, Some(spawned))
             }
             Transport::Http { url } => {
                 let transport =
@@ -518,22 +547,21 @@ impl Manager {
                 (service, None, None)
             }
         };
-        let conn = Arc::new(Conn {
-            service,
-            tools,
-            pid,
-            lock: Mutex::new(lock),
-            last_used: Mutex::new(Instant::now()),
-        });
-        let listed = conn
-            .service
+        let listed = service
             .list_all_tools()
             .await
             .map_err(|e| format!("tools/list failed: {e}"))?;
-        if let Ok(mut t) = conn.tools.lock() {
+        if let Ok(mut t) = tools.lock() {
             *t = Some(listed);
         }
-        Ok(conn)
+        Ok(Arc::new(Conn {
+            service,
+            tools,
+            pid,
+            lock: Mutex::new(spawned.and_then(Spawned::disarm)),
+            last_used: Mutex::new(Instant::now()),
+            in_flight: Default::default(),
+        }))
     }
 
     /// The live connection to `name`, connecting (once, whoever asks
@@ -543,8 +571,10 @@ impl Manager {
         let mut guard = slot.conn.lock().await;
         if let Some(c) = guard.as_ref() {
             let idle = c.last_used.lock().map(|t| t.elapsed()).unwrap_or_default();
+            let busy = c.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0;
             let healthy = !c.service.is_closed()
-                && (idle < PING_AFTER_IDLE
+                && (busy
+                    || idle < PING_AFTER_IDLE
                     || tokio::time::timeout(PING_TIMEOUT, c.service.list_tools(None))
                         .await
                         .is_ok_and(|r| r.is_ok()));
@@ -647,7 +677,7 @@ impl Manager {
     /// Abort the call with this id, if it is in flight.
     pub fn abort(&self, call_id: &str) -> bool {
         match self.calls.lock().ok().and_then(|mut c| c.remove(call_id)) {
-            Some(t) => {
+            Some((_, t)) => {
                 t.cancel();
                 true
             }
@@ -667,23 +697,35 @@ impl Manager {
         source: &str,
     ) -> Result<CallOutcome, McpError> {
         let token = CancellationToken::new();
+        let serial = NEXT_CALL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         {
             let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
             if calls.contains_key(&call_id) {
                 return Err(McpError::Invalid(format!("call id {call_id} is in flight")));
             }
-            calls.insert(call_id.clone(), token.clone());
+            calls.insert(call_id.clone(), (serial, token.clone()));
         }
-        let started = Instant::now();
-        let started_ms = crate::chat_store::now_ms();
-        let args_json = serde_json::Value::Object(arguments.clone()).to_string();
+        // Audits the call and frees its id however it ends, a caller that
+        // goes away included.
+        let mut record = CallRecordGuard {
+            manager: self.clone(),
+            serial,
+            started: Instant::now(),
+            entry: Some(super::store::AuditEntry {
+                call_id: call_id.clone(),
+                server: server.to_owned(),
+                tool: tool.to_owned(),
+                arguments_json: serde_json::Value::Object(arguments.clone()).to_string(),
+                source: source.to_owned(),
+                started_ms: crate::chat_store::now_ms(),
+                duration_ms: 0,
+                outcome: "cancelled".into(),
+                error: "the caller went away".into(),
+            }),
+        };
         let result = self
             .call_inner(server, tool, arguments, timeout, &call_id, &token)
             .await;
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.remove(&call_id);
-        }
-        let duration = started.elapsed();
         let (outcome, error) = match &result {
             Ok(o) if o.is_error => ("tool_error", o.text.clone()),
             Ok(_) => ("ok", String::new()),
@@ -691,24 +733,12 @@ impl Manager {
             Err(McpError::Aborted(_)) => ("aborted", result_err(&result)),
             Err(_) => ("error", result_err(&result)),
         };
-        let entry = super::store::AuditEntry {
-            call_id: call_id.clone(),
-            server: server.to_owned(),
-            tool: tool.to_owned(),
-            arguments_json: args_json,
-            source: source.to_owned(),
-            started_ms,
-            duration_ms: duration.as_millis() as i64,
-            outcome: outcome.to_owned(),
-            error,
-        };
-        // Off the reply's path; one writer connection keeps the log in order.
-        let db = self.db.clone();
-        tokio::spawn(async move {
-            if let Err(e) = db.run(move |c| store::audit(c, &entry)).await {
-                tracing::error!(error = %e, "could not write the MCP audit log");
-            }
-        });
+        if let Some(e) = record.entry.as_mut() {
+            e.outcome = outcome.to_owned();
+            e.error = error;
+        }
+        let duration = record.started.elapsed();
+        drop(record);
         result.map(|mut o| {
             o.duration = duration;
             o
@@ -728,9 +758,7 @@ impl Manager {
             c = self.conn(server) => c?,
             _ = token.cancelled() => return Err(McpError::Aborted(call_id.to_owned())),
         };
-        if let Ok(mut t) = c.last_used.lock() {
-            *t = Instant::now();
-        }
+        let _busy = InFlight::new(&c);
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
         // Dropping the call (timeout, abort) sends notifications/cancelled.
         let r = tokio::select! {
@@ -755,6 +783,64 @@ impl Manager {
             result: serde_json::to_value(&r).unwrap_or_default(),
             duration: Duration::ZERO,
         })
+    }
+}
+
+/// Serial numbers of calls, so a finished call never frees a newer call
+/// that reused its id.
+static NEXT_CALL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Frees a call's id (if still its own) and writes its audit row (off the
+/// reply's path) when dropped.
+struct CallRecordGuard {
+    manager: Manager,
+    serial: u64,
+    started: Instant,
+    entry: Option<super::store::AuditEntry>,
+}
+
+impl Drop for CallRecordGuard {
+    fn drop(&mut self) {
+        let Some(mut entry) = self.entry.take() else {
+            return;
+        };
+        if let Ok(mut calls) = self.manager.calls.lock() {
+            if calls
+                .get(&entry.call_id)
+                .is_some_and(|(s, _)| *s == self.serial)
+            {
+                calls.remove(&entry.call_id);
+            }
+        }
+        entry.duration_ms = self.started.elapsed().as_millis() as i64;
+        let db = self.manager.db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = db.run(move |c| store::audit(c, &entry)).await {
+                tracing::error!(error = %e, "could not write the MCP audit log");
+            }
+        });
+    }
+}
+
+/// Counts a call in flight on a connection; marks it used when done.
+struct InFlight<'a>(&'a Conn);
+
+impl<'a> InFlight<'a> {
+    fn new(c: &'a Conn) -> Self {
+        c.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(c)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut t) = self.0.last_used.lock() {
+            *t = Instant::now();
+        }
     }
 }
 
