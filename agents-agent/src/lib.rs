@@ -1,6 +1,9 @@
-//! agents-agent: local and cloud models, chat, memory, tools. This crate
-//! grows with the agents issues; today it holds the pure complexity router and the pure part of
-//! local engine detection.
+//! agents-agent: local and cloud models, chat, MCP tools and agent
+//! operations. Pure domain modules (`router`, `engines`, `providers`,
+//! `stream`, `approval`, `guardrails`, `operation`, `mcp` specs) have no
+//! SQL or gRPC in their types; the rest adapts them to HTTP, rmcp, SQLite
+//! and gRPC. See ARCHITECTURE.md for the map.
+#![warn(missing_docs)]
 
 pub mod agent;
 pub mod agent_service;
