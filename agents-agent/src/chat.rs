@@ -14,8 +14,8 @@ use crate::watch::{EngineWatch, LocalEngine};
 use cowork_proto::pb::chat::{
     chat_chunk::Chunk, chat_server, ChatChunk, ChatError, Finish, GetStatusRequest,
     GetStatusResponse, GetThreadRequest, GetThreadResponse, GetUsageRequest, GetUsageResponse,
-    ListThreadsRequest, ListThreadsResponse, Message, RouteDecision, SendMessageRequest, TextDelta,
-    Thread, Usage,
+    ListThreadsRequest, ListThreadsResponse, Message, RouteDecision, SendMessageRequest,
+    SetProviderKeyRequest, SetProviderKeyResponse, TextDelta, Thread, Usage,
 };
 use std::path::PathBuf;
 use tokio::sync::mpsc;
@@ -491,9 +491,7 @@ impl chat_server::Chat for ChatService {
     ) -> Result<Response<GetUsageResponse>, Status> {
         let cfg = AgentsConfig::load(&self.config).map_err(Status::failed_precondition)?;
         let policy = cfg.policy().map_err(Status::failed_precondition)?;
-        let cloud = cfg
-            .cloud(|k| std::env::var(k).ok())
-            .map_err(Status::failed_precondition)?;
+        let cloud = cfg.cloud_here().map_err(Status::failed_precondition)?;
         let now = store::now_ms();
         let (usage, calls) = self
             .blocking(move |c| {
@@ -517,6 +515,44 @@ impl chat_server::Chat for ChatService {
             cap_monthly_usd: policy.caps.monthly,
             calls_this_month: calls,
             cloud_providers: cloud.iter().map(|r| r.provider.id.to_owned()).collect(),
+        }))
+    }
+
+    async fn set_provider_key(
+        &self,
+        req: Request<SetProviderKeyRequest>,
+    ) -> Result<Response<SetProviderKeyResponse>, Status> {
+        let r = req.into_inner();
+        if providers::provider(&r.provider).is_none() {
+            return Err(Status::invalid_argument(format!(
+                "unknown provider {:?}; known: gemini, openrouter",
+                r.provider
+            )));
+        }
+        let key = r.api_key.trim().to_owned();
+        if key.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(Status::invalid_argument(
+                "the key contains spaces or control characters",
+            ));
+        }
+        let name = crate::config::provider_secret(&r.provider);
+        let stored = tokio::task::spawn_blocking(move || {
+            if key.is_empty() {
+                crate::secrets::delete(&name)
+            } else {
+                crate::secrets::put(&name, &key)
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        stored.map_err(|e| Status::unavailable(e.to_string()))?;
+        let detected = self.watch.refresh().await;
+        Ok(Response::new(SetProviderKeyResponse {
+            cloud_providers: detected
+                .cloud
+                .iter()
+                .map(|p| p.provider.id.to_owned())
+                .collect(),
         }))
     }
 

@@ -151,7 +151,7 @@ impl AgentsConfig {
                 ));
             }
         }
-        c.cloud(|_| None)?;
+        c.cloud(|_| None, |_| None)?;
         c.approval_settings(&BTreeMap::new())?;
         let caps = [
             c.caps.per_interaction,
@@ -224,17 +224,28 @@ impl AgentsConfig {
         })
     }
 
-    /// The cloud providers that have a key, looking keys up in `env` when
-    /// the config has none.
+    /// The cloud providers that have a key, as agents-agent sees them: the
+    /// credential store, the config, the process environment.
+    pub fn cloud_here(&self) -> Result<Vec<ReadyProvider>, String> {
+        self.cloud(
+            |id| crate::secrets::get(&provider_secret(id)).ok().flatten(),
+            |k| std::env::var(k).ok(),
+        )
+    }
+
+    /// The cloud providers that have a key: from `stored` (the OS
+    /// credential store, by provider id) first, then the config, then
+    /// `env` (by variable name).
     pub fn cloud(
         &self,
+        stored: impl Fn(&str) -> Option<String>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<ReadyProvider>, String> {
         let mut ready = Vec::new();
         for p in providers::CLOUD_PROVIDERS {
             let entry = self.providers.get(p.id).cloned().unwrap_or_default();
-            if let Some(r) =
-                providers::resolve(p, entry.api_key.as_deref(), entry.base_url.as_deref(), &env)?
+            let key = stored(p.id).or(entry.api_key);
+            if let Some(r) = providers::resolve(p, key.as_deref(), entry.base_url.as_deref(), &env)?
             {
                 ready.push(r);
             }
@@ -274,6 +285,11 @@ impl AgentsConfig {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
+}
+
+/// The credential-store name of a cloud provider's key.
+pub fn provider_secret(id: &str) -> String {
+    format!("provider/{id}")
 }
 
 /// "local" or "cloud" (empty: local).
@@ -324,13 +340,16 @@ mod tests {
         assert_eq!(p.caps.monthly, 200.0);
         let env = |k: &str| (k == "GEMINI_API_KEY").then(|| "g".to_owned());
         let ids: Vec<_> = c
-            .cloud(env)
+            .cloud(|_| None, env)
             .unwrap()
             .iter()
             .map(|r| r.provider.id)
             .collect();
         assert_eq!(ids, ["gemini", "openrouter"]);
-        assert!(c.cloud(|_| None).unwrap().len() == 1);
+        assert!(c.cloud(|_| None, |_| None).unwrap().len() == 1);
+        // The credential store wins over the config and the environment.
+        let stored = |id: &str| (id == "openrouter").then(|| "from-store".to_owned());
+        assert_eq!(c.cloud(stored, env).unwrap()[1].api_key, "from-store");
         for bad in [
             "[agents]\nplan = \"gold\"\n",
             "[agents]\npreference = \"remote\"\n",

@@ -11,6 +11,7 @@ use cowork_proto::pb;
 fn main() -> std::process::ExitCode {
     cowork_proto::worker::main("agents", |ctx, routes| {
         let config = ctx.paths.config_file();
+        agents_agent::secrets::set_scope(&ctx.paths.home);
         let watch = watch::EngineWatch::new(config.clone(), ctx.health.clone());
         watch.clone().spawn(ctx.shutdown.clone());
         let db = db::Db::new(ctx.paths.home.join("cowork.db"));

@@ -21,9 +21,21 @@ pub enum SecretError {
     Unsupported,
 }
 
-/// The description a secret is kept under: `cowork:<name>`.
+static SCOPE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Scope every secret of this process to one Cowork home (two homes of one
+/// user never see each other's secrets). Set once, at start.
+pub fn set_scope(home: &std::path::Path) {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(home.as_os_str().as_encoded_bytes());
+    let hex: String = h.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let _ = SCOPE.set(hex);
+}
+
+/// The description a secret is kept under: `cowork:<home scope>:<name>`.
 pub fn description(name: &str) -> String {
-    format!("cowork:{name}")
+    let scope = SCOPE.get().map(String::as_str).unwrap_or("default");
+    format!("cowork:{scope}:{name}")
 }
 
 #[cfg(target_os = "linux")]

@@ -136,7 +136,7 @@ pub async fn detect(config: &std::path::Path) -> Detected {
             }
         }
     };
-    let cloud = match cfg.cloud(|k| std::env::var(k).ok()) {
+    let cloud = match cfg.cloud_here() {
         Ok(c) => c,
         Err(e) => {
             return Detected {

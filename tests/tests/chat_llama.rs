@@ -158,4 +158,49 @@ async fn a_cloud_provider_gets_its_key_and_its_usage_is_recorded() {
         .to_owned();
     assert!(err.contains("HTTP 401"), "{c:?}");
     assert!(!err.contains("wrong"), "the key is never echoed: {err}");
+
+    // The credential store wins over config and environment: store the
+    // right key (read from stdin), answers come back; delete it, 401 again.
+    let key_cmd = |input: &str| {
+        use std::io::Write;
+        let mut c = std::process::Command::new(bin("coworkctl"))
+            .arg("--home")
+            .arg(suite.home.path())
+            .args(["chat", "key", "gemini"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(key_cmd(&format!("{KEY}\n")).contains("stored"));
+    let out = suite.ctl(&["--json", "chat", "--cloud", "Say hi."]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Nowhere on disk under the home.
+    let mut dirs = vec![suite.home.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                assert!(
+                    !b.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+                    "the key is in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+    assert!(key_cmd("").contains("deleted"));
+    let out = suite.ctl(&["--json", "chat", "--cloud", "hi"]);
+    assert_eq!(out.status.code(), Some(1));
 }

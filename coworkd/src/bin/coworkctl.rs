@@ -60,7 +60,9 @@ enum Cmd {
     Engines,
     /// Chat: `chat "<message>"` prints the answer as it streams;
     /// `chat threads` lists threads; `chat show ID` prints one; `chat usage`
-    /// shows the usage ledger against the plan's quota and caps.
+    /// shows the usage ledger against the plan's quota and caps; `chat key
+    /// PROVIDER` stores the API key read from stdin in the OS credential
+    /// store (empty input deletes it).
     Chat {
         /// The message (or `threads`, `show ID`, `usage`).
         #[arg(required = true)]
@@ -750,6 +752,30 @@ async fn run_chat(
                 } else {
                     writeln!(out, "{}  {:>3} msgs  {}", t.id, t.message_count, t.title)?;
                 }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        ["key", provider] => {
+            // From stdin, never argv (argv shows in `ps` and shell history).
+            let mut key = String::new();
+            std::io::stdin().read_line(&mut key)?;
+            let r = client
+                .set_provider_key(call(SetProviderKeyRequest {
+                    provider: provider.to_string(),
+                    api_key: key.trim().to_owned(),
+                }))
+                .await?
+                .into_inner();
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"cloud_providers": r.cloud_providers})
+                )?;
+            } else if key.trim().is_empty() {
+                writeln!(out, "deleted the {provider} key from the credential store")?;
+            } else {
+                writeln!(out, "stored the {provider} key in the credential store")?;
             }
             return Ok(ExitCode::SUCCESS);
         }
