@@ -508,3 +508,55 @@ async fn a_servers_secret_lives_only_in_the_credential_store() {
         "{unset:?}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_first_calls_share_one_server_process() {
+    let suite = Suite::start(FAST);
+    suite.wait_state("agents", "running", T).await;
+    add_stdio(&suite, "time", &time_server_argv());
+    // A fresh agents-agent: the server is registered and enabled, not
+    // connected; the first calls arrive together.
+    ok(&suite.ctl(&["retry", "agents"]));
+    let agents = suite.wait_state("agents", "running", T).await.pid;
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(bin("coworkctl"))
+                .arg("--home")
+                .arg(suite.home.path())
+                .args([
+                    "mcp",
+                    "call",
+                    "time",
+                    "get_current_time",
+                    "--args",
+                    r#"{"timezone":"UTC"}"#,
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in calls {
+        let o = c.wait_with_output().unwrap();
+        assert!(String::from_utf8_lossy(&o.stdout).contains("UTC"), "{o:?}");
+    }
+    let servers: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|s| s.parse::<u32>().ok());
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            ppid == Some(agents) && cmd.windows(15).any(|w| w == b"mcp_server_time")
+        })
+        .collect();
+    assert_eq!(
+        servers.len(),
+        1,
+        "one spawn for 4 concurrent first calls: {servers:?}"
+    );
+}
