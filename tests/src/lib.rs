@@ -552,3 +552,22 @@ pub fn start_llama(extra: &[&str]) -> LlamaServer {
     });
     engine
 }
+
+/// Files under `dir` (recursively) whose bytes contain `needle`: where a
+/// secret must never be.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
+                found.push(p);
+            }
+        }
+    }
+    found
+}

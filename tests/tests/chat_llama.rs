@@ -185,21 +185,8 @@ async fn a_cloud_provider_gets_its_key_and_its_usage_is_recorded() {
         String::from_utf8_lossy(&out.stdout)
     );
     // Nowhere on disk under the home.
-    let mut dirs = vec![suite.home.path().to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if let Ok(b) = std::fs::read(&p) {
-                assert!(
-                    !b.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
-                    "the key is in {}",
-                    p.display()
-                );
-            }
-        }
-    }
+    let leaked = files_containing(suite.home.path(), KEY.as_bytes());
+    assert!(leaked.is_empty(), "the key is in {leaked:?}");
     assert!(key_cmd("").contains("deleted"));
     let out = suite.ctl(&["--json", "chat", "--cloud", "hi"]);
     assert_eq!(out.status.code(), Some(1));

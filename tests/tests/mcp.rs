@@ -472,20 +472,7 @@ async fn a_servers_secret_lives_only_in_the_credential_store() {
     assert!(env.contains(&format!("{secret}-2")));
     // Nowhere on disk under the home: database, WAL, config, logs, locks.
     // (The audit log keeps the arguments, and get-env takes none.)
-    let mut leaked = Vec::new();
-    let mut dirs = vec![suite.home.path().to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
-                    leaked.push(p);
-                }
-            }
-        }
-    }
+    let leaked = files_containing(suite.home.path(), secret.as_bytes());
     assert!(leaked.is_empty(), "the secret is in {leaked:?}");
     // After a restart of agents-agent the server still gets its secret.
     ok(&suite.ctl(&["retry", "agents"]));
