@@ -428,7 +428,7 @@ impl Agents {
             .collect();
         let settings = cfg.approval_settings(&policies)?;
         // No model now is a pause, not a failure: resume when one is up.
-        let target = match self.chat.agent_target().await {
+        let (target, tier) = match self.chat.agent_target().await {
             Ok(t) => t,
             Err(e) => {
                 op.status = Status::Paused;
@@ -483,12 +483,14 @@ impl Agents {
                     return Ok(());
                 }
             };
+            let cost = self.record_usage(op, &target, tier, &completion).await;
+            op.cost_usd += cost;
             op.steps.push(crate::guardrails::Step {
                 at_ms: crate::chat_store::now_ms(),
                 tool: String::new(),
                 input: String::new(),
                 failed: false,
-                cost_usd: 0.0,
+                cost_usd: cost,
                 error: String::new(),
             });
             let mut reply = Reply {
@@ -567,6 +569,44 @@ impl Agents {
             }
             self.save(op).await.map_err(|e| e.to_string())?;
         }
+    }
+
+    /// Write one model call to the usage ledger (the engine's token counts,
+    /// else 4 characters a token), grouped under the operation's id; returns
+    /// its list-price cost (0 for local models and the free tier).
+    async fn record_usage(
+        &self,
+        op: &Operation,
+        target: &crate::client::ChatTarget,
+        tier: Option<crate::router::Tier>,
+        completion: &crate::client::Completion,
+    ) -> f64 {
+        let (tokens_in, tokens_out) = completion.usage.unwrap_or_else(|| {
+            let sent: usize = op.messages.iter().map(|m| m.to_string().len()).sum();
+            let got = completion.content.len()
+                + completion
+                    .tool_calls
+                    .iter()
+                    .map(|c| c.2.len())
+                    .sum::<usize>();
+            (sent as u64 / 4, got as u64 / 4)
+        });
+        let cost = tier.map_or(0.0, |t| {
+            crate::router::actual_cost(t, tokens_in, tokens_out)
+        });
+        let entry = crate::usage::UsageEntry {
+            at_ms: crate::chat_store::now_ms(),
+            ask_id: op.id.clone(),
+            model: format!("{}/{}", target.name, target.model),
+            tier: tier.map_or("local", crate::router::Tier::name).to_owned(),
+            tokens_in,
+            tokens_out,
+            cost_usd: cost,
+        };
+        if let Err(e) = self.db.run(move |c| crate::usage::record(c, &entry)).await {
+            tracing::error!(error = %e, "could not write the usage ledger");
+        }
+        cost
     }
 
     /// Run calls in parallel; append their results in order.

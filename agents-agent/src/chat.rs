@@ -56,10 +56,12 @@ impl ChatService {
 
     /// The model an agent operation uses: the local engine when one is
     /// up, else the plan's cloud tier when its provider has a key.
-    pub async fn agent_target(&self) -> Result<ChatTarget, String> {
+    /// Returns the target and the cloud tier it bills to (None: local).
+    pub async fn agent_target(&self) -> Result<(ChatTarget, Option<Tier>), String> {
         let detected = self.watch.current().await;
         if let Some(local) = &detected.main {
-            return self.target(&Target::Local(String::new()), Some(local), &detected.cloud);
+            let t = self.target(&Target::Local(String::new()), Some(local), &detected.cloud)?;
+            return Ok((t, None));
         }
         let cfg = AgentsConfig::load(&self.config)?;
         let tier = match cfg.plan()? {
@@ -69,7 +71,8 @@ impl ChatService {
         if detected.cloud.is_empty() {
             return Err(Refusal::NoEngine.to_string());
         }
-        self.target(&Target::Cloud(tier), None, &detected.cloud)
+        let t = self.target(&Target::Cloud(tier), None, &detected.cloud)?;
+        Ok((t, Some(tier)))
     }
 
     /// Where a routed request goes: the local engine, or the tier's cloud

@@ -88,6 +88,11 @@ async fn a_trusted_server_runs_the_models_tool_call_and_the_operation_finishes()
         args["timezone"].is_string(),
         "the model filled the schema: {args}"
     );
+    // Every model call (the tool call, then the answer, maybe more) is in
+    // the usage ledger.
+    let usage = json(&suite.ctl(&["--json", "chat", "usage"]));
+    assert!(op["step"].as_u64().unwrap() >= 2, "{op}");
+    assert_eq!(usage["calls_this_month"], op["step"], "{usage} {op}");
     // Persisted: `agent show` reads it back.
     let shown = json(&suite.ctl(&["--json", "agent", "show", op["id"].as_str().unwrap()]));
     assert_eq!(shown["tool_calls"], op["tool_calls"]);
