@@ -547,3 +547,32 @@ async fn concurrent_first_calls_share_one_server_process() {
         "one spawn for 4 concurrent first calls: {servers:?}"
     );
 }
+
+#[tokio::test]
+async fn tools_list_changed_clears_the_cached_tool_list() {
+    let suite = Suite::start(FAST);
+    suite.wait_state("agents", "running", T).await;
+    let script = repo_root().join("tests/python/growing_mcp_server.py");
+    add_stdio(
+        &suite,
+        "grow",
+        &[python().display().to_string(), script.display().to_string()],
+    );
+    let names = || -> Vec<String> {
+        json(&suite.ctl(&["--json", "mcp", "tools", "grow"]))["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(), ["grow"]);
+    assert_eq!(names(), ["grow"], "served from the cache");
+    assert_eq!(
+        ok(&suite.ctl(&["mcp", "call", "grow", "grow"])).trim(),
+        "grown"
+    );
+    wait_until(Duration::from_secs(10), "the new tool to be listed", || {
+        names().contains(&"extra".to_owned())
+    });
+}
