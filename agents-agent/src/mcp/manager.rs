@@ -259,22 +259,7 @@ impl Manager {
             drop(guard);
         }
     }
-}
 
-async fn sweep(locks_dir: &std::path::Path) {
-    {
-        // Only MCP servers' locks: worker locks are coworkd's to sweep.
-        match cowork_proto::lockfile::sweep_prefixed(locks_dir, "mcp-").await {
-            Ok(r) if !r.killed.is_empty() => {
-                tracing::warn!(killed = ?r.killed, "reaped orphaned MCP servers")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
-        }
-    }
-}
-
-impl Manager {
     fn slot(&self, name: &str) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.entry(name.to_owned()).or_default().clone()
@@ -783,6 +768,18 @@ impl Manager {
             result: serde_json::to_value(&r).unwrap_or_default(),
             duration: Duration::ZERO,
         })
+    }
+}
+
+/// Reap orphaned MCP servers: only `mcp-*` locks (worker locks are
+/// coworkd's to sweep).
+async fn sweep(locks_dir: &std::path::Path) {
+    match cowork_proto::lockfile::sweep_prefixed(locks_dir, "mcp-").await {
+        Ok(r) if !r.killed.is_empty() => {
+            tracing::warn!(killed = ?r.killed, "reaped orphaned MCP servers")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
     }
 }
 
