@@ -15,7 +15,11 @@ fn main() -> std::process::ExitCode {
         let watch = watch::EngineWatch::new(config.clone(), ctx.health.clone());
         watch.clone().spawn(ctx.shutdown.clone());
         let db = db::Db::new(ctx.paths.home.join("cowork.db"));
-        let mcp = mcp::manager::Manager::new(db.clone(), ctx.paths.locks_dir.clone());
+        let mcp = mcp::manager::Manager::new(
+            db.clone(),
+            ctx.paths.locks_dir.clone(),
+            ctx.paths.mcp_catalog_dir(),
+        );
         let chat = chat::ChatService::new(db.clone(), config.clone(), watch);
         // Before serving: operations a killed agents-agent was running
         // come back paused; servers it left behind are reaped before any

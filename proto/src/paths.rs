@@ -101,6 +101,12 @@ impl CoworkPaths {
         self.home.join("config.toml")
     }
 
+    /// `mcp/catalog.d/` in the home directory: the person's own MCP server
+    /// definitions (JSON), next to the bundled ones.
+    pub fn mcp_catalog_dir(&self) -> PathBuf {
+        self.home.join("mcp").join("catalog.d")
+    }
+
     /// The public socket coworkd serves.
     pub fn public_socket(&self) -> PathBuf {
         self.socket_dir.join("cowork.sock")

@@ -77,6 +77,118 @@ async fn ours(
     }
 }
 
+/// Send one JSON-RPC message; for a request (`id` set), read lines until
+/// its response (servers may interleave notifications).
+fn raw_send(
+    stdin: &mut impl std::io::Write,
+    stdout: &mut impl std::io::BufRead,
+    id: Option<u64>,
+    method: &str,
+    params: serde_json::Value,
+) {
+    let mut msg = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params});
+    if let Some(id) = id {
+        msg["id"] = id.into();
+    }
+    writeln!(stdin, "{msg}").expect("write");
+    stdin.flush().expect("flush");
+    let Some(id) = id else { return };
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).expect("read") > 0,
+            "server closed"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON-RPC line");
+        if v["id"] == id {
+            assert!(v.get("error").is_none(), "{v}");
+            return;
+        }
+    }
+}
+
+/// The floor any client could reach: hand-written JSON-RPC lines over the
+/// server's pipes, no framework, no relay — the server's own time plus two
+/// pipe hops.
+fn raw_floor(argv: &[String], tool: &str, args: &str) -> Figures {
+    let mut child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the server");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let init = serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "floor", "version": "0"}});
+    raw_send(&mut stdin, &mut stdout, Some(0), "initialize", init);
+    let none = serde_json::json!({});
+    raw_send(
+        &mut stdin,
+        &mut stdout,
+        None,
+        "notifications/initialized",
+        none,
+    );
+    let args: serde_json::Value = serde_json::from_str(args).expect("args JSON");
+    let call = serde_json::json!({"name": tool, "arguments": args});
+    let mut rt = Vec::new();
+    for i in 0..(CALLS + 20) as u64 {
+        let t = Instant::now();
+        raw_send(
+            &mut stdin,
+            &mut stdout,
+            Some(i + 1),
+            "tools/call",
+            call.clone(),
+        );
+        if i >= 20 {
+            rt.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    Figures {
+        spawn_ms: f64::NAN,
+        p50_us: percentile(&mut rt.clone(), 0.5),
+        p99_us: percentile(&mut rt, 0.99),
+    }
+}
+
+/// rmcp (the client library agents-agent uses) in this process, no gRPC:
+/// separates the library's cost from the relay's.
+async fn rmcp_in_process(argv: &[String], tool: &str, args: &str) -> Figures {
+    use rmcp::ServiceExt;
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    let proc = rmcp::transport::TokioChildProcess::new(cmd).expect("spawn the server");
+    let service = ().serve(proc).await.expect("initialize");
+    let args = match serde_json::from_str(args).expect("args JSON") {
+        serde_json::Value::Object(m) => m,
+        other => panic!("args must be an object: {other}"),
+    };
+    let mut rt = Vec::new();
+    for i in 0..CALLS + 20 {
+        let params =
+            rmcp::model::CallToolRequestParams::new(tool.to_owned()).with_arguments(args.clone());
+        let t = Instant::now();
+        let r = service.call_tool(params).await.expect("call");
+        if i >= 20 {
+            rt.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        assert!(!r.is_error.unwrap_or(false), "{r:?}");
+    }
+    let _ = service.cancel().await;
+    Figures {
+        spawn_ms: f64::NAN,
+        p50_us: percentile(&mut rt.clone(), 0.5),
+        p99_us: percentile(&mut rt, 0.99),
+    }
+}
+
 fn python_sdk(argv: &[String], tool: &str, args: &str) -> Figures {
     let out = std::process::Command::new(python())
         .arg(repo_root().join("tests/python/mcp_bench_client.py"))
@@ -172,6 +284,20 @@ async fn main() {
             d.p50_us,
             p.p50_us,
             d.p50_us / p.p50_us
+        );
+        let r = rmcp_in_process(argv, tool, args).await;
+        println!(
+            "| {label}: round trip p50, rmcp client in the bench process (no gRPC) | {:.0} µs | {:.0} µs | {:.2}× |",
+            r.p50_us,
+            p.p50_us,
+            r.p50_us / p.p50_us
+        );
+        let f = raw_floor(argv, tool, args);
+        println!(
+            "| {label}: round trip p50, floor: raw JSON-RPC lines on the server's pipes, no client library | {:.0} µs | {:.0} µs | {:.2}× (the best any client could do) |",
+            f.p50_us,
+            p.p50_us,
+            f.p50_us / p.p50_us
         );
         println!(
             "| {label}: spawn to ready, median of {SPAWNS} | {:.0} ms | {:.0} ms | {:.2}× |",

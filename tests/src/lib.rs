@@ -262,6 +262,25 @@ impl Suite {
             .expect("run coworkctl")
     }
 
+    /// Run coworkctl against this suite with `input` on its stdin (how
+    /// secrets are given).
+    pub fn ctl_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(bin("coworkctl"))
+            .arg("--home")
+            .arg(self.home.path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run coworkctl");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        child.wait_with_output().expect("coworkctl output")
+    }
+
     /// Replace config.toml (coworkd reloads it live).
     pub fn write_config(&self, config: &str) {
         let tmp = self.home.path().join("config.toml.new");

@@ -12,8 +12,8 @@
 //! - Every call has a timeout and a call id that aborts it; every call is
 //!   audited in `mcp_tool_calls`.
 
-use super::store::{self, Row};
-use super::{ConnectionState, ServerSpec, Status, Transport};
+use super::store::{self, Bundled, Row};
+use super::{catalog, ConnectionState, ServerSpec, Status, Transport};
 use crate::db::Db;
 use cowork_proto::lockfile::{LockRecord, Lockfile};
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, Implementation};
@@ -81,6 +81,14 @@ pub enum McpError {
         tool: String,
         /// The timeout.
         ms: u64,
+    },
+    /// A bundled server still needs settings (CONFIG_REQUIRED).
+    #[error("MCP server {server:?} {detail}")]
+    ConfigRequired {
+        /// The server.
+        server: String,
+        /// What is missing and how to give it.
+        detail: String,
     },
     /// The call was aborted by its call id.
     #[error("call {0} was aborted")]
@@ -212,6 +220,7 @@ pub struct CallOutcome {
 pub struct Manager {
     db: Db,
     locks_dir: PathBuf,
+    catalog_dir: PathBuf,
     slots: Arc<Mutex<HashMap<String, Arc<Slot>>>>,
     /// Calls in flight by call id: (serial, abort token).
     calls: Arc<Mutex<HashMap<String, (u64, CancellationToken)>>>,
@@ -237,11 +246,13 @@ fn text_of(r: &CallToolResult) -> String {
 }
 
 impl Manager {
-    /// Connections recorded in `db`, stdio servers locked in `locks_dir`.
-    pub fn new(db: Db, locks_dir: PathBuf) -> Self {
+    /// Connections recorded in `db`, stdio servers locked in `locks_dir`,
+    /// the person's own definitions in `catalog_dir`.
+    pub fn new(db: Db, locks_dir: PathBuf, catalog_dir: PathBuf) -> Self {
         Self {
             db,
             locks_dir,
+            catalog_dir,
             slots: Default::default(),
             calls: Default::default(),
             swept: Default::default(),
@@ -280,38 +291,153 @@ impl Manager {
     }
 
     /// Register a server and connect to it; `secrets` (values of its secret
-    /// variables) go to the OS credential store first. The row is kept when
-    /// the connection fails (its error shown by `list`), so `connect`
-    /// retries.
+    /// variables or headers) go to the OS credential store first. The row
+    /// is kept when the connection fails (its error shown by `list`), so
+    /// `connect` retries.
     pub async fn add(
         &self,
         spec: ServerSpec,
         secrets: BTreeMap<String, String>,
     ) -> Result<ServerView, McpError> {
-        let n = spec.name.clone();
-        if self.db.run(move |c| store::get(c, &n)).await?.is_some() {
-            return Err(McpError::Exists(spec.name));
+        self.register(spec, Bundled::default(), secrets, Vec::new(), true)
+            .await
+    }
+
+    /// The bundled definitions and the person's own (with the problems of
+    /// any definition file that could not be read).
+    pub async fn catalog(&self) -> (Vec<catalog::Definition>, Vec<String>) {
+        let dir = self.catalog_dir.clone();
+        tokio::task::spawn_blocking(move || catalog::load(&dir))
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn definition(&self, id: &str) -> Result<catalog::Definition, McpError> {
+        let (defs, problems) = self.catalog().await;
+        defs.into_iter().find(|d| d.id == id).ok_or_else(|| {
+            McpError::Invalid(format!(
+                "no bundled MCP server {id:?} (see `coworkctl mcp catalog`){}",
+                if problems.is_empty() {
+                    String::new()
+                } else {
+                    format!("; unreadable definitions: {}", problems.join("; "))
+                }
+            ))
+        })
+    }
+
+    /// Connect a bundled server (the seed's connection flow): SELECT_SERVICE,
+    /// then CONFIG_REQUIRED while a required setting is missing (the server
+    /// is kept, waiting for `configure`), AUTHENTICATING (secrets to the
+    /// credential store), STARTING_SERVER, SAVING_CONFIG, CONNECTED.
+    pub async fn add_bundled(
+        &self,
+        name: &str,
+        catalog_id: &str,
+        values: BTreeMap<String, String>,
+        approval_policy: &str,
+    ) -> Result<ServerView, McpError> {
+        let def = self.definition(catalog_id).await?;
+        let r =
+            catalog::resolve(&def, name, &values, approval_policy).map_err(McpError::Invalid)?;
+        let bundled = Bundled {
+            catalog_id: def.id.clone(),
+            config: r.config,
+        };
+        self.register(r.spec, bundled, r.secrets, r.missing, true)
+            .await
+    }
+
+    /// Give a bundled server settings (new values replace old ones; secrets
+    /// already stored are kept unless given again) and carry its connection
+    /// flow on from there.
+    pub async fn configure(
+        &self,
+        name: &str,
+        values: BTreeMap<String, String>,
+    ) -> Result<ServerView, McpError> {
+        let row = self.row(name).await?;
+        if row.bundled.catalog_id.is_empty() {
+            return Err(McpError::Invalid(format!(
+                "{name} was added by command or URL, not from the catalog; remove it and add \
+                 it again to change it"
+            )));
         }
-        for (var, value) in &secrets {
-            crate::secrets::put(&super::secret_name(&spec.name, var), value)
-                .map_err(|e| McpError::Invalid(e.to_string()))?;
+        let def = self.definition(&row.bundled.catalog_id).await?;
+        let mut merged = row.bundled.config.clone();
+        for f in def.config.iter().filter(|f| f.secret) {
+            if values.contains_key(&f.key) {
+                continue;
+            }
+            let target = f.env.as_ref().or(f.header.as_ref());
+            if let Some(t) = target {
+                if let Ok(Some(v)) = crate::secrets::get(&super::secret_name(name, t)) {
+                    // Stored with its prefix; resolve adds it again.
+                    let bare = v.strip_prefix(&f.value_prefix).unwrap_or(&v).to_owned();
+                    merged.insert(f.key.clone(), bare);
+                }
+            }
         }
-        let (n, s) = (spec.name.clone(), spec.clone());
-        let inserted = self
+        merged.extend(values);
+        let r = catalog::resolve(&def, name, &merged, row.spec.approval_policy.name())
+            .map_err(McpError::Invalid)?;
+        let bundled = Bundled {
+            catalog_id: def.id.clone(),
+            config: r.config,
+        };
+        self.close_slot(name).await;
+        self.register(r.spec, bundled, r.secrets, r.missing, false)
+            .await
+    }
+
+    /// The connection flow shared by `add`, `add_bundled` and `configure`.
+    async fn register(
+        &self,
+        spec: ServerSpec,
+        bundled: Bundled,
+        secrets: BTreeMap<String, String>,
+        missing: Vec<catalog::Field>,
+        new: bool,
+    ) -> Result<ServerView, McpError> {
+        let name = spec.name.clone();
+        let (n, s, b) = (name.clone(), spec.clone(), bundled.clone());
+        let written = self
             .db
             .run(move |c| {
-                if store::get(c, &n)?.is_some() {
+                if new == store::get(c, &n)?.is_some() {
                     return Ok(false);
                 }
-                store::put(c, &s, ConnectionState::SelectService)?;
+                store::put(c, &s, &b, ConnectionState::SelectService, "")?;
                 Ok(true)
             })
             .await?;
-        if !inserted {
-            return Err(McpError::Exists(spec.name));
+        if !written {
+            return Err(if new {
+                McpError::Exists(name)
+            } else {
+                McpError::NoServer(name)
+            });
         }
-        let _ = self.connect(&spec.name).await;
-        self.view(&spec.name).await
+        if !missing.is_empty() {
+            let detail = catalog::missing_text(&name, &missing);
+            self.state(&name, ConnectionState::ConfigRequired, &detail)
+                .await?;
+            self.set_status(&name, Status::Stopped, &detail);
+            return self.view(&name).await;
+        }
+        self.state(&name, ConnectionState::Authenticating, "")
+            .await?;
+        for (var, value) in &secrets {
+            if let Err(e) = crate::secrets::put(&super::secret_name(&name, var), value) {
+                let reason = format!("cannot keep {var} in the credential store: {e}");
+                self.state(&name, ConnectionState::Authenticating, &reason)
+                    .await?;
+                self.set_status(&name, Status::Error, &reason);
+                return Err(McpError::Invalid(reason));
+            }
+        }
+        let _ = self.connect(&name).await;
+        self.view(&name).await
     }
 
     async fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), McpError> {
@@ -365,11 +491,9 @@ impl Manager {
         let row = self.row(name).await?;
         // Off first, so no call reconnects it while it goes.
         self.set_enabled(name, false).await?;
-        if let Transport::Stdio { secret_env, .. } = &row.spec.transport {
-            for var in secret_env {
-                if let Err(e) = crate::secrets::delete(&super::secret_name(name, var)) {
-                    tracing::warn!(error = %e, server = name, "could not delete a secret");
-                }
+        for var in row.spec.secret_names() {
+            if let Err(e) = crate::secrets::delete(&super::secret_name(name, var)) {
+                tracing::warn!(error = %e, server = name, "could not delete a secret");
             }
         }
         self.close_slot(name).await;
@@ -433,6 +557,12 @@ impl Manager {
     /// recorded as it goes.
     async fn open(&self, name: &str) -> Result<Arc<Conn>, McpError> {
         let row = self.row(name).await?;
+        if row.connection_state == ConnectionState::ConfigRequired.name() {
+            return Err(McpError::ConfigRequired {
+                server: name.to_owned(),
+                detail: row.last_error,
+            });
+        }
         self.set_status(name, Status::Starting, "");
         self.state(name, ConnectionState::StartingServer, "")
             .await?;
@@ -448,8 +578,13 @@ impl Manager {
             }
             Err(reason) => {
                 tracing::warn!(server = name, %reason, "MCP connect failed");
-                self.state(name, ConnectionState::StartingServer, &reason)
-                    .await?;
+                // A refused credential is the AUTHENTICATING step's failure.
+                let step = if refused_credentials(&reason) {
+                    ConnectionState::Authenticating
+                } else {
+                    ConnectionState::StartingServer
+                };
+                self.state(name, step, &reason).await?;
                 self.set_status(name, Status::Error, &reason);
                 Err(McpError::Connect {
                     server: name.to_owned(),
@@ -522,9 +657,41 @@ impl Manager {
                     .map_err(|e| format!("initialize failed: {e}"))?;
                 (service, pid, Some(spawned))
             }
-            Transport::Http { url } => {
-                let transport =
-                    rmcp::transport::StreamableHttpClientTransport::from_uri(url.as_str());
+            Transport::Http {
+                url,
+                headers,
+                secret_headers,
+            } => {
+                let mut all = HashMap::new();
+                let secret = secret_headers.iter().map(|h| {
+                    match crate::secrets::get(&super::secret_name(&spec.name, h)) {
+                        Ok(Some(v)) => Ok((h.clone(), v)),
+                        Ok(None) => Err(format!(
+                            "the secret header {h} is not in the credential store; add the \
+                             server again with --secret-header {h}"
+                        )),
+                        Err(e) => Err(e.to_string()),
+                    }
+                });
+                for pair in headers
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), v.clone())))
+                    .chain(secret)
+                {
+                    let (k, v) = pair?;
+                    let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                        .map_err(|_| format!("bad header name {k:?}"))?;
+                    let mut value = reqwest::header::HeaderValue::from_str(&v)
+                        .map_err(|_| format!("header {k}: a value a header cannot carry"))?;
+                    value.set_sensitive(secret_headers.contains(&k));
+                    all.insert(name, value);
+                }
+                let config =
+                    rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                        url.as_str(),
+                    )
+                    .custom_headers(all);
+                let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
                 let service = handler
                     .serve(transport)
                     .await
@@ -614,14 +781,16 @@ impl Manager {
             .map(|s| s.clone())
             .unwrap_or((None, String::new()));
         let conn = slot.conn.try_lock().ok().and_then(|g| g.clone());
+        let waiting = row.connection_state == ConnectionState::ConfigRequired.name();
         let status = match (status, row.spec.enabled) {
             (_, false) => Status::Stopped,
+            _ if waiting => Status::Stopped,
             (Some(s), true) => s,
             // Enabled, not used since agents-agent started.
             (None, true) if row.last_error.is_empty() => Status::Stopped,
             (None, true) => Status::Error,
         };
-        let error = if error.is_empty() && status == Status::Error {
+        let error = if error.is_empty() && (status == Status::Error || waiting) {
             row.last_error.clone()
         } else {
             error
@@ -839,6 +1008,14 @@ impl Drop for InFlight<'_> {
             *t = Instant::now();
         }
     }
+}
+
+/// Whether a connect failure says the server refused the credentials.
+fn refused_credentials(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    ["401", "403", "unauthorized", "forbidden"]
+        .iter()
+        .any(|w| r.contains(w))
 }
 
 fn result_err<T>(r: &Result<T, McpError>) -> String {

@@ -6,6 +6,7 @@
 //! the status lifecycle and the connection flow's states. `store` is the
 //! SQL, `manager` the connections and calls, `service` the gRPC adapter.
 
+pub mod catalog;
 pub mod manager;
 pub mod service;
 pub mod store;
@@ -32,6 +33,11 @@ pub enum Transport {
     Http {
         /// The endpoint.
         url: String,
+        /// Extra headers sent with every request (not secrets).
+        headers: BTreeMap<String, String>,
+        /// Names of headers whose values (tokens, API keys) live in the OS
+        /// credential store.
+        secret_headers: Vec<String>,
     },
 }
 
@@ -134,8 +140,125 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Build a spec from what a person gave: an argv (stdio) or a URL (HTTP),
-/// exactly one of them.
+/// Headers the streamable-HTTP transport sets itself.
+const RESERVED_HEADERS: &[&str] = &[
+    "accept",
+    "content-type",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+    "host",
+];
+
+/// What a person gives to register a server: an argv (stdio) or a URL
+/// (HTTP), exactly one of them, and what goes with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewServer {
+    /// Its name.
+    pub name: String,
+    /// stdio: the program and its arguments.
+    pub command: Vec<String>,
+    /// HTTP: the endpoint.
+    pub url: String,
+    /// stdio: extra environment (not secrets).
+    pub env: BTreeMap<String, String>,
+    /// stdio: names of secret environment variables.
+    pub secret_env: Vec<String>,
+    /// HTTP: extra headers (not secrets).
+    pub headers: BTreeMap<String, String>,
+    /// HTTP: names of secret headers.
+    pub secret_headers: Vec<String>,
+    /// "default", "auto" or "manual" ("" is default).
+    pub approval_policy: String,
+}
+
+/// Build a spec from what a person gave, checking all of it.
+pub fn build(n: NewServer) -> Result<ServerSpec, String> {
+    validate_name(&n.name)?;
+    crate::approval::ServerPolicy::parse(&n.approval_policy).ok_or_else(|| {
+        format!(
+            "approval policy must be default, auto or manual, not {:?}",
+            n.approval_policy
+        )
+    })?;
+    match (n.command.is_empty(), n.url.is_empty()) {
+        (false, true) => {
+            if n.command[0].trim().is_empty() || n.command.iter().any(|a| a.contains('\0')) {
+                return Err("the command must name a program (and contain no NUL bytes)".into());
+            }
+            if let Some(k) =
+                n.env.keys().chain(n.secret_env.iter()).find(|k| {
+                    k.is_empty() || k.contains('=') || k.contains('\0') || k.contains('/')
+                })
+            {
+                return Err(format!("bad environment variable name {k:?}"));
+            }
+            if !n.headers.is_empty() || !n.secret_headers.is_empty() {
+                return Err("headers are for HTTP servers (--url)".into());
+            }
+        }
+        (true, false) => {
+            if !n.env.is_empty() || !n.secret_env.is_empty() {
+                return Err("environment variables are for stdio servers".into());
+            }
+            let u: http::Uri = n
+                .url
+                .parse()
+                .map_err(|e| format!("bad URL {}: {e}", n.url))?;
+            if !matches!(u.scheme_str(), Some("http" | "https")) || u.host().is_none() {
+                return Err(format!(
+                    "{}: an MCP URL is http:// or https:// with a host",
+                    n.url
+                ));
+            }
+            for h in n.headers.keys().chain(n.secret_headers.iter()) {
+                http::HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| format!("bad header name {h:?}"))?;
+                if RESERVED_HEADERS.iter().any(|r| h.eq_ignore_ascii_case(r)) {
+                    return Err(format!("{h} is set by the MCP transport itself"));
+                }
+            }
+            for (h, v) in &n.headers {
+                http::HeaderValue::from_str(v).map_err(|_| {
+                    format!("header {h}: the value has characters a header cannot carry")
+                })?;
+            }
+            if !n.secret_headers.is_empty() {
+                crate::providers::check_base_url(&n.url)?;
+            }
+        }
+        (false, false) => return Err("give a command or a URL, not both".into()),
+        (true, true) => return Err("give a command (after --) or --url".into()),
+    }
+    Ok(build_unchecked(n))
+}
+
+/// The spec as given, unchecked (a bundled server still waiting for its
+/// configuration is stored like this and never run).
+pub fn build_unchecked(n: NewServer) -> ServerSpec {
+    let transport = if n.url.is_empty() {
+        Transport::Stdio {
+            command: n.command,
+            env: n.env,
+            secret_env: n.secret_env,
+        }
+    } else {
+        Transport::Http {
+            url: n.url,
+            headers: n.headers,
+            secret_headers: n.secret_headers,
+        }
+    };
+    ServerSpec {
+        name: n.name,
+        transport,
+        approval_policy: crate::approval::ServerPolicy::parse(&n.approval_policy)
+            .unwrap_or_default(),
+        enabled: true,
+    }
+}
+
+/// [`build`] for the common cases: an argv or a URL, with plain env.
 pub fn spec(
     name: &str,
     command: Vec<String>,
@@ -143,66 +266,28 @@ pub fn spec(
     env: BTreeMap<String, String>,
     approval_policy: &str,
 ) -> Result<ServerSpec, String> {
-    spec_with_secrets(name, command, url, env, Vec::new(), approval_policy)
-}
-
-/// [`spec`], with the names of secret environment variables.
-pub fn spec_with_secrets(
-    name: &str,
-    command: Vec<String>,
-    url: &str,
-    env: BTreeMap<String, String>,
-    secret_env: Vec<String>,
-    approval_policy: &str,
-) -> Result<ServerSpec, String> {
-    validate_name(name)?;
-    let approval_policy =
-        crate::approval::ServerPolicy::parse(approval_policy).ok_or_else(|| {
-            format!("approval policy must be default, auto or manual, not {approval_policy:?}")
-        })?;
-    let transport =
-        match (command.is_empty(), url.is_empty()) {
-            (false, true) => {
-                if command[0].trim().is_empty() || command.iter().any(|a| a.contains('\0')) {
-                    return Err("the command must name a program (and contain no NUL bytes)".into());
-                }
-                if let Some(k) = env.keys().chain(secret_env.iter()).find(|k| {
-                    k.is_empty() || k.contains('=') || k.contains('\0') || k.contains('/')
-                }) {
-                    return Err(format!("bad environment variable name {k:?}"));
-                }
-                Transport::Stdio {
-                    command,
-                    env,
-                    secret_env,
-                }
-            }
-            (true, false) if !secret_env.is_empty() => {
-                return Err("secret environment is for stdio servers".into())
-            }
-            (true, false) => {
-                let u: http::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
-                if !matches!(u.scheme_str(), Some("http" | "https")) || u.host().is_none() {
-                    return Err(format!(
-                        "{url}: an MCP URL is http:// or https:// with a host"
-                    ));
-                }
-                Transport::Http {
-                    url: url.to_owned(),
-                }
-            }
-            (false, false) => return Err("give a command or a URL, not both".into()),
-            (true, true) => return Err("give a command (after --) or --url".into()),
-        };
-    Ok(ServerSpec {
+    build(NewServer {
         name: name.to_owned(),
-        transport,
-        approval_policy,
-        enabled: true,
+        command,
+        url: url.to_owned(),
+        env,
+        approval_policy: approval_policy.to_owned(),
+        ..Default::default()
     })
 }
 
-/// The credential-store name of a server's secret variable.
+impl ServerSpec {
+    /// The names of this server's secrets (env variables or headers).
+    pub fn secret_names(&self) -> &[String] {
+        match &self.transport {
+            Transport::Stdio { secret_env, .. } => secret_env,
+            Transport::Http { secret_headers, .. } => secret_headers,
+        }
+    }
+}
+
+/// The credential-store name of a server's secret (an environment
+/// variable or a header).
 pub fn secret_name(server: &str, var: &str) -> String {
     format!("mcp/{server}/{var}")
 }
@@ -252,6 +337,29 @@ mod tests {
         assert!(spec("e", vec!["x".into()], "", BTreeMap::new(), "sometimes").is_err());
         let env = [("A=B".to_string(), "1".to_string())].into_iter().collect();
         assert!(spec("e", vec!["x".into()], "", env, "").is_err());
+        let http = |url: &str, secret: &str, header: (&str, &str)| {
+            build(NewServer {
+                name: "w".into(),
+                url: url.into(),
+                secret_headers: vec![secret.into()],
+                headers: [(header.0.to_string(), header.1.to_string())].into(),
+                ..Default::default()
+            })
+        };
+        assert!(http("https://mcp.example.com/", "Authorization", ("X-Org", "1")).is_ok());
+        assert!(http("http://127.0.0.1:9/mcp", "Authorization", ("X-Org", "1")).is_ok());
+        // A token never goes over plain http off this machine.
+        let e = http("http://mcp.example.com/", "Authorization", ("X-Org", "1")).unwrap_err();
+        assert!(e.contains("only sent over https"), "{e}");
+        assert!(http("https://h/", "Bad Header", ("X-Org", "1")).is_err());
+        assert!(http("https://h/", "Authorization", ("X-Org", "a\r\nInjected: 1")).is_err());
+        assert!(build(NewServer {
+            name: "s".into(),
+            command: vec!["x".into()],
+            headers: [("A".to_string(), "b".to_string())].into(),
+            ..Default::default()
+        })
+        .is_err());
         assert_eq!(lock_stem("time"), lock_stem("time"));
         assert_ne!(lock_stem("time"), lock_stem("time2"));
         assert!(lock_stem("../../x").starts_with("mcp-") && !lock_stem("../../x").contains('/'));

@@ -1,12 +1,14 @@
 //! `cowork.mcp.v1.Mcp`: a thin adapter from the proto to [`Manager`].
 
 use super::manager::{Manager, McpError, ServerView, DEFAULT_CALL_TIMEOUT, MAX_CALL_TIMEOUT};
-use super::Transport;
+use super::{NewServer, Transport};
 use cowork_proto::pb::mcp::{
     mcp_server, AbortCallRequest, AbortCallResponse, AddServerRequest, CallToolRequest,
-    CallToolResponse, ListServersRequest, ListServersResponse, ListToolsResponse,
+    CallToolResponse, CatalogEntry, ConfigureServerRequest, ListCatalogRequest,
+    ListCatalogResponse, ListServersRequest, ListServersResponse, ListToolsResponse,
     RemoveServerResponse, Server, ServerRef, Tool,
 };
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
 
@@ -30,7 +32,9 @@ impl From<McpError> for Status {
             McpError::NoServer(_) => Status::not_found(msg),
             McpError::Exists(_) => Status::already_exists(msg),
             McpError::Invalid(_) => Status::invalid_argument(msg),
-            McpError::Disabled(_) => Status::failed_precondition(msg),
+            McpError::Disabled(_) | McpError::ConfigRequired { .. } => {
+                Status::failed_precondition(msg)
+            }
             McpError::Connect { .. } => Status::unavailable(msg),
             McpError::Timeout { .. } => Status::deadline_exceeded(msg),
             McpError::Aborted(_) => Status::cancelled(msg),
@@ -41,17 +45,18 @@ impl From<McpError> for Status {
 }
 
 fn server_pb(v: ServerView) -> Server {
-    let (command, url, secret_env) = match &v.row.spec.transport {
-        Transport::Stdio {
-            command,
-            secret_env,
-            ..
-        } => (command.clone(), String::new(), secret_env.clone()),
-        Transport::Http { url } => (Vec::new(), url.clone(), Vec::new()),
+    let spec = &v.row.spec;
+    let (command, url, headers) = match &spec.transport {
+        Transport::Stdio { command, .. } => (command.clone(), String::new(), Default::default()),
+        Transport::Http { url, headers, .. } => (Vec::new(), url.clone(), headers.clone()),
+    };
+    let (secret_env, secret_headers) = match &spec.transport {
+        Transport::Stdio { secret_env, .. } => (secret_env.clone(), Vec::new()),
+        Transport::Http { secret_headers, .. } => (Vec::new(), secret_headers.clone()),
     };
     Server {
-        name: v.row.spec.name.clone(),
-        transport: v.row.spec.transport.kind().into(),
+        name: spec.name.clone(),
+        transport: spec.transport.kind().into(),
         command,
         url,
         status: v.status.name().into(),
@@ -59,9 +64,13 @@ fn server_pb(v: ServerView) -> Server {
         pid: v.pid.unwrap_or(0),
         tool_count: v.tool_count as u32,
         connection_state: v.row.connection_state,
-        approval_policy: v.row.spec.approval_policy.name().into(),
-        enabled: v.row.spec.enabled,
+        approval_policy: spec.approval_policy.name().into(),
+        enabled: spec.enabled,
         secret_env,
+        secret_headers,
+        headers: headers.into_iter().collect(),
+        catalog_id: v.row.bundled.catalog_id,
+        config: v.row.bundled.config.into_iter().collect(),
     }
 }
 
@@ -69,20 +78,85 @@ fn server_pb(v: ServerView) -> Server {
 impl mcp_server::Mcp for McpService {
     async fn add_server(&self, req: Request<AddServerRequest>) -> Result<Response<Server>, Status> {
         let r = req.into_inner();
-        let secrets: std::collections::BTreeMap<String, String> =
-            r.secret_env.into_iter().collect();
-        let spec = super::spec_with_secrets(
-            &r.name,
-            r.command,
-            &r.url,
-            r.env.into_iter().collect(),
-            secrets.keys().cloned().collect(),
-            &r.approval_policy,
-        )
+        if !r.catalog_id.is_empty() {
+            if !r.command.is_empty() || !r.url.is_empty() {
+                return Err(Status::invalid_argument(
+                    "a bundled server is run as its definition says: give no command or URL",
+                ));
+            }
+            let v = self
+                .manager
+                .add_bundled(
+                    &r.name,
+                    &r.catalog_id,
+                    r.config.into_iter().collect(),
+                    &r.approval_policy,
+                )
+                .await?;
+            return Ok(Response::new(server_pb(v)));
+        }
+        if !r.config.is_empty() {
+            return Err(Status::invalid_argument(
+                "settings (--config) are for bundled servers (--from ID)",
+            ));
+        }
+        let secrets: BTreeMap<String, String> = r
+            .secret_env
+            .into_iter()
+            .chain(r.secret_headers.clone())
+            .collect();
+        let spec = super::build(NewServer {
+            name: r.name,
+            command: r.command,
+            url: r.url,
+            env: r.env.into_iter().collect(),
+            secret_env: secrets
+                .keys()
+                .filter(|k| !r.secret_headers.contains_key(*k))
+                .cloned()
+                .collect(),
+            headers: r.headers.into_iter().collect(),
+            secret_headers: r.secret_headers.into_keys().collect(),
+            approval_policy: r.approval_policy,
+        })
         .map_err(Status::invalid_argument)?;
         Ok(Response::new(server_pb(
             self.manager.add(spec, secrets).await?,
         )))
+    }
+
+    async fn list_catalog(
+        &self,
+        _: Request<ListCatalogRequest>,
+    ) -> Result<Response<ListCatalogResponse>, Status> {
+        let (defs, problems) = self.manager.catalog().await;
+        Ok(Response::new(ListCatalogResponse {
+            entries: defs
+                .into_iter()
+                .map(|d| CatalogEntry {
+                    transport: d.transport().into(),
+                    config_schema_json: d.config_schema().to_string(),
+                    id: d.id,
+                    title: d.title,
+                    description: d.description,
+                    command: d.command,
+                    url: d.url,
+                })
+                .collect(),
+            problems,
+        }))
+    }
+
+    async fn configure_server(
+        &self,
+        req: Request<ConfigureServerRequest>,
+    ) -> Result<Response<Server>, Status> {
+        let r = req.into_inner();
+        let v = self
+            .manager
+            .configure(&r.name, r.config.into_iter().collect())
+            .await?;
+        Ok(Response::new(server_pb(v)))
     }
 
     async fn list_servers(

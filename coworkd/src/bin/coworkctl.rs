@@ -353,14 +353,32 @@ async fn run_approvals(
 
 #[derive(Debug, Subcommand)]
 enum McpCmd {
-    /// Add a server: `mcp add NAME -- COMMAND [ARGS...]` (stdio) or
-    /// `mcp add NAME --url URL` (streamable HTTP), and connect to it.
+    /// Add a server: `mcp add NAME -- COMMAND [ARGS...]` (stdio), `mcp add
+    /// NAME --url URL` (streamable HTTP) or `mcp add NAME --from ID
+    /// [--config KEY=VALUE...]` (bundled, see `mcp catalog`), and connect
+    /// to it.
     Add {
         /// Its name.
         name: String,
         /// Streamable HTTP endpoint.
         #[arg(long, conflicts_with = "command")]
         url: Option<String>,
+        /// A bundled server's id (`mcp catalog`).
+        #[arg(long = "from", value_name = "ID", conflicts_with_all = ["command", "url"])]
+        from: Option<String>,
+        /// A bundled server's setting, KEY=VALUE (repeatable); KEY alone
+        /// reads a secret from stdin.
+        #[arg(long = "config", value_name = "KEY[=VALUE]", requires = "from")]
+        config: Vec<String>,
+        /// Extra header for an HTTP server, NAME:VALUE (repeatable; not for
+        /// secrets).
+        #[arg(long = "header", value_name = "NAME:VALUE", requires = "url")]
+        header: Vec<String>,
+        /// A secret header for an HTTP server (e.g. Authorization):
+        /// NAME=VALUE, or NAME alone to read the value from stdin. Kept in
+        /// the OS credential store, never in cowork.db.
+        #[arg(long = "secret-header", value_name = "NAME[=VALUE]", requires = "url")]
+        secret_header: Vec<String>,
         /// Extra environment for a stdio server, KEY=VALUE (repeatable; not
         /// for secrets).
         #[arg(long = "env", value_name = "KEY=VALUE")]
@@ -379,6 +397,17 @@ enum McpCmd {
     },
     /// Every server with its status.
     List,
+    /// The bundled servers you can add with `--from`, and their settings.
+    Catalog,
+    /// Give a bundled server its settings and connect it (after
+    /// CONFIG_REQUIRED, or to change them).
+    Configure {
+        /// The server.
+        name: String,
+        /// KEY=VALUE (repeatable); KEY alone reads a secret from stdin.
+        #[arg(long = "config", value_name = "KEY[=VALUE]", required = true)]
+        config: Vec<String>,
+    },
     /// Reconnect a server (and turn it on).
     Connect {
         /// The server.
@@ -444,21 +473,43 @@ async fn run_mcp(
         } else {
             write!(out, "{}", servers_table(std::slice::from_ref(s)))?;
         }
-        Ok(if s.status == "error" {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        })
+        Ok(
+            if s.status == "error" || s.connection_state == "CONFIG_REQUIRED" {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            },
+        )
     };
     match cmd {
         McpCmd::Add {
             name,
             url,
+            from,
+            config,
+            header,
+            secret_header,
             env,
             secret_env,
             approval_policy,
             command,
         } => {
+            let mut stdin = coworkd::ctl_mcp::StdinOnce::default();
+            let config = config
+                .iter()
+                .map(|c| stdin.value_of(c, "--config"))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let secret_headers = secret_header
+                .iter()
+                .map(|c| stdin.value_of(c, "--secret-header"))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let headers = header
+                .iter()
+                .map(|h| coworkd::ctl_mcp::parse_header(h))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?;
             let secret_env = secret_env
                 .iter()
                 .map(|e| match e.split_once('=') {
@@ -482,10 +533,38 @@ async fn run_mcp(
                     env,
                     approval_policy,
                     secret_env,
+                    headers,
+                    secret_headers,
+                    catalog_id: from.unwrap_or_default(),
+                    config,
                 }))
                 .await?
                 .into_inner();
             return show(&s, out);
+        }
+        McpCmd::Configure { name, config } => {
+            let mut stdin = coworkd::ctl_mcp::StdinOnce::default();
+            let config = config
+                .iter()
+                .map(|c| stdin.value_of(c, "--config"))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let s = c
+                .configure_server(long(ConfigureServerRequest { name, config }))
+                .await?
+                .into_inner();
+            return show(&s, out);
+        }
+        McpCmd::Catalog => {
+            let r = c
+                .list_catalog(call(ListCatalogRequest {}))
+                .await?
+                .into_inner();
+            if json {
+                writeln!(out, "{}", coworkd::ctl_mcp::catalog_json(&r))?;
+            } else {
+                write!(out, "{}", coworkd::ctl_mcp::catalog_text(&r))?;
+            }
         }
         McpCmd::List => {
             let r = c
