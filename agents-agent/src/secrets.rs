@@ -1,9 +1,10 @@
 //! Secrets (API keys, tokens) live only in the OS credential store, never
-//! in cowork.db, config files or logs. On Linux that is the kernel key
-//! retention service: the uid's persistent keyring (it outlives logins;
-//! the kernel drops it after days unused), else the user keyring. macOS
-//! Keychain and Secret Service are the other platforms' stores (not
-//! compiled here).
+//! in cowork.db, config files or logs.
+//! - Linux: the kernel key retention service: the uid's persistent keyring
+//!   (it outlives logins; the kernel drops it after days unused), else the
+//!   user keyring.
+//! - macOS: the login Keychain, as generic passwords of the service
+//!   `cowork` (account: the secret's description).
 
 /// A secret store failure.
 #[derive(Debug, thiserror::Error)]
@@ -88,20 +89,71 @@ pub fn delete(name: &str) -> Result<(), SecretError> {
     Ok(())
 }
 
+/// The Keychain service every Cowork secret is filed under.
+#[cfg(target_os = "macos")]
+const KEYCHAIN_SERVICE: &str = "cowork";
+
+/// errSecItemNotFound.
+#[cfg(target_os = "macos")]
+const ITEM_NOT_FOUND: i32 = -25300;
+
 /// Store (or replace) the secret `name`.
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
+pub fn put(name: &str, value: &str) -> Result<(), SecretError> {
+    security_framework::passwords::set_generic_password(
+        KEYCHAIN_SERVICE,
+        &description(name),
+        value.as_bytes(),
+    )
+    .map_err(|e| SecretError::Store {
+        what: format!("storing {name}"),
+        reason: e.to_string(),
+    })
+}
+
+/// Read the secret `name` (None when absent).
+#[cfg(target_os = "macos")]
+pub fn get(name: &str) -> Result<Option<String>, SecretError> {
+    match security_framework::passwords::get_generic_password(KEYCHAIN_SERVICE, &description(name))
+    {
+        Ok(v) => Ok(Some(String::from_utf8_lossy(&v).into_owned())),
+        Err(e) if e.code() == ITEM_NOT_FOUND => Ok(None),
+        Err(e) => Err(SecretError::Store {
+            what: format!("reading {name}"),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Delete the secret `name` (absent is fine).
+#[cfg(target_os = "macos")]
+pub fn delete(name: &str) -> Result<(), SecretError> {
+    match security_framework::passwords::delete_generic_password(
+        KEYCHAIN_SERVICE,
+        &description(name),
+    ) {
+        Err(e) if e.code() != ITEM_NOT_FOUND => Err(SecretError::Store {
+            what: format!("deleting {name}"),
+            reason: e.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Store (or replace) the secret `name`.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub fn put(_: &str, _: &str) -> Result<(), SecretError> {
     Err(SecretError::Unsupported)
 }
 
 /// Read the secret `name`.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub fn get(_: &str) -> Result<Option<String>, SecretError> {
     Err(SecretError::Unsupported)
 }
 
 /// Delete the secret `name`.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub fn delete(_: &str) -> Result<(), SecretError> {
     Err(SecretError::Unsupported)
 }
