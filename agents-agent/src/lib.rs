@@ -16,6 +16,7 @@ pub mod db;
 pub mod engines;
 pub mod guardrails;
 pub mod mcp;
+pub mod models;
 pub mod operation;
 pub mod probe;
 pub mod providers;
