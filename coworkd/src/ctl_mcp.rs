@@ -225,31 +225,5 @@ mod tests {
             catalog_json(&r)["entries"][0]["config_schema"]["required"][0],
             "api_key"
         );
-        assert_eq!(
-            parse_header("Authorization: Bearer x:y").unwrap(),
-            ("Authorization".into(), "Bearer x:y".into())
-        );
-        assert!(parse_header("novalue").is_err());
-        let r = pb::ListCatalogResponse {
-            entries: vec![pb::CatalogEntry {
-                id: "brave".into(),
-                title: "Brave".into(),
-                config_schema_json: r#"{"type":"object","required":["api_key"],
-                    "properties":{"api_key":{"type":"string","title":"Key","writeOnly":true}}}"#
-                    .into(),
-                ..Default::default()
-            }],
-            problems: vec!["x.json: not JSON".into()],
-        };
-        let t = catalog_text(&r);
-        assert!(
-            t.contains("--config api_key=…  Key [required, secret]"),
-            "{t}"
-        );
-        assert!(t.contains("warning: x.json"), "{t}");
-        assert_eq!(
-            catalog_json(&r)["entries"][0]["config_schema"]["required"][0],
-            "api_key"
-        );
     }
 }

@@ -451,6 +451,18 @@ enum McpCmd {
     },
 }
 
+/// Parse each of `items` into a pair (flags like `--env K=V`).
+fn pairs(
+    items: &[String],
+    mut parse: impl FnMut(&str) -> Result<(String, String), String>,
+) -> Result<std::collections::HashMap<String, String>> {
+    items
+        .iter()
+        .map(|i| parse(i))
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)
+}
+
 /// A request that may start an MCP server (npx, uvx): no short deadline.
 fn long<T>(m: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(m);
@@ -494,37 +506,18 @@ async fn run_mcp(
             approval_policy,
             command,
         } => {
-            let mut stdin = coworkd::ctl_mcp::StdinOnce::default();
-            let config = config
-                .iter()
-                .map(|c| stdin.value_of(c, "--config"))
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?;
-            let secret_headers = secret_header
-                .iter()
-                .map(|c| stdin.value_of(c, "--secret-header"))
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?;
-            let headers = header
-                .iter()
-                .map(|h| coworkd::ctl_mcp::parse_header(h))
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?;
-            let secret_env = secret_env
-                .iter()
-                .map(|e| match e.split_once('=') {
-                    Some(_) => coworkd::ctl_mcp::parse_env(e),
-                    None => std::env::var(e)
-                        .map(|v| (e.clone(), v))
-                        .map_err(|_| format!("--secret-env {e}: ${e} is not set in this shell")),
-                })
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?;
-            let env = env
-                .iter()
-                .map(|e| coworkd::ctl_mcp::parse_env(e))
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?;
+            use coworkd::ctl_mcp::{parse_env, parse_header, StdinOnce};
+            let mut stdin = StdinOnce::default();
+            let config = pairs(&config, |c| stdin.value_of(c, "--config"))?;
+            let secret_headers = pairs(&secret_header, |c| stdin.value_of(c, "--secret-header"))?;
+            let headers = pairs(&header, parse_header)?;
+            let secret_env = pairs(&secret_env, |e| match e.split_once('=') {
+                Some(_) => parse_env(e),
+                None => std::env::var(e)
+                    .map(|v| (e.to_owned(), v))
+                    .map_err(|_| format!("--secret-env {e}: ${e} is not set in this shell")),
+            })?;
+            let env = pairs(&env, parse_env)?;
             let s = c
                 .add_server(long(AddServerRequest {
                     name,
@@ -544,11 +537,7 @@ async fn run_mcp(
         }
         McpCmd::Configure { name, config } => {
             let mut stdin = coworkd::ctl_mcp::StdinOnce::default();
-            let config = config
-                .iter()
-                .map(|c| stdin.value_of(c, "--config"))
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?;
+            let config = pairs(&config, |c| stdin.value_of(c, "--config"))?;
             let s = c
                 .configure_server(long(ConfigureServerRequest { name, config }))
                 .await?
