@@ -19,17 +19,6 @@ fn everything_js() -> PathBuf {
     PathBuf::from(dir).join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
 }
 
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn json(o: &Output) -> Value {
     serde_json::from_str(&ok(o)).expect("JSON")
 }

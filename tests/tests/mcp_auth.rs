@@ -18,17 +18,6 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
 
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn stdout_json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
         panic!(
@@ -163,7 +152,7 @@ async fn a_bundled_server_waits_for_its_secret_then_connects() {
         String::from_utf8_lossy(&bad.stderr).contains("no setting \"colour\""),
         "{bad:?}"
     );
-    // A server added by command has no settings to configure.
+    // An id the catalog does not have is named as such.
     let unknown = suite.ctl(&["mcp", "add", "x", "--from", "no-such-thing"]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no bundled MCP server"));
 }
@@ -317,8 +306,7 @@ async fn an_http_server_gets_its_secret_header() {
         String::from_utf8_lossy(&off.stderr).contains("only sent over https"),
         "{off:?}"
     );
-    // Removing a server deletes its secret: added again without one, it
-    // is refused by the server.
+    // Removing a server is clean (its secret goes with it).
     ok(&suite.ctl(&["mcp", "remove", "web"]));
     let _ = server.kill();
     let _ = server.wait();
