@@ -12,6 +12,7 @@ const FILES: &[&str] = &[
     "cowork/engines/v1/engines.proto",
     "cowork/mcp/v1/mcp.proto",
     "cowork/agents/v1/agents.proto",
+    "cowork/models/v1/models.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -62,6 +62,10 @@ impl Default for CapsEntry {
     }
 }
 
+/// The default local context budget (seed 000 §2: "e.g., 4K for local
+/// brain").
+pub const DEFAULT_LOCAL_CONTEXT: u64 = 4096;
+
 /// `[agents]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -87,6 +91,9 @@ pub struct AgentsConfig {
     pub providers: BTreeMap<String, ProviderEntry>,
     /// The tool approval policy's settings.
     pub approval: ApprovalEntry,
+    /// Context, in tokens, a local model is given (the fit check's
+    /// budget: it estimates the KV cache for min(this, the model's max)).
+    pub local_context_tokens: u64,
 }
 
 /// `[agents.approval]`: the person's side of the tool approval policy.
@@ -118,6 +125,7 @@ impl Default for AgentsConfig {
             caps: CapsEntry::default(),
             providers: BTreeMap::new(),
             approval: ApprovalEntry::default(),
+            local_context_tokens: DEFAULT_LOCAL_CONTEXT,
         }
     }
 }

@@ -39,6 +39,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     crate::usage::migrate(&c)?;
     crate::mcp::store::migrate(&c)?;
     crate::agent::migrate(&c)?;
+    crate::models::store::migrate(&c)?;
     Ok(c)
 }
 

@@ -2,10 +2,11 @@
 //! Serves the worker contract, `cowork.chat.v1.Chat` (threads, routed and
 //! streamed answers, usage), `cowork.engines.v1.Engines` (local engine
 //! detection), `cowork.mcp.v1.Mcp` (MCP servers and tools) and
-//! `cowork.agents.v1.Agents` (agent operations and tool approvals).
+//! `cowork.agents.v1.Agents` (agent operations and tool approvals) and
+//! `cowork.models.v1.Models` (model downloads, fit checks, hardware).
 //! Reports itself degraded while no model engine can answer.
 
-use agents_agent::{agent, agent_service, chat, db, mcp, service, watch};
+use agents_agent::{agent, agent_service, chat, db, mcp, models, service, watch};
 use cowork_proto::pb;
 
 fn main() -> std::process::ExitCode {
@@ -25,8 +26,22 @@ fn main() -> std::process::ExitCode {
         // come back paused; servers it left behind are reaped before any
         // new one starts; ours end when the worker stops.
         agent::recover(&ctx.paths.home.join("cowork.db"));
+        let downloads = models::manager::Downloads::new(
+            db.clone(),
+            ctx.paths.models_dir(),
+            ctx.shutdown.clone(),
+        );
         let agents = agent::Agents::new(db, config.clone(), mcp.clone(), chat.clone());
         let sweep = mcp.sweep_orphans();
+        let resumer = downloads.clone();
+        tokio::spawn(async move {
+            // Downloads a previous run left unfinished resume.
+            match resumer.recover().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(n, "resumed unfinished downloads"),
+                Err(e) => tracing::warn!(error = %e, "could not resume downloads"),
+            }
+        });
         let (closer, shutdown) = (mcp.clone(), ctx.shutdown.clone());
         tokio::spawn(async move {
             sweep.await;
@@ -40,6 +55,9 @@ fn main() -> std::process::ExitCode {
             ))
             .add_service(pb::agents::agents_server::AgentsServer::new(
                 agent_service::AgentsService::new(agents),
+            ))
+            .add_service(pb::models::models_server::ModelsServer::new(
+                models::service::ModelsService::new(downloads, config.clone()),
             ))
             .add_service(pb::engines::engines_server::EnginesServer::new(
                 service::EnginesService::new(config),

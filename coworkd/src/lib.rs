@@ -12,6 +12,7 @@ pub mod ctl;
 pub mod ctl_capture;
 pub mod ctl_engines;
 pub mod ctl_mcp;
+pub mod ctl_models;
 pub mod procinfo;
 pub mod relay;
 pub mod route;

@@ -45,6 +45,10 @@ pub mod pb {
     pub mod agents {
         tonic::include_proto!("cowork.agents.v1");
     }
+    /// `cowork.models.v1`: agents-agent's model files, fit checks and hardware.
+    pub mod models {
+        tonic::include_proto!("cowork.models.v1");
+    }
     /// `cowork.browser.v1`: browser-agent's domain.
     pub mod browser {
         tonic::include_proto!("cowork.browser.v1");

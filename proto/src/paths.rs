@@ -107,6 +107,12 @@ impl CoworkPaths {
         self.home.join("mcp").join("catalog.d")
     }
 
+    /// `models/` in the home directory: downloaded model files. Downloads
+    /// never write outside it.
+    pub fn models_dir(&self) -> PathBuf {
+        self.home.join("models")
+    }
+
     /// The public socket coworkd serves.
     pub fn public_socket(&self) -> PathBuf {
         self.socket_dir.join("cowork.sock")

@@ -3,8 +3,11 @@ parts of Ollama's wire format the suite uses: GET /api/tags, and POST
 /api/chat streaming NDJSON — it answers "You said: <last user message>"
 word by word (STANDIN_DELAY_MS between words) and appends each request's
 JSON to STANDIN_LOG when set, and a {"event": "client_gone", "sent": N}
-line when the client closes the connection mid-answer. Prints its port,
-then serves until killed."""
+line when the client closes the connection mid-answer. With STANDIN_SHOW
+naming a JSON file {"model": NAME, "size": BYTES, "model_info": {...}} it
+also answers POST /api/show for that model (and lists it in /api/tags with
+that size), the way Ollama reports a model's GGUF metadata. Prints its
+port, then serves until killed."""
 import json
 import os
 import sys
@@ -14,6 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 MODELS = sys.argv[1:] or ["llama3.2:3b"]
 DELAY = int(os.environ.get("STANDIN_DELAY_MS", "0")) / 1000.0
 LOG = os.environ.get("STANDIN_LOG")
+SHOW = None
+if os.environ.get("STANDIN_SHOW"):
+    with open(os.environ["STANDIN_SHOW"]) as f:
+        SHOW = json.load(f)
+    MODELS.append(SHOW["model"])
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -33,7 +41,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        self.send_json({"models": [{"name": m, "model": m, "size": 1} for m in MODELS]})
+        size = lambda m: SHOW["size"] if SHOW and m == SHOW["model"] else 1
+        self.send_json({"models": [{"name": m, "model": m, "size": size(m)} for m in MODELS]})
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
@@ -41,6 +50,17 @@ class Handler(BaseHTTPRequestHandler):
         if LOG:
             with open(LOG, "a") as f:
                 f.write(json.dumps(req) + "\n")
+        if self.path == "/api/show":
+            if SHOW and req.get("model") == SHOW["model"]:
+                self.send_json({"model_info": SHOW["model_info"], "details": {"format": "gguf"}})
+            else:
+                body = json.dumps({"error": f"model '{req.get('model')}' not found"}).encode()
+                self.send_response(404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            return
         if self.path != "/api/chat":
             self.send_response(404)
             self.send_header("Content-Length", "0")

@@ -444,8 +444,19 @@ impl Drop for OllamaStandin {
 /// Start the Ollama stand-in serving `models`, answering word by word
 /// every `delay_ms`, logging each request to `log` when given.
 pub fn ollama_standin(models: &[&str], delay_ms: u32, log: Option<&Path>) -> OllamaStandin {
+    ollama_standin_with(models, delay_ms, log, &[])
+}
+
+/// [`ollama_standin`] with extra environment (e.g. `STANDIN_SHOW`).
+pub fn ollama_standin_with(
+    models: &[&str],
+    delay_ms: u32,
+    log: Option<&Path>,
+    env: &[(&str, &Path)],
+) -> OllamaStandin {
     use std::io::BufRead;
     let mut cmd = Command::new(python());
+    cmd.envs(env.iter().copied());
     cmd.arg(repo_root().join("tests/python/ollama_standin.py"))
         .args(models)
         .env("STANDIN_DELAY_MS", delay_ms.to_string())
@@ -602,4 +613,113 @@ pub fn ok(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A real nginx (Debian's nginx-light) serving a directory on loopback,
+/// with HTTP Range support, stopped on drop. `/slow/` serves the same
+/// files at a limited rate per connection, so a transfer can be caught
+/// half-way.
+pub struct Nginx {
+    /// The nginx process (foreground, no master).
+    pub child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its prefix directory (config, logs).
+    pub dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Serve `root`; `/slow/` at `slow_rate` (nginx syntax, e.g. "4m").
+    pub fn start(root: &Path, slow_rate: &str) -> Self {
+        let dir = tempfile::tempdir().expect("nginx dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let d = dir.path().display();
+        let root = root.display();
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1;\n\
+             pid {d}/nginx.pid; error_log {d}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n\
+               log_format ranged '$request_uri $status \"$http_range\" $body_bytes_sent';\n\
+               access_log {d}/access.log ranged;\n\
+               client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+               sendfile on; default_type application/octet-stream;\n\
+               server {{ listen 127.0.0.1:{port}; root {root};\n\
+                 location /slow/ {{ alias {root}/; limit_rate {slow_rate}; }} }}\n\
+             }}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).expect("nginx.conf");
+        let nginx = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("nginx");
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx (scripts/peers.sh installs nginx-light)");
+        wait_until(Duration::from_secs(10), "nginx listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Self { child, port, dir }
+    }
+
+    /// `http://127.0.0.1:PORT/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/{}",
+            self.port,
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// The access log so far: `URI STATUS "RANGE" BYTES` per request.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SHA-256 of a file by coreutils' `sha256sum` (independent of ours).
+pub fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A file of `len` pseudo-random bytes (xorshift; not compressible).
+pub fn random_file(path: &Path, len: usize, seed: u64) {
+    let mut x = seed | 1;
+    let mut buf = Vec::with_capacity(len + 8);
+    while buf.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf.extend_from_slice(&x.to_le_bytes());
+    }
+    buf.truncate(len);
+    std::fs::write(path, buf).expect("write random file");
 }

@@ -1,5 +1,15 @@
-//! Model lifecycle (issue 6, in progress): GGUF metadata and the fit
-//! check. Pure: no I/O beyond what the caller hands in.
+//! Model lifecycle: verified resumable downloads into `$COWORK_HOME/models`
+//! (`download` rules, `fetch` I/O, `manager` tasks, `store` records), GGUF
+//! metadata (`gguf`, read from a file, a URL or Ollama by `source`), the
+//! fit check (`fit`) on the machine `hardware` detects, and the gRPC
+//! adapter (`service`).
 
+pub mod download;
+pub mod fetch;
 pub mod fit;
 pub mod gguf;
+pub mod hardware;
+pub mod manager;
+pub mod service;
+pub mod source;
+pub mod store;

@@ -99,6 +99,15 @@ enum Cmd {
         #[command(subcommand)]
         command: McpCmd,
     },
+    /// Model files: verified, resumable downloads into the home's models/
+    /// directory, and fit checks.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCmd,
+    },
+    /// The machine: memory, CPU load, GPUs and VRAM (the numbers `models
+    /// fit` uses).
+    System,
     /// Round trips to a worker through coworkd.
     Ping {
         /// capture, agents or browser.
@@ -174,6 +183,61 @@ enum AgentCmd {
     Resume {
         /// Its id.
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCmd {
+    /// Download one or more files (in parallel, with one progress bar).
+    /// Resumes a partial download of the same URL; verifies size and
+    /// SHA-256. Ctrl-C leaves it running in agents-agent.
+    Pull {
+        /// The file's URL (several: one task with several files).
+        #[arg(required = true)]
+        urls: Vec<String>,
+        /// Expected SHA-256 (one URL only).
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// Save as this name under models/ (one URL only; default: the
+        /// URL's file name).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Another URL for the same file, tried in order when the first
+        /// fails (one URL only; repeatable).
+        #[arg(long = "mirror", value_name = "URL")]
+        mirrors: Vec<String>,
+        /// Task id (default: the first file's name).
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+        /// Start it and return at once.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Follow a running download.
+    Watch {
+        /// The task id.
+        id: String,
+    },
+    /// Model files and download records.
+    List,
+    /// Stop a download; its partial files stay for a resume.
+    Cancel {
+        /// The task id.
+        id: String,
+    },
+    /// Delete a download (stopping it) with its files, or a model file.
+    Rm {
+        /// A task id or a file name under models/.
+        id: String,
+    },
+    /// Will this model fit this machine? Explains the verdict.
+    Fit {
+        /// A GGUF file, an http(s) URL (only its metadata is read) or
+        /// ollama:<name>.
+        source: String,
+        /// Context in tokens (default: [agents] local_context_tokens).
+        #[arg(long, value_name = "N")]
+        ctx: Option<u64>,
     },
 }
 
@@ -1006,6 +1070,185 @@ async fn run_chat(
     })
 }
 
+/// Print a task's progress until it ends: a redrawn bar on a terminal,
+/// one line per event otherwise, JSON lines with `--json`.
+async fn follow_pull(
+    mut stream: tonic::Streaming<cowork_proto::pb::models::PullProgress>,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    use coworkd::ctl_models::{progress_json, progress_line, pull_outcome};
+    use std::io::IsTerminal;
+    let tty = !json && std::io::stdout().is_terminal();
+    let mut last = None;
+    let mut window: Option<(Instant, u64)> = None;
+    while let Some(p) = stream.message().await? {
+        let rate = match window {
+            Some((t, b)) if t.elapsed() > Duration::from_millis(200) && p.downloaded >= b => {
+                Some((p.downloaded - b) as f64 / t.elapsed().as_secs_f64())
+            }
+            _ => None,
+        };
+        if window.is_none() {
+            window = Some((Instant::now(), p.downloaded));
+        }
+        if json {
+            writeln!(out, "{}", progress_json(&p))?;
+        } else if tty {
+            write!(out, "\r\x1b[2K{}", progress_line(&p, rate))?;
+        } else {
+            writeln!(out, "{}", progress_line(&p, rate))?;
+        }
+        out.flush()?;
+        last = Some(p);
+    }
+    let Some(p) = last else {
+        anyhow::bail!("agents-agent closed the progress stream without a word");
+    };
+    if !json {
+        if tty {
+            writeln!(out)?;
+        }
+        writeln!(out, "{}", pull_outcome(&p))?;
+    }
+    Ok(if p.state == "done" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn run_models(
+    cmd: ModelsCmd,
+    json: bool,
+    channel: Channel,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    use cowork_proto::pb::models::{models_client::ModelsClient, *};
+    use coworkd::ctl_models as fmt;
+    let mut c = ModelsClient::new(channel);
+    match cmd {
+        ModelsCmd::Pull {
+            urls,
+            sha256,
+            name,
+            mirrors,
+            id,
+            detach,
+        } => {
+            if urls.len() > 1 && (sha256.is_some() || name.is_some() || !mirrors.is_empty()) {
+                anyhow::bail!("--sha256, --name and --mirror apply to one URL; pull files one by one to give them");
+            }
+            let files = urls
+                .iter()
+                .map(|u| {
+                    let mut all = vec![u.clone()];
+                    all.extend(mirrors.iter().cloned());
+                    PullFile {
+                        urls: all,
+                        name: name.clone().unwrap_or_default(),
+                        sha256: sha256.clone().unwrap_or_default(),
+                        size: 0,
+                    }
+                })
+                .collect();
+            let stream = c
+                .pull(tonic::Request::new(PullRequest {
+                    id: id.unwrap_or_default(),
+                    files,
+                }))
+                .await?
+                .into_inner();
+            if detach {
+                let mut stream = stream;
+                if let Some(p) = stream.message().await? {
+                    if json {
+                        writeln!(out, "{}", fmt::progress_json(&p))?;
+                    } else {
+                        writeln!(out, "started {} (`coworkctl models watch {}`)", p.id, p.id)?;
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            return follow_pull(stream, json, out).await;
+        }
+        ModelsCmd::Watch { id } => {
+            let stream = c
+                .watch(tonic::Request::new(DownloadRef { id }))
+                .await?
+                .into_inner();
+            return follow_pull(stream, json, out).await;
+        }
+        ModelsCmd::List => {
+            let r = c.list(call(ListRequest {})).await?.into_inner();
+            if json {
+                writeln!(out, "{}", fmt::list_json(&r))?;
+            } else {
+                write!(out, "{}", fmt::list_table(&r))?;
+            }
+        }
+        ModelsCmd::Cancel { id } => {
+            let r = c
+                .cancel(call(DownloadRef { id: id.clone() }))
+                .await?
+                .into_inner();
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"id": id, "cancelled": r.cancelled})
+                )?;
+            } else if r.cancelled {
+                writeln!(out, "cancelled {id}; pull the same URL again to resume")?;
+            } else {
+                writeln!(out, "{id} is not running")?;
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        ModelsCmd::Rm { id } => {
+            let r = c
+                .remove(call(DownloadRef { id: id.clone() }))
+                .await?
+                .into_inner();
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"id": id, "deleted": r.deleted})
+                )?;
+            } else {
+                writeln!(out, "removed {id} ({} files deleted)", r.deleted.len())?;
+            }
+        }
+        ModelsCmd::Fit { source, ctx } => {
+            // A local path is sent absolute: agents-agent has another cwd.
+            let lower = source.to_ascii_lowercase();
+            let source = if !lower.starts_with("http://")
+                && !lower.starts_with("https://")
+                && !lower.starts_with("ollama:")
+                && std::path::Path::new(&source).exists()
+            {
+                std::fs::canonicalize(&source)?.display().to_string()
+            } else {
+                source
+            };
+            let r = c
+                .fit(long(FitRequest {
+                    source,
+                    ctx: ctx.unwrap_or(0),
+                }))
+                .await?
+                .into_inner();
+            if json {
+                writeln!(out, "{}", fmt::fit_json(&r))?;
+            } else {
+                write!(out, "{}", fmt::fit_text(&r))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let paths = match CoworkPaths::resolve(args.home.as_deref()) {
@@ -1171,6 +1414,21 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
         }
         Cmd::Capture { command } => {
             return run_capture(command, args.json, channel, &mut out).await;
+        }
+        Cmd::Models { command } => {
+            return run_models(command, args.json, channel, &mut out).await;
+        }
+        Cmd::System => {
+            use cowork_proto::pb::models::{models_client::ModelsClient, GetSystemRequest};
+            let s = ModelsClient::new(channel)
+                .get_system(call(GetSystemRequest {}))
+                .await?
+                .into_inner();
+            if args.json {
+                writeln!(out, "{}", coworkd::ctl_models::system_json(&s))?;
+            } else {
+                write!(out, "{}", coworkd::ctl_models::system_text(&s))?;
+            }
         }
         Cmd::Ping { worker, count } => {
             let mut client = WorkerClient::new(channel);
