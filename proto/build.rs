@@ -13,6 +13,7 @@ const FILES: &[&str] = &[
     "cowork/mcp/v1/mcp.proto",
     "cowork/agents/v1/agents.proto",
     "cowork/models/v1/models.proto",
+    "cowork/gateway/v1/gateway.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

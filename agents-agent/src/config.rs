@@ -94,6 +94,18 @@ pub struct AgentsConfig {
     /// Context, in tokens, a local model is given (the fit check's
     /// budget: it estimates the KV cache for min(this, the model's max)).
     pub local_context_tokens: u64,
+    /// The local OpenAI-compatible API's settings.
+    pub gateway: GatewayEntry,
+}
+
+/// `[agents.gateway]` (whether it is on, and its port, are set with
+/// `coworkctl gateway enable|disable` and kept in cowork.db).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayEntry {
+    /// Host names besides 127.0.0.1, localhost and [::1] that may reach it
+    /// (e.g. a name in /etc/hosts for 127.0.0.1).
+    pub trusted_hosts: Vec<String>,
 }
 
 /// `[agents.approval]`: the person's side of the tool approval policy.
@@ -126,6 +138,7 @@ impl Default for AgentsConfig {
             providers: BTreeMap::new(),
             approval: ApprovalEntry::default(),
             local_context_tokens: DEFAULT_LOCAL_CONTEXT,
+            gateway: GatewayEntry::default(),
         }
     }
 }

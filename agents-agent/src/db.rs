@@ -40,6 +40,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     crate::mcp::store::migrate(&c)?;
     crate::agent::migrate(&c)?;
     crate::models::store::migrate(&c)?;
+    crate::gateway::store::migrate(&c)?;
     Ok(c)
 }
 

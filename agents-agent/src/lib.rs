@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod engines;
+pub mod gateway;
 pub mod guardrails;
 pub mod mcp;
 pub mod models;

@@ -3,10 +3,11 @@
 //! streamed answers, usage), `cowork.engines.v1.Engines` (local engine
 //! detection), `cowork.mcp.v1.Mcp` (MCP servers and tools) and
 //! `cowork.agents.v1.Agents` (agent operations and tool approvals) and
-//! `cowork.models.v1.Models` (model downloads, fit checks, hardware).
+//! `cowork.models.v1.Models` (model downloads, fit checks, hardware) and
+//! `cowork.gateway.v1.Gateway` (the local OpenAI-compatible API).
 //! Reports itself degraded while no model engine can answer.
 
-use agents_agent::{agent, agent_service, chat, db, mcp, models, service, watch};
+use agents_agent::{agent, agent_service, chat, db, gateway, mcp, models, service, watch};
 use cowork_proto::pb;
 
 fn main() -> std::process::ExitCode {
@@ -31,10 +32,15 @@ fn main() -> std::process::ExitCode {
             ctx.paths.models_dir(),
             ctx.shutdown.clone(),
         );
+        let gateway =
+            gateway::server::Gateway::new(db.clone(), config.clone(), ctx.shutdown.clone());
         let agents = agent::Agents::new(db, config.clone(), mcp.clone(), chat.clone());
         let sweep = mcp.sweep_orphans();
         let resumer = downloads.clone();
+        let restorer = gateway.clone();
         tokio::spawn(async move {
+            // The local API comes back on if the person left it on.
+            restorer.restore().await;
             // Downloads a previous run left unfinished resume.
             match resumer.recover().await {
                 Ok(0) => {}
@@ -55,6 +61,9 @@ fn main() -> std::process::ExitCode {
             ))
             .add_service(pb::agents::agents_server::AgentsServer::new(
                 agent_service::AgentsService::new(agents),
+            ))
+            .add_service(pb::gateway::gateway_server::GatewayServer::new(
+                gateway::service::GatewayService::new(gateway),
             ))
             .add_service(pb::models::models_server::ModelsServer::new(
                 models::service::ModelsService::new(downloads, config.clone()),

@@ -1,4 +1,4 @@
-//! How `coworkctl models` and `coworkctl system` show things: the progress
+//! How `coworkctl models`, `system` and `gateway` show things: the progress
 //! bar, tables and the `--json` shapes.
 
 use crate::ctl::{human_bytes, rfc3339_ms};
@@ -222,6 +222,27 @@ pub fn system_text(s: &pb::SystemInfo) -> String {
     }
     let _ = writeln!(out, "os: {} {}", s.os, s.arch);
     out
+}
+
+/// `gateway status --json`: at least `enabled` and `url`.
+pub fn gateway_json(s: &cowork_proto::pb::gateway::GatewayStatus) -> Value {
+    json!({
+        "enabled": s.enabled, "url": s.url, "port": s.port, "listening": s.listening,
+        "error": if s.error.is_empty() { Value::Null } else { json!(s.error) },
+        "requests": s.requests,
+    })
+}
+
+/// `gateway status` in words.
+pub fn gateway_text(s: &cowork_proto::pb::gateway::GatewayStatus) -> String {
+    match (s.enabled, s.listening) {
+        (true, true) => format!(
+            "on: {}/v1 (OpenAI-compatible; key: `coworkctl gateway key`), {} requests served",
+            s.url, s.requests
+        ),
+        (true, false) => format!("on but not listening on {}: {}", s.url, s.error),
+        (false, _) => format!("off (`coworkctl gateway enable` serves {}/v1)", s.url),
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,10 @@ pub mod pb {
     pub mod models {
         tonic::include_proto!("cowork.models.v1");
     }
+    /// `cowork.gateway.v1`: agents-agent's local OpenAI-compatible API.
+    pub mod gateway {
+        tonic::include_proto!("cowork.gateway.v1");
+    }
     /// `cowork.browser.v1`: browser-agent's domain.
     pub mod browser {
         tonic::include_proto!("cowork.browser.v1");

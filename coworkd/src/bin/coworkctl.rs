@@ -108,6 +108,11 @@ enum Cmd {
     /// The machine: memory, CPU load, GPUs and VRAM (the numbers `models
     /// fit` uses).
     System,
+    /// The local OpenAI-compatible API on 127.0.0.1 (off by default).
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCmd,
+    },
     /// Round trips to a worker through coworkd.
     Ping {
         /// capture, agents or browser.
@@ -238,6 +243,27 @@ enum ModelsCmd {
         /// Context in tokens (default: [agents] local_context_tokens).
         #[arg(long, value_name = "N")]
         ctx: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GatewayCmd {
+    /// Turn it on (it stays on across restarts).
+    Enable {
+        /// Port on 127.0.0.1 (default: the one set before, else 7339).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Turn it off.
+    Disable,
+    /// Whether it is on, its URL, whether it is listening.
+    Status,
+    /// Print the API key clients send (Authorization: Bearer, or
+    /// X-Api-Key).
+    Key {
+        /// Make a new key (the old one stops working).
+        #[arg(long)]
+        rotate: bool,
     },
 }
 
@@ -1417,6 +1443,51 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
         }
         Cmd::Models { command } => {
             return run_models(command, args.json, channel, &mut out).await;
+        }
+        Cmd::Gateway { command } => {
+            use cowork_proto::pb::gateway::{gateway_client::GatewayClient, *};
+            let mut c = GatewayClient::new(channel);
+            let show = |s: &GatewayStatus, out: &mut dyn Write| -> Result<()> {
+                if args.json {
+                    writeln!(out, "{}", coworkd::ctl_models::gateway_json(s))?;
+                } else {
+                    writeln!(out, "{}", coworkd::ctl_models::gateway_text(s))?;
+                }
+                Ok(())
+            };
+            match command {
+                GatewayCmd::Enable { port } => {
+                    let s = c
+                        .enable(call(EnableRequest {
+                            port: port.map(u32::from).unwrap_or(0),
+                        }))
+                        .await?
+                        .into_inner();
+                    show(&s, &mut out)?;
+                }
+                GatewayCmd::Disable => {
+                    let s = c.disable(call(DisableRequest {})).await?.into_inner();
+                    show(&s, &mut out)?;
+                }
+                GatewayCmd::Status => {
+                    let s = c.get_status(call(GetStatusRequest {})).await?.into_inner();
+                    show(&s, &mut out)?;
+                    if s.enabled && !s.listening {
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+                GatewayCmd::Key { rotate } => {
+                    let k = c
+                        .get_key(call(GetKeyRequest { rotate }))
+                        .await?
+                        .into_inner();
+                    if args.json {
+                        writeln!(out, "{}", serde_json::json!({"key": k.key}))?;
+                    } else {
+                        writeln!(out, "{}", k.key)?;
+                    }
+                }
+            }
         }
         Cmd::System => {
             use cowork_proto::pb::models::{models_client::ModelsClient, GetSystemRequest};

@@ -1,0 +1,8 @@
+//! The local OpenAI-compatible API (off by default): `policy` (pure rules:
+//! hosts, keys, CORS, routes, the OpenAPI document), `server` (hyper and
+//! the forwarding), `store` (settings), `service` (gRPC adapter).
+
+pub mod policy;
+pub mod server;
+pub mod service;
+pub mod store;

@@ -1,0 +1,586 @@
+//! The gateway's HTTP side: a hyper HTTP/1.1 server on 127.0.0.1, one task
+//! per connection, that applies `policy` and forwards by model id to an
+//! engine or a cloud provider, streaming the answer through unchanged.
+
+use super::policy::{self, Route, Upstream, Upstreams};
+use super::store;
+use crate::config::AgentsConfig;
+use crate::db::Db;
+use crate::engines::{candidates, Health};
+use crate::router::Tier;
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The credential-store name of the gateway's API key.
+pub const KEY_SECRET: &str = "gateway-api-key";
+/// How long the model table is trusted before engines are probed again
+/// (a miss probes at once).
+const ROUTES_TTL: Duration = Duration::from_secs(10);
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Why the gateway could not be turned on.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The port is taken or not allowed.
+    #[error("cannot listen on 127.0.0.1:{port}: {reason}")]
+    Listen {
+        /// The port.
+        port: u16,
+        /// Why.
+        reason: String,
+    },
+    /// The credential store failed.
+    #[error("the API key: {0}")]
+    Key(String),
+    /// cowork.db failed.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
+impl From<GatewayError> for tonic::Status {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::Listen { .. } => tonic::Status::failed_precondition(e.to_string()),
+            _ => tonic::Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// What `gateway status` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Turned on by the person.
+    pub enabled: bool,
+    /// The port (set or default).
+    pub port: u16,
+    /// Listening now.
+    pub listening: bool,
+    /// Why not listening although enabled.
+    pub error: String,
+    /// Requests served since start.
+    pub requests: u64,
+}
+
+struct Listening {
+    port: u16,
+    stop: CancellationToken,
+}
+
+struct Inner {
+    db: Db,
+    config: PathBuf,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    listening: Mutex<Option<Listening>>,
+    error: Mutex<String>,
+    requests: AtomicU64,
+    key: Mutex<Option<String>>,
+    routes: tokio::sync::Mutex<Option<(Instant, Upstreams)>>,
+}
+
+/// The gateway (cheap to clone).
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    /// A gateway keeping its settings in `db`, reading `[agents]` from
+    /// `config`, stopping with `shutdown`.
+    pub fn new(db: Db, config: PathBuf, shutdown: CancellationToken) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                config,
+                client,
+                shutdown,
+                listening: Mutex::new(None),
+                error: Mutex::new(String::new()),
+                requests: AtomicU64::new(0),
+                key: Mutex::new(None),
+                routes: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start listening if the stored settings say so (at boot).
+    pub async fn restore(&self) {
+        match self.inner.db.run(store::get).await {
+            Ok(s) if s.enabled => {
+                if let Err(e) = self.listen(s.port).await {
+                    tracing::warn!(error = %e, "gateway could not start");
+                    *Self::lock(&self.inner.error) = e.to_string();
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "gateway settings unreadable"),
+        }
+    }
+
+    /// Turn on (on `port`, or the stored one) and remember it.
+    pub async fn enable(&self, port: Option<u16>) -> Result<Status, GatewayError> {
+        let mut s = self.inner.db.run(store::get).await?;
+        if let Some(p) = port {
+            s.port = p;
+        }
+        s.enabled = true;
+        self.key(false)?;
+        let result = self.listen(s.port).await;
+        let saved = s.clone();
+        self.inner.db.run(move |c| store::put(c, &saved)).await?;
+        match result {
+            Ok(()) => {
+                Self::lock(&self.inner.error).clear();
+                Ok(self.status().await?)
+            }
+            Err(e) => {
+                *Self::lock(&self.inner.error) = e.to_string();
+                Err(e)
+            }
+        }
+    }
+
+    /// Turn off and remember it.
+    pub async fn disable(&self) -> Result<Status, GatewayError> {
+        let mut s = self.inner.db.run(store::get).await?;
+        s.enabled = false;
+        self.inner.db.run(move |c| store::put(c, &s)).await?;
+        if let Some(l) = Self::lock(&self.inner.listening).take() {
+            l.stop.cancel();
+        }
+        Self::lock(&self.inner.error).clear();
+        self.status().await
+    }
+
+    /// Where it stands.
+    pub async fn status(&self) -> Result<Status, GatewayError> {
+        let s = self.inner.db.run(store::get).await?;
+        let listening = Self::lock(&self.inner.listening).as_ref().map(|l| l.port);
+        Ok(Status {
+            enabled: s.enabled,
+            port: listening.unwrap_or(s.port),
+            listening: listening.is_some(),
+            error: Self::lock(&self.inner.error).clone(),
+            requests: self.inner.requests.load(Ordering::Relaxed),
+        })
+    }
+
+    /// The API key, generated into the credential store on first use (or
+    /// when `rotate`).
+    pub fn key(&self, rotate: bool) -> Result<String, GatewayError> {
+        let mut cached = Self::lock(&self.inner.key);
+        if !rotate {
+            if let Some(k) = cached.as_ref() {
+                return Ok(k.clone());
+            }
+            if let Some(k) =
+                crate::secrets::get(KEY_SECRET).map_err(|e| GatewayError::Key(e.to_string()))?
+            {
+                *cached = Some(k.clone());
+                return Ok(k);
+            }
+        }
+        let k = new_key().map_err(|e| GatewayError::Key(e.to_string()))?;
+        crate::secrets::put(KEY_SECRET, &k).map_err(|e| GatewayError::Key(e.to_string()))?;
+        *cached = Some(k.clone());
+        Ok(k)
+    }
+
+    async fn listen(&self, port: u16) -> Result<(), GatewayError> {
+        if Self::lock(&self.inner.listening)
+            .as_ref()
+            .is_some_and(|l| l.port == port)
+        {
+            return Ok(());
+        }
+        let listen_err = |reason: String| GatewayError::Listen { port, reason };
+        if port == 0 {
+            return Err(listen_err("give a port from 1 to 65535".into()));
+        }
+        if !policy::port_is_free_of_engines(port) {
+            return Err(listen_err(
+                "that is a local engine's default port (or its +1 companion)".into(),
+            ));
+        }
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|e| listen_err(e.to_string()))?;
+        let stop = self.inner.shutdown.child_token();
+        if let Some(old) = Self::lock(&self.inner.listening).replace(Listening {
+            port,
+            stop: stop.clone(),
+        }) {
+            old.stop.cancel();
+        }
+        tracing::info!(port, "gateway listening on 127.0.0.1");
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    a = listener.accept() => match a {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "gateway accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                let _ = stream.set_nodelay(true);
+                let (me, stop) = (me.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let me = me.clone();
+                        async move { Ok::<_, std::convert::Infallible>(me.handle(req, port).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        r = conn.as_mut() => if let Err(e) = r {
+                            tracing::debug!(error = %e, "gateway connection ended");
+                        },
+                        _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+                    }
+                });
+            }
+            tracing::info!(port, "gateway stopped");
+        });
+        Ok(())
+    }
+
+    /// Every model served, probing the engines when the table is stale.
+    pub async fn upstreams(&self, fresh: bool) -> Upstreams {
+        let mut g = self.inner.routes.lock().await;
+        if let Some((at, u)) = g.as_ref() {
+            if !fresh && at.elapsed() < ROUTES_TTL {
+                return u.clone();
+            }
+        }
+        let u = self.discover().await;
+        *g = Some((Instant::now(), u.clone()));
+        u
+    }
+
+    async fn discover(&self) -> Upstreams {
+        let Ok(cfg) = AgentsConfig::load(&self.inner.config) else {
+            return Upstreams::default();
+        };
+        let probed = crate::probe::probe_all(candidates(
+            &cfg.configured(),
+            cfg.probe_ports,
+            &cfg.overrides(),
+        ))
+        .await;
+        let mut out = Vec::new();
+        for p in probed.into_iter().filter(|p| p.health == Health::Up) {
+            for m in &p.models {
+                out.push(Upstream {
+                    id: m.clone(),
+                    owner: p.instance.key.clone(),
+                    base_url: policy::openai_base(&p.instance.base_url, p.instance.api),
+                    upstream_model: m.clone(),
+                    api_key: None,
+                });
+            }
+        }
+        for r in cfg.cloud_here().unwrap_or_default() {
+            for tier in [Tier::Free, Tier::Boost, Tier::Pro, Tier::Max] {
+                if let Some(model) = tier
+                    .model_id()
+                    .strip_prefix(r.provider.id)
+                    .and_then(|m| m.strip_prefix('/'))
+                {
+                    out.push(Upstream {
+                        id: tier.model_id().into(),
+                        owner: r.provider.id.into(),
+                        base_url: r.base_url.trim_end_matches('/').into(),
+                        upstream_model: model.into(),
+                        api_key: Some(r.api_key.clone()),
+                    });
+                }
+            }
+        }
+        Upstreams(out)
+    }
+
+    fn trusted_hosts(&self) -> Vec<String> {
+        AgentsConfig::load(&self.inner.config)
+            .map(|c| c.gateway.trusted_hosts)
+            .unwrap_or_default()
+    }
+
+    async fn handle(&self, req: Request<Incoming>, port: u16) -> Response<Body> {
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        let host = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        if !policy::host_allowed(host, port, &self.trusted_hosts()) {
+            return error(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "Host {:?} is not allowed: this API answers only to 127.0.0.1:{port} or \
+                     localhost:{port} (DNS rebinding protection)",
+                    host.unwrap_or("")
+                ),
+                "forbidden",
+                "host_not_allowed",
+            );
+        }
+        let route = policy::route(req.method().as_str(), req.uri().path());
+        match route {
+            Route::Preflight => return respond(StatusCode::NO_CONTENT, "text/plain", Bytes::new()),
+            Route::OpenApi => {
+                let doc = policy::openapi(&format!("http://127.0.0.1:{port}"));
+                return respond(StatusCode::OK, "application/json", doc.to_string().into());
+            }
+            Route::Docs => {
+                let page = format!(
+                    "<!doctype html><title>Cowork local API</title><p>OpenAI-compatible API at \
+                     <code>http://127.0.0.1:{port}/v1</code>. Spec: <a href=\"/openapi.json\">\
+                     /openapi.json</a>. Key: <code>coworkctl gateway key</code>.</p>"
+                );
+                return respond(StatusCode::OK, "text/html; charset=utf-8", page.into());
+            }
+            Route::NotFound => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "no such endpoint",
+                    "invalid_request_error",
+                    "not_found",
+                )
+            }
+            Route::MethodNotAllowed => {
+                return error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed on this endpoint",
+                    "invalid_request_error",
+                    "method_not_allowed",
+                )
+            }
+            Route::Models | Route::Forward(_) => {}
+        }
+        let header = |n: &str| req.headers().get(n).and_then(|h| h.to_str().ok());
+        let key = match self.key(false) {
+            Ok(k) => k,
+            Err(e) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &e.to_string(),
+                    "server_error",
+                    "no_key",
+                )
+            }
+        };
+        if !policy::authorized(header("authorization"), header("x-api-key"), &key) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong API key: send `Authorization: Bearer <key>` or `X-Api-Key: <key>` \
+                 (the key: `coworkctl gateway key`)",
+                "invalid_request_error",
+                "invalid_api_key",
+            );
+        }
+        match route {
+            Route::Models => {
+                let u = self.upstreams(false).await;
+                let data: Vec<_> = u
+                    .0
+                    .iter()
+                    .map(|u| serde_json::json!({"id": u.id, "object": "model", "created": 0, "owned_by": u.owner}))
+                    .collect();
+                let body = serde_json::json!({"object": "list", "data": data});
+                respond(StatusCode::OK, "application/json", body.to_string().into())
+            }
+            Route::Forward(path) => self.forward(req, path).await,
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint",
+                "invalid_request_error",
+                "not_found",
+            ),
+        }
+    }
+
+    async fn forward(&self, req: Request<Incoming>, path: &str) -> Response<Body> {
+        let body = match Limited::new(req.into_body(), policy::MAX_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                    Some(_) => error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &format!("the request body is over {} bytes", policy::MAX_BODY),
+                        "invalid_request_error",
+                        "body_too_large",
+                    ),
+                    None => error(
+                        StatusCode::BAD_REQUEST,
+                        &e.to_string(),
+                        "invalid_request_error",
+                        "bad_body",
+                    ),
+                }
+            }
+        };
+        let mut json: serde_json::Value = match serde_json::from_slice(&body) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            Ok(_) | Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "the body must be a JSON object",
+                    "invalid_request_error",
+                    "bad_json",
+                )
+            }
+        };
+        let Some(model) = json
+            .get("model")
+            .and_then(|m| m.as_str())
+            .map(str::to_owned)
+        else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`model` is required",
+                "invalid_request_error",
+                "missing_model",
+            );
+        };
+        let up = match self.upstreams(false).await.find(&model).cloned() {
+            Some(u) => Some(u),
+            None => self.upstreams(true).await.find(&model).cloned(),
+        };
+        let Some(up) = up else {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("model {model:?} is not served here; GET /v1/models lists the models"),
+                "invalid_request_error",
+                "model_not_found",
+            );
+        };
+        let body = if up.upstream_model != model {
+            json["model"] = up.upstream_model.clone().into();
+            Bytes::from(json.to_string())
+        } else {
+            body
+        };
+        let mut r = self
+            .inner
+            .client
+            .post(format!("{}{path}", up.base_url))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(k) = &up.api_key {
+            r = r.bearer_auth(k);
+        }
+        let mut resp = match r.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("{} ({}) did not answer: {e}", up.owner, up.base_url),
+                    "server_error",
+                    "upstream_unreachable",
+                )
+            }
+        };
+        let status =
+            StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let ctype = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .to_string();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
+        tokio::spawn(async move {
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(c)) => {
+                        if tx.send(Ok(Frame::data(c))).await.is_err() {
+                            // The client left: dropping `resp` closes the
+                            // upstream connection, so the engine stops.
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        with_cors(
+            Response::builder()
+                .status(status)
+                .header(hyper::header::CONTENT_TYPE, ctype)
+                .header(hyper::header::CACHE_CONTROL, "no-cache"),
+        )
+        .body(BodyExt::boxed(body))
+        .unwrap_or_else(|_| Response::new(empty()))
+    }
+}
+
+fn with_cors(mut b: hyper::http::response::Builder) -> hyper::http::response::Builder {
+    for (k, v) in policy::CORS {
+        b = b.header(k, v);
+    }
+    b
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn respond(status: StatusCode, ctype: &str, body: Bytes) -> Response<Body> {
+    with_cors(
+        Response::builder()
+            .status(status)
+            .header(hyper::header::CONTENT_TYPE, ctype),
+    )
+    .body(Full::new(body).map_err(|never| match never {}).boxed())
+    .unwrap_or_else(|_| Response::new(empty()))
+}
+
+fn error(status: StatusCode, message: &str, kind: &str, code: &str) -> Response<Body> {
+    respond(
+        status,
+        "application/json",
+        policy::error_body(message, kind, code).into(),
+    )
+}
+
+/// A new random key: `cowork-` and 48 hex digits from the OS's CSPRNG.
+fn new_key() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(format!(
+        "cowork-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    ))
+}
