@@ -11,3 +11,4 @@ cargo bench --locked -p cowork-e2e --bench capture
 cargo bench --locked -p agents-agent --bench router
 cargo bench --locked -p cowork-e2e --bench chat
 cargo bench --locked -p cowork-e2e --bench mcp
+cargo bench --locked -p cowork-e2e --bench models

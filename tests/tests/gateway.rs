@@ -16,6 +16,64 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The cloud provider stand-in (tests/python/cloud_standin.py), killed on
+/// drop.
+struct CloudStandin {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for CloudStandin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cloud_standin(log: &std::path::Path) -> CloudStandin {
+    use std::io::BufRead;
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/python/cloud_standin.py"))
+        .arg(log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cloud stand-in");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    CloudStandin {
+        port: line.trim().parse().expect("its port"),
+        child,
+    }
+}
+
+/// POST `body` to `path` with `key`: (status, response).
+fn post_json(port: u16, key: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let _ = write!(
+        c,
+        "POST {path} HTTP/1.1\r\nHost: localhost:{port}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    // Over 1 MiB the body is only declared: the gateway must refuse it
+    // from Content-Length, before reading it.
+    if body.len() <= 1 << 20 {
+        let _ = c.write_all(body.as_bytes());
+    }
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
 /// `GET /v1/models` with `key` as Bearer: the status code.
 fn status_with_key(port: u16, key: &str) -> u16 {
     use std::io::{Read, Write};
@@ -38,12 +96,22 @@ fn status_with_key(port: u16, key: &str) -> u16 {
 async fn openai_client_lists_chats_streams_and_embeds_through_the_gateway() {
     let chat = start_llama(&[]);
     let embed = start_llama(&["--model_alias", "gemma3-270m-embed", "--embedding", "true"]);
-    let s = Suite::start(&format!(
-        "[agents]\nprobe_ports = false\n\
-         [[agents.engines]]\nid = \"chat\"\nbase_url = \"http://127.0.0.1:{}/v1\"\napi = \"openai\"\n\
-         [[agents.engines]]\nid = \"embed\"\nbase_url = \"http://127.0.0.1:{}/v1\"\napi = \"openai\"\n",
-        chat.port, embed.port
-    ));
+    let cloud_log = tempfile::NamedTempFile::new().unwrap();
+    let cloud = cloud_standin(cloud_log.path());
+    let s = Suite::start_with_env(
+        Suite::temp_home(),
+        &format!(
+            "[agents]\nprobe_ports = false\n\
+             [[agents.engines]]\nid = \"chat\"\nbase_url = \"http://127.0.0.1:{}/v1\"\napi = \"openai\"\n\
+             [[agents.engines]]\nid = \"embed\"\nbase_url = \"http://127.0.0.1:{}/v1\"\napi = \"openai\"\n\
+             [agents.providers.openrouter]\nbase_url = \"http://127.0.0.1:{}/v1\"\n",
+            chat.port, embed.port, cloud.port
+        ),
+        vec![
+            ("OPENROUTER_API_KEY".into(), Some("or-test-key".into())),
+            ("GEMINI_API_KEY".into(), None),
+        ],
+    );
     s.wait_state("agents", "running", Duration::from_secs(30))
         .await;
 
@@ -150,6 +218,42 @@ async fn openai_client_lists_chats_streams_and_embeds_through_the_gateway() {
             "/models"
         ])
     );
+
+    // Cloud models (a provider with a key) are listed and routed there,
+    // with the provider's key and its own model id; Gemini has no key here.
+    assert!(
+        models.contains(&"openrouter/anthropic/claude-sonnet-4.5"),
+        "{r}"
+    );
+    assert!(!models.iter().any(|m| m.starts_with("gemini/")), "{r}");
+    let (status, body) = post_json(
+        port,
+        &key,
+        "/v1/chat/completions",
+        r#"{"model":"openrouter/anthropic/claude-sonnet-4.5","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("from the cloud stand-in"), "{body}");
+    let sent: Value = serde_json::from_str(
+        std::fs::read_to_string(cloud_log.path())
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sent["path"], "/v1/chat/completions");
+    assert_eq!(sent["authorization"], "Bearer or-test-key");
+    assert_eq!(sent["body"]["model"], "anthropic/claude-sonnet-4.5");
+    // A body that is not JSON, or too large, is refused with the reason.
+    let (status, body) = post_json(port, &key, "/v1/chat/completions", "{not json");
+    assert_eq!(status, 400, "{body}");
+    let big = format!(
+        r#"{{"model":"gemma3-270m","prompt":"{}"}}"#,
+        "x".repeat(17 << 20)
+    );
+    let (status, _) = post_json(port, &key, "/v1/completions", &big);
+    assert_eq!(status, 413);
 
     // The key lives only in the credential store.
     assert!(files_containing(s.home.path(), key.as_bytes()).is_empty());

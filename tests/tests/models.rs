@@ -312,6 +312,35 @@ async fn a_killed_transfer_resumes_after_restart_and_a_cancelled_one_on_pull() {
         "{}",
         web.access_log()
     );
+    // A new task with a running task's id replaces it: the old one stops
+    // and the new one resumes from what it wrote.
+    let r_tmp = models.join("r.bin.tmp");
+    ok(&s.ctl(&[
+        "models", "pull", &url, "--id", "r1", "--name", "r.bin", "--detach",
+    ]));
+    wait_until(Duration::from_secs(30), "2 MiB on disk", || {
+        tmp_len(&r_tmp) >= 2 * MIB as u64
+    });
+    let last = last_json(&s.ctl(&[
+        "models", "pull", &url, "--id", "r1", "--name", "r.bin", "--sha256", &sha, "--json",
+    ]));
+    assert_eq!(last["state"], "done", "{last}");
+    assert!(
+        last["files"][0]["resumed_from"].as_u64().unwrap() >= 2 * MIB as u64,
+        "{last}"
+    );
+    assert_eq!(sha256sum(&models.join("r.bin")), sha);
+    let l = json(&s.ctl(&["models", "list", "--json"]));
+    assert_eq!(
+        l["downloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["id"] == "r1")
+            .count(),
+        1
+    );
+
     // A partial file from another URL is not resumed (the .url marker
     // differs): it starts over from byte 0.
     ok(&s.ctl(&["models", "rm", "big.bin"]));

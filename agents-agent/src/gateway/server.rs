@@ -421,6 +421,14 @@ impl Gateway {
     }
 
     async fn forward(&self, req: Request<Incoming>, path: &str) -> Response<Body> {
+        let declared = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > policy::MAX_BODY as u64) {
+            return too_large();
+        }
         let body = match Limited::new(req.into_body(), policy::MAX_BODY)
             .collect()
             .await
@@ -428,12 +436,7 @@ impl Gateway {
             Ok(b) => b.to_bytes(),
             Err(e) => {
                 return match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                    Some(_) => error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        &format!("the request body is over {} bytes", policy::MAX_BODY),
-                        "invalid_request_error",
-                        "body_too_large",
-                    ),
+                    Some(_) => too_large(),
                     None => error(
                         StatusCode::BAD_REQUEST,
                         &e.to_string(),
@@ -541,6 +544,15 @@ impl Gateway {
         .body(BodyExt::boxed(body))
         .unwrap_or_else(|_| Response::new(empty()))
     }
+}
+
+fn too_large() -> Response<Body> {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the request body is over {} bytes", policy::MAX_BODY),
+        "invalid_request_error",
+        "body_too_large",
+    )
 }
 
 fn with_cors(mut b: hyper::http::response::Builder) -> hyper::http::response::Builder {

@@ -316,7 +316,7 @@ async fn transfer(
                     }
                 }
                 writer
-                    .push(&bytes)
+                    .push(bytes)
                     .await
                     .map_err(|e| Attempt::Io(io_err(tmp)(e)))?;
                 report.transferring(url, written, total, start);
@@ -360,14 +360,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// A batch being written: gives back the file and the emptied buffer.
-type PendingWrite = tokio::task::JoinHandle<io::Result<(File, Vec<u8>)>>;
+/// A batch being written: gives back the file.
+type PendingWrite = tokio::task::JoinHandle<io::Result<File>>;
 
-/// Batches body chunks and writes them on a blocking thread, one batch in
-/// flight while the next is gathered.
+/// Gathers body chunks (without copying them) and writes each batch on a
+/// blocking thread while the next is received, then asks the kernel to
+/// start writing it back, so the fsync before the rename has little left
+/// to wait for.
 struct Writer {
     file: Option<File>,
-    buf: Vec<u8>,
+    batch: Vec<bytes::Bytes>,
+    batch_len: usize,
     pending: Option<PendingWrite>,
 }
 
@@ -375,27 +378,23 @@ impl Writer {
     fn new(file: File) -> Self {
         Self {
             file: Some(file),
-            buf: Vec::with_capacity(WRITE_BATCH),
+            batch: Vec::new(),
+            batch_len: 0,
             pending: None,
         }
     }
 
     async fn wait(&mut self) -> io::Result<()> {
         if let Some(h) = self.pending.take() {
-            let (file, mut spare) = h.await.map_err(io::Error::other)??;
-            self.file = Some(file);
-            spare.clear();
-            if spare.capacity() > self.buf.capacity() {
-                spare.extend_from_slice(&self.buf);
-                self.buf = spare;
-            }
+            self.file = Some(h.await.map_err(io::Error::other)??);
         }
         Ok(())
     }
 
-    async fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= WRITE_BATCH {
+    async fn push(&mut self, bytes: bytes::Bytes) -> io::Result<()> {
+        self.batch_len += bytes.len();
+        self.batch.push(bytes);
+        if self.batch_len >= WRITE_BATCH {
             self.flush_batch().await?;
         }
         Ok(())
@@ -406,16 +405,20 @@ impl Writer {
         let Some(mut file) = self.file.take() else {
             return Err(io::Error::other("writer lost its file"));
         };
-        let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(WRITE_BATCH));
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_len = 0;
         self.pending = Some(tokio::task::spawn_blocking(move || {
-            file.write_all(&batch)?;
-            Ok((file, batch))
+            for b in &batch {
+                file.write_all(b)?;
+            }
+            start_writeback(&file);
+            Ok(file)
         }));
         Ok(())
     }
 
     async fn finish(mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
+        if !self.batch.is_empty() {
             self.flush_batch().await?;
         }
         self.wait().await?;
@@ -427,6 +430,20 @@ impl Writer {
         Ok(())
     }
 }
+
+/// Start (not wait for) writeback of the file's dirty pages.
+#[cfg(target_os = "linux")]
+fn start_writeback(f: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the call's duration; offset 0 and
+    // length 0 mean "the whole file"; the flag only initiates writeback.
+    unsafe {
+        nix::libc::sync_file_range(f.as_raw_fd(), 0, 0, nix::libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_: &File) {}
 
 /// Size first (cheap), then SHA-256 (reads the whole file), checking
 /// `cancel` between 1 MiB blocks. `size` 0 and empty `sha256` skip their

@@ -474,10 +474,10 @@ impl Report for FileReport {
         let Some(f) = r.files.get_mut(self.i) else {
             return;
         };
-        let changed = f.url != url || f.state != store::DOWNLOADING;
+        let changed = (!url.is_empty() && f.url != url) || f.state != store::DOWNLOADING;
         f.downloaded = bytes;
         f.total = total.unwrap_or(0);
-        if !url.is_empty() {
+        if !url.is_empty() && f.url != url {
             f.url = url.to_string();
         }
         f.resumed_from = resumed_from;
