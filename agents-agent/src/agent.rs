@@ -460,6 +460,17 @@ impl Agents {
                 }
                 _ => None,
             };
+            // A cloud model call goes through the router's budget check
+            // (plan quota and spend caps; this operation is one
+            // interaction): over it, the operation pauses, nothing is sent.
+            if let Some(t) = tier {
+                if let Some(refusal) = self.over_budget(op, &cfg, t, tools.len()).await? {
+                    op.status = Status::Paused;
+                    op.reason =
+                        format!("{refusal}; `coworkctl agent resume {}` tries again", op.id);
+                    return Ok(());
+                }
+            }
             op.step += 1;
             let completion = match crate::client::complete(
                 &target,
@@ -569,6 +580,31 @@ impl Agents {
             }
             self.save(op).await.map_err(|e| e.to_string())?;
         }
+    }
+
+    /// The router's verdict on the next model call of `op` on `tier`.
+    async fn over_budget(
+        &self,
+        op: &Operation,
+        cfg: &AgentsConfig,
+        tier: crate::router::Tier,
+        tools: usize,
+    ) -> Result<Option<crate::router::Refusal>, String> {
+        let policy = cfg.policy()?;
+        let sent: usize = op.messages.iter().map(|m| m.to_string().len()).sum();
+        let req = crate::router::Request {
+            tokens: sent as u64 / 4,
+            attachments: 0,
+            tools: tools as u32,
+            retry_of: None,
+        };
+        let ask = op.id.clone();
+        let usage = self
+            .db
+            .run(move |c| crate::usage::usage_at(c, crate::chat_store::now_ms(), Some(&ask)))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(crate::router::check_budget(&policy, &req, &usage, tier))
     }
 
     /// Write one model call to the usage ledger (the engine's token counts,

@@ -302,6 +302,18 @@ pub fn actual_cost(tier: Tier, tokens_in: u64, tokens_out: u64) -> f64 {
     (tokens_in as f64 * i + tokens_out as f64 * o) / 1e6
 }
 
+/// Step 2 alone, for a request whose tier is already chosen (an agent
+/// operation's model calls): None when `req` fits the plan's quota and
+/// caps, given what `usage` has spent (`spent_this_ask`: the operation).
+pub fn check_budget(policy: &Policy, req: &Request, usage: &Usage, tier: Tier) -> Option<Refusal> {
+    let cost = if tier == Tier::Free {
+        0.0
+    } else {
+        estimate_cost(policy, req, tier)
+    };
+    budget(policy, req, usage, tier, cost)
+}
+
 /// Route one request.
 pub fn route(policy: &Policy, req: &Request, usage: &Usage) -> Decision {
     let simple = req.tokens < SIMPLE_MAX_TOKENS && req.attachments == 0 && req.tools == 0;
@@ -464,6 +476,43 @@ fn budget(policy: &Policy, req: &Request, usage: &Usage, tier: Tier, cost: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_operation_stops_at_the_per_interaction_cap() {
+        let policy = Policy {
+            plan: Plan::Paid(Tier::Pro),
+            caps: Caps {
+                per_interaction: 0.05,
+                ..Caps::default()
+            },
+            ..Policy::default()
+        };
+        let req = Request {
+            tokens: 2_000,
+            attachments: 0,
+            tools: 3,
+            retry_of: None,
+        };
+        let mut usage = Usage::default();
+        assert_eq!(check_budget(&policy, &req, &usage, Tier::Pro), None);
+        usage.spent_this_ask = 0.049;
+        assert!(matches!(
+            check_budget(&policy, &req, &usage, Tier::Pro),
+            Some(Refusal::Cap {
+                cap: "per-interaction",
+                ..
+            })
+        ));
+        // The free plan's quota counts tokens, not dollars.
+        let free = Policy {
+            free_monthly_tokens: 1_000,
+            ..Policy::default()
+        };
+        assert!(matches!(
+            check_budget(&free, &req, &Usage::default(), Tier::Free),
+            Some(Refusal::FreeQuota { .. })
+        ));
+    }
 
     fn local_policy() -> Policy {
         Policy {

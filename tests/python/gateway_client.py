@@ -5,10 +5,10 @@ tests/tests/gateway.rs (and benches/models.rs).
       list, chat, stream, completions and embeddings with the right key;
       the wrong key (Bearer and X-Api-Key) and an unknown model; a foreign
       Host header on every path; a CORS preflight. Prints one JSON object.
-  gateway_client.py ttft URL KEY MODEL N
-      N streamed chats; prints the time to the first content chunk of
-      each, in milliseconds (URL is an OpenAI base: the gateway's /v1 or
-      the engine's own)."""
+  gateway_client.py ttft ENGINE_URL GATEWAY_URL KEY MODEL N
+      N streamed chats each way, alternating one by one (the engine's own
+      /v1 without a key, the gateway's with KEY); prints {"direct": [...],
+      "gateway": [...]}: milliseconds to the first chunk."""
 import http.client
 import json
 import sys
@@ -88,23 +88,33 @@ def check(base, key, chat_model, embed_model):
     print(json.dumps(out))
 
 
-def ttft(base, key, model, n):
-    client = openai.OpenAI(base_url=base, api_key=key, max_retries=0, timeout=120)
-    times = []
+def first_chunk_ms(client, model):
+    t = time.perf_counter()
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Count to three."}],
+        max_tokens=4, temperature=0, stream=True)
+    first = None
+    for _ in stream:
+        if first is None:
+            first = (time.perf_counter() - t) * 1000
+    return first
+
+
+def ttft(engine, gateway, key, model, n):
+    direct = openai.OpenAI(base_url=engine, api_key="unused", max_retries=0, timeout=120)
+    via = openai.OpenAI(base_url=gateway, api_key=key, max_retries=0, timeout=120)
+    out = {"direct": [], "gateway": []}
+    for _ in range(2):  # warm both
+        first_chunk_ms(direct, model)
+        first_chunk_ms(via, model)
     for _ in range(n):
-        t = time.perf_counter()
-        first = None
-        for ch in client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": "Count to three."}],
-                max_tokens=4, temperature=0, stream=True):
-            if first is None and ch.choices and (ch.choices[0].delta.content or ch.choices[0].delta.role):
-                first = (time.perf_counter() - t) * 1000
-        times.append(first if first is not None else (time.perf_counter() - t) * 1000)
-    print(json.dumps(times))
+        out["direct"].append(first_chunk_ms(direct, model))
+        out["gateway"].append(first_chunk_ms(via, model))
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "check":
         check(*sys.argv[2:6])
     else:
-        ttft(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        ttft(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))

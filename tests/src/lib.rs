@@ -723,3 +723,38 @@ pub fn random_file(path: &Path, len: usize, seed: u64) {
     buf.truncate(len);
     std::fs::write(path, buf).expect("write random file");
 }
+
+/// The cloud provider stand-in (tests/python/cloud_standin.py), killed on
+/// drop.
+pub struct CloudStandin {
+    /// The stand-in process.
+    pub child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Drop for CloudStandin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start the cloud provider stand-in, logging requests to `log`.
+pub fn cloud_standin(log: &Path) -> CloudStandin {
+    use std::io::BufRead;
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/python/cloud_standin.py"))
+        .arg(log)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cloud stand-in");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    CloudStandin {
+        port: line.trim().parse().expect("its port"),
+        child,
+    }
+}

@@ -16,38 +16,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The cloud provider stand-in (tests/python/cloud_standin.py), killed on
-/// drop.
-struct CloudStandin {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for CloudStandin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cloud_standin(log: &std::path::Path) -> CloudStandin {
-    use std::io::BufRead;
-    let mut child = Command::new(python())
-        .arg(repo_root().join("tests/python/cloud_standin.py"))
-        .arg(log)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("cloud stand-in");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    CloudStandin {
-        port: line.trim().parse().expect("its port"),
-        child,
-    }
-}
-
 /// POST `body` to `path` with `key`: (status, response).
 fn post_json(port: u16, key: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::{Read, Write};

@@ -32,8 +32,11 @@ pub const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long a server may take to start and answer `initialize`
 /// (npx and uvx may download on first start).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
-/// A reused connection idle this long is checked first.
-pub const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+/// A reused connection idle this long is checked first (the seed pings on
+/// every reuse; a connection that answered within the last second has
+/// just shown it is alive, and pinging it again would double the latency
+/// of back-to-back calls).
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// How long that check may take.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// Grace between SIGTERM and SIGKILL for a stdio server's process group.
