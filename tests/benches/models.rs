@@ -130,20 +130,12 @@ async fn main() {
         .port();
     ok(&suite.ctl(&["gateway", "enable", "--port", &port.to_string()]));
     let key = ok(&suite.ctl(&["gateway", "key"])).trim().to_string();
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/python/gateway_client.py"))
-        .arg("ttft")
-        .arg(format!("http://127.0.0.1:{}/v1", engine.port))
-        .arg(format!("http://127.0.0.1:{port}/v1"))
-        .args([key.as_str(), "gemma3-270m", "60"])
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let engine_api = format!("http://127.0.0.1:{}/v1", engine.port);
+    let gateway_api = format!("http://127.0.0.1:{port}/v1");
+    let v = python_json(
+        "gateway_client.py",
+        &["ttft", &engine_api, &gateway_api, &key, "gemma3-270m", "60"],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let list = |k: &str| -> Vec<f64> {
         v[k].as_array()
             .unwrap()

@@ -602,6 +602,28 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     found
 }
 
+/// Run `tests/python/<script>` with `args` in the test venv, assert it
+/// succeeded (its stderr in the failure message) and parse its stdout as
+/// JSON.
+pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/python").join(script))
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 /// A command's stdout, after asserting it succeeded (its output in the
 /// failure message).
 pub fn ok(o: &Output) -> String {

@@ -6,7 +6,6 @@
 
 use cowork_e2e::*;
 use serde_json::Value;
-use std::process::Command;
 use std::time::Duration;
 
 fn free_port() -> u16 {
@@ -102,23 +101,11 @@ async fn openai_client_lists_chats_streams_and_embeds_through_the_gateway() {
     let key = ok(&s.ctl(&["gateway", "key"])).trim().to_string();
     assert!(key.starts_with("cowork-") && key.len() > 40, "{key}");
 
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/python/gateway_client.py"))
-        .args([
-            "check",
-            &format!("{url}/v1"),
-            &key,
-            "gemma3-270m",
-            "gemma3-270m-embed",
-        ])
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let api = format!("{url}/v1");
+    let r = python_json(
+        "gateway_client.py",
+        &["check", &api, &key, "gemma3-270m", "gemma3-270m-embed"],
     );
-    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let models: Vec<&str> = r["models"]
         .as_array()
         .unwrap()

@@ -8,20 +8,9 @@
 use agents_agent::models::{fit, gguf};
 use cowork_e2e::*;
 use serde_json::Value;
-use std::process::Command;
 
 fn fixtures(args: &[&str]) -> serde_json::Map<String, Value> {
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/python/gguf_fixtures.py"))
-        .args(args)
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    match serde_json::from_slice(&out.stdout).expect("fixtures JSON") {
+    match python_json("gguf_fixtures.py", args) {
         Value::Object(m) => m,
         other => panic!("{other}"),
     }

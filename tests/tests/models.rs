@@ -357,21 +357,31 @@ async fn a_killed_transfer_resumes_after_restart_and_a_cancelled_one_on_pull() {
     assert_eq!(last["state"], "done");
     assert_eq!(last["files"][0]["resumed_from"], 0);
     assert_eq!(sha256sum(&models.join("big.bin")), sha);
+    // A partial file that is already whole (a stop during verification):
+    // the server has nothing left to send (416), so it is only verified.
+    ok(&s.ctl(&["models", "rm", "big.bin"]));
+    std::fs::copy(&big, &tmp).unwrap();
+    std::fs::write(models.join("big.bin.url"), web.url("big.bin")).unwrap();
+    let last = last_json(&s.ctl(&[
+        "models",
+        "pull",
+        &web.url("big.bin"),
+        "--sha256",
+        &sha,
+        "--json",
+    ]));
+    assert_eq!(last["state"], "done", "{last}");
+    assert_eq!(last["files"][0]["resumed_from"], 40 * MIB as u64);
+    assert!(
+        web.access_log()
+            .contains(&format!("/big.bin 416 \"bytes={}-\"", 40 * MIB)),
+        "{}",
+        web.access_log()
+    );
 }
 
 fn fixture_read(path: &str) -> Value {
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/python/gguf_fixtures.py"))
-        .args(["read", path])
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
-    all[path].clone()
+    python_json("gguf_fixtures.py", &["read", path])[path].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -128,7 +128,7 @@ pub const CORS: [(&str, &str); 4] = [
 ];
 
 /// Where a model is served.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Upstream {
     /// The id clients use.
     pub id: String,
@@ -141,6 +141,18 @@ pub struct Upstream {
     pub upstream_model: String,
     /// The key to send (cloud providers only).
     pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("id", &self.id)
+            .field("owner", &self.owner)
+            .field("base_url", &self.base_url)
+            .field("upstream_model", &self.upstream_model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Upstreams {

@@ -23,6 +23,8 @@ pub const KEY_SECRET: &str = "gateway-api-key";
 /// How long the model table is trusted before engines are probed again
 /// (a miss probes at once).
 const ROUTES_TTL: Duration = Duration::from_secs(10);
+/// How long the trusted host list is kept before config.toml is read again.
+const TRUSTED_TTL: Duration = Duration::from_secs(2);
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -84,6 +86,7 @@ struct Inner {
     requests: AtomicU64,
     key: Mutex<Option<String>>,
     routes: tokio::sync::Mutex<Option<(Instant, Upstreams)>>,
+    trusted: Mutex<Option<(Instant, Vec<String>)>>,
 }
 
 /// The gateway (cheap to clone).
@@ -111,6 +114,7 @@ impl Gateway {
                 requests: AtomicU64::new(0),
                 key: Mutex::new(None),
                 routes: tokio::sync::Mutex::new(None),
+                trusted: Mutex::new(None),
             }),
         }
     }
@@ -257,7 +261,11 @@ impl Gateway {
                         r = conn.as_mut() => if let Err(e) = r {
                             tracing::debug!(error = %e, "gateway connection ended");
                         },
-                        _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+                        _ = stop.cancelled() => {
+                            // Let an answer in flight finish, then close.
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
                     }
                 });
             }
@@ -321,10 +329,19 @@ impl Gateway {
         Upstreams(out)
     }
 
+    /// `[agents.gateway] trusted_hosts`, re-read at most every 2 s.
     fn trusted_hosts(&self) -> Vec<String> {
-        AgentsConfig::load(&self.inner.config)
-            .map(|c| c.gateway.trusted_hosts)
-            .unwrap_or_default()
+        let mut g = Self::lock(&self.inner.trusted);
+        match g.as_ref() {
+            Some((at, hosts)) if at.elapsed() < TRUSTED_TTL => hosts.clone(),
+            _ => {
+                let hosts = AgentsConfig::load(&self.inner.config)
+                    .map(|c| c.gateway.trusted_hosts)
+                    .unwrap_or_default();
+                *g = Some((Instant::now(), hosts.clone()));
+                hosts
+            }
+        }
     }
 
     async fn handle(&self, req: Request<Incoming>, port: u16) -> Response<Body> {
@@ -369,12 +386,24 @@ impl Gateway {
                 )
             }
             Route::MethodNotAllowed => {
-                return error(
+                let mut r = error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method not allowed on this endpoint",
                     "invalid_request_error",
                     "method_not_allowed",
-                )
+                );
+                let allow = if req.uri().path().starts_with("/v1/models")
+                    || !req.uri().path().starts_with("/v1/")
+                {
+                    "GET, HEAD, OPTIONS"
+                } else {
+                    "POST, OPTIONS"
+                };
+                r.headers_mut().insert(
+                    hyper::header::ALLOW,
+                    hyper::header::HeaderValue::from_static(allow),
+                );
+                return r;
             }
             Route::Models | Route::Forward(_) => {}
         }
@@ -391,13 +420,18 @@ impl Gateway {
             }
         };
         if !policy::authorized(header("authorization"), header("x-api-key"), &key) {
-            return error(
+            let mut r = error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong API key: send `Authorization: Bearer <key>` or `X-Api-Key: <key>` \
                  (the key: `coworkctl gateway key`)",
                 "invalid_request_error",
                 "invalid_api_key",
             );
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer realm=\"cowork\""),
+            );
+            return r;
         }
         match route {
             Route::Models => {

@@ -151,12 +151,20 @@ pub async fn fetch(
     let tmp = sidecar(&job.path, TMP_SUFFIX);
     let marker = sidecar(&job.path, URL_SUFFIX);
     if job.path.exists() {
-        // Already here: verify what is on disk instead of fetching again.
-        report.verifying();
+        // Already here: verify what is on disk instead of fetching again
+        // (a mismatch names the file: `models rm` it to fetch it anew).
         let len = fs::metadata(&job.path).map_err(io_err(&job.path))?.len();
-        verify_file(&job.path, job.size, &job.sha256, cancel.clone()).await?;
-        report.transferring("", len, Some(len), len);
-        return Ok(());
+        report.transferring("", len, Some(len), 0);
+        report.verifying();
+        return verify_file(&job.path, job.size, &job.sha256, cancel.clone())
+            .await
+            .map_err(|e| match e {
+                FetchError::Verify(why) => FetchError::Verify(format!(
+                    "{} is already there but does not match: {why}",
+                    job.path.display()
+                )),
+                e => e,
+            });
     }
     let mut last = String::new();
     let mut fetched: Option<Option<u64>> = None;
@@ -176,12 +184,12 @@ pub async fn fetch(
                 Err(Attempt::Cancelled) => return Err(FetchError::Cancelled),
                 Err(Attempt::Io(e)) => return Err(e),
                 Err(Attempt::Retry(e)) => {
-                    tracing::warn!(%url, attempt, error = %e, "download attempt failed");
-                    last = format!("{url}: {e}");
+                    tracing::warn!(url = %redacted(url), attempt, error = %e, "download attempt failed");
+                    last = format!("{}: {e}", redacted(url));
                 }
                 Err(Attempt::NextUrl(e)) => {
-                    tracing::warn!(%url, error = %e, "download source failed");
-                    last = format!("{url}: {e}");
+                    tracing::warn!(url = %redacted(url), error = %e, "download source failed");
+                    last = format!("{}: {e}", redacted(url));
                     continue 'urls;
                 }
             }
@@ -241,6 +249,16 @@ async fn transfer(
         Resume::From(n) => n,
         Resume::Fresh => 0,
     };
+    if offset == 0 {
+        // Starting over: no byte of another source may be continued, even
+        // if this attempt fails before the first byte lands.
+        match fs::remove_file(tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(Attempt::Io(io_err(tmp)(e)))
+            }
+            _ => {}
+        }
+    }
     if old.as_deref().map(str::trim) != Some(url) {
         // Name the URL before the first byte lands, so a crash leaves a
         // partial file that only this URL may continue.
@@ -254,7 +272,7 @@ async fn transfer(
     }
     let mut resp = tokio::select! {
         _ = cancel.cancelled() => return Err(Attempt::Cancelled),
-        r = req.send() => r.map_err(|e| Attempt::Retry(error_chain(&e)))?,
+        r = req.send() => r.map_err(|e| Attempt::Retry(error_chain(&e.without_url())))?,
     };
     let status = resp.status();
     let answer = match status.as_u16() {
@@ -274,8 +292,19 @@ async fn transfer(
             }
         }
         416 if offset > 0 => {
-            // The partial file is not a prefix the server recognises:
-            // start over.
+            // Nothing left to send: the partial file may be complete (a
+            // stop during verification). `bytes */TOTAL` says.
+            let total = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().strip_prefix("bytes */"))
+                .and_then(|t| t.trim().parse::<u64>().ok());
+            if total == Some(offset) {
+                report.transferring(url, offset, Some(offset), offset);
+                return Ok(Some(offset));
+            }
+            // Not a prefix the server recognises: start over.
             let _ = fs::remove_file(tmp);
             return Err(Attempt::Retry(format!(
                 "server refused to resume at byte {offset} (416)"
@@ -330,7 +359,7 @@ async fn transfer(
                 report.transferring(url, written, total, start);
                 return Err(Attempt::Retry(format!(
                     "connection lost after {written} bytes: {}",
-                    error_chain(&e)
+                    error_chain(&e.without_url())
                 )));
             }
         }
@@ -345,6 +374,26 @@ async fn transfer(
             "connection closed after {written} of {t} bytes"
         ))),
         _ => Ok(Some(written)),
+    }
+}
+
+/// A URL for logs and messages: no userinfo, no query (signed URLs carry
+/// their credentials there).
+pub fn redacted(url: &str) -> String {
+    let no_query = url.split(['?', '#']).next().unwrap_or(url);
+    let tail = if no_query.len() < url.len() {
+        "?…"
+    } else {
+        ""
+    };
+    match no_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            let slash = if rest.contains('/') { "/" } else { "" };
+            format!("{scheme}://{host}{slash}{path}{tail}")
+        }
+        None => format!("{no_query}{tail}"),
     }
 }
 
@@ -520,6 +569,15 @@ mod tests {
         std::os::unix::fs::symlink(root.join("real"), root.join("alias")).unwrap();
         check_on_disk(&root, &root.join("alias/x/m.gguf")).unwrap();
         assert!(root.join("real/x").is_dir());
+    }
+
+    #[test]
+    fn urls_lose_credentials_in_messages() {
+        assert_eq!(
+            redacted("https://u:p@h.example/m.gguf?X-Amz-Signature=abc"),
+            "https://h.example/m.gguf?…"
+        );
+        assert_eq!(redacted("http://h:8/a/b"), "http://h:8/a/b");
     }
 
     #[test]

@@ -215,31 +215,32 @@ fn nvidia() -> Vec<Gpu> {
 }
 
 /// Run a program and return its stdout, or None if it is missing, fails
-/// or takes over 2 s.
+/// or takes over 2 s (its output is read while it runs, so a long answer
+/// cannot stall it).
 fn run_with_limit(program: &str, args: &[&str]) -> Option<String> {
-    let mut child = std::process::Command::new(program)
+    let child = std::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .ok()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => break,
-            Ok(Some(_)) | Err(_) => return None,
-            Ok(None) if std::time::Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(2)) {
+        Ok(Ok(out)) if out.status.success() => String::from_utf8(out.stdout).ok(),
+        Ok(_) => None,
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            None
         }
     }
-    let mut s = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut()?, &mut s).ok()?;
-    Some(s)
 }
 
 #[cfg(target_os = "macos")]

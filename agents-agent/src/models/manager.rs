@@ -120,25 +120,6 @@ impl Downloads {
         for s in &specs {
             fetch::check_on_disk(&self.inner.root, &s.path)?;
         }
-        let previous = {
-            let mut tasks = self.tasks();
-            for (other, r) in tasks.iter() {
-                if *other == id {
-                    continue;
-                }
-                if let Some(s) = specs.iter().find(|s| r.paths.contains(&s.path)) {
-                    return Err(DownloadError::Busy {
-                        path: s.name.clone(),
-                        task: other.clone(),
-                    });
-                }
-            }
-            tasks.remove(&id)
-        };
-        if let Some(old) = previous {
-            old.cancel.cancel();
-            let _ = old.handle.await;
-        }
         let created = now_ms();
         let record = Record {
             id: id.clone(),
@@ -158,8 +139,6 @@ impl Downloads {
             created_ms: created,
             updated_ms: created,
         };
-        let r = record.clone();
-        self.inner.db.run(move |c| store::put(c, &r)).await?;
         let (tx, rx) = watch::channel(record.clone());
         let cancel = self.inner.shutdown.child_token();
         let generation = self
@@ -175,12 +154,39 @@ impl Downloads {
                 size: s.size,
             })
             .collect();
+        // One critical section from the busy check to the insert, so two
+        // pulls can never both own a file, and a task that ends at once
+        // still finds its own entry to remove.
+        let mut tasks = self.tasks();
+        for (other, r) in tasks.iter() {
+            if *other == id {
+                continue;
+            }
+            if let Some(s) = specs.iter().find(|s| r.paths.contains(&s.path)) {
+                return Err(DownloadError::Busy {
+                    path: s.name.clone(),
+                    task: other.clone(),
+                });
+            }
+        }
+        let previous = tasks.remove(&id);
+        if let Some(old) = &previous {
+            old.cancel.cancel();
+        }
         let me = self.clone();
         let handle = tokio::spawn({
             let cancel = cancel.clone();
             let id = id.clone();
             let span = tracing::info_span!("download", %id);
             async move {
+                // The task this one replaces stops writing first.
+                if let Some(old) = previous {
+                    let _ = old.handle.await;
+                }
+                let r = record.clone();
+                if let Err(e) = me.inner.db.run(move |c| store::put(c, &r)).await {
+                    tracing::warn!(error = %e, "could not record the download");
+                }
                 me.run(record, jobs, cancel, tx).instrument(span).await;
                 let mut tasks = me.tasks();
                 if tasks.get(&id).is_some_and(|r| r.generation == generation) {
@@ -188,7 +194,7 @@ impl Downloads {
                 }
             }
         });
-        self.tasks().insert(
+        tasks.insert(
             id,
             Running {
                 cancel,
@@ -332,6 +338,15 @@ impl Downloads {
         let mut deleted = Vec::new();
         for name in names {
             let path = download::sandboxed(&self.inner.root, &name)?;
+            // Another task writing this file stops first.
+            let owner = self
+                .tasks()
+                .iter()
+                .find(|(_, r)| r.paths.contains(&path))
+                .map(|(id, _)| id.clone());
+            if let Some(owner) = owner {
+                self.cancel(&owner).await;
+            }
             inside_on_disk(&self.inner.root, &path)?;
             for p in [
                 path.clone(),

@@ -95,33 +95,50 @@ pub fn read_file(path: &Path) -> Result<Found, SourceError> {
 /// Read a remote file's metadata with `Range: bytes=a-b` requests of 2 MB
 /// each until it parses (or 120 MB). A server that ignores Range is read
 /// as a stream and dropped as soon as the metadata is complete.
-pub async fn read_url(client: &reqwest::Client, url: &str) -> Result<Found, SourceError> {
-    let http = |e: reqwest::Error| SourceError::Http(format!("{url}: {e}"));
+pub async fn read_url(client: &reqwest::Client, full_url: &str) -> Result<Found, SourceError> {
+    // Messages name the URL without credentials.
+    let url = &super::fetch::redacted(full_url);
+    let http = |e: reqwest::Error| SourceError::Http(format!("{url}: {}", e.without_url()));
     let mut buf: Vec<u8> = Vec::new();
     let mut total: Option<u64> = None;
     loop {
         let start = buf.len() as u64;
         let end = (start + STEP).min(MAX_HEADER) - 1;
         let mut resp = client
-            .get(url)
+            .get(full_url)
             .header(reqwest::header::RANGE, format!("bytes={start}-{end}"))
             .send()
             .await
             .map_err(http)?;
         match resp.status().as_u16() {
             206 => {
-                if total.is_none() {
-                    total = resp
-                        .headers()
-                        .get(reqwest::header::CONTENT_RANGE)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(super::download::parse_content_range)
-                        .and_then(|(_, t)| t);
+                let range = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(super::download::parse_content_range);
+                match range {
+                    Some((s, t)) if s == start => total = total.or(t),
+                    _ => {
+                        return Err(SourceError::Http(format!(
+                            "{url}: the server answered bytes={start}-{end} with another range"
+                        )))
+                    }
                 }
-                let body = resp.bytes().await.map_err(http)?;
-                let body = &body[..body.len().min((end + 1 - start) as usize)];
-                buf.extend_from_slice(body);
-                let eof = body.is_empty() || total.is_some_and(|t| buf.len() as u64 >= t);
+                // Never more than was asked, whatever the server sends.
+                let want = (end + 1 - start) as usize;
+                let before = buf.len();
+                while buf.len() - before < want {
+                    match resp.chunk().await.map_err(http)? {
+                        Some(c) => {
+                            let room = want - (buf.len() - before);
+                            buf.extend_from_slice(&c[..c.len().min(room)]);
+                        }
+                        None => break,
+                    }
+                }
+                let got = buf.len() - before;
+                let eof = got == 0 || total.is_some_and(|t| buf.len() as u64 >= t);
                 if let Some(m) = attempt(url, &buf, eof)? {
                     return Ok(Found {
                         metadata: m,

@@ -1215,7 +1215,7 @@ async fn run_models(
         }
         ModelsCmd::Cancel { id } => {
             let r = c
-                .cancel(call(DownloadRef { id: id.clone() }))
+                .cancel(long(DownloadRef { id: id.clone() }))
                 .await?
                 .into_inner();
             if json {
@@ -1233,7 +1233,7 @@ async fn run_models(
         }
         ModelsCmd::Rm { id } => {
             let r = c
-                .remove(call(DownloadRef { id: id.clone() }))
+                .remove(long(DownloadRef { id: id.clone() }))
                 .await?
                 .into_inner();
             if json {
