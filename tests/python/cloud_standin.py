@@ -2,13 +2,16 @@
 provider can be reached from the tests, nor paid for). It answers POST
 /v1/chat/completions with a fixed reply naming the model it was asked for,
 and appends each request's path, Authorization header and JSON body to the
-file named by its first argument. Prints its port, then serves until
-killed."""
+file named by its first argument. With a second argument, the reply is
+read from that JSON file at each request instead ({"message": {...},
+"usage": {...}}): a test can make it ask for tool calls or report token
+counts. Prints its port, then serves until killed."""
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOG = sys.argv[1]
+REPLY = sys.argv[2] if len(sys.argv) > 2 else None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -20,11 +23,19 @@ class Handler(BaseHTTPRequestHandler):
         with open(LOG, "a") as f:
             f.write(json.dumps({"path": self.path, "authorization": self.headers.get("Authorization"),
                                 "body": body}) + "\n")
-        out = json.dumps({"id": "standin-1", "object": "chat.completion", "created": 0,
-                          "model": body.get("model"),
-                          "choices": [{"index": 0, "finish_reason": "stop",
-                                       "message": {"role": "assistant",
-                                                   "content": "from the cloud stand-in"}}]}).encode()
+        message = {"role": "assistant", "content": "from the cloud stand-in"}
+        usage = None
+        if REPLY:
+            with open(REPLY) as f:
+                r = json.load(f)
+            message, usage = r.get("message", message), r.get("usage")
+        finish = "tool_calls" if message.get("tool_calls") else "stop"
+        reply = {"id": "standin-1", "object": "chat.completion", "created": 0,
+                 "model": body.get("model"),
+                 "choices": [{"index": 0, "finish_reason": finish, "message": message}]}
+        if usage:
+            reply["usage"] = usage
+        out = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))

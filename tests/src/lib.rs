@@ -764,10 +764,17 @@ impl Drop for CloudStandin {
 
 /// Start the cloud provider stand-in, logging requests to `log`.
 pub fn cloud_standin(log: &Path) -> CloudStandin {
+    cloud_standin_with(log, None)
+}
+
+/// [`cloud_standin`] answering with the reply in `reply` (JSON, read at
+/// each request) when given.
+pub fn cloud_standin_with(log: &Path, reply: Option<&Path>) -> CloudStandin {
     use std::io::BufRead;
     let mut child = Command::new(python())
         .arg(repo_root().join("tests/python/cloud_standin.py"))
         .arg(log)
+        .args(reply)
         .stdout(Stdio::piped())
         .spawn()
         .expect("cloud stand-in");
