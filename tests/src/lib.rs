@@ -624,6 +624,25 @@ pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// Register the real `mcp-server-time` (PyPI, in the test venv) as MCP
+/// server `time` through `coworkctl mcp add`; returns the server as JSON.
+pub fn add_time_server(suite: &Suite) -> serde_json::Value {
+    let py = python().display().to_string();
+    let out = ok(&suite.ctl(&[
+        "--json",
+        "mcp",
+        "add",
+        "time",
+        "--",
+        &py,
+        "-m",
+        "mcp_server_time",
+        "--local-timezone",
+        "UTC",
+    ]));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
 /// A command's stdout, after asserting it succeeded (its output in the
 /// failure message).
 pub fn ok(o: &Output) -> String {

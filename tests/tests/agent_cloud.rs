@@ -109,20 +109,7 @@ async fn guardrails_pause_a_repeating_chain_abort_a_failing_one_and_pause_on_spe
     );
     s.wait_state("agents", "running", Duration::from_secs(30))
         .await;
-    let py = python().display().to_string();
-    let added: Value = serde_json::from_str(&ok(&s.ctl(&[
-        "--json",
-        "mcp",
-        "add",
-        "time",
-        "--",
-        &py,
-        "-m",
-        "mcp_server_time",
-        "--local-timezone",
-        "UTC",
-    ])))
-    .unwrap();
+    let added = add_time_server(&s);
     assert_eq!(added["status"], "running", "{added}");
     // The operation as `agent run --json` prints it (exit 1 when it failed).
     let run = |task: &str| -> Value {

@@ -40,19 +40,7 @@ async fn with_time_server(approval: &str) -> (LlamaServer, Suite) {
             serde_json::from_slice(&suite.ctl(&["--json", "engines"]).stdout).unwrap_or_default();
         v["engines"][0]["health"] == "up"
     });
-    let py = python().display().to_string();
-    let s = json(&suite.ctl(&[
-        "--json",
-        "mcp",
-        "add",
-        "time",
-        "--",
-        &py,
-        "-m",
-        "mcp_server_time",
-        "--local-timezone",
-        "UTC",
-    ]));
+    let s = add_time_server(&suite);
     assert_eq!(s["status"], "running", "{s}");
     (engine, suite)
 }
