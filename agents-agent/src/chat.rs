@@ -6,7 +6,7 @@ use crate::chat_store::{self as store, MessageRow};
 use crate::client::{stream_chat, ChatMessage, ChatTarget, Transport};
 use crate::config::{parse_preference, AgentsConfig};
 use crate::db::Db;
-use crate::engines::{candidates, ApiFamily, Health};
+use crate::engines::{ApiFamily, Health};
 use crate::providers::{self, ReadyProvider};
 use crate::router::{self, Refusal, Request as RouteRequest, Target, Tier};
 use crate::usage::UsageEntry;
@@ -433,7 +433,7 @@ impl chat_server::Chat for ChatService {
         _: Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, Status> {
         let cfg = AgentsConfig::load(&self.config).map_err(Status::failed_precondition)?;
-        let instances = candidates(&cfg.configured(), cfg.probe_ports, &cfg.overrides());
+        let instances = cfg.instances();
         let up = crate::probe::probe_all(instances)
             .await
             .into_iter()

@@ -299,6 +299,12 @@ impl AgentsConfig {
             .collect()
     }
 
+    /// Every engine instance to probe under this config: declared engines,
+    /// known default ports when probing is on, cron companions, overrides.
+    pub fn instances(&self) -> Vec<crate::engines::Instance> {
+        crate::engines::candidates(&self.configured(), self.probe_ports, &self.overrides())
+    }
+
     /// The URL overrides as pairs.
     pub fn overrides(&self) -> Vec<(String, String)> {
         self.engine_urls

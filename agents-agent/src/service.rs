@@ -1,7 +1,7 @@
 //! gRPC adapters of agents-agent: `cowork.engines.v1.Engines`.
 
 use crate::config::AgentsConfig;
-use crate::engines::{candidates, ApiFamily, Health, Origin, Role};
+use crate::engines::{ApiFamily, Health, Origin, Role};
 use cowork_proto::pb::engines::{
     engines_server, EngineInstance, ListEnginesRequest, ListEnginesResponse,
 };
@@ -29,7 +29,7 @@ impl engines_server::Engines for EnginesService {
         _: Request<ListEnginesRequest>,
     ) -> Result<Response<ListEnginesResponse>, Status> {
         let cfg = AgentsConfig::load(&self.config_path).map_err(Status::failed_precondition)?;
-        let instances = candidates(&cfg.configured(), cfg.probe_ports, &cfg.overrides());
+        let instances = cfg.instances();
         let probed = crate::probe::probe_all(instances).await;
         Ok(Response::new(ListEnginesResponse {
             engines: probed

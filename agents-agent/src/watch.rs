@@ -6,7 +6,7 @@
 //! nothing can answer, and keeps serving everything else.
 
 use crate::config::AgentsConfig;
-use crate::engines::{candidates, choose, ApiFamily, Health};
+use crate::engines::{choose, ApiFamily, Health};
 use crate::providers::ReadyProvider;
 use cowork_proto::worker::HealthHandle;
 use std::path::PathBuf;
@@ -145,7 +145,7 @@ pub async fn detect(config: &std::path::Path) -> Detected {
             }
         }
     };
-    let instances = candidates(&cfg.configured(), cfg.probe_ports, &cfg.overrides());
+    let instances = cfg.instances();
     let probed = crate::probe::probe_all(instances).await;
     let up: Vec<_> = probed
         .iter()

@@ -6,7 +6,7 @@ use super::policy::{self, Route, Upstream, Upstreams};
 use super::store;
 use crate::config::AgentsConfig;
 use crate::db::Db;
-use crate::engines::{candidates, Health};
+use crate::engines::Health;
 use crate::router::Tier;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
@@ -291,12 +291,7 @@ impl Gateway {
         let Ok(cfg) = AgentsConfig::load(&self.inner.config) else {
             return Upstreams::default();
         };
-        let probed = crate::probe::probe_all(candidates(
-            &cfg.configured(),
-            cfg.probe_ports,
-            &cfg.overrides(),
-        ))
-        .await;
+        let probed = crate::probe::probe_all(cfg.instances()).await;
         let mut out = Vec::new();
         for p in probed.into_iter().filter(|p| p.health == Health::Up) {
             for m in &p.models {

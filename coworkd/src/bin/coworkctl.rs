@@ -17,6 +17,15 @@ const EXIT_UNREACHABLE: u8 = 3;
 /// How long one call may take before coworkd counts as not answering.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Exit 0 on success, 1 otherwise.
+fn exit_code(success: bool) -> ExitCode {
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 /// A request with coworkctl's deadline, so a hung coworkd cannot hang us.
 fn call<T>(msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
@@ -336,11 +345,7 @@ fn show_operation(
             writeln!(out, "{}", o.result)?;
         }
     }
-    Ok(if o.status == "error" {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_code(o.status != "error"))
 }
 
 async fn run_agent(
@@ -1089,11 +1094,7 @@ async fn run_chat(
             }
         }
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_code(!failed))
 }
 
 /// Print a task's progress until it ends: a redrawn bar on a terminal,
@@ -1137,11 +1138,7 @@ async fn follow_pull(
         }
         writeln!(out, "{}", pull_outcome(&p))?;
     }
-    Ok(if p.state == "done" {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit_code(p.state == "done"))
 }
 
 async fn run_models(
