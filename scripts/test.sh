@@ -13,8 +13,9 @@ cargo build --locked --workspace --bins
 echo "== testing"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
+# --no-fail-fast: one failing test binary does not hide the others.
 set +e
-cargo test --locked --workspace 2>&1 | tee "$log"
+cargo test --locked --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary.

