@@ -7,12 +7,12 @@ use crate::event::{Stream, StreamSet};
 use crate::pipeline::NextIds;
 use crate::record::Row;
 use crate::source::now_ms;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use cowork_db::{Ledger, MigrateError, Owner, Step};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-/// How long a statement waits for another process's write lock.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where capture's schema versions are recorded.
+const LEDGER: Ledger = Ledger::Single("capture_schema_migrations");
 
 /// Every table capture-agent owns. Nothing else in the file is touched.
 pub const TABLES: &[&str] = &[
@@ -27,9 +27,9 @@ pub const TABLES: &[&str] = &[
 
 /// Capture's migrations, in order; migration `i` brings the schema to
 /// version `i + 1`. Append only.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Step] = &[
     // 1: the four streams and consent.
-    "CREATE TABLE capture_streams (
+    Step::Sql("CREATE TABLE capture_streams (
         stream TEXT PRIMARY KEY,
         enabled INTEGER NOT NULL,
         changed_ms INTEGER NOT NULL
@@ -92,11 +92,17 @@ const MIGRATIONS: &[&str] = &[
         activity_id INTEGER,
         at_ms INTEGER NOT NULL
      );
-     CREATE INDEX capture_clipboard_events_at ON capture_clipboard_events(at_ms);",
+     CREATE INDEX capture_clipboard_events_at ON capture_clipboard_events(at_ms);"),
 ];
 
+/// capture-agent as an owner of tables in cowork.db.
+const OWNER: Owner = Owner {
+    name: "capture",
+    steps: MIGRATIONS,
+};
+
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub const SCHEMA_VERSION: i64 = OWNER.version();
 
 /// Errors of the capture store.
 #[derive(Debug, thiserror::Error)]
@@ -182,13 +188,7 @@ impl Store {
             let path = path.to_path_buf();
             move |source| StoreError::Sql { what, path, source }
         };
-        let conn = Connection::open(path).map_err(err("cannot open the database"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(err("cannot set the busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err("cannot switch to WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err("cannot set synchronous=NORMAL"))?;
+        let conn = cowork_db::open(path).map_err(err("cannot open the database"))?;
         // Deleted capture text (retention, rewritten open rows) is zeroed,
         // not left in free pages.
         conn.pragma_update(None, "secure_delete", "ON")
@@ -212,49 +212,29 @@ impl Store {
 
     /// The schema version of capture's tables in this file.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT coalesce(max(version), 0) FROM capture_schema_migrations",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(self.err("cannot read the schema version"))
+        cowork_db::versions(&self.conn, LEDGER, &[OWNER])
+            .map(|v| v[0])
+            .map_err(|e| self.migrate_error(e))
+    }
+
+    fn migrate_error(&self, e: MigrateError) -> StoreError {
+        match e {
+            MigrateError::TooNew { found, .. } => StoreError::TooNew {
+                path: self.path.clone(),
+                found,
+            },
+            MigrateError::Sql { source, .. } => StoreError::Sql {
+                what: "cannot migrate capture's tables",
+                path: self.path.clone(),
+                source,
+            },
+        }
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch(
-                "CREATE TABLE IF NOT EXISTS capture_schema_migrations (
-                    version INTEGER PRIMARY KEY,
-                    applied_ms INTEGER NOT NULL)",
-            )
-            .map_err(self.err("cannot create the migrations table"))?;
-        let found = self.schema_version()?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found,
-            });
-        }
-        let path = self.path.clone();
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            let version = i as i64 + 1;
-            let err = |source| StoreError::Sql {
-                what: "cannot migrate capture's tables",
-                path: path.clone(),
-                source,
-            };
-            let tx = self.conn.transaction().map_err(err)?;
-            tx.execute_batch(sql).map_err(err)?;
-            tx.execute(
-                "INSERT INTO capture_schema_migrations (version, applied_ms) VALUES (?1, ?2)",
-                params![version, now_ms()],
-            )
-            .map_err(err)?;
-            tx.commit().map_err(err)?;
-            tracing::info!(version, "capture schema migrated");
-        }
-        Ok(())
+        cowork_db::migrate(&mut self.conn, LEDGER, &[OWNER])
+            .map(|_| ())
+            .map_err(|e| self.migrate_error(e))
     }
 
     /// Close every row a killed capture-agent left open, at the last time
@@ -486,18 +466,11 @@ fn write_row(tx: &rusqlite::Transaction<'_>, row: &Row, now: i64) -> rusqlite::R
 /// A read-only connection for queries, beside the writer (WAL lets them
 /// run concurrently).
 pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let err = |source| StoreError::Sql {
+    cowork_db::open_reader(path).map_err(|source| StoreError::Sql {
         what: "cannot open the database for reading",
         path: path.to_path_buf(),
         source,
-    };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(err)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
-    Ok(conn)
+    })
 }
 
 /// Recent records across the requested streams, newest first.
