@@ -9,6 +9,6 @@ cargo build --locked --release --workspace --bins
 cargo bench --locked -p cowork-e2e --bench suite
 cargo bench --locked -p cowork-e2e --bench capture
 cargo bench --locked -p agents-agent --bench router
-cargo bench --locked -p cowork-e2e --bench chat
+cargo bench --locked -p agents-agent --bench chat
 cargo bench --locked -p cowork-e2e --bench mcp
-cargo bench --locked -p cowork-e2e --bench models
+cargo bench --locked -p agents-agent --bench models

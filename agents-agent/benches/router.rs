@@ -2,7 +2,8 @@
 //! against a baseline measured in the same run: building the request and
 //! formatting a reason string, the floor any decision pays.
 
-use agents_agent::router::{route, Plan, Policy, Preference, Request, Target, Tier, Usage};
+use agents_agent::llm::router::{route, Plan, Policy, Preference, Request, Target, Usage};
+use agents_agent::llm::tier::Tier;
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -1,9 +1,12 @@
 //! The `[agents]` section of `$COWORK_HOME/config.toml`, read fresh for
 //! each detection so edits apply at once. Other sections are ignored.
 
-use crate::engines::{ApiFamily, ConfiguredEngine};
-use crate::providers::{self, ReadyProvider};
-use crate::router::{Caps, Plan, Policy, Preference, Tier};
+use crate::agent::approval::{DefaultMode, Settings};
+use crate::llm::engines::{candidates, ApiFamily, ConfiguredEngine, Instance};
+use crate::llm::providers::{self, ReadyProvider};
+use crate::llm::router::{Caps, Plan, Policy, Preference};
+use crate::llm::tier::{provider, Tier, CLOUD_PROVIDERS};
+use crate::mcp::ServerPolicy;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -166,7 +169,7 @@ impl AgentsConfig {
         c.preference()?;
         c.plan()?;
         for id in c.providers.keys() {
-            if providers::provider(id).is_none() {
+            if provider(id).is_none() {
                 return Err(format!(
                     "[agents.providers.{id}]: unknown provider; known: gemini, openrouter"
                 ));
@@ -189,9 +192,8 @@ impl AgentsConfig {
     /// The approval policy's settings, with each server's own policy.
     pub fn approval_settings(
         &self,
-        server_policy: &BTreeMap<String, crate::approval::ServerPolicy>,
-    ) -> Result<crate::approval::Settings, String> {
-        use crate::approval::{DefaultMode, Settings};
+        server_policy: &BTreeMap<String, ServerPolicy>,
+    ) -> Result<Settings, String> {
         let a = &self.approval;
         let mut s = Settings::default();
         s.security_denylist.extend(a.denylist_extra.iter().cloned());
@@ -263,7 +265,7 @@ impl AgentsConfig {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<ReadyProvider>, String> {
         let mut ready = Vec::new();
-        for p in providers::CLOUD_PROVIDERS {
+        for p in CLOUD_PROVIDERS {
             let entry = self.providers.get(p.id).cloned().unwrap_or_default();
             let key = stored(p.id).or(entry.api_key);
             if let Some(r) = providers::resolve(p, key.as_deref(), entry.base_url.as_deref(), &env)?
@@ -301,8 +303,8 @@ impl AgentsConfig {
 
     /// Every engine instance to probe under this config: declared engines,
     /// known default ports when probing is on, cron companions, overrides.
-    pub fn instances(&self) -> Vec<crate::engines::Instance> {
-        crate::engines::candidates(&self.configured(), self.probe_ports, &self.overrides())
+    pub fn instances(&self) -> Vec<Instance> {
+        candidates(&self.configured(), self.probe_ports, &self.overrides())
     }
 
     /// The URL overrides as pairs.

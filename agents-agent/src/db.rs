@@ -1,9 +1,26 @@
-//! agents-agent's one connection to cowork.db, opened (and its tables
-//! migrated) on first use, used from blocking threads one call at a time.
+//! agents-agent's handle on cowork.db: one writer connection and a small
+//! pool of read-only readers beside it. WAL lets a reader read while the
+//! writer writes, so a slow search never holds up a chat message being
+//! stored, a tool call being audited, or another search. Writes go
+//! through [`Db::write`] one at a time; queries through [`Db::read`],
+//! up to [`READERS`] at once. Both run on blocking threads.
+//!
+//! The file is opened, and every owner's tables migrated, on first use (or
+//! at start through [`Db::open`]); a file migrated by a newer build is
+//! refused and nothing is written. Imports no domain: the owners come in
+//! from [`crate::schema`].
 
+use cowork_db::{Ledger, MigrateError, Owner};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+/// Where agents-agent records each owner's schema version.
+pub const LEDGER: Ledger = Ledger::PerOwner("agents_schema_migrations");
+
+/// Read-only connections kept beside the writer.
+pub const READERS: usize = 4;
 
 /// A cowork.db failure, with the operation's error.
 #[derive(Debug, thiserror::Error)]
@@ -11,66 +28,281 @@ pub enum DbError {
     /// SQLite said no.
     #[error("cowork.db: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// The file could not be brought to this build's schema (or is newer
+    /// than it).
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
     /// The blocking task died.
     #[error("cowork.db task failed: {0}")]
     Task(String),
 }
 
-impl From<DbError> for tonic::Status {
-    fn from(e: DbError) -> Self {
-        tonic::Status::internal(e.to_string())
-    }
-}
-
 /// Shared handle (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Db {
-    path: PathBuf,
-    conn: Arc<Mutex<Option<Connection>>>,
+    inner: Arc<Inner>,
 }
 
-/// Open cowork.db with agents-agent's settings and every table it owns.
-pub fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let c = Connection::open(path)?;
-    c.busy_timeout(std::time::Duration::from_secs(5))?;
-    c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "synchronous", "NORMAL")?;
-    crate::chat_store::migrate(&c)?;
-    crate::usage::migrate(&c)?;
-    crate::mcp::store::migrate(&c)?;
-    crate::agent::migrate(&c)?;
-    crate::models::store::migrate(&c)?;
-    crate::gateway::store::migrate(&c)?;
-    Ok(c)
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    owners: &'static [Owner],
+    /// The one writer, opened and migrated on first use.
+    writer: Mutex<Option<Connection>>,
+    /// Set once the writer has migrated the file: readers open only then.
+    ready: std::sync::OnceLock<()>,
+    /// Idle readers; at most [`READERS`] exist, one per permit.
+    readers: Mutex<Vec<Connection>>,
+    permits: Semaphore,
 }
 
 impl Db {
-    /// The database at `path` (opened on first use).
-    pub fn new(path: PathBuf) -> Self {
+    /// cowork.db at `path`, holding `owners`' tables (opened on first use).
+    pub fn new(path: PathBuf, owners: &'static [Owner]) -> Self {
         Self {
-            path,
-            conn: Default::default(),
+            inner: Arc::new(Inner {
+                path,
+                owners,
+                writer: Mutex::new(None),
+                ready: std::sync::OnceLock::new(),
+                readers: Mutex::new(Vec::new()),
+                permits: Semaphore::new(READERS),
+            }),
         }
     }
 
-    /// Run `f` on the connection in a blocking thread.
-    pub async fn run<T: Send + 'static>(
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Open and migrate now (at start, so a file that cannot be used is
+    /// reported before the first request).
+    pub async fn open(&self) -> Result<(), DbError> {
+        self.write(|_| Ok(())).await
+    }
+
+    /// Run `f` on the writer, in a blocking thread. Writes are serialised.
+    pub async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, DbError> {
-        let (path, conn) = (self.path.clone(), self.conn.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
-            if guard.is_none() {
-                *guard = Some(open(&path)?);
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.write(f))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// Run `f` on the writer on this thread, blocking it: for start-up,
+    /// before the worker serves.
+    pub fn write_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, DbError> {
+        self.inner.write(f)
+    }
+
+    /// Run the read-only `f` on a reader, in a blocking thread, beside the
+    /// writer and other readers. A statement that writes fails.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, DbError> {
+        if self.inner.ready.get().is_none() {
+            self.open().await?;
+        }
+        let permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?;
+        let inner = self.inner.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let idle = inner.readers.lock().ok().and_then(|mut r| r.pop());
+            let conn = match idle {
+                Some(c) => c,
+                None => cowork_db::open_reader(&inner.path)?,
+            };
+            let r = f(&conn);
+            if let Ok(mut idle) = inner.readers.lock() {
+                idle.push(conn);
             }
-            match guard.as_ref() {
-                Some(c) => f(c),
-                None => Err(rusqlite::Error::InvalidQuery),
-            }
+            Ok(r?)
         })
         .await
-        .map_err(|e| DbError::Task(e.to_string()))?
-        .map_err(DbError::from)
+        .map_err(|e| DbError::Task(e.to_string()))?;
+        drop(permit);
+        result
+    }
+}
+
+impl Inner {
+    fn write<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, DbError> {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = match guard.as_mut() {
+            Some(c) => c,
+            None => guard.insert(self.open_writer()?),
+        };
+        Ok(f(conn)?)
+    }
+
+    fn open_writer(&self) -> Result<Connection, DbError> {
+        let mut c = cowork_db::open(&self.path)?;
+        cowork_db::migrate(&mut c, LEDGER, self.owners)?;
+        let _ = self.ready.set(());
+        Ok(c)
+    }
+}
+
+/// A migrated in-memory database with `owners`' tables, for unit tests of
+/// a store.
+#[cfg(test)]
+pub fn migrated(owners: &[Owner]) -> Connection {
+    let mut c = Connection::open_in_memory().expect("in-memory database");
+    cowork_db::migrate(&mut c, LEDGER, owners).expect("migrations apply");
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cowork_db::Step;
+    use std::sync::{Condvar, Mutex as StdMutex};
+    use std::time::Duration;
+
+    const NOTES: Owner = Owner {
+        name: "notes",
+        steps: &[Step::Sql(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)",
+        )],
+    };
+    /// Longer than any wait below should take; reached only when the
+    /// pool serialises what it must not.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// A meeting point for `n` threads that gives up after [`PATIENCE`].
+    struct Meeting {
+        arrived: StdMutex<usize>,
+        all: Condvar,
+        n: usize,
+    }
+
+    impl Meeting {
+        fn new(n: usize) -> Arc<Self> {
+            Arc::new(Self {
+                arrived: StdMutex::new(0),
+                all: Condvar::new(),
+                n,
+            })
+        }
+
+        /// Arrive; true once all `n` have (false: gave up waiting).
+        fn meet(&self) -> bool {
+            let mut a = self.arrived.lock().unwrap();
+            *a += 1;
+            self.all.notify_all();
+            let (a, timeout) = self
+                .all
+                .wait_timeout_while(a, PATIENCE, |a| *a < self.n)
+                .unwrap();
+            *a >= self.n && !timeout.timed_out()
+        }
+    }
+
+    fn count(c: &Connection) -> rusqlite::Result<i64> {
+        c.query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
+    }
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new(dir.path().join("cowork.db"), &[NOTES]);
+        (dir, db)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_read_transaction_does_not_delay_a_write() {
+        let (_dir, db) = db();
+        db.write(|c| c.execute("INSERT INTO notes (text) VALUES ('one')", []))
+            .await
+            .unwrap();
+        let (reading, written) = (Meeting::new(2), Meeting::new(2));
+        let reader = tokio::spawn({
+            let (db, reading, written) = (db.clone(), reading.clone(), written.clone());
+            async move {
+                db.read(move |c| {
+                    c.execute_batch("BEGIN")?;
+                    let before = count(c)?;
+                    assert!(reading.meet(), "the writer never started");
+                    // Held open until the write below has committed.
+                    let write_done = written.meet();
+                    let after = count(c)?;
+                    c.execute_batch("COMMIT")?;
+                    Ok((before, after, write_done))
+                })
+                .await
+            }
+        });
+        let r = reading.clone();
+        assert!(tokio::task::spawn_blocking(move || r.meet()).await.unwrap());
+        // The reader is inside its transaction now; the write must not wait.
+        db.write(|c| c.execute("INSERT INTO notes (text) VALUES ('two')", []))
+            .await
+            .unwrap();
+        let w = written.clone();
+        assert!(tokio::task::spawn_blocking(move || w.meet()).await.unwrap());
+        let (before, after, write_done) = reader.await.unwrap().unwrap();
+        assert!(write_done, "the write waited for the reader");
+        assert_eq!((before, after), (1, 1), "the reader kept its snapshot");
+        assert_eq!(
+            db.read(count).await.unwrap(),
+            2,
+            "a new read sees the write"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_slow_reads_run_at_the_same_time() {
+        let (_dir, db) = db();
+        db.open().await.unwrap();
+        let both = Meeting::new(2);
+        let read = |db: Db, both: Arc<Meeting>| async move {
+            db.read(move |c| {
+                let n = count(c)?;
+                // Each waits inside its read for the other to be inside too.
+                Ok((n, both.meet()))
+            })
+            .await
+        };
+        let (a, b) = tokio::join!(read(db.clone(), both.clone()), read(db.clone(), both));
+        assert!(
+            a.unwrap().1 && b.unwrap().1,
+            "the reads ran one after the other"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reader_cannot_write_and_a_newer_file_is_refused() {
+        let (dir, db) = db();
+        let e = db
+            .read(|c| c.execute("INSERT INTO notes (text) VALUES ('x')", []))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("readonly"), "{e}");
+        drop(db);
+        Connection::open(dir.path().join("cowork.db"))
+            .unwrap()
+            .execute(
+                "INSERT INTO agents_schema_migrations VALUES ('notes', 2, 0)",
+                [],
+            )
+            .unwrap();
+        let db = Db::new(dir.path().join("cowork.db"), &[NOTES]);
+        let e = db.read(count).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("notes schema version 2, newer than this build's 1"),
+            "{e}"
+        );
     }
 }

@@ -1,29 +1,20 @@
 //! agents-agent: local and cloud models, chat, MCP tools and agent
-//! operations. Pure domain modules (`router`, `engines`, `providers`,
-//! `stream`, `approval`, `guardrails`, `operation`, `mcp` specs) have no
-//! SQL or gRPC in their types; the rest adapts them to HTTP, rmcp, SQLite
-//! and gRPC. See ARCHITECTURE.md for the map.
+//! operations. One folder per domain; each owns its pure types, its
+//! `store.rs` (the only SQL for its tables, and their migrations), its
+//! runtime and its `service.rs` (proto ⇄ domain, nothing else). See
+//! ARCHITECTURE.md for the map and the rules.
 #![warn(missing_docs)]
 
 pub mod agent;
-pub mod agent_service;
-pub mod approval;
 pub mod chat;
-pub mod chat_store;
-pub mod client;
 pub mod config;
+pub mod context;
 pub mod db;
-pub mod engines;
 pub mod gateway;
-pub mod guardrails;
+pub mod llm;
 pub mod mcp;
 pub mod models;
-pub mod operation;
-pub mod probe;
-pub mod providers;
-pub mod router;
+pub mod schema;
 pub mod secrets;
-pub mod service;
-pub mod stream;
 pub mod usage;
-pub mod watch;
+pub mod util;

@@ -1,32 +1,33 @@
 //! agents-agent: models, chat, memory, MCP tools and automations.
 //! Serves the worker contract, `cowork.chat.v1.Chat` (threads, routed and
 //! streamed answers, usage), `cowork.engines.v1.Engines` (local engine
-//! detection), `cowork.mcp.v1.Mcp` (MCP servers and tools) and
-//! `cowork.agents.v1.Agents` (agent operations and tool approvals) and
+//! detection), `cowork.mcp.v1.Mcp` (MCP servers and tools),
+//! `cowork.agents.v1.Agents` (agent operations and tool approvals),
 //! `cowork.models.v1.Models` (model downloads, fit checks, hardware) and
 //! `cowork.gateway.v1.Gateway` (the local OpenAI-compatible API).
-//! Reports itself degraded while no model engine can answer.
+//! Reports itself degraded while no model engine can answer, or while
+//! cowork.db cannot be used (e.g. it was migrated by a newer build).
 
-use agents_agent::{agent, agent_service, chat, db, gateway, mcp, models, service, watch};
+use agents_agent::{agent, chat, db, gateway, llm, mcp, models, schema};
 use cowork_proto::pb;
+
+/// The health part under which a cowork.db that cannot be used is reported.
+const DATABASE: &str = "database";
 
 fn main() -> std::process::ExitCode {
     cowork_proto::worker::main("agents", |ctx, routes| {
         let config = ctx.paths.config_file();
         agents_agent::secrets::set_scope(&ctx.paths.home);
-        let watch = watch::EngineWatch::new(config.clone(), ctx.health.clone());
+        let watch = llm::detect::EngineWatch::new(config.clone(), ctx.health.clone());
         watch.clone().spawn(ctx.shutdown.clone());
-        let db = db::Db::new(ctx.paths.home.join("cowork.db"));
+        let resolver = llm::resolve::Resolver::new(config.clone(), watch);
+        let db = db::Db::new(ctx.paths.home.join("cowork.db"), schema::OWNERS);
         let mcp = mcp::manager::Manager::new(
             db.clone(),
             ctx.paths.locks_dir.clone(),
             ctx.paths.mcp_catalog_dir(),
         );
-        let chat = chat::ChatService::new(db.clone(), config.clone(), watch);
-        // Before serving: operations a killed agents-agent was running
-        // come back paused; servers it left behind are reaped before any
-        // new one starts; ours end when the worker stops.
-        agent::recover(&ctx.paths.home.join("cowork.db"));
+        let chat = chat::Chat::new(db.clone(), config.clone(), resolver.clone());
         let downloads = models::manager::Downloads::new(
             db.clone(),
             ctx.paths.models_dir(),
@@ -34,7 +35,21 @@ fn main() -> std::process::ExitCode {
         );
         let gateway =
             gateway::server::Gateway::new(db.clone(), config.clone(), ctx.shutdown.clone());
-        let agents = agent::Agents::new(db, config.clone(), mcp.clone(), chat.clone());
+        let agents =
+            agent::executor::Agents::new(db.clone(), config.clone(), mcp.clone(), resolver);
+        // Before serving: cowork.db is opened and migrated (a file it
+        // cannot use is reported, and nothing is written to it);
+        // operations a killed agents-agent was running come back paused;
+        // servers it left behind are reaped before any new one starts;
+        // ours end when the worker stops.
+        match agents.recover() {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(operations = n, "interrupted operations paused"),
+            Err(e) => {
+                tracing::error!(error = %e, "cowork.db cannot be used");
+                ctx.health.set_degraded_part(DATABASE, e.to_string());
+            }
+        }
         let sweep = mcp.sweep_orphans();
         let resumer = downloads.clone();
         let restorer = gateway.clone();
@@ -55,12 +70,14 @@ fn main() -> std::process::ExitCode {
             closer.close_all_now();
         });
         routes
-            .add_service(pb::chat::chat_server::ChatServer::new(chat))
+            .add_service(pb::chat::chat_server::ChatServer::new(
+                chat::service::ChatService::new(chat),
+            ))
             .add_service(pb::mcp::mcp_server::McpServer::new(
                 mcp::service::McpService::new(mcp),
             ))
             .add_service(pb::agents::agents_server::AgentsServer::new(
-                agent_service::AgentsService::new(agents),
+                agent::service::AgentsService::new(agents),
             ))
             .add_service(pb::gateway::gateway_server::GatewayServer::new(
                 gateway::service::GatewayService::new(gateway),
@@ -69,7 +86,7 @@ fn main() -> std::process::ExitCode {
                 models::service::ModelsService::new(downloads, config.clone()),
             ))
             .add_service(pb::engines::engines_server::EnginesServer::new(
-                service::EnginesService::new(config),
+                llm::service::EnginesService::new(config),
             ))
     })
 }

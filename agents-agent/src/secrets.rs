@@ -164,11 +164,7 @@ mod tests {
 
     #[test]
     fn round_trip_in_the_kernel_keyring() {
-        let name = format!(
-            "test/{}/{}",
-            std::process::id(),
-            crate::chat_store::new_id("k")
-        );
+        let name = format!("test/{}/{}", std::process::id(), crate::util::new_id("k"));
         assert_eq!(get(&name).unwrap(), None);
         put(&name, "s3cr3t ✓").unwrap();
         assert_eq!(get(&name).unwrap().as_deref(), Some("s3cr3t ✓"));

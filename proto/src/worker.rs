@@ -24,29 +24,47 @@ pub const MAX_PING_TOTAL: u64 = 1 << 30;
 
 /// A worker's own view of its health, shared between its domain code (which
 /// may report degraded service) and the worker contract (which serves it).
+/// Several parts of a worker may each report a problem (agents-agent: its
+/// model engines and its database); it is degraded while any part is, with
+/// every part's reason.
 #[derive(Debug, Clone, Default)]
 pub struct HealthHandle {
-    inner: Arc<RwLock<Option<String>>>,
+    inner: Arc<RwLock<std::collections::BTreeMap<&'static str, String>>>,
 }
 
 impl HealthHandle {
-    /// Report full service.
+    /// The part [`set_ready`](Self::set_ready) and
+    /// [`set_degraded`](Self::set_degraded) speak for.
+    pub const MAIN: &'static str = "";
+
+    /// Report full service (of the main part; other parts keep theirs).
     pub fn set_ready(&self) {
-        if let Ok(mut g) = self.inner.write() {
-            *g = None;
-        }
+        self.clear_part(Self::MAIN);
     }
 
     /// Report partial service, with a reason a person can act on.
     pub fn set_degraded(&self, reason: impl Into<String>) {
+        self.set_degraded_part(Self::MAIN, reason);
+    }
+
+    /// Report that `part` of the worker cannot serve, and why.
+    pub fn set_degraded_part(&self, part: &'static str, reason: impl Into<String>) {
         if let Ok(mut g) = self.inner.write() {
-            *g = Some(reason.into());
+            g.insert(part, reason.into());
         }
     }
 
-    /// `None` when ready, else the degraded reason.
+    /// `part` serves again.
+    pub fn clear_part(&self, part: &'static str) {
+        if let Ok(mut g) = self.inner.write() {
+            g.remove(part);
+        }
+    }
+
+    /// `None` when ready, else every degraded part's reason, joined by "; ".
     pub fn degraded_reason(&self) -> Option<String> {
-        self.inner.read().ok().and_then(|g| g.clone())
+        let g = self.inner.read().ok()?;
+        (!g.is_empty()).then(|| g.values().cloned().collect::<Vec<_>>().join("; "))
     }
 }
 
@@ -267,5 +285,31 @@ pub fn main(
             tracing::error!(error = %e, "worker exiting");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn degraded_while_any_part_is() {
+        let h = HealthHandle::default();
+        assert_eq!(h.degraded_reason(), None);
+        h.set_degraded_part("database", "cowork.db is newer");
+        h.set_ready();
+        assert_eq!(
+            h.degraded_reason().as_deref(),
+            Some("cowork.db is newer"),
+            "ready is the main part only"
+        );
+        h.set_degraded("no engine");
+        assert_eq!(
+            h.degraded_reason().as_deref(),
+            Some("no engine; cowork.db is newer")
+        );
+        h.clear_part("database");
+        h.set_ready();
+        assert_eq!(h.degraded_reason(), None);
     }
 }

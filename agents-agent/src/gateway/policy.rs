@@ -3,7 +3,7 @@
 //! Jan's gap, closed), which credentials pass (`Authorization: Bearer` or
 //! `X-Api-Key`), CORS, which paths exist, and where a model id is served.
 
-use crate::engines::{ApiFamily, CRON_PORT_OFFSET, KNOWN_ENGINES};
+use crate::llm::engines::{ApiFamily, CRON_PORT_OFFSET, KNOWN_ENGINES};
 
 /// Default port: not any engine's default port, nor its +1 cron companion.
 pub const DEFAULT_PORT: u16 = 7339;

@@ -6,8 +6,8 @@ use super::policy::{self, Route, Upstream, Upstreams};
 use super::store;
 use crate::config::AgentsConfig;
 use crate::db::Db;
-use crate::engines::Health;
-use crate::router::Tier;
+use crate::llm::engines::Health;
+use crate::llm::tier::TIERS;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -45,15 +45,6 @@ pub enum GatewayError {
     /// cowork.db failed.
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
-}
-
-impl From<GatewayError> for tonic::Status {
-    fn from(e: GatewayError) -> Self {
-        match e {
-            GatewayError::Listen { .. } => tonic::Status::failed_precondition(e.to_string()),
-            _ => tonic::Status::internal(e.to_string()),
-        }
-    }
 }
 
 /// What `gateway status` reports.
@@ -125,7 +116,7 @@ impl Gateway {
 
     /// Start listening if the stored settings say so (at boot).
     pub async fn restore(&self) {
-        match self.inner.db.run(store::get).await {
+        match self.inner.db.read(store::get).await {
             Ok(s) if s.enabled => {
                 if let Err(e) = self.listen(s.port).await {
                     tracing::warn!(error = %e, "gateway could not start");
@@ -139,7 +130,7 @@ impl Gateway {
 
     /// Turn on (on `port`, or the stored one) and remember it.
     pub async fn enable(&self, port: Option<u16>) -> Result<Status, GatewayError> {
-        let mut s = self.inner.db.run(store::get).await?;
+        let mut s = self.inner.db.read(store::get).await?;
         if let Some(p) = port {
             s.port = p;
         }
@@ -147,7 +138,7 @@ impl Gateway {
         self.key(false)?;
         let result = self.listen(s.port).await;
         let saved = s.clone();
-        self.inner.db.run(move |c| store::put(c, &saved)).await?;
+        self.inner.db.write(move |c| store::put(c, &saved)).await?;
         match result {
             Ok(()) => {
                 Self::lock(&self.inner.error).clear();
@@ -162,9 +153,9 @@ impl Gateway {
 
     /// Turn off and remember it.
     pub async fn disable(&self) -> Result<Status, GatewayError> {
-        let mut s = self.inner.db.run(store::get).await?;
+        let mut s = self.inner.db.read(store::get).await?;
         s.enabled = false;
-        self.inner.db.run(move |c| store::put(c, &s)).await?;
+        self.inner.db.write(move |c| store::put(c, &s)).await?;
         if let Some(l) = Self::lock(&self.inner.listening).take() {
             l.stop.cancel();
         }
@@ -174,7 +165,7 @@ impl Gateway {
 
     /// Where it stands.
     pub async fn status(&self) -> Result<Status, GatewayError> {
-        let s = self.inner.db.run(store::get).await?;
+        let s = self.inner.db.read(store::get).await?;
         let listening = Self::lock(&self.inner.listening).as_ref().map(|l| l.port);
         Ok(Status {
             enabled: s.enabled,
@@ -291,7 +282,7 @@ impl Gateway {
         let Ok(cfg) = AgentsConfig::load(&self.inner.config) else {
             return Upstreams::default();
         };
-        let probed = crate::probe::probe_all(cfg.instances()).await;
+        let probed = crate::llm::probe::probe_all(cfg.instances()).await;
         let mut out = Vec::new();
         for p in probed.into_iter().filter(|p| p.health == Health::Up) {
             for m in &p.models {
@@ -305,7 +296,7 @@ impl Gateway {
             }
         }
         for r in cfg.cloud_here().unwrap_or_default() {
-            for tier in [Tier::Free, Tier::Boost, Tier::Pro, Tier::Max] {
+            for tier in TIERS {
                 if let Some(model) = tier
                     .model_id()
                     .strip_prefix(r.provider.id)

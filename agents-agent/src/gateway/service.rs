@@ -1,8 +1,17 @@
 //! `cowork.gateway.v1.Gateway`: a thin adapter to [`Gateway`].
 
-use super::server::{Gateway, Status};
+use super::server::{Gateway, GatewayError, Status};
 use cowork_proto::pb::gateway as pb;
 use tonic::{Request, Response};
+
+impl From<GatewayError> for tonic::Status {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::Listen { .. } => tonic::Status::failed_precondition(e.to_string()),
+            _ => tonic::Status::internal(e.to_string()),
+        }
+    }
+}
 
 /// The Gateway service.
 #[derive(Clone)]

@@ -2,17 +2,21 @@
 //! API on, and on which port, so it comes back after a restart.
 
 use super::policy::DEFAULT_PORT;
+use cowork_db::{Owner, Step};
 use rusqlite::{params, Connection, OptionalExtension};
 
-/// Create the table if needed.
-pub fn migrate(c: &Connection) -> rusqlite::Result<()> {
-    c.execute_batch(
+/// The gateway as an owner of tables: its schema, oldest first (append only).
+/// Version 1 is the release before versioning, written so a file that
+/// release made is adopted as it is.
+pub const OWNER: Owner = Owner {
+    name: "gateway",
+    steps: &[Step::Sql(
         "CREATE TABLE IF NOT EXISTS gateway_settings (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            enabled INTEGER NOT NULL,
-            port INTEGER NOT NULL)",
-    )
-}
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                enabled INTEGER NOT NULL,
+                port INTEGER NOT NULL)",
+    )],
+};
 
 /// The stored settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +62,7 @@ mod tests {
 
     #[test]
     fn off_by_default_then_remembered() {
-        let c = Connection::open_in_memory().unwrap();
-        migrate(&c).unwrap();
+        let c = crate::db::migrated(&[OWNER]);
         assert_eq!(
             get(&c).unwrap(),
             Settings {

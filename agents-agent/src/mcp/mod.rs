@@ -59,9 +59,43 @@ pub struct ServerSpec {
     /// How to reach it.
     pub transport: Transport,
     /// Approval policy phase 4.
-    pub approval_policy: crate::approval::ServerPolicy,
+    pub approval_policy: ServerPolicy,
     /// Whether it should be connected.
     pub enabled: bool,
+}
+
+/// A server's own approval policy (phase 4 of the tool approval policy;
+/// `mcp add --approval-policy`, kept in its `mcp_servers` row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerPolicy {
+    /// No policy of its own: later phases decide.
+    #[default]
+    Default,
+    /// Run its tools (after phases 1–3).
+    Auto,
+    /// Ask for each of its tools.
+    Manual,
+}
+
+impl ServerPolicy {
+    /// "default", "auto" or "manual".
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "" | "default" => Some(Self::Default),
+            "auto" => Some(Self::Auto),
+            "manual" => Some(Self::Manual),
+            _ => None,
+        }
+    }
+
+    /// The name stored and shown.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Auto => "auto",
+            Self::Manual => "manual",
+        }
+    }
 }
 
 /// The MCPClient status lifecycle: starting → running → stopped (turned
@@ -175,7 +209,7 @@ pub struct NewServer {
 /// Build a spec from what a person gave, checking all of it.
 pub fn build(n: NewServer) -> Result<ServerSpec, String> {
     validate_name(&n.name)?;
-    crate::approval::ServerPolicy::parse(&n.approval_policy).ok_or_else(|| {
+    ServerPolicy::parse(&n.approval_policy).ok_or_else(|| {
         format!(
             "approval policy must be default, auto or manual, not {:?}",
             n.approval_policy
@@ -224,7 +258,7 @@ pub fn build(n: NewServer) -> Result<ServerSpec, String> {
                 })?;
             }
             if !n.secret_headers.is_empty() {
-                crate::providers::check_base_url(&n.url)?;
+                crate::llm::providers::check_base_url(&n.url)?;
             }
         }
         (false, false) => return Err("give a command or a URL, not both".into()),
@@ -252,8 +286,7 @@ pub fn build_unchecked(n: NewServer) -> ServerSpec {
     ServerSpec {
         name: n.name,
         transport,
-        approval_policy: crate::approval::ServerPolicy::parse(&n.approval_policy)
-            .unwrap_or_default(),
+        approval_policy: ServerPolicy::parse(&n.approval_policy).unwrap_or_default(),
         enabled: true,
     }
 }
@@ -330,7 +363,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h.transport.kind(), "http");
-        assert_eq!(h.approval_policy, crate::approval::ServerPolicy::Auto);
+        assert_eq!(h.approval_policy, ServerPolicy::Auto);
         assert!(spec("e", vec![], "", BTreeMap::new(), "").is_err());
         assert!(spec("e", vec!["x".into()], "http://a", BTreeMap::new(), "").is_err());
         assert!(spec("e", vec![], "file:///etc/passwd", BTreeMap::new(), "").is_err());

@@ -224,7 +224,7 @@ impl mcp_server::Mcp for McpService {
             ms => Duration::from_millis(ms.into()).min(MAX_CALL_TIMEOUT),
         };
         let call_id = if r.call_id.is_empty() {
-            crate::chat_store::new_id("call")
+            crate::util::new_id("call")
         } else {
             r.call_id
         };

@@ -2,13 +2,23 @@
 //! approval policy, whether it is enabled, and the connection flow's last
 //! state (so a restart shows where a connection stopped).
 
+use super::ServerPolicy;
 use super::{ConnectionState, ServerSpec, Transport};
-use crate::approval::ServerPolicy;
+use crate::util::now_ms;
+use cowork_db::{Owner, Step};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
-/// Create the table if needed.
-pub fn migrate(c: &Connection) -> rusqlite::Result<()> {
+/// MCP as an owner of tables: its schema, oldest first (append only).
+pub const OWNER: Owner = Owner {
+    name: "mcp",
+    steps: &[Step::Rust(schema_v1)],
+};
+
+/// Version 1: the release before versioning, written so a file that
+/// release (or an older one, before the header and catalog columns) made
+/// is adopted as it is.
+fn schema_v1(c: &Connection) -> rusqlite::Result<()> {
     c.execute_batch(
         "CREATE TABLE IF NOT EXISTS mcp_servers (
             name TEXT PRIMARY KEY,
@@ -158,7 +168,7 @@ pub fn put(
             json(secret_headers),
         ),
     };
-    let now = crate::chat_store::now_ms();
+    let now = now_ms();
     c.execute(
         "INSERT INTO mcp_servers (name, transport, command_json, env_json, url, approval_policy,
             enabled, connection_state, last_error, created_ms, updated_ms, secret_env_json,
@@ -199,7 +209,7 @@ pub fn set_state(
     c.execute(
         "UPDATE mcp_servers SET connection_state = ?2, last_error = ?3, updated_ms = ?4
          WHERE name = ?1",
-        params![name, state.name(), error, crate::chat_store::now_ms()],
+        params![name, state.name(), error, now_ms()],
     )
     .map(|_| ())
 }
@@ -208,7 +218,7 @@ pub fn set_state(
 pub fn set_enabled(c: &Connection, name: &str, enabled: bool) -> rusqlite::Result<bool> {
     c.execute(
         "UPDATE mcp_servers SET enabled = ?2, updated_ms = ?3 WHERE name = ?1",
-        params![name, enabled, crate::chat_store::now_ms()],
+        params![name, enabled, now_ms()],
     )
     .map(|n| n > 0)
 }
@@ -278,8 +288,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let c = Connection::open_in_memory().unwrap();
-        migrate(&c).unwrap();
+        let c = crate::db::migrated(&[OWNER]);
         let env = [("TZ".to_string(), "UTC".to_string())]
             .into_iter()
             .collect();
@@ -329,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_table_from_before_the_header_columns_is_upgraded() {
-        let c = Connection::open_in_memory().unwrap();
+        let mut c = Connection::open_in_memory().unwrap();
         c.execute_batch(
             "CREATE TABLE mcp_servers (name TEXT PRIMARY KEY, transport TEXT NOT NULL,
                 command_json TEXT NOT NULL, env_json TEXT NOT NULL,
@@ -341,8 +350,8 @@ mod tests {
                 'https://h/mcp', 'default', 1, 'CONNECTED', '', 1, 1);",
         )
         .unwrap();
-        migrate(&c).unwrap();
-        migrate(&c).unwrap();
+        cowork_db::migrate(&mut c, crate::db::LEDGER, &[OWNER]).unwrap();
+        cowork_db::migrate(&mut c, crate::db::LEDGER, &[OWNER]).unwrap();
         let r = get(&c, "old").unwrap().unwrap();
         assert_eq!(r.spec.transport.kind(), "http");
         assert!(r.spec.secret_names().is_empty() && r.bundled.catalog_id.is_empty());

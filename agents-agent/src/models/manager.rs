@@ -6,8 +6,8 @@
 use super::download::{self, sidecar, FileRequest, Progress, RequestError, TMP_SUFFIX, URL_SUFFIX};
 use super::fetch::{self, FetchError, Job, Report};
 use super::store::{self, FileRecord, Record};
-use crate::chat_store::now_ms;
 use crate::db::{Db, DbError};
+use crate::util::now_ms;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -39,20 +39,6 @@ pub enum DownloadError {
     /// cowork.db failed.
     #[error(transparent)]
     Db(#[from] DbError),
-}
-
-impl From<DownloadError> for tonic::Status {
-    fn from(e: DownloadError) -> Self {
-        match &e {
-            DownloadError::Request(_) => tonic::Status::invalid_argument(e.to_string()),
-            DownloadError::Disk(FetchError::Request(_)) => {
-                tonic::Status::invalid_argument(e.to_string())
-            }
-            DownloadError::Busy { .. } => tonic::Status::already_exists(e.to_string()),
-            DownloadError::NotFound(_) => tonic::Status::not_found(e.to_string()),
-            _ => tonic::Status::internal(e.to_string()),
-        }
-    }
 }
 
 struct Running {
@@ -184,7 +170,7 @@ impl Downloads {
                     let _ = old.handle.await;
                 }
                 let r = record.clone();
-                if let Err(e) = me.inner.db.run(move |c| store::put(c, &r)).await {
+                if let Err(e) = me.inner.db.write(move |c| store::put(c, &r)).await {
                     tracing::warn!(error = %e, "could not record the download");
                 }
                 me.run(record, jobs, cancel, tx).instrument(span).await;
@@ -232,7 +218,7 @@ impl Downloads {
                         // resumes.
                         return;
                     }
-                    if let Err(e) = db.run(move |c| store::put(c, &r)).await {
+                    if let Err(e) = db.write(move |c| store::put(c, &r)).await {
                         tracing::warn!(error = %e, "could not record download progress");
                     }
                     if rx.changed().await.is_err() {
@@ -289,7 +275,7 @@ impl Downloads {
             return Ok(Some(rx.borrow().clone()));
         }
         let id = id.to_string();
-        Ok(self.inner.db.run(move |c| store::get(c, &id)).await?)
+        Ok(self.inner.db.read(move |c| store::get(c, &id)).await?)
     }
 
     /// Stop a running task (its partial files stay for a resume).
@@ -307,7 +293,7 @@ impl Downloads {
 
     /// Every record (running ones live), newest first.
     pub async fn records(&self) -> Result<Vec<Record>, DownloadError> {
-        let mut recs = self.inner.db.run(store::list).await?;
+        let mut recs = self.inner.db.read(store::list).await?;
         for r in &mut recs {
             if let Some(rx) = self.watch(&r.id) {
                 *r = rx.borrow().clone();
@@ -330,7 +316,7 @@ impl Downloads {
     pub async fn remove(&self, id_or_name: &str) -> Result<Vec<PathBuf>, DownloadError> {
         self.cancel(id_or_name).await;
         let key = id_or_name.to_string();
-        let record = self.inner.db.run(move |c| store::get(c, &key)).await?;
+        let record = self.inner.db.read(move |c| store::get(c, &key)).await?;
         let names: Vec<String> = match &record {
             Some(r) => r.files.iter().map(|f| f.name.clone()).collect(),
             None => vec![id_or_name.to_string()],
@@ -359,7 +345,10 @@ impl Downloads {
             }
         }
         if let Some(r) = record {
-            self.inner.db.run(move |c| store::delete(c, &r.id)).await?;
+            self.inner
+                .db
+                .write(move |c| store::delete(c, &r.id))
+                .await?;
         } else if deleted.is_empty() {
             return Err(DownloadError::NotFound(id_or_name.to_string()));
         }
@@ -369,7 +358,7 @@ impl Downloads {
     /// Restart every task a previous run left unfinished (after a crash
     /// or a stop): each resumes from its partial files.
     pub async fn recover(&self) -> Result<usize, DownloadError> {
-        let recs = self.inner.db.run(store::list).await?;
+        let recs = self.inner.db.read(store::list).await?;
         let mut n = 0;
         for r in recs.into_iter().filter(|r| !store::is_final(&r.state)) {
             let files: Vec<FileRequest> = r

@@ -2,19 +2,34 @@
 //! manager, the metadata sources, the fit check and hardware detection.
 
 use super::download::FileRequest;
+use super::fetch::FetchError;
 use super::fit::{classify, context_budget, Shape};
 use super::hardware::{self, System};
-use super::manager::Downloads;
+use super::manager::{DownloadError, Downloads};
 use super::source::{self, Found};
 use super::store::{self, FileRecord, Record};
 use crate::config::AgentsConfig;
-use crate::engines::ApiFamily;
+use crate::llm::engines::ApiFamily;
 use cowork_proto::pb::models as pb;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
+
+impl From<DownloadError> for tonic::Status {
+    fn from(e: DownloadError) -> Self {
+        match &e {
+            DownloadError::Request(_) => tonic::Status::invalid_argument(e.to_string()),
+            DownloadError::Disk(FetchError::Request(_)) => {
+                tonic::Status::invalid_argument(e.to_string())
+            }
+            DownloadError::Busy { .. } => tonic::Status::already_exists(e.to_string()),
+            DownloadError::NotFound(_) => tonic::Status::not_found(e.to_string()),
+            _ => tonic::Status::internal(e.to_string()),
+        }
+    }
+}
 
 /// Where Ollama listens when config names no Ollama engine.
 pub const DEFAULT_OLLAMA: &str = "http://127.0.0.1:11434";

@@ -2,21 +2,25 @@
 //! files (URLs, names, hashes) and their last progress, so a restarted
 //! agents-agent resumes what was running.
 
+use cowork_db::{Owner, Step};
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
-/// Create the table if needed.
-pub fn migrate(c: &Connection) -> rusqlite::Result<()> {
-    c.execute_batch(
+/// Model downloads as an owner of tables: its schema, oldest first (append only).
+/// Version 1 is the release before versioning, written so a file that
+/// release made is adopted as it is.
+pub const OWNER: Owner = Owner {
+    name: "models",
+    steps: &[Step::Sql(
         "CREATE TABLE IF NOT EXISTS model_downloads (
-            id TEXT PRIMARY KEY,
-            state TEXT NOT NULL,
-            files_json TEXT NOT NULL,
-            error TEXT NOT NULL DEFAULT '',
-            created_ms INTEGER NOT NULL,
-            updated_ms INTEGER NOT NULL)",
-    )
-}
+                id TEXT PRIMARY KEY,
+                state TEXT NOT NULL,
+                files_json TEXT NOT NULL,
+                error TEXT NOT NULL DEFAULT '',
+                created_ms INTEGER NOT NULL,
+                updated_ms INTEGER NOT NULL)",
+    )],
+};
 
 /// A task's state.
 pub const QUEUED: &str = "queued";
@@ -127,8 +131,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_keep_their_creation_time() {
-        let c = Connection::open_in_memory().unwrap();
-        migrate(&c).unwrap();
+        let c = crate::db::migrated(&[OWNER]);
         let mut r = Record {
             id: "m.gguf".into(),
             state: DOWNLOADING.into(),

@@ -1,9 +1,9 @@
-//! agents-agent's chat tables in cowork.db (`agents_threads`,
-//! `agents_messages`, plus the usage ledger), and the Layer 1 context read
-//! from capture's tables (read only, and only when they exist).
+//! Chat's tables in cowork.db, `agents_threads` and `agents_messages`: the
+//! only SQL for them.
 
+use crate::util::{new_id, now_ms};
+use cowork_db::{Owner, Step};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A thread row.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,39 +41,22 @@ pub struct MessageRow {
     pub finish_reason: String,
 }
 
-/// Now, Unix ms.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// A new unique id with a prefix.
-pub fn new_id(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{:x}-{:x}-{:x}",
-        now_ms(),
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Open cowork.db for chat: WAL, busy timeout, agents' tables created.
-/// Create chat's tables if needed.
-pub fn migrate(c: &Connection) -> rusqlite::Result<()> {
-    c.execute_batch(
+/// Chat as an owner of tables: its schema, oldest first (append only).
+/// Version 1 is the release before versioning, written so a file that
+/// release made is adopted as it is.
+pub const OWNER: Owner = Owner {
+    name: "chat",
+    steps: &[Step::Sql(
         "CREATE TABLE IF NOT EXISTS agents_threads (
-            id TEXT PRIMARY KEY, title TEXT NOT NULL,
-            created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS agents_messages (
-            id TEXT PRIMARY KEY, thread_id TEXT NOT NULL, role TEXT NOT NULL,
-            content TEXT NOT NULL, model TEXT NOT NULL, ask_id TEXT NOT NULL,
-            created_ms INTEGER NOT NULL, finish_reason TEXT NOT NULL);
-         CREATE INDEX IF NOT EXISTS agents_messages_thread ON agents_messages(thread_id, created_ms);",
-    )
-}
+                id TEXT PRIMARY KEY, title TEXT NOT NULL,
+                created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS agents_messages (
+                id TEXT PRIMARY KEY, thread_id TEXT NOT NULL, role TEXT NOT NULL,
+                content TEXT NOT NULL, model TEXT NOT NULL, ask_id TEXT NOT NULL,
+                created_ms INTEGER NOT NULL, finish_reason TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS agents_messages_thread ON agents_messages(thread_id, created_ms);",
+    )],
+};
 
 /// Create a thread titled after its first message.
 pub fn create_thread(c: &Connection, first_message: &str) -> rusqlite::Result<String> {
@@ -180,50 +163,13 @@ pub fn thread(c: &Connection, id: &str) -> rusqlite::Result<Option<ThreadRow>> {
         .optional()
 }
 
-/// Layer 1 context: the active window and recent activity from capture's
-/// tables, as a system block; None when capture has no data (or no
-/// tables). Reads only.
-pub fn activity_context(c: &Connection, recent: u32) -> Option<String> {
-    let mut s = c
-        .prepare(
-            "SELECT app_name, window_title, url, ended_ms IS NULL FROM capture_activities
-             ORDER BY started_ms DESC, id DESC LIMIT ?1",
-        )
-        .ok()?;
-    let rows: Vec<(String, String, Option<String>, bool)> = s
-        .query_map([recent], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .ok()?
-        .filter_map(Result::ok)
-        .collect();
-    if rows.is_empty() {
-        return None;
-    }
-    let mut out = String::from("What the user is working on (from Cowork's activity capture):\n");
-    let describe = |app: &str, title: &str, url: &Option<String>| match url {
-        Some(u) if !u.is_empty() => format!("{app} — {title} <{u}>"),
-        _ => format!("{app} — {title}"),
-    };
-    if let Some((app, title, url, true)) = rows.first() {
-        out += &format!("- Active window now: {}\n", describe(app, title, url));
-    }
-    out += "- Recent windows, newest first:\n";
-    for (app, title, url, _) in &rows {
-        out += &format!("  - {}\n", describe(app, title, url));
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn threads_messages_and_context() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = crate::db::open(&dir.path().join("cowork.db")).unwrap();
-        assert_eq!(activity_context(&c, 5), None, "no capture tables: skipped");
+    fn threads_and_messages() {
+        let c = crate::db::migrated(&[OWNER]);
         let t = create_thread(&c, "hello there").unwrap();
         let m = MessageRow {
             id: new_id("m"),
@@ -239,18 +185,5 @@ mod tests {
         assert_eq!(messages(&c, &t).unwrap(), vec![m.clone()]);
         assert_eq!(threads(&c, 10).unwrap()[0].message_count, 1);
         assert_eq!(get_message(&c, &m.id).unwrap(), Some(m));
-        c.execute_batch(
-            "CREATE TABLE capture_activities (id INTEGER PRIMARY KEY, app_name TEXT, window_title TEXT,
-                url TEXT, started_ms INTEGER, ended_ms INTEGER);
-             INSERT INTO capture_activities VALUES (1, 'Code', 'main.rs', NULL, 1, 2);
-             INSERT INTO capture_activities VALUES (2, 'Firefox', 'Docs', 'https://d.test', 3, NULL);",
-        )
-        .unwrap();
-        let ctx = activity_context(&c, 5).unwrap();
-        assert!(
-            ctx.contains("Active window now: Firefox — Docs <https://d.test>"),
-            "{ctx}"
-        );
-        assert!(ctx.contains("Code — main.rs"), "{ctx}");
     }
 }

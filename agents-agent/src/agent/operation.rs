@@ -7,8 +7,8 @@
 //! tool calls await a person and paused after a crash, a guardrail or a
 //! check-in (resumable).
 
-use crate::approval::{self, Settings, Verdict};
-use crate::guardrails;
+use super::approval::{self, Settings, Verdict};
+use super::guardrails;
 use serde::{Deserialize, Serialize};
 
 /// Steps an operation may take unless told otherwise.

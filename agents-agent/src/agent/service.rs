@@ -1,7 +1,7 @@
 //! `cowork.agents.v1.Agents`: a thin adapter from the proto to [`Agents`].
 
-use crate::agent::{AgentError, Agents};
-use crate::operation::{Operation as Op, Pending};
+use super::executor::{AgentError, Agents};
+use super::operation::{Operation as Op, Pending};
 use cowork_proto::pb::agents::{
     agents_server, ApprovalRef, ListApprovalsRequest, ListApprovalsResponse, ListOperationsRequest,
     ListOperationsResponse, Operation, OperationRef, PendingCall, StartOperationRequest,
@@ -74,7 +74,7 @@ fn op_pb(op: &Op, created: i64, updated: i64) -> Operation {
 }
 
 fn fresh(op: &Op) -> Operation {
-    let now = crate::chat_store::now_ms();
+    let now = crate::util::now_ms();
     op_pb(op, op.started_ms, now)
 }
 

@@ -1,59 +1,11 @@
-//! Cloud providers (seed 001 §4 "provider system", seed 003 "Cloud Brain"):
-//! Gemini direct for the free tier, OpenRouter for the paid tiers, both
-//! spoken to through the one OpenAI-compatible client. Pure: which provider
-//! serves a tier, where its key comes from, and which base URLs may carry a
-//! key at all.
+//! Cloud providers' keys (seed 001 §4 "provider system", seed 003 "Cloud
+//! Brain"): Gemini direct for the free tier, OpenRouter for the paid
+//! tiers (the table is [`super::tier`]), both spoken to through the one
+//! OpenAI-compatible client. Pure: where a key comes from, and which base
+//! URLs may carry a key at all.
 
-use crate::engines::{host_port, is_loopback_host};
-use crate::router::Tier;
-
-/// A cloud provider this build knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CloudProvider {
-    /// The provider part of `provider/model` ids and of
-    /// `[agents.providers.<id>]`.
-    pub id: &'static str,
-    /// Its OpenAI-compatible API base.
-    pub default_base_url: &'static str,
-    /// The environment variable read when the config has no key.
-    pub key_env: &'static str,
-}
-
-/// Gemini's OpenAI-compatible endpoint.
-pub const GEMINI: CloudProvider = CloudProvider {
-    id: "gemini",
-    default_base_url: "https://generativelanguage.googleapis.com/v1beta/openai",
-    key_env: "GEMINI_API_KEY",
-};
-
-/// OpenRouter.
-pub const OPENROUTER: CloudProvider = CloudProvider {
-    id: "openrouter",
-    default_base_url: "https://openrouter.ai/api/v1",
-    key_env: "OPENROUTER_API_KEY",
-};
-
-/// Every cloud provider, in tier order.
-pub const CLOUD_PROVIDERS: [CloudProvider; 2] = [GEMINI, OPENROUTER];
-
-/// The provider known by `id`.
-pub fn provider(id: &str) -> Option<CloudProvider> {
-    CLOUD_PROVIDERS.into_iter().find(|p| p.id == id)
-}
-
-/// Split a `provider/model` id at its first slash
-/// (`openrouter/anthropic/claude-sonnet-4.5` → `openrouter`,
-/// `anthropic/claude-sonnet-4.5`).
-pub fn split_model_id(id: &str) -> Option<(&str, &str)> {
-    id.split_once('/')
-        .filter(|(p, m)| !p.is_empty() && !m.is_empty())
-}
-
-/// The provider and the provider's own model name for a tier.
-pub fn for_tier(tier: Tier) -> (CloudProvider, &'static str) {
-    let (p, model) = split_model_id(tier.model_id()).unwrap_or(("", ""));
-    (provider(p).unwrap_or(OPENROUTER), model)
-}
+use super::engines::{host_port, is_loopback_host};
+use super::tier::CloudProvider;
 
 /// A key may only travel over TLS, or to this machine (a local proxy or a
 /// test peer): `https://` anywhere, `http://` only to a loopback host.
@@ -130,19 +82,7 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tiers_map_to_providers() {
-        assert_eq!(for_tier(Tier::Free), (GEMINI, "gemini-2.5-flash"));
-        assert_eq!(for_tier(Tier::Boost), (OPENROUTER, "google/gemini-3-flash"));
-        assert_eq!(
-            for_tier(Tier::Max),
-            (OPENROUTER, "anthropic/claude-opus-4.6")
-        );
-        assert_eq!(split_model_id("a/b/c"), Some(("a", "b/c")));
-        assert_eq!(split_model_id("/b"), None);
-        assert_eq!(split_model_id("plain"), None);
-    }
+    use crate::llm::tier::{GEMINI, OPENROUTER};
 
     #[test]
     fn keys_only_over_tls_or_to_loopback() {

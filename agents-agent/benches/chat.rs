@@ -5,8 +5,8 @@
 //! coworkd, agents-agent, the router, the database or context.
 //! Targets (issue 4): ≤ 5 ms added to first token, ≥ 98 % of direct tokens/s.
 
-use agents_agent::client::{stream_chat, ChatMessage, ChatTarget, Transport};
-use agents_agent::engines::ApiFamily;
+use agents_agent::llm::client::{stream_chat, ChatMessage, ChatTarget, Transport};
+use agents_agent::llm::engines::ApiFamily;
 use cowork_e2e::*;
 use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, SendMessageRequest};
 use std::time::{Duration, Instant};

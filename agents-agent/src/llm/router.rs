@@ -4,6 +4,7 @@
 //! provider by tier, step 2 checks the budget (free monthly token quota;
 //! paid caps per interaction, day, week, month).
 
+use super::tier::{for_tier, Tier};
 use std::fmt;
 
 /// Below this many tokens (and with no attachments or tools) a request is
@@ -21,58 +22,6 @@ pub enum Preference {
     Local,
     /// Always the cloud.
     Cloud,
-}
-
-/// A cloud tier, cheapest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Tier {
-    /// Gemini 2.5 Flash, Gemini direct, monthly token quota.
-    Free,
-    /// Gemini 3 Flash via OpenRouter.
-    Boost,
-    /// Claude Sonnet 4.5 via OpenRouter.
-    Pro,
-    /// Claude Opus 4.6 via OpenRouter.
-    Max,
-}
-
-impl Tier {
-    /// The next tier up, if any.
-    pub fn next(self) -> Option<Tier> {
-        match self {
-            Tier::Free => Some(Tier::Boost),
-            Tier::Boost => Some(Tier::Pro),
-            Tier::Pro => Some(Tier::Max),
-            Tier::Max => None,
-        }
-    }
-    /// "free", "boost", "pro" or "max".
-    pub fn name(self) -> &'static str {
-        match self {
-            Tier::Free => "free",
-            Tier::Boost => "boost",
-            Tier::Pro => "pro",
-            Tier::Max => "max",
-        }
-    }
-    /// The tier's model, as `provider/model`.
-    pub fn model_id(self) -> &'static str {
-        match self {
-            Tier::Free => "gemini/gemini-2.5-flash",
-            Tier::Boost => "openrouter/google/gemini-3-flash",
-            Tier::Pro => "openrouter/anthropic/claude-sonnet-4.5",
-            Tier::Max => "openrouter/anthropic/claude-opus-4.6",
-        }
-    }
-    /// USD per million (input, output) tokens.
-    pub fn price_per_mtok(self) -> (f64, f64) {
-        match self {
-            Tier::Free => (0.30, 2.50),
-            Tier::Boost => (0.50, 3.00),
-            Tier::Pro => (3.00, 15.00),
-            Tier::Max => (5.00, 25.00),
-        }
-    }
 }
 
 /// Where a request goes.
@@ -171,7 +120,7 @@ impl Default for Policy {
             caps: Caps::default(),
             expected_output_tokens: 1_000,
             local_model: None,
-            cloud_tiers: vec![Tier::Free, Tier::Boost, Tier::Pro, Tier::Max],
+            cloud_tiers: super::tier::TIERS.to_vec(),
         }
     }
 }
@@ -243,7 +192,7 @@ impl fmt::Display for Refusal {
                  (${spent:.4} spent); raise the cap or try a cheaper tier"
             ),
             Refusal::CloudNotSetUp(t) => {
-                let (p, _) = crate::providers::for_tier(*t);
+                let (p, _) = for_tier(*t);
                 write!(
                     f,
                     "the {} tier uses {}, which has no API key: set {} or \
@@ -290,16 +239,6 @@ fn cloud_tier(policy: &Policy) -> Tier {
 pub fn estimate_cost(policy: &Policy, req: &Request, tier: Tier) -> f64 {
     let (i, o) = tier.price_per_mtok();
     (req.tokens as f64 * i + policy.expected_output_tokens as f64 * o) / 1e6
-}
-
-/// What a finished call cost at list price (0 for the free tier, whose
-/// tokens count against the quota instead).
-pub fn actual_cost(tier: Tier, tokens_in: u64, tokens_out: u64) -> f64 {
-    if tier == Tier::Free {
-        return 0.0;
-    }
-    let (i, o) = tier.price_per_mtok();
-    (tokens_in as f64 * i + tokens_out as f64 * o) / 1e6
 }
 
 /// Step 2 alone, for a request whose tier is already chosen (an agent
@@ -476,6 +415,7 @@ fn budget(policy: &Policy, req: &Request, usage: &Usage, tier: Tier, cost: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::tier::actual_cost;
 
     #[test]
     fn an_operation_stops_at_the_per_interaction_cap() {

@@ -1,7 +1,8 @@
-//! gRPC adapters of agents-agent: `cowork.engines.v1.Engines`.
+//! `cowork.engines.v1.Engines`: detection (probes of every candidate, from
+//! the current config.toml) as the proto's engine instances.
 
+use super::engines::{ApiFamily, Health, Origin, Role};
 use crate::config::AgentsConfig;
-use crate::engines::{ApiFamily, Health, Origin, Role};
 use cowork_proto::pb::engines::{
     engines_server, EngineInstance, ListEnginesRequest, ListEnginesResponse,
 };
@@ -30,7 +31,7 @@ impl engines_server::Engines for EnginesService {
     ) -> Result<Response<ListEnginesResponse>, Status> {
         let cfg = AgentsConfig::load(&self.config_path).map_err(Status::failed_precondition)?;
         let instances = cfg.instances();
-        let probed = crate::probe::probe_all(instances).await;
+        let probed = super::probe::probe_all(instances).await;
         Ok(Response::new(ListEnginesResponse {
             engines: probed
                 .into_iter()

@@ -2,7 +2,7 @@
 //! timeout and a body cap, only to local or LAN hosts — checked on the
 //! resolved addresses too, so a name cannot rebind to the internet.
 
-use crate::engines::{
+use super::engines::{
     health_url, host_port, is_local_host, is_probe_allowed, parse_model_ids, Health, Instance,
 };
 use http_body_util::{BodyExt, Limited};

@@ -5,9 +5,9 @@
 //! the worker reports itself `degraded` ("no model engine reachable") while
 //! nothing can answer, and keeps serving everything else.
 
+use super::engines::{choose, ApiFamily, Health};
+use super::providers::ReadyProvider;
 use crate::config::AgentsConfig;
-use crate::engines::{choose, ApiFamily, Health};
-use crate::providers::ReadyProvider;
 use cowork_proto::worker::HealthHandle;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -146,7 +146,7 @@ pub async fn detect(config: &std::path::Path) -> Detected {
         }
     };
     let instances = cfg.instances();
-    let probed = crate::probe::probe_all(instances).await;
+    let probed = super::probe::probe_all(instances).await;
     let up: Vec<_> = probed
         .iter()
         .filter(|p| p.health == Health::Up && !p.models.is_empty())

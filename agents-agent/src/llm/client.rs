@@ -4,8 +4,8 @@
 //! that goes away (its receiver dropped) drops the connection, which
 //! cancels the engine's work.
 
-use crate::engines::ApiFamily;
-use crate::stream::{Delta, NdjsonDecoder, SseDecoder};
+use super::engines::ApiFamily;
+use super::stream::{Delta, NdjsonDecoder, SseDecoder};
 use http_body_util::BodyExt;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -83,7 +83,7 @@ enum Body {
     /// The body and the connection it arrives on (closed when dropped).
     Local(
         hyper::body::Incoming,
-        #[allow(dead_code)] crate::probe::Connection,
+        #[allow(dead_code)] super::probe::Connection,
     ),
     Cloud(reqwest::Response),
 }
@@ -146,7 +146,7 @@ async fn send(target: &ChatTarget, url: &str, body: String) -> Result<(u16, Body
     let base = &target.base_url;
     match &target.transport {
         Transport::Local => {
-            let (mut send, uri, conn) = crate::probe::connect_local(url).await?;
+            let (mut send, uri, conn) = super::probe::connect_local(url).await?;
             let req = http::Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
                 .header(
                     http::header::HOST,

@@ -12,6 +12,7 @@
 //! The policy governs calls a model asks for. A call the person makes
 //! directly is their own action and is not put through it (it is audited).
 
+use crate::mcp::ServerPolicy;
 use std::collections::BTreeSet;
 
 /// Tool-name patterns that always need a person's approval (`*` matches any
@@ -34,39 +35,6 @@ pub const SECURITY_DENYLIST: &[&str] = &[
     "write_file",
     "move_file",
 ];
-
-/// A server's own approval policy (its `mcp_servers` row).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ServerPolicy {
-    /// No policy of its own: later phases decide.
-    #[default]
-    Default,
-    /// Run its tools (after phases 1–3).
-    Auto,
-    /// Ask for each of its tools.
-    Manual,
-}
-
-impl ServerPolicy {
-    /// "default", "auto" or "manual".
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "" | "default" => Some(Self::Default),
-            "auto" => Some(Self::Auto),
-            "manual" => Some(Self::Manual),
-            _ => None,
-        }
-    }
-
-    /// The name stored and shown.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Default => "default",
-            Self::Auto => "auto",
-            Self::Manual => "manual",
-        }
-    }
-}
 
 /// Phase 6.
 #[derive(Debug, Clone, PartialEq, Eq)]

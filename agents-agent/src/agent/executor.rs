@@ -5,113 +5,28 @@
 //! crash leaves it `paused` and resumable. The decisions are
 //! `operation.rs`'s; this module only carries them out.
 
-use crate::chat::ChatService;
-use crate::config::AgentsConfig;
-use crate::db::Db;
-use crate::mcp::manager::{Manager, DEFAULT_CALL_TIMEOUT};
-use crate::operation::{
-    after_reply, before_step, function_name, CallRecord, Instruction, Operation, Pending, Reply,
-    Status, ToolCall,
+use super::guardrails;
+use super::operation::{
+    after_reply, before_step, function_name, unanswered_calls, CallRecord, Instruction, Operation,
+    Pending, Reply, Status, ToolCall,
 };
-use rusqlite::{params, Connection, OptionalExtension};
+use super::store;
+use crate::config::AgentsConfig;
+use crate::db::{Db, DbError};
+use crate::llm::client::{complete, ChatTarget, Completion};
+use crate::llm::resolve::Resolver;
+use crate::llm::router::{check_budget, Refusal, Request};
+use crate::llm::tier::{actual_cost, Tier};
+use crate::llm::tokens;
+use crate::mcp::manager::{Manager, DEFAULT_CALL_TIMEOUT};
+use crate::usage::ledger;
+use crate::util::{new_id, now_ms};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// Longest reply asked of the model per step.
 pub const STEP_MAX_TOKENS: u32 = 256;
-
-/// Create `agent_operations` if needed.
-pub fn migrate(c: &Connection) -> rusqlite::Result<()> {
-    c.execute_batch(
-        "CREATE TABLE IF NOT EXISTS agent_operations (
-            id TEXT PRIMARY KEY,
-            status TEXT NOT NULL,
-            task TEXT NOT NULL,
-            state_json TEXT NOT NULL,
-            created_ms INTEGER NOT NULL,
-            updated_ms INTEGER NOT NULL);
-         CREATE INDEX IF NOT EXISTS agent_operations_status ON agent_operations(status);",
-    )
-}
-
-fn save(c: &Connection, op: &Operation) -> rusqlite::Result<()> {
-    let state =
-        serde_json::to_string(op).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-    let now = crate::chat_store::now_ms();
-    c.execute(
-        "INSERT INTO agent_operations (id, status, task, state_json, created_ms, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-         ON CONFLICT(id) DO UPDATE SET status = ?2, state_json = ?4, updated_ms = ?5",
-        params![op.id, op.status.name(), op.task, state, now],
-    )
-    .map(|_| ())
-}
-
-fn parse(state: String) -> rusqlite::Result<Operation> {
-    serde_json::from_str(&state).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
-    })
-}
-
-fn load(c: &Connection, id: &str) -> rusqlite::Result<Option<(Operation, i64, i64)>> {
-    c.query_row(
-        "SELECT state_json, created_ms, updated_ms FROM agent_operations WHERE id = ?1",
-        [id],
-        |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .optional()?
-    .map(|(s, a, b)| parse(s).map(|o| (o, a, b)))
-    .transpose()
-}
-
-/// Operations, newest first (with created and updated times).
-pub fn list(c: &Connection, limit: u32) -> rusqlite::Result<Vec<(Operation, i64, i64)>> {
-    let mut st = c.prepare(
-        "SELECT state_json, created_ms, updated_ms FROM agent_operations
-         ORDER BY created_ms DESC, id DESC LIMIT ?1",
-    )?;
-    let rows = st
-        .query_map([limit], |r| {
-            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter()
-        .map(|(s, a, b)| parse(s).map(|o| (o, a, b)))
-        .collect()
-}
-
-/// Operations that were running when agents-agent stopped come back
-/// paused, resumable. Returns how many.
-pub fn pause_interrupted(c: &Connection) -> rusqlite::Result<usize> {
-    let mut st = c.prepare("SELECT state_json FROM agent_operations WHERE status = 'running'")?;
-    let ops = st
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let n = ops.len();
-    for s in ops {
-        let mut op = parse(s)?;
-        op.status = Status::Paused;
-        op.reason = format!(
-            "agents-agent stopped while this was running; resume it with \
-             `coworkctl agent resume {}`",
-            op.id
-        );
-        save(c, &op)?;
-    }
-    Ok(n)
-}
-
-/// At start, before serving: mark operations interrupted by a crash as
-/// paused (logged; a database that cannot be opened is reported by the
-/// first request instead).
-pub fn recover(db: &std::path::Path) {
-    match crate::db::open(db).and_then(|c| pause_interrupted(&c)) {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(operations = n, "interrupted operations paused"),
-        Err(e) => tracing::error!(error = %e, "cannot recover operations"),
-    }
-}
 
 /// An operation claimed by one request; dropping it releases the claim.
 struct Claim {
@@ -158,7 +73,7 @@ pub enum AgentError {
     Invalid(String),
     /// cowork.db failed.
     #[error(transparent)]
-    Db(#[from] crate::db::DbError),
+    Db(#[from] DbError),
 }
 
 /// The executor (cheap to clone).
@@ -167,7 +82,8 @@ pub struct Agents {
     db: Db,
     config: PathBuf,
     mcp: Manager,
-    chat: ChatService,
+    /// Which model the operation's calls go to.
+    resolver: Resolver,
     /// Operations a task is driving now (never two drivers at once).
     active: Arc<Mutex<HashSet<String>>>,
 }
@@ -179,20 +95,27 @@ impl std::fmt::Debug for Agents {
 }
 
 impl Agents {
-    /// An executor over cowork.db, the MCP manager and chat's model choice.
-    pub fn new(db: Db, config: PathBuf, mcp: Manager, chat: ChatService) -> Self {
+    /// An executor over cowork.db, the MCP manager and the model resolver.
+    pub fn new(db: Db, config: PathBuf, mcp: Manager, resolver: Resolver) -> Self {
         Self {
             db,
             config,
             mcp,
-            chat,
+            resolver,
             active: Default::default(),
         }
     }
 
+    /// At start, before serving (it blocks): operations a killed
+    /// agents-agent was running come back paused, resumable. Returns how
+    /// many.
+    pub fn recover(&self) -> Result<usize, AgentError> {
+        Ok(self.db.write_blocking(store::pause_interrupted)?)
+    }
+
     async fn save(&self, op: &Operation) -> Result<(), AgentError> {
         let op = op.clone();
-        self.db.run(move |c| save(c, &op)).await?;
+        self.db.write(move |c| store::save(c, &op)).await?;
         Ok(())
     }
 
@@ -200,33 +123,19 @@ impl Agents {
     pub async fn get(&self, id: &str) -> Result<(Operation, i64, i64), AgentError> {
         let i = id.to_owned();
         self.db
-            .run(move |c| load(c, &i))
+            .read(move |c| store::load(c, &i))
             .await?
             .ok_or_else(|| AgentError::NoOperation(id.to_owned()))
     }
 
     /// Operations, newest first.
     pub async fn list(&self, limit: u32) -> Result<Vec<(Operation, i64, i64)>, AgentError> {
-        Ok(self.db.run(move |c| list(c, limit)).await?)
+        Ok(self.db.read(move |c| store::list(c, limit)).await?)
     }
 
     /// Every call waiting for a person.
     pub async fn pending(&self) -> Result<Vec<(String, Pending)>, AgentError> {
-        let ops = self
-            .db
-            .run(|c| {
-                let mut st = c.prepare(
-                    "SELECT state_json FROM agent_operations WHERE status = 'waiting_for_human'
-                     ORDER BY created_ms",
-                )?;
-                let rows = st
-                    .query_map([], |r| r.get::<_, String>(0))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                rows.into_iter()
-                    .map(parse)
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await?;
+        let ops = self.db.read(store::waiting).await?;
         Ok(ops
             .into_iter()
             .flat_map(|o| {
@@ -272,13 +181,7 @@ impl Agents {
                 )));
             }
         }
-        let mut op = Operation::new(
-            crate::chat_store::new_id("op"),
-            task,
-            max_steps,
-            automation,
-            crate::chat_store::now_ms(),
-        );
+        let mut op = Operation::new(new_id("op"), task, max_steps, automation, now_ms());
         op.tool_choice = tool_choice;
         let claim = self.claim(&op.id)?;
         self.save(&op).await?;
@@ -297,10 +200,10 @@ impl Agents {
                 wanted: "paused",
             });
         }
-        op.last_check_in_ms = crate::chat_store::now_ms();
+        op.last_check_in_ms = now_ms();
         // Calls a crash interrupted may or may not have run: say so, and
         // let the model decide (never re-run a call on a guess).
-        for id in crate::operation::unanswered_calls(&op.messages) {
+        for id in unanswered_calls(&op.messages) {
             if !op.pending.iter().any(|p| p.call.id == id) {
                 op.messages.push(tool_message(
                     &id,
@@ -428,7 +331,7 @@ impl Agents {
             .collect();
         let settings = cfg.approval_settings(&policies)?;
         // No model now is a pause, not a failure: resume when one is up.
-        let (target, tier) = match self.chat.agent_target().await {
+        let (target, tier) = match self.resolver.for_operation().await {
             Ok(t) => t,
             Err(e) => {
                 op.status = Status::Paused;
@@ -438,7 +341,7 @@ impl Agents {
         };
         let (tools, names) = self.tools().await;
         loop {
-            match before_step(op, crate::chat_store::now_ms()) {
+            match before_step(op, now_ms()) {
                 Some(Instruction::Pause(r)) => {
                     op.status = Status::Paused;
                     op.reason = r;
@@ -472,7 +375,7 @@ impl Agents {
                 }
             }
             op.step += 1;
-            let completion = match crate::client::complete(
+            let completion = match complete(
                 &target,
                 &op.messages,
                 &tools,
@@ -496,8 +399,8 @@ impl Agents {
             };
             let cost = self.record_usage(op, &target, tier, &completion).await;
             op.cost_usd += cost;
-            op.steps.push(crate::guardrails::Step {
-                at_ms: crate::chat_store::now_ms(),
+            op.steps.push(guardrails::Step {
+                at_ms: now_ms(),
                 tool: String::new(),
                 input: String::new(),
                 failed: false,
@@ -587,62 +490,49 @@ impl Agents {
         &self,
         op: &Operation,
         cfg: &AgentsConfig,
-        tier: crate::router::Tier,
+        tier: Tier,
         tools: usize,
-    ) -> Result<Option<crate::router::Refusal>, String> {
+    ) -> Result<Option<Refusal>, String> {
         let policy = cfg.policy()?;
-        let sent: usize = op.messages.iter().map(|m| m.to_string().len()).sum();
-        let req = crate::router::Request {
-            tokens: sent as u64 / 4,
+        let req = Request {
+            tokens: tokens::estimate(sent_chars(op)),
             attachments: 0,
             tools: tools as u32,
             retry_of: None,
         };
-        let ask = op.id.clone();
-        let usage = self
-            .db
-            .run(move |c| crate::usage::usage_at(c, crate::chat_store::now_ms(), Some(&ask)))
+        let usage = ledger::usage_now(&self.db, Some(op.id.clone()))
             .await
             .map_err(|e| e.to_string())?;
-        Ok(crate::router::check_budget(&policy, &req, &usage, tier))
+        Ok(check_budget(&policy, &req, &usage, tier))
     }
 
     /// Write one model call to the usage ledger (the engine's token counts,
-    /// else 4 characters a token), grouped under the operation's id; returns
-    /// its list-price cost (0 for local models and the free tier).
+    /// else an estimate), grouped under the operation's id; returns its
+    /// list-price cost (0 for local models and the free tier).
     async fn record_usage(
         &self,
         op: &Operation,
-        target: &crate::client::ChatTarget,
-        tier: Option<crate::router::Tier>,
-        completion: &crate::client::Completion,
+        target: &ChatTarget,
+        tier: Option<Tier>,
+        completion: &Completion,
     ) -> f64 {
-        let (tokens_in, tokens_out) = completion.usage.unwrap_or_else(|| {
-            let sent: usize = op.messages.iter().map(|m| m.to_string().len()).sum();
+        let used = completion.usage.unwrap_or_else(|| {
             let got = completion.content.len()
                 + completion
                     .tool_calls
                     .iter()
                     .map(|c| c.2.len())
                     .sum::<usize>();
-            (sent as u64 / 4, got as u64 / 4)
+            (tokens::estimate(sent_chars(op)), tokens::estimate(got))
         });
-        let cost = tier.map_or(0.0, |t| {
-            crate::router::actual_cost(t, tokens_in, tokens_out)
-        });
-        let entry = crate::usage::UsageEntry {
-            at_ms: crate::chat_store::now_ms(),
-            ask_id: op.id.clone(),
-            model: format!("{}/{}", target.name, target.model),
-            tier: tier.map_or("local", crate::router::Tier::name).to_owned(),
-            tokens_in,
-            tokens_out,
-            cost_usd: cost,
-        };
-        if let Err(e) = self.db.run(move |c| crate::usage::record(c, &entry)).await {
-            tracing::error!(error = %e, "could not write the usage ledger");
+        let model = format!("{}/{}", target.name, target.model);
+        match ledger::record_call(&self.db, &op.id, &model, tier, used).await {
+            Ok(cost) => cost,
+            Err(e) => {
+                tracing::error!(error = %e, "could not write the usage ledger");
+                tier.map_or(0.0, |t| actual_cost(t, used.0, used.1))
+            }
         }
-        cost
     }
 
     /// Run calls in parallel; append their results in order.
@@ -676,8 +566,8 @@ impl Agents {
                 Err(e) => ("failed", e, true),
             };
             op.messages.push(tool_message(&c.id, &text));
-            op.steps.push(crate::guardrails::Step {
-                at_ms: crate::chat_store::now_ms(),
+            op.steps.push(guardrails::Step {
+                at_ms: now_ms(),
                 tool: format!("{}/{}", c.server, c.tool),
                 input: c.arguments.clone(),
                 failed,
@@ -693,30 +583,11 @@ impl Agents {
     }
 }
 
-fn tool_message(call_id: &str, text: &str) -> serde_json::Value {
-    serde_json::json!({"role": "tool", "tool_call_id": call_id, "content": text})
+/// What an operation's conversation sends the model, in characters.
+fn sent_chars(op: &Operation) -> usize {
+    op.messages.iter().map(|m| m.to_string().len()).sum()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interrupted_operations_come_back_paused() {
-        let c = Connection::open_in_memory().unwrap();
-        migrate(&c).unwrap();
-        let mut a = Operation::new("op-a".into(), "a".into(), 0, false, 1);
-        a.status = Status::Running;
-        let mut b = Operation::new("op-b".into(), "b".into(), 0, false, 2);
-        b.status = Status::Done;
-        save(&c, &a).unwrap();
-        save(&c, &b).unwrap();
-        assert_eq!(pause_interrupted(&c).unwrap(), 1);
-        let (a2, _, _) = load(&c, "op-a").unwrap().unwrap();
-        assert_eq!(a2.status, Status::Paused);
-        assert!(a2.reason.contains("coworkctl agent resume op-a"));
-        assert_eq!(a2.messages, a.messages, "its conversation survives");
-        assert_eq!(load(&c, "op-b").unwrap().unwrap().0.status, Status::Done);
-        assert_eq!(list(&c, 10).unwrap().len(), 2);
-    }
+fn tool_message(call_id: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({"role": "tool", "tool_call_id": call_id, "content": text})
 }

@@ -1,0 +1,442 @@
+//! The answer pipeline, one named step at a time: [`Chat::open_thread`]
+//! (store the question, or find the answer being retried) →
+//! [`Chat::context`] (Layer 1) → [`Chat::route`] (the complexity router,
+//! the budget, and who answers) → [`prompt`] (the conversation sent) →
+//! [`Chat::stream`] (deltas relayed as they come) → [`Chat::ledger`] (the
+//! usage ledger) → the answer stored.
+
+use super::store::{self, MessageRow};
+use super::{Ask, Chat, ChatError, Event, Route, MAX_MESSAGE};
+use crate::config::{parse_preference, AgentsConfig};
+use crate::context::{layer1, store as context_store};
+use crate::llm::client::{stream_chat, ChatMessage, ChatTarget};
+use crate::llm::detect::{Detected, LocalEngine};
+use crate::llm::router::{self, Decision, Request as RouteRequest, Target};
+use crate::llm::tier::{for_tier, Tier, TIERS};
+use crate::llm::tokens;
+use crate::usage::ledger;
+use crate::util::{new_id, now_ms};
+use tokio::sync::mpsc;
+
+/// Recent windows given to the model as Layer 1 context.
+pub const CONTEXT_WINDOWS: u32 = 8;
+
+/// What the answer's events are sent on (the caller's half closes when it
+/// goes away, which cancels the engine's request).
+pub type Events = mpsc::Sender<Result<Event, ChatError>>;
+
+/// The thread step's result.
+struct Opened {
+    thread_id: String,
+    ask_id: String,
+    /// The assistant message being retried ("try harder").
+    retried: Option<MessageRow>,
+    /// The thread so far (for a retry: up to the retried answer).
+    history: Vec<MessageRow>,
+    /// What is being answered.
+    question: String,
+}
+
+impl Chat {
+    /// Start answering `ask`; its events arrive on the returned receiver.
+    /// An empty or oversized message is refused at once.
+    pub fn send(&self, ask: Ask) -> Result<mpsc::Receiver<Result<Event, ChatError>>, ChatError> {
+        if ask.retry_of_message_id.is_empty() && ask.text.trim().is_empty() {
+            return Err(ChatError::Invalid("the message is empty".into()));
+        }
+        if ask.text.len() > MAX_MESSAGE {
+            return Err(ChatError::Invalid(format!(
+                "the message is {} bytes, over the {MAX_MESSAGE}-byte limit",
+                ask.text.len()
+            )));
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.answer(ask, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn answer(&self, ask: Ask, out: &Events) -> Result<(), ChatError> {
+        let cfg = self.config()?;
+        let opened = self.open_thread(&ask).await?;
+        let detected = self.resolver.watch().current().await;
+        let local = if ask.background {
+            detected.background.clone()
+        } else {
+            detected.main.clone()
+        };
+        let context = self.context().await;
+        let decision = self
+            .route(&cfg, &ask, &opened, &detected, local.as_ref(), &context)
+            .await?;
+        let message_id = new_id("m");
+        let model_id = decision.target.model_id().to_owned();
+        let target = match &decision.refusal {
+            Some(r) => Err(r.to_string()),
+            None => self
+                .resolver
+                .target(&decision.target, local.as_ref(), &detected.cloud),
+        };
+        let _ = out
+            .send(Ok(Event::Route(Route {
+                model: model_id.clone(),
+                reason: decision.reason.clone(),
+                notice: decision.notice.clone().unwrap_or_default(),
+                cost_estimate_usd: decision.cost_estimate,
+                thread_id: opened.thread_id.clone(),
+                message_id: message_id.clone(),
+                ask_id: opened.ask_id.clone(),
+                engine: target.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+            })))
+            .await;
+        let mut answer = MessageRow {
+            id: message_id,
+            thread_id: opened.thread_id.clone(),
+            role: "assistant".into(),
+            content: String::new(),
+            model: model_id,
+            ask_id: opened.ask_id.clone(),
+            created_ms: now_ms(),
+            finish_reason: String::new(),
+        };
+        let result = match target {
+            Err(e) => Err(e),
+            Ok(target) => {
+                let messages = prompt(&context, &opened);
+                let mut counted = None;
+                let r = self
+                    .stream(
+                        &target,
+                        &messages,
+                        cfg.max_output_tokens,
+                        out,
+                        &mut answer,
+                        &mut counted,
+                    )
+                    .await;
+                // The engine's count, else an estimate.
+                let used = counted.unwrap_or_else(|| {
+                    (
+                        tokens::estimate_all(messages.iter().map(|m| m.content.as_str())),
+                        tokens::estimate(answer.content.len()),
+                    )
+                });
+                self.ledger(&decision.target, &answer, used).await?;
+                r
+            }
+        };
+        if let Err(e) = result {
+            if matches!(decision.target, Target::Local(_)) {
+                self.resolver.watch().forget();
+            }
+            answer.finish_reason = "error".into();
+            let _ = out.send(Ok(Event::Error(e))).await;
+        }
+        self.db
+            .write(move |c| store::put_message(c, &answer))
+            .await?;
+        Ok(())
+    }
+
+    /// The thread and ask the answer belongs to: a new thread, the one
+    /// named, or (a retry) the retried answer's; the question stored,
+    /// or (a retry) the user message before the retried answer.
+    async fn open_thread(&self, ask: &Ask) -> Result<Opened, ChatError> {
+        let text = ask.text.clone();
+        let retry_of = ask.retry_of_message_id.clone();
+        let thread_id = ask.thread_id.clone();
+        let (thread_id, ask_id, retried, exists, mut history) = self
+            .db
+            .write(move |c| {
+                let retried = if retry_of.is_empty() {
+                    None
+                } else {
+                    store::get_message(c, &retry_of)?
+                };
+                let thread_id = match (&retried, thread_id.is_empty()) {
+                    (Some(m), _) => m.thread_id.clone(),
+                    (None, true) => store::create_thread(c, &text)?,
+                    (None, false) => thread_id,
+                };
+                let exists = store::thread_exists(c, &thread_id)?;
+                let ask_id = retried
+                    .as_ref()
+                    .map(|m| m.ask_id.clone())
+                    .unwrap_or_else(|| new_id("ask"));
+                let history = if exists {
+                    store::messages(c, &thread_id)?
+                } else {
+                    Vec::new()
+                };
+                Ok((thread_id, ask_id, retried, exists, history))
+            })
+            .await?;
+        if !exists {
+            return Err(ChatError::NotFound(format!("no thread {thread_id}")));
+        }
+        if !ask.retry_of_message_id.is_empty()
+            && retried.as_ref().is_none_or(|m| m.role != "assistant")
+        {
+            return Err(ChatError::NotFound(format!(
+                "no assistant message {} to retry",
+                ask.retry_of_message_id
+            )));
+        }
+        let question = match &retried {
+            // Retry: answer the same question again (the user message
+            // before the retried answer).
+            Some(m) => {
+                let pos = history
+                    .iter()
+                    .position(|h| h.id == m.id)
+                    .unwrap_or(history.len());
+                history.truncate(pos);
+                history
+                    .iter()
+                    .rev()
+                    .find(|h| h.role == "user")
+                    .map(|h| h.content.clone())
+                    .unwrap_or_default()
+            }
+            None => {
+                let user = MessageRow {
+                    id: new_id("m"),
+                    thread_id: thread_id.clone(),
+                    role: "user".into(),
+                    content: ask.text.clone(),
+                    model: String::new(),
+                    ask_id: ask_id.clone(),
+                    created_ms: now_ms(),
+                    finish_reason: String::new(),
+                };
+                let u = user.clone();
+                self.db.write(move |c| store::put_message(c, &u)).await?;
+                history.push(user);
+                ask.text.clone()
+            }
+        };
+        Ok(Opened {
+            thread_id,
+            ask_id,
+            retried,
+            history,
+            question,
+        })
+    }
+
+    /// Layer 1: the active and recent windows from capture's tables, as a
+    /// system block (None when capture has none, or cannot be read).
+    async fn context(&self) -> Option<String> {
+        self.db
+            .read(|c| Ok(context_store::recent_windows(c, CONTEXT_WINDOWS)))
+            .await
+            .ok()
+            .and_then(|w| layer1::block(&w))
+    }
+
+    /// The router's decision for this ask: the configured policy with what
+    /// detection found, the ask's size (history and context), the retried
+    /// answer's tier, and the ledger's spend so far.
+    async fn route(
+        &self,
+        cfg: &AgentsConfig,
+        ask: &Ask,
+        opened: &Opened,
+        detected: &Detected,
+        local: Option<&LocalEngine>,
+        context: &Option<String>,
+    ) -> Result<Decision, ChatError> {
+        let mut policy = cfg.policy().map_err(ChatError::Config)?;
+        if !ask.preference.is_empty() {
+            policy.preference = parse_preference(&ask.preference)
+                .map_err(|e| ChatError::Invalid(format!("preference {e}")))?;
+        }
+        policy.local_model = local.map(|l| format!("{}/{}", l.engine, l.model));
+        policy.cloud_tiers = TIERS
+            .into_iter()
+            .filter(|t| {
+                let (p, _) = for_tier(*t);
+                detected.cloud.iter().any(|r| r.provider == p)
+            })
+            .collect();
+        let size = tokens::estimate_all(opened.history.iter().map(|m| m.content.as_str()))
+            + context.as_ref().map_or(0, |c| tokens::estimate(c.len()));
+        let retry_target = opened
+            .retried
+            .as_ref()
+            .map(|m| match Tier::of_model(&m.model) {
+                Some(t) => Target::Cloud(t),
+                None => Target::Local(m.model.clone()),
+            });
+        let usage = ledger::usage_now(&self.db, Some(opened.ask_id.clone())).await?;
+        Ok(router::route(
+            &policy,
+            &RouteRequest {
+                tokens: size,
+                attachments: ask.attachments,
+                tools: ask.tools,
+                retry_of: retry_target,
+            },
+            &usage,
+        ))
+    }
+
+    /// Relay the engine's answer: text deltas and usage to `out` as they
+    /// come, into `answer`; a client that goes away drops the engine's
+    /// request. Ends with a finish event, or returns the engine's error.
+    async fn stream(
+        &self,
+        target: &ChatTarget,
+        messages: &[ChatMessage],
+        max_tokens: Option<u32>,
+        out: &Events,
+        answer: &mut MessageRow,
+        counted: &mut Option<(u64, u64)>,
+    ) -> Result<(), String> {
+        let (tx, mut rx) = mpsc::channel(64);
+        let (target, msgs) = (target.clone(), messages.to_vec());
+        let target_name = target.name.clone();
+        // The sender lives in the call: when it ends, the receiver drains
+        // and closes.
+        let call = async move { stream_chat(&target, &msgs, max_tokens, &tx).await };
+        tokio::pin!(call);
+        let mut result = None;
+        loop {
+            tokio::select! {
+                r = &mut call, if result.is_none() => { result = Some(r); }
+                d = rx.recv() => match d {
+                    Some(d) => {
+                        if !d.text.is_empty() {
+                            answer.content.push_str(&d.text);
+                            if out.send(Ok(Event::Delta(d.text))).await.is_err() {
+                                // The client went away: dropping the call cancels the engine.
+                                tracing::info!(engine = %target_name, "the client went away; cancelling the answer");
+                                return Err("the client went away".into());
+                            }
+                        }
+                        if let Some((p, c)) = d.usage {
+                            *counted = Some((p, c));
+                            let _ = out.send(Ok(Event::Usage(p, c))).await;
+                        }
+                        if let Some(f) = d.finish_reason {
+                            answer.finish_reason = f;
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+        match result {
+            Some(Ok(())) | None => {
+                if answer.finish_reason.is_empty() {
+                    answer.finish_reason = "stop".into();
+                }
+                let _ = out
+                    .send(Ok(Event::Finish(answer.finish_reason.clone())))
+                    .await;
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+        }
+    }
+
+    /// Write the call to the usage ledger, under the answer's ask.
+    async fn ledger(
+        &self,
+        target: &Target,
+        answer: &MessageRow,
+        used: (u64, u64),
+    ) -> Result<(), ChatError> {
+        let tier = match target {
+            Target::Local(_) => None,
+            Target::Cloud(t) => Some(*t),
+        };
+        ledger::record_call(&self.db, &answer.ask_id, &answer.model, tier, used).await?;
+        Ok(())
+    }
+}
+
+/// The conversation sent to the model: the Layer 1 block, the thread's
+/// messages (empty and failed ones left out), and for a retry the
+/// question again when the thread does not end with it.
+fn prompt(context: &Option<String>, opened: &Opened) -> Vec<ChatMessage> {
+    let mut messages = Vec::new();
+    if let Some(ctx) = context {
+        messages.push(ChatMessage {
+            role: "system".into(),
+            content: ctx.clone(),
+        });
+    }
+    for m in &opened.history {
+        if m.content.is_empty() || m.finish_reason == "error" {
+            continue;
+        }
+        messages.push(ChatMessage {
+            role: m.role.clone(),
+            content: m.content.clone(),
+        });
+    }
+    if opened.retried.is_some() && messages.last().is_none_or(|m| m.role != "user") {
+        messages.push(ChatMessage {
+            role: "user".into(),
+            content: opened.question.clone(),
+        });
+    }
+    messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(role: &str, content: &str, finish: &str) -> MessageRow {
+        MessageRow {
+            id: new_id("m"),
+            thread_id: "t".into(),
+            role: role.into(),
+            content: content.into(),
+            model: String::new(),
+            ask_id: "a".into(),
+            created_ms: 0,
+            finish_reason: finish.into(),
+        }
+    }
+
+    #[test]
+    fn the_prompt_leaves_out_failed_answers_and_repeats_a_retried_question() {
+        let opened = Opened {
+            thread_id: "t".into(),
+            ask_id: "a".into(),
+            retried: None,
+            history: vec![
+                row("user", "first", ""),
+                row("assistant", "", "error"),
+                row("assistant", "half", "error"),
+                row("user", "second", ""),
+            ],
+            question: "second".into(),
+        };
+        let p = prompt(&Some("ctx".into()), &opened);
+        let seen: Vec<_> = p
+            .iter()
+            .map(|m| (m.role.as_str(), m.content.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [("system", "ctx"), ("user", "first"), ("user", "second")]
+        );
+        let retry = Opened {
+            retried: Some(row("assistant", "old answer", "stop")),
+            history: vec![row("user", "q", ""), row("assistant", "a", "stop")],
+            question: "q".into(),
+            ..opened
+        };
+        let p = prompt(&None, &retry);
+        assert_eq!(p.last().map(|m| m.content.as_str()), Some("q"));
+        assert_eq!(p.len(), 3);
+    }
+}

@@ -1,0 +1,228 @@
+//! Chat: threads and messages, and answers routed by the complexity
+//! router to a local engine or a cloud provider, streamed as typed events.
+//! [`answer`] is the answer pipeline (thread → context → route → prompt →
+//! stream → ledger), [`store`] the threads and messages tables,
+//! [`service`] `cowork.chat.v1.Chat`. This module holds chat's types and
+//! the small queries beside the pipeline.
+
+pub mod answer;
+pub mod service;
+pub mod store;
+
+use crate::config::{provider_secret, AgentsConfig};
+use crate::db::{Db, DbError};
+use crate::llm::engines::Health;
+use crate::llm::probe::probe_all;
+use crate::llm::resolve::Resolver;
+use crate::llm::router::{Policy, Usage};
+use crate::llm::tier::provider;
+use crate::usage::ledger;
+use std::path::PathBuf;
+
+/// Longest message accepted.
+pub const MAX_MESSAGE: usize = 256 * 1024;
+
+/// What the person sends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ask {
+    /// Continue this thread ("" starts one).
+    pub thread_id: String,
+    /// The message.
+    pub text: String,
+    /// "local", "cloud" or "" (the configured preference).
+    pub preference: String,
+    /// Retry this assistant message with the next tier ("" for none).
+    pub retry_of_message_id: String,
+    /// Attached files or images.
+    pub attachments: u32,
+    /// Tools offered.
+    pub tools: u32,
+    /// A background job: to the engine's cron companion when one is up.
+    pub background: bool,
+}
+
+/// Where an answer went and why, sent before any text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Route {
+    /// The `provider/model` id.
+    pub model: String,
+    /// The router's reason.
+    pub reason: String,
+    /// A notice for the person ("" for none).
+    pub notice: String,
+    /// Estimated cost in USD.
+    pub cost_estimate_usd: f64,
+    /// The thread.
+    pub thread_id: String,
+    /// The answer's message id.
+    pub message_id: String,
+    /// The ask (retry chain).
+    pub ask_id: String,
+    /// The engine instance or provider answering ("" when none can).
+    pub engine: String,
+}
+
+/// One piece of a streamed answer, in order: a route, deltas and usage,
+/// then a finish or an error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The route decision.
+    Route(Route),
+    /// Answer text.
+    Delta(String),
+    /// Tokens the engine counted (prompt, completion).
+    Usage(u64, u64),
+    /// The answer is complete, with the engine's finish reason.
+    Finish(String),
+    /// The answer failed, with why.
+    Error(String),
+}
+
+/// Why a chat request failed before (or instead of) an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such thread or message.
+    #[error("{0}")]
+    NotFound(String),
+    /// `[agents]` in config.toml cannot be used.
+    #[error("{0}")]
+    Config(String),
+    /// The OS credential store refused.
+    #[error("{0}")]
+    Secrets(String),
+    /// cowork.db failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A blocking task died.
+    #[error("{0}")]
+    Task(String),
+}
+
+/// A thread with its messages.
+pub type ThreadView = (store::ThreadRow, Vec<store::MessageRow>);
+
+/// The usage ledger against the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageReport {
+    /// The plan's name.
+    pub plan: String,
+    /// The router's policy (quota and caps).
+    pub policy: Policy,
+    /// What has been used.
+    pub usage: Usage,
+    /// Model calls this month.
+    pub calls_this_month: u64,
+    /// Cloud providers that have a key.
+    pub cloud_providers: Vec<String>,
+}
+
+/// Chat (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Chat {
+    config: PathBuf,
+    /// agents-agent's cowork.db.
+    db: Db,
+    /// Which engine or provider answers.
+    resolver: Resolver,
+}
+
+impl Chat {
+    /// Chat over `db`, configured by `config`, answering through `resolver`.
+    pub fn new(db: Db, config: PathBuf, resolver: Resolver) -> Self {
+        Self {
+            db,
+            config,
+            resolver,
+        }
+    }
+
+    fn config(&self) -> Result<AgentsConfig, ChatError> {
+        AgentsConfig::load(&self.config).map_err(ChatError::Config)
+    }
+
+    /// The keys of the engine instances that answer probes now.
+    pub async fn engines_up(&self) -> Result<Vec<String>, ChatError> {
+        let cfg = self.config()?;
+        Ok(probe_all(cfg.instances())
+            .await
+            .into_iter()
+            .filter(|p| p.health == Health::Up)
+            .map(|p| p.instance.key)
+            .collect())
+    }
+
+    /// Threads, most recently updated first (`limit` 0: 50; at most 1000).
+    pub async fn threads(&self, limit: u32) -> Result<Vec<store::ThreadRow>, ChatError> {
+        let limit = match limit {
+            0 => 50,
+            n => n.min(1000),
+        };
+        Ok(self.db.read(move |c| store::threads(c, limit)).await?)
+    }
+
+    /// One thread and its messages, oldest first.
+    pub async fn thread(&self, id: String) -> Result<ThreadView, ChatError> {
+        let id2 = id.clone();
+        let (thread, messages) = self
+            .db
+            .read(move |c| Ok((store::thread(c, &id2)?, store::messages(c, &id2)?)))
+            .await?;
+        let thread = thread.ok_or_else(|| ChatError::NotFound(format!("no thread {id}")))?;
+        Ok((thread, messages))
+    }
+
+    /// The usage ledger against the plan's quota and caps.
+    pub async fn usage(&self) -> Result<UsageReport, ChatError> {
+        let cfg = self.config()?;
+        let policy = cfg.policy().map_err(ChatError::Config)?;
+        let cloud = cfg.cloud_here().map_err(ChatError::Config)?;
+        let (usage, calls_this_month) = ledger::this_month(&self.db).await?;
+        Ok(UsageReport {
+            plan: cfg.plan.clone(),
+            policy,
+            usage,
+            calls_this_month,
+            cloud_providers: cloud.iter().map(|r| r.provider.id.to_owned()).collect(),
+        })
+    }
+
+    /// Keep `api_key` for `provider_id` in the OS credential store (empty:
+    /// delete it); returns the cloud providers that have a key now.
+    pub async fn set_provider_key(
+        &self,
+        provider_id: &str,
+        api_key: &str,
+    ) -> Result<Vec<String>, ChatError> {
+        if provider(provider_id).is_none() {
+            return Err(ChatError::Invalid(format!(
+                "unknown provider {provider_id:?}; known: gemini, openrouter"
+            )));
+        }
+        let key = api_key.trim().to_owned();
+        if key.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(ChatError::Invalid(
+                "the key contains spaces or control characters".into(),
+            ));
+        }
+        let name = provider_secret(provider_id);
+        let stored = tokio::task::spawn_blocking(move || {
+            if key.is_empty() {
+                crate::secrets::delete(&name)
+            } else {
+                crate::secrets::put(&name, &key)
+            }
+        })
+        .await
+        .map_err(|e| ChatError::Task(e.to_string()))?;
+        stored.map_err(|e| ChatError::Secrets(e.to_string()))?;
+        let detected = self.resolver.watch().refresh().await;
+        Ok(detected
+            .cloud
+            .iter()
+            .map(|p| p.provider.id.to_owned())
+            .collect())
+    }
+}
