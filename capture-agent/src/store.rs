@@ -29,7 +29,8 @@ pub const TABLES: &[&str] = &[
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[Step] = &[
     // 1: the four streams and consent.
-    Step::Sql("CREATE TABLE capture_streams (
+    Step::Sql(
+        "CREATE TABLE capture_streams (
         stream TEXT PRIMARY KEY,
         enabled INTEGER NOT NULL,
         changed_ms INTEGER NOT NULL
@@ -92,7 +93,8 @@ const MIGRATIONS: &[Step] = &[
         activity_id INTEGER,
         at_ms INTEGER NOT NULL
      );
-     CREATE INDEX capture_clipboard_events_at ON capture_clipboard_events(at_ms);"),
+     CREATE INDEX capture_clipboard_events_at ON capture_clipboard_events(at_ms);",
+    ),
 ];
 
 /// capture-agent as an owner of tables in cowork.db.

@@ -2,33 +2,10 @@
 //! functions of the proto messages.
 
 use cowork_proto::pb::system as pb;
+use cowork_proto::status::state_name;
+#[cfg(test)]
+use cowork_proto::status::STATUS_JSON_FIELDS;
 use serde_json::{json, Value};
-
-/// The lower-case name of a proto worker state.
-pub fn state_name(state: i32) -> &'static str {
-    match pb::WorkerState::try_from(state) {
-        Ok(pb::WorkerState::Starting) => "starting",
-        Ok(pb::WorkerState::Running) => "running",
-        Ok(pb::WorkerState::Degraded) => "degraded",
-        Ok(pb::WorkerState::Restarting) => "restarting",
-        Ok(pb::WorkerState::Failed) => "failed",
-        Ok(pb::WorkerState::Stopped) => "stopped",
-        _ => "unknown",
-    }
-}
-
-/// The per-worker fields of `status --json` that scripts rely on (issue 2's
-/// contract); more may follow, none of these may be renamed.
-pub const STATUS_JSON_FIELDS: [&str; 8] = [
-    "name",
-    "state",
-    "pid",
-    "restarts",
-    "uptime_s",
-    "rss_bytes",
-    "cpu_percent",
-    "reason",
-];
 
 /// `status --json`: `{"workers":[{"name","state","pid","restarts",
 /// "uptime_s","rss_bytes","cpu_percent","reason", ...}], "coworkd": {...}}`.

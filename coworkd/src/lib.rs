@@ -2,7 +2,7 @@
 //! pieces coworkctl shares with it.
 //!
 //! Pure domain modules: [`backoff`], [`state`], [`route`], [`config`]
-//! (parsing), [`procinfo`] (parsing). Runtime: [`supervisor`] drives worker
+//! (parsing). Runtime: [`supervisor`] drives worker
 //! processes, [`relay`] serves the public socket, [`system_service`] adapts
 //! the System proto, [`ctl`] renders coworkctl's output.
 
@@ -13,7 +13,6 @@ pub mod ctl_capture;
 pub mod ctl_engines;
 pub mod ctl_mcp;
 pub mod ctl_models;
-pub mod procinfo;
 pub mod relay;
 pub mod route;
 pub mod state;

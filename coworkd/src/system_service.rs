@@ -1,11 +1,11 @@
 //! `cowork.system.v1.System`: a thin adapter from the proto to the
 //! [`Supervisor`].
 
-use crate::procinfo;
 use crate::state::{HealthEvent, WorkerName, WorkerSnapshot, WorkerState};
 use crate::supervisor::Supervisor;
 use cowork_proto::paths::CoworkPaths;
 use cowork_proto::pb::system as pb;
+use cowork_proto::procinfo;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};

@@ -151,11 +151,21 @@ fn now_ms() -> i64 {
 
 /// The version recorded for each owner (0 where none is), in order. A
 /// missing ledger table means 0 for all.
-pub fn versions(c: &Connection, ledger: Ledger, owners: &[Owner]) -> Result<Vec<i64>, MigrateError> {
+pub fn versions(
+    c: &Connection,
+    ledger: Ledger,
+    owners: &[Owner],
+) -> Result<Vec<i64>, MigrateError> {
     let table = match ledger {
         Ledger::Single(t) | Ledger::PerOwner(t) => t,
     };
-    let sql_err = |owner: &'static str| move |source| MigrateError::Sql { owner, version: 0, source };
+    let sql_err = |owner: &'static str| {
+        move |source| MigrateError::Sql {
+            owner,
+            version: 0,
+            source,
+        }
+    };
     let first = owners.first().map_or("", |o| o.name);
     let exists: bool = c
         .query_row(
@@ -182,7 +192,11 @@ pub fn versions(c: &Connection, ledger: Ledger, owners: &[Owner]) -> Result<Vec<
 /// missing step is applied in its own (immediate) transaction, which
 /// re-reads the version first, so two processes migrating at once apply
 /// a step once.
-pub fn migrate(c: &mut Connection, ledger: Ledger, owners: &[Owner]) -> Result<Vec<Applied>, MigrateError> {
+pub fn migrate(
+    c: &mut Connection,
+    ledger: Ledger,
+    owners: &[Owner],
+) -> Result<Vec<Applied>, MigrateError> {
     let found = versions(c, ledger, owners)?;
     for (o, &v) in owners.iter().zip(&found) {
         if v > o.version() {
@@ -196,11 +210,12 @@ pub fn migrate(c: &mut Connection, ledger: Ledger, owners: &[Owner]) -> Result<V
     let mut applied = Vec::with_capacity(owners.len());
     for (o, &from) in owners.iter().zip(&found) {
         if from < o.version() {
-            c.execute_batch(&ledger.create_sql()).map_err(|source| MigrateError::Sql {
-                owner: o.name,
-                version: 0,
-                source,
-            })?;
+            c.execute_batch(&ledger.create_sql())
+                .map_err(|source| MigrateError::Sql {
+                    owner: o.name,
+                    version: 0,
+                    source,
+                })?;
         }
         for (i, step) in o.steps.iter().enumerate().skip(from.max(0) as usize) {
             let version = i as i64 + 1;
@@ -241,7 +256,9 @@ mod tests {
         name: "notes",
         steps: &[
             Step::Sql("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)"),
-            Step::Rust(|c| c.execute_batch("ALTER TABLE notes ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0")),
+            Step::Rust(|c| {
+                c.execute_batch("ALTER TABLE notes ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0")
+            }),
         ],
     };
     const TAGS: Owner = Owner {
@@ -254,27 +271,50 @@ mod tests {
     fn applies_each_missing_step_once_per_owner() {
         let mut c = Connection::open_in_memory().unwrap();
         let first = NOTES.steps[..1].to_vec().leak();
-        let old = Owner { name: "notes", steps: first };
+        let old = Owner {
+            name: "notes",
+            steps: first,
+        };
         let a = migrate(&mut c, LEDGER, &[old]).unwrap();
-        assert_eq!(a, vec![Applied { owner: "notes", from: 0, to: 1 }]);
-        c.execute("INSERT INTO notes (text) VALUES ('kept')", []).unwrap();
+        assert_eq!(
+            a,
+            vec![Applied {
+                owner: "notes",
+                from: 0,
+                to: 1
+            }]
+        );
+        c.execute("INSERT INTO notes (text) VALUES ('kept')", [])
+            .unwrap();
         let a = migrate(&mut c, LEDGER, &[NOTES, TAGS]).unwrap();
         assert_eq!(
             a,
             vec![
-                Applied { owner: "notes", from: 1, to: 2 },
-                Applied { owner: "tags", from: 0, to: 1 }
+                Applied {
+                    owner: "notes",
+                    from: 1,
+                    to: 2
+                },
+                Applied {
+                    owner: "tags",
+                    from: 0,
+                    to: 1
+                }
             ]
         );
         let (text, pinned): (String, i64) = c
-            .query_row("SELECT text, pinned FROM notes", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT text, pinned FROM notes", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .unwrap();
         assert_eq!((text.as_str(), pinned), ("kept", 0));
         assert_eq!(versions(&c, LEDGER, &[NOTES, TAGS]).unwrap(), vec![2, 1]);
         // Again: nothing to do, nothing recorded twice.
         migrate(&mut c, LEDGER, &[NOTES, TAGS]).unwrap();
         let rows: i64 = c
-            .query_row("SELECT count(*) FROM test_schema_migrations", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM test_schema_migrations", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(rows, 3);
     }
@@ -291,13 +331,24 @@ mod tests {
         let changes = c.total_changes();
         let e = migrate(&mut c, LEDGER, &[NOTES, TAGS]).unwrap_err();
         assert!(
-            matches!(e, MigrateError::TooNew { owner: "tags", found: 2, known: 1 }),
+            matches!(
+                e,
+                MigrateError::TooNew {
+                    owner: "tags",
+                    found: 2,
+                    known: 1
+                }
+            ),
             "{e:?}"
         );
         assert!(e.to_string().contains("tags schema version 2"), "{e}");
         assert_eq!(c.total_changes(), changes, "nothing written");
         let notes: i64 = c
-            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'notes'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'notes'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(notes, 0, "the older owner was not migrated either");
     }
@@ -313,13 +364,27 @@ mod tests {
         };
         let mut c = Connection::open_in_memory().unwrap();
         let e = migrate(&mut c, Ledger::Single("bad_schema_migrations"), &[BAD]).unwrap_err();
-        assert!(matches!(e, MigrateError::Sql { owner: "bad", version: 2, .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                MigrateError::Sql {
+                    owner: "bad",
+                    version: 2,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         assert_eq!(
             versions(&c, Ledger::Single("bad_schema_migrations"), &[BAD]).unwrap(),
             vec![1]
         );
         let b: i64 = c
-            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'bad_b'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'bad_b'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(b, 0, "step 2 rolled back whole");
     }

@@ -4,14 +4,17 @@
 //! with no domain logic: where files live ([`paths`]), serving and dialling
 //! Unix sockets with peer checks ([`uds`]), the readiness signal
 //! ([`ready`]), child-process lockfiles and the orphan sweep ([`lockfile`]),
-//! gRPC helpers ([`grpc`]), logging ([`logging`]) and the skeleton every
-//! worker binary runs ([`worker`]).
+//! a process's memory and CPU from the OS ([`procinfo`]), worker state
+//! names and status fields ([`status`]), gRPC helpers ([`grpc`]), logging
+//! ([`logging`]) and the skeleton every worker binary runs ([`worker`]).
 
 pub mod grpc;
 pub mod lockfile;
 pub mod logging;
 pub mod paths;
+pub mod procinfo;
 pub mod ready;
+pub mod status;
 pub mod uds;
 pub mod worker;
 

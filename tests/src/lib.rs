@@ -33,7 +33,7 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// Worker state names as coworkctl prints them.
 pub fn state(w: &WorkerStatus) -> &'static str {
-    coworkd::ctl::state_name(w.state)
+    cowork_proto::status::state_name(w.state)
 }
 
 /// A running suite in a temporary home. Dropping it shuts coworkd down
@@ -421,7 +421,7 @@ pub fn proc_peak_rss_bytes(pid: u32) -> u64 {
 pub fn proc_cpu_ticks(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| coworkd::procinfo::cpu_ticks(&s))
+        .and_then(|s| cowork_proto::procinfo::cpu_ticks(&s))
         .unwrap_or(0)
 }
 

@@ -36,8 +36,8 @@ fn transitions(events: &[HealthEvent], worker: &str) -> Vec<(String, String)> {
         .filter(|e| e.worker == worker)
         .map(|e| {
             (
-                coworkd::ctl::state_name(e.previous).to_owned(),
-                coworkd::ctl::state_name(e.state).to_owned(),
+                cowork_proto::status::state_name(e.previous).to_owned(),
+                cowork_proto::status::state_name(e.state).to_owned(),
             )
         })
         .collect()
@@ -70,7 +70,7 @@ async fn boot_runs_capture_and_agents_and_leaves_the_browser_stopped() {
     let workers = v["workers"].as_array().expect("workers array");
     assert_eq!(workers.len(), 3);
     for w in workers {
-        for key in coworkd::ctl::STATUS_JSON_FIELDS {
+        for key in cowork_proto::status::STATUS_JSON_FIELDS {
             assert!(w.get(key).is_some(), "{key} missing in {w}");
         }
     }

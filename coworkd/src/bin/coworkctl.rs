@@ -1363,7 +1363,7 @@ async fn run(args: Args, channel: Channel) -> Result<ExitCode> {
                     out,
                     "{}: {} (pid {})",
                     w.name,
-                    ctl::state_name(w.state),
+                    cowork_proto::status::state_name(w.state),
                     w.pid
                 )?;
             }
