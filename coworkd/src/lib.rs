@@ -1,18 +1,13 @@
-//! coworkd: the supervisor and router of the Cowork daemon suite, and the
-//! pieces coworkctl shares with it.
+//! coworkd: the supervisor and router of the Cowork daemon suite.
+//! (coworkctl, the command-line client, is a binary of this package with
+//! modules of its own under `src/bin/coworkctl/`.)
 //!
 //! Pure domain modules: [`backoff`], [`state`], [`route`], [`config`]
-//! (parsing). Runtime: [`supervisor`] drives worker
-//! processes, [`relay`] serves the public socket, [`system_service`] adapts
-//! the System proto, [`ctl`] renders coworkctl's output.
+//! (parsing). Runtime: [`supervisor`] drives worker processes, [`relay`]
+//! serves the public socket, [`system_service`] adapts the System proto.
 
 pub mod backoff;
 pub mod config;
-pub mod ctl;
-pub mod ctl_capture;
-pub mod ctl_engines;
-pub mod ctl_mcp;
-pub mod ctl_models;
 pub mod relay;
 pub mod route;
 pub mod state;

@@ -1,9 +1,146 @@
-//! How `coworkctl capture` shows things: human tables and the `--json`
-//! shapes. Pure functions of the proto messages.
+//! `coworkctl capture`: each stream's status, consent per stream, recent
+//! records and the active window (`cowork.capture.v1`).
 
-use cowork_proto::pb::capture as pb;
+use crate::context::{call, now_unix_ms, Ctx};
+use anyhow::Result;
+use clap::Subcommand;
+use cowork_proto::pb::capture::{self as pb, capture_client::CaptureClient};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
+use std::process::ExitCode;
+
+/// `coworkctl capture`.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Each stream: enabled, source, events in the last minute, last event.
+    Status,
+    /// Turn a stream on (window, focus, keystrokes or clipboard).
+    Enable {
+        /// window, focus, keystrokes or clipboard.
+        stream: String,
+    },
+    /// Turn a stream off: it is no longer even read from its source.
+    Disable {
+        /// window, focus, keystrokes or clipboard.
+        stream: String,
+    },
+    /// Recent records, newest first.
+    Recent {
+        /// Only this stream (repeatable).
+        #[arg(long = "stream", value_name = "STREAM")]
+        streams: Vec<String>,
+        /// At most this many records.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only records from this long ago on (e.g. 90s, 10m, 2h, 7d).
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// Only records before this long ago (e.g. 5m).
+        #[arg(long, value_name = "DURATION")]
+        until: Option<String>,
+    },
+    /// The window that has focus now.
+    Window,
+}
+
+/// Run a `capture` command.
+pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
+    let mut client = CaptureClient::new(ctx.channel.clone());
+    let now = now_unix_ms();
+    match cmd {
+        Cmd::Status => {
+            let s = client
+                .get_status(call(pb::GetStatusRequest {}))
+                .await?
+                .into_inner();
+            ctx.show(|| status_json(&s), || status_table(&s, now))?;
+        }
+        Cmd::Enable { stream } => set_stream(&mut client, stream, true, ctx).await?,
+        Cmd::Disable { stream } => set_stream(&mut client, stream, false, ctx).await?,
+        Cmd::Recent {
+            streams,
+            limit,
+            since,
+            until,
+        } => {
+            let ago = |d: Option<String>| -> Result<i64> {
+                match d {
+                    None => Ok(0),
+                    Some(d) => Ok(now - parse_duration_ms(&d).map_err(anyhow::Error::msg)?),
+                }
+            };
+            let r = client
+                .list_recent(call(pb::ListRecentRequest {
+                    from_unix_ms: ago(since)?,
+                    to_unix_ms: ago(until)?,
+                    limit,
+                    streams,
+                }))
+                .await?
+                .into_inner();
+            ctx.show(|| recent_json(&r), || recent_table(&r, now))?;
+        }
+        Cmd::Window => {
+            let w = client
+                .get_active_window(call(pb::GetActiveWindowRequest {}))
+                .await?
+                .into_inner();
+            ctx.show(|| window_json(&w), || window_text(&w, now))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_stream(
+    client: &mut CaptureClient<tonic::transport::Channel>,
+    stream: String,
+    enabled: bool,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    let r = client
+        .set_stream_enabled(call(pb::SetStreamEnabledRequest { stream, enabled }))
+        .await?
+        .into_inner();
+    let Some(s) = r.stream else {
+        anyhow::bail!("capture-agent answered without the stream's status");
+    };
+    ctx.show(
+        || stream_json(&s),
+        || format!("{}: {}", s.name, if s.enabled { "on" } else { "off" }),
+    )
+}
+
+/// `capture window --json`.
+pub fn window_json(w: &pb::GetActiveWindowResponse) -> Value {
+    json!({
+        "known": w.known, "app": w.app, "app_id": w.app_id, "title": w.title,
+        "url": w.url, "since_unix_ms": w.since_unix_ms,
+        "denylisted": w.denylisted,
+        "away": if w.away.is_empty() { None } else { Some(&w.away) },
+    })
+}
+
+/// `capture window` in words.
+pub fn window_text(w: &pb::GetActiveWindowResponse, now_ms: i64) -> String {
+    if !w.known {
+        "no active window known".into()
+    } else if w.denylisted {
+        format!("{} (denylisted: not recorded)", w.app)
+    } else {
+        format!(
+            "{} ({}): {}{} — since {}",
+            w.app,
+            w.app_id,
+            w.title,
+            if w.url.is_empty() {
+                String::new()
+            } else {
+                format!(" <{}>", w.url)
+            },
+            age(now_ms, w.since_unix_ms)
+        )
+    }
+}
 
 /// "12s ago", "3m ago", "2h ago", "4d ago"; "in 5s" for a future time.
 pub fn age(now_ms: i64, at_ms: i64) -> String {
@@ -226,5 +363,35 @@ mod tests {
             "{t}"
         );
         assert_eq!(recent_json(&r)["records"][0]["ended_unix_ms"], Value::Null);
+    }
+
+    #[test]
+    fn the_active_window_in_words_and_json() {
+        let w = pb::GetActiveWindowResponse {
+            known: true,
+            app: "Firefox".into(),
+            app_id: "firefox".into(),
+            title: "Docs".into(),
+            url: "https://d.test".into(),
+            since_unix_ms: 1_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            window_text(&w, 13_000),
+            "Firefox (firefox): Docs <https://d.test> — since 12s ago"
+        );
+        assert_eq!(window_json(&w)["away"], Value::Null);
+        let hidden = pb::GetActiveWindowResponse {
+            denylisted: true,
+            ..w.clone()
+        };
+        assert_eq!(
+            window_text(&hidden, 0),
+            "Firefox (denylisted: not recorded)"
+        );
+        assert_eq!(
+            window_text(&pb::GetActiveWindowResponse::default(), 0),
+            "no active window known"
+        );
     }
 }

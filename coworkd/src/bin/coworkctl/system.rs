@@ -1,11 +1,184 @@
-//! How coworkctl shows things: human tables and the `--json` shapes. Pure
-//! functions of the proto messages.
+//! The suite and the machine: `status`, `retry`, `watch`, `shutdown`
+//! (`cowork.system.v1`, coworkd's own service), `ping` (the worker
+//! contract, through coworkd) and `system` (memory, CPU, GPUs, from
+//! agents-agent's `cowork.models.v1`).
 
-use cowork_proto::pb::system as pb;
+use crate::context::{call, human_bytes, human_duration, rfc3339_ms, Ctx};
+use anyhow::Result;
+use clap::Subcommand;
+use cowork_proto::pb::models::{self as models_pb, models_client::ModelsClient};
+use cowork_proto::pb::system::{self as pb, system_client::SystemClient};
+use cowork_proto::pb::worker::{worker_client::WorkerClient, PingRequest};
 use cowork_proto::status::state_name;
-#[cfg(test)]
-use cowork_proto::status::STATUS_JSON_FIELDS;
 use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// The suite's own commands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Each worker's state, pid, uptime, restarts, memory, CPU and reason.
+    Status,
+    /// Restart a worker from scratch (after it failed, or any time).
+    Retry {
+        /// capture, agents or browser.
+        worker: String,
+    },
+    /// Print every worker state change as it happens (Ctrl-C to stop).
+    Watch,
+    /// Stop every worker and coworkd.
+    Shutdown,
+    /// Round trips to a worker through coworkd.
+    Ping {
+        /// capture, agents or browser.
+        worker: String,
+        /// How many round trips.
+        #[arg(long, default_value_t = 5)]
+        count: u32,
+    },
+}
+
+/// Run one of the suite's commands.
+pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
+    let mut system = SystemClient::new(ctx.channel.clone());
+    match cmd {
+        Cmd::Status => {
+            let s = system
+                .status(call(pb::StatusRequest {}))
+                .await?
+                .into_inner();
+            ctx.show(|| status_json(&s), || status_table(&s))?;
+        }
+        Cmd::Retry { worker } => {
+            let r = system
+                .retry(call(pb::RetryRequest { worker }))
+                .await?
+                .into_inner();
+            let Some(w) = r.status else {
+                anyhow::bail!("coworkd answered without a status");
+            };
+            ctx.show(
+                || worker_json(&w),
+                || format!("{}: {} (pid {})", w.name, state_name(w.state), w.pid),
+            )?;
+        }
+        Cmd::Watch => {
+            let mut stream = system
+                .watch_health(pb::WatchHealthRequest {
+                    include_current: true,
+                })
+                .await?
+                .into_inner();
+            while let Some(e) = stream.message().await? {
+                ctx.show(|| event_json(&e), || event_line(&e))?;
+                ctx.out.flush()?;
+            }
+            eprintln!("coworkctl: coworkd closed the stream (shutting down)");
+        }
+        Cmd::Shutdown => {
+            system.shutdown(call(pb::ShutdownRequest {})).await?;
+            ctx.show(
+                || json!({"shutdown": true}),
+                || "coworkd is shutting down".into(),
+            )?;
+        }
+        Cmd::Ping { worker, count } => {
+            let mut client = WorkerClient::new(ctx.channel.clone());
+            let mut times = Vec::new();
+            let mut pid = 0;
+            for _ in 0..count.max(1) {
+                let mut req = call(PingRequest {
+                    payload: b"ping".to_vec(),
+                });
+                req.metadata_mut().insert(
+                    cowork_proto::grpc::WORKER_HEADER,
+                    worker
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("bad worker name {worker:?}"))?,
+                );
+                let t = Instant::now();
+                pid = client.ping(req).await?.into_inner().pid;
+                times.push(t.elapsed().as_micros() as u64);
+            }
+            ctx.show(
+                || json!({"worker": worker, "pid": pid, "round_trip_us": times}),
+                || {
+                    let list: Vec<String> = times.iter().map(|t| format!("{t} µs")).collect();
+                    format!("{worker} (pid {pid}): {}", list.join(", "))
+                },
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `coworkctl system`: memory, CPU load, GPUs and VRAM (the numbers
+/// `models fit` uses).
+pub async fn system(ctx: &mut Ctx) -> Result<ExitCode> {
+    let s = ModelsClient::new(ctx.channel.clone())
+        .get_system(call(models_pb::GetSystemRequest {}))
+        .await?
+        .into_inner();
+    ctx.show(|| system_json(&s), || system_text(&s))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `system --json`.
+pub fn system_json(s: &models_pb::SystemInfo) -> Value {
+    json!({
+        "total_memory_bytes": s.total_memory_bytes,
+        "used_memory_bytes": s.used_memory_bytes,
+        "available_memory_bytes": s.available_memory_bytes,
+        "unified_memory": s.unified_memory,
+        "cpu_count": s.cpu_count,
+        "load": [s.load_1, s.load_5, s.load_15],
+        "cpu_percent": s.cpu_percent,
+        "gpus": s.gpus.iter().map(|g| json!({
+            "name": g.name, "vram_total_bytes": g.vram_total_bytes,
+            "vram_used_bytes": g.vram_used_bytes, "source": g.source,
+        })).collect::<Vec<_>>(),
+        "os": s.os, "arch": s.arch,
+    })
+}
+
+/// `system` in words.
+pub fn system_text(s: &models_pb::SystemInfo) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "memory: {} used of {} ({} available){}",
+        human_bytes(s.used_memory_bytes),
+        human_bytes(s.total_memory_bytes),
+        human_bytes(s.available_memory_bytes),
+        if s.unified_memory {
+            ", unified with the GPU"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "cpu: {} logical, {:.0} % busy, load {:.2} {:.2} {:.2}",
+        s.cpu_count, s.cpu_percent, s.load_1, s.load_5, s.load_15
+    );
+    if s.gpus.is_empty() {
+        let _ = writeln!(out, "gpu: no discrete GPU found");
+    }
+    for g in &s.gpus {
+        let _ = writeln!(
+            out,
+            "gpu: {}: {} VRAM, {} used ({})",
+            g.name,
+            human_bytes(g.vram_total_bytes),
+            human_bytes(g.vram_used_bytes),
+            g.source
+        );
+    }
+    let _ = writeln!(out, "os: {} {}", s.os, s.arch);
+    out
+}
 
 /// `status --json`: `{"workers":[{"name","state","pid","restarts",
 /// "uptime_s","rss_bytes","cpu_percent","reason", ...}], "coworkd": {...}}`.
@@ -154,64 +327,10 @@ pub fn event_json(e: &pb::HealthEvent) -> Value {
     })
 }
 
-/// "1h02m", "3m05s", "42s".
-pub fn human_duration(secs: u64) -> String {
-    match secs {
-        s if s >= 86_400 => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
-        s if s >= 3600 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
-        s => format!("{s}s"),
-    }
-}
-
-/// "12.3 MiB".
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
-/// Milliseconds since the epoch as UTC `HH:MM:SS.mmm` with its date.
-pub fn rfc3339_ms(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let ms = unix_ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        tod / 3600,
-        (tod % 3600) / 60,
-        tod % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cowork_proto::status::STATUS_JSON_FIELDS;
 
     fn sample() -> pb::StatusResponse {
         pb::StatusResponse {
@@ -262,11 +381,5 @@ mod tests {
         assert!(t.contains("5.0 MiB"), "{t}");
         assert!(t.contains("agents last log lines"), "{t}");
         assert!(t.contains("  boom"), "{t}");
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_ms(1_795_000_000_123), "2026-11-18T11:06:40.123Z");
     }
 }

@@ -1,8 +1,22 @@
-//! How `coworkctl engines` shows things: a table and the `--json` shape.
+//! `coworkctl engines`: local model engines, each instance with its health
+//! and models (`cowork.engines.v1`).
 
-use cowork_proto::pb::engines as pb;
+use crate::context::{call, Ctx};
+use anyhow::Result;
+use cowork_proto::pb::engines::{self as pb, engines_client::EnginesClient};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
+use std::process::ExitCode;
+
+/// `coworkctl engines`.
+pub async fn run(ctx: &mut Ctx) -> Result<ExitCode> {
+    let r = EnginesClient::new(ctx.channel.clone())
+        .list_engines(call(pb::ListEnginesRequest {}))
+        .await?
+        .into_inner();
+    ctx.show(|| engines_json(&r), || engines_table(&r))?;
+    Ok(ExitCode::SUCCESS)
+}
 
 /// `engines --json`: `{"engines":[{"key","engine","role","origin","api",
 /// "base_url","health","models","error","latency_ms"}]}`.
