@@ -83,7 +83,10 @@ fn main() -> std::process::ExitCode {
                 gateway::service::GatewayService::new(gateway),
             ))
             .add_service(pb::models::models_server::ModelsServer::new(
-                models::service::ModelsService::new(downloads, config.clone()),
+                models::service::ModelsService::new(
+                    downloads,
+                    models::check::Checker::new(config.clone(), ctx.paths.models_dir()),
+                ),
             ))
             .add_service(pb::engines::engines_server::EnginesServer::new(
                 llm::service::EnginesService::new(config),

@@ -11,8 +11,8 @@ pub mod store;
 
 use crate::config::{provider_secret, AgentsConfig};
 use crate::db::{Db, DbError};
+use crate::llm::detect::probe_configured;
 use crate::llm::engines::Health;
-use crate::llm::probe::probe_all;
 use crate::llm::resolve::Resolver;
 use crate::llm::router::{Policy, Usage};
 use crate::llm::tier::provider;
@@ -145,9 +145,9 @@ impl Chat {
 
     /// The keys of the engine instances that answer probes now.
     pub async fn engines_up(&self) -> Result<Vec<String>, ChatError> {
-        let cfg = self.config()?;
-        Ok(probe_all(cfg.instances())
+        Ok(probe_configured(&self.config)
             .await
+            .map_err(ChatError::Config)?
             .into_iter()
             .filter(|p| p.health == Health::Up)
             .map(|p| p.instance.key)

@@ -6,6 +6,7 @@
 //! nothing can answer, and keeps serving everything else.
 
 use super::engines::{choose, ApiFamily, Health};
+use super::probe::{probe_all, Probed};
 use super::providers::ReadyProvider;
 use crate::config::AgentsConfig;
 use cowork_proto::worker::HealthHandle;
@@ -125,6 +126,12 @@ impl EngineWatch {
     }
 }
 
+/// Probe every engine instance the `[agents]` of `config` names, now.
+pub async fn probe_configured(config: &std::path::Path) -> Result<Vec<Probed>, String> {
+    let cfg = AgentsConfig::load(config)?;
+    Ok(probe_all(cfg.instances()).await)
+}
+
 /// Probe every candidate and read the cloud keys once.
 pub async fn detect(config: &std::path::Path) -> Detected {
     let cfg = match AgentsConfig::load(config) {
@@ -146,7 +153,7 @@ pub async fn detect(config: &std::path::Path) -> Detected {
         }
     };
     let instances = cfg.instances();
-    let probed = super::probe::probe_all(instances).await;
+    let probed = probe_all(instances).await;
     let up: Vec<_> = probed
         .iter()
         .filter(|p| p.health == Health::Up && !p.models.is_empty())

@@ -1,8 +1,8 @@
 //! `cowork.engines.v1.Engines`: detection (probes of every candidate, from
 //! the current config.toml) as the proto's engine instances.
 
+use super::detect::probe_configured;
 use super::engines::{ApiFamily, Health, Origin, Role};
-use crate::config::AgentsConfig;
 use cowork_proto::pb::engines::{
     engines_server, EngineInstance, ListEnginesRequest, ListEnginesResponse,
 };
@@ -29,9 +29,9 @@ impl engines_server::Engines for EnginesService {
         &self,
         _: Request<ListEnginesRequest>,
     ) -> Result<Response<ListEnginesResponse>, Status> {
-        let cfg = AgentsConfig::load(&self.config_path).map_err(Status::failed_precondition)?;
-        let instances = cfg.instances();
-        let probed = super::probe::probe_all(instances).await;
+        let probed = probe_configured(&self.config_path)
+            .await
+            .map_err(Status::failed_precondition)?;
         Ok(Response::new(ListEnginesResponse {
             engines: probed
                 .into_iter()

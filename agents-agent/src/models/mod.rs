@@ -1,9 +1,11 @@
 //! Model lifecycle: verified resumable downloads into `$COWORK_HOME/models`
 //! (`download` rules, `fetch` I/O, `manager` tasks, `store` records), GGUF
 //! metadata (`gguf`, read from a file, a URL or Ollama by `source`), the
-//! fit check (`fit`) on the machine `hardware` detects, and the gRPC
-//! adapter (`service`).
+//! fit estimate and verdict (`fit`, pure) on the machine `hardware`
+//! detects, the whole check from a source (`check`), and the gRPC adapter
+//! (`service`).
 
+pub mod check;
 pub mod download;
 pub mod fetch;
 pub mod fit;

@@ -1,19 +1,13 @@
 //! `cowork.models.v1.Models`: a thin adapter from proto to the download
-//! manager, the metadata sources, the fit check and hardware detection.
+//! manager and the fit check.
 
+use super::check::{system_now, CheckError, Checker};
 use super::download::FileRequest;
 use super::fetch::FetchError;
-use super::fit::{classify, context_budget, Shape};
-use super::hardware::{self, System};
 use super::manager::{DownloadError, Downloads};
-use super::source::{self, Found};
 use super::store::{self, FileRecord, Record};
-use crate::config::AgentsConfig;
-use crate::llm::engines::ApiFamily;
 use cowork_proto::pb::models as pb;
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::time::Duration;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -31,71 +25,30 @@ impl From<DownloadError> for tonic::Status {
     }
 }
 
-/// Where Ollama listens when config names no Ollama engine.
-pub const DEFAULT_OLLAMA: &str = "http://127.0.0.1:11434";
+impl From<CheckError> for Status {
+    fn from(e: CheckError) -> Self {
+        let msg = e.to_string();
+        match e {
+            CheckError::Invalid(_) => Status::invalid_argument(msg),
+            CheckError::NotFound(_) => Status::not_found(msg),
+            CheckError::Unusable(_) => Status::failed_precondition(msg),
+            CheckError::Task(_) => Status::internal(msg),
+        }
+    }
+}
 
 /// The Models service.
 #[derive(Clone)]
 pub struct ModelsService {
     downloads: Downloads,
-    config_path: PathBuf,
-    client: reqwest::Client,
+    checker: Checker,
 }
 
 impl ModelsService {
-    /// Serve `downloads`, reading `[agents]` from `config_path`.
-    pub fn new(downloads: Downloads, config_path: PathBuf) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap_or_default();
-        Self {
-            downloads,
-            config_path,
-            client,
-        }
+    /// Serve `downloads` and fit checks by `checker`.
+    pub fn new(downloads: Downloads, checker: Checker) -> Self {
+        Self { downloads, checker }
     }
-
-    async fn found(&self, src: &str) -> Result<Found, Status> {
-        let failed = |e: source::SourceError| Status::failed_precondition(e.to_string());
-        if let Some(name) = src.strip_prefix("ollama:") {
-            let cfg = AgentsConfig::load(&self.config_path).map_err(Status::failed_precondition)?;
-            let base = cfg
-                .configured()
-                .into_iter()
-                .find(|e| e.api == ApiFamily::Ollama)
-                .map(|e| e.base_url)
-                .unwrap_or_else(|| DEFAULT_OLLAMA.into());
-            return source::read_ollama(&self.client, &base, name)
-                .await
-                .map_err(failed);
-        }
-        let lower = src.to_ascii_lowercase();
-        if lower.starts_with("http://") || lower.starts_with("https://") {
-            return source::read_url(&self.client, src).await.map_err(failed);
-        }
-        // A path: absolute as given, relative to the models directory.
-        let path = if std::path::Path::new(src).is_absolute() {
-            PathBuf::from(src)
-        } else {
-            super::download::sandboxed(self.downloads.root(), src)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?
-        };
-        tokio::task::spawn_blocking(move || source::read_file(&path))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| match e {
-                source::SourceError::Io(m) => Status::not_found(m),
-                e => failed(e),
-            })
-    }
-}
-
-async fn system_now() -> Result<System, Status> {
-    tokio::task::spawn_blocking(|| hardware::detect(Duration::from_millis(200)))
-        .await
-        .map_err(|e| Status::internal(e.to_string()))
 }
 
 fn file_progress(f: &FileRecord) -> pb::FileProgress {
@@ -257,47 +210,24 @@ impl pb::models_server::Models for ModelsService {
 
     async fn fit(&self, req: Request<pb::FitRequest>) -> Result<Response<pb::FitResponse>, Status> {
         let req = req.into_inner();
-        if req.source.trim().is_empty() {
-            return Err(Status::invalid_argument(
-                "give a GGUF file, an http(s) URL or ollama:<name>",
-            ));
-        }
-        let found = self.found(req.source.trim()).await?;
-        let shape = Shape::from_metadata(&found.metadata).map_err(|e| {
-            Status::failed_precondition(format!(
-                "{}: cannot estimate the KV cache: {e}",
-                req.source
-            ))
-        })?;
-        let configured = if req.ctx > 0 {
-            req.ctx
-        } else {
-            AgentsConfig::load(&self.config_path)
-                .map_err(Status::failed_precondition)?
-                .local_context_tokens
-        };
-        let context = context_budget(configured, shape.context_length);
-        let kv = shape.kv_cache(context);
-        let sys = system_now().await?;
-        let mem = sys.memory();
-        let fit = classify(found.model_bytes, kv, context, mem);
+        let r = self.checker.check(&req.source, req.ctx).await?;
         Ok(Response::new(pb::FitResponse {
-            level: fit.level.name().into(),
-            explanation: fit.explanation,
-            architecture: shape.architecture.clone(),
-            context,
-            context_max: shape.context_length,
-            model_bytes: fit.model_bytes,
-            kv_bytes: fit.kv_bytes,
-            required_bytes: fit.required,
-            usable_bytes: fit.usable,
-            usable_vram_bytes: fit.usable_vram,
-            total_ram_bytes: mem.total_ram,
-            vram_bytes: mem.vram,
-            metadata_bytes: found.read_bytes,
-            layers: shape.layers,
-            kv_per_token_bytes: shape.kv_per_token(),
-            sliding_window: shape.sliding_window,
+            level: r.fit.level.name().into(),
+            explanation: r.fit.explanation,
+            architecture: r.shape.architecture.clone(),
+            context: r.context,
+            context_max: r.shape.context_length,
+            model_bytes: r.fit.model_bytes,
+            kv_bytes: r.fit.kv_bytes,
+            required_bytes: r.fit.required,
+            usable_bytes: r.fit.usable,
+            usable_vram_bytes: r.fit.usable_vram,
+            total_ram_bytes: r.memory.total_ram,
+            vram_bytes: r.memory.vram,
+            metadata_bytes: r.metadata_bytes,
+            layers: r.shape.layers,
+            kv_per_token_bytes: r.shape.kv_per_token(),
+            sliding_window: r.shape.sliding_window,
         }))
     }
 
