@@ -93,7 +93,7 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
 
 /// Print an operation; exit 1 when it ended in error.
 pub fn show_operation(o: &pb::Operation, ctx: &mut Ctx) -> Result<ExitCode> {
-    ctx.show(|| operation_json(o), || operation_text(o))?;
+    ctx.show_block(|| operation_json(o), || operation_text(o))?;
     Ok(exit_code(o.status != "error"))
 }
 

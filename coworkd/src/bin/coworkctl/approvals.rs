@@ -36,7 +36,7 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
                 .list_approvals(call(pb::ListApprovalsRequest {}))
                 .await?
                 .into_inner();
-            ctx.show(
+            ctx.show_block(
                 || json!({ "pending": r.pending.iter().map(pending_json).collect::<Vec<_>>() }),
                 || pending_text(&r.pending),
             )?;

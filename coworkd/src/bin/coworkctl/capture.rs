@@ -53,7 +53,7 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
                 .get_status(call(pb::GetStatusRequest {}))
                 .await?
                 .into_inner();
-            ctx.show(|| status_json(&s), || status_table(&s, now))?;
+            ctx.show_block(|| status_json(&s), || status_table(&s, now))?;
         }
         Cmd::Enable { stream } => set_stream(&mut client, stream, true, ctx).await?,
         Cmd::Disable { stream } => set_stream(&mut client, stream, false, ctx).await?,
@@ -78,7 +78,7 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
                 }))
                 .await?
                 .into_inner();
-            ctx.show(|| recent_json(&r), || recent_table(&r, now))?;
+            ctx.show_block(|| recent_json(&r), || recent_table(&r, now))?;
         }
         Cmd::Window => {
             let w = client

@@ -56,6 +56,65 @@ pub enum Cmd {
     },
 }
 
+/// `chat`'s options that take a value (the global `--home` too).
+const VALUE_OPTIONS: [&str; 3] = ["--thread", "--retry-smarter", "--home"];
+
+/// Keep `coworkctl chat WORDS...` a message whatever its words: only
+/// `threads`, `show ID`, `usage` and `key PROVIDER`, exactly, are
+/// subcommands (as before they were subcommands clap knew). Any other
+/// words after `chat` are marked as the message (`--` after chat's
+/// options), so `chat show me the logs` asks the model.
+pub fn mark_message(argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let text: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // Find `chat`: the first word that is not an option (or its value).
+    let mut i = 1;
+    while i < text.len() && text[i].starts_with('-') {
+        i += if text[i] == "--home" { 2 } else { 1 };
+    }
+    if text.get(i).map(String::as_str) != Some("chat") {
+        return argv;
+    }
+    let (mut options, mut words) = (Vec::new(), Vec::new());
+    let mut j = i + 1;
+    while j < text.len() {
+        let a = text[j].as_str();
+        if a == "--" {
+            return argv;
+        }
+        if a.starts_with('-') {
+            options.push(j);
+            if VALUE_OPTIONS.contains(&a) && j + 1 < text.len() {
+                options.push(j + 1);
+                j += 1;
+            }
+        } else {
+            words.push(j);
+        }
+        j += 1;
+    }
+    let shape: Vec<&str> = words.iter().map(|&w| text[w].as_str()).collect();
+    let subcommand = matches!(
+        shape.as_slice(),
+        ["threads"] | ["usage"] | ["show", _] | ["key", _] | ["help"] | ["help", _]
+    );
+    if subcommand
+        || words.is_empty()
+        || options
+            .iter()
+            .any(|&o| text[o] == "-h" || text[o] == "--help")
+    {
+        return argv;
+    }
+    let mut out: Vec<std::ffi::OsString> = argv[..=i].to_vec();
+    out.extend(options.iter().map(|&o| argv[o].clone()));
+    out.push("--".into());
+    out.extend(words.iter().map(|&w| argv[w].clone()));
+    out
+}
+
 /// Run `chat`.
 pub async fn run(args: Args, ctx: &mut Ctx) -> Result<ExitCode> {
     let mut client = ChatClient::new(ctx.channel.clone());
@@ -75,7 +134,7 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<ExitCode> {
                 .await?
                 .into_inner();
             for m in &r.messages {
-                ctx.show(|| message_json(m), || message_text(m))?;
+                ctx.show_block(|| message_json(m), || message_text(m))?;
             }
         }
         Some(Cmd::Usage) => {
@@ -83,7 +142,7 @@ pub async fn run(args: Args, ctx: &mut Ctx) -> Result<ExitCode> {
                 .get_usage(call(pb::GetUsageRequest {}))
                 .await?
                 .into_inner();
-            ctx.show(|| usage_json(&u), || usage_text(&u))?;
+            ctx.show_block(|| usage_json(&u), || usage_text(&u))?;
         }
         Some(Cmd::Key { provider }) => {
             // From stdin, never argv (argv shows in `ps` and shell history).
@@ -282,9 +341,47 @@ mod tests {
     fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
         let mut all = vec!["coworkctl", "chat"];
         all.extend_from_slice(argv);
+        let all = mark_message(all.into_iter().map(Into::into).collect());
         Cli::try_parse_from(all).map(|c| match c.chat {
             Top::Chat(a) => a,
         })
+    }
+
+    #[test]
+    fn chat_is_found_after_global_options_only() {
+        let argv = |a: &[&str]| {
+            a.iter()
+                .map(Into::into)
+                .collect::<Vec<std::ffi::OsString>>()
+        };
+        let marked = mark_message(argv(&[
+            "coworkctl",
+            "--home",
+            "/h",
+            "--json",
+            "chat",
+            "show",
+            "x",
+            "y",
+        ]));
+        assert_eq!(
+            marked,
+            argv(&[
+                "coworkctl",
+                "--home",
+                "/h",
+                "--json",
+                "chat",
+                "--",
+                "show",
+                "x",
+                "y"
+            ])
+        );
+        let other = argv(&["coworkctl", "mcp", "call", "show", "me", "now"]);
+        assert_eq!(mark_message(other.clone()), other, "only chat's words");
+        let given = argv(&["coworkctl", "chat", "--", "threads"]);
+        assert_eq!(mark_message(given.clone()), given, "already marked");
     }
 
     #[test]

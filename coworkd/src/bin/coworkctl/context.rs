@@ -39,8 +39,8 @@ impl Ctx {
         }
     }
 
-    /// Print one result: `json()` with `--json`, else `text()` (a sentence,
-    /// or a table that ends its own lines). Only the chosen one is built.
+    /// Print one result: `json()` with `--json`, else the line `text()`
+    /// (a newline is added). Only the chosen one is built.
     pub fn show(
         &mut self,
         json: impl FnOnce() -> Value,
@@ -49,12 +49,22 @@ impl Ctx {
         if self.json {
             writeln!(self.out, "{}", json())?;
         } else {
-            let t = text();
-            if t.ends_with('\n') || t.is_empty() {
-                write!(self.out, "{t}")?;
-            } else {
-                writeln!(self.out, "{t}")?;
-            }
+            writeln!(self.out, "{}", text())?;
+        }
+        Ok(())
+    }
+
+    /// Print one result: `json()` with `--json`, else `block()` as it is
+    /// (a table or paragraph that ends its own lines).
+    pub fn show_block(
+        &mut self,
+        json: impl FnOnce() -> Value,
+        block: impl FnOnce() -> String,
+    ) -> Result<()> {
+        if self.json {
+            writeln!(self.out, "{}", json())?;
+        } else {
+            write!(self.out, "{}", block())?;
         }
         Ok(())
     }

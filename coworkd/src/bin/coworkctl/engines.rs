@@ -14,7 +14,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<ExitCode> {
         .list_engines(call(pb::ListEnginesRequest {}))
         .await?
         .into_inner();
-    ctx.show(|| engines_json(&r), || engines_table(&r))?;
+    ctx.show_block(|| engines_json(&r), || engines_table(&r))?;
     Ok(ExitCode::SUCCESS)
 }
 

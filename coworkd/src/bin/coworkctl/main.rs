@@ -82,7 +82,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::parse_from(chat::mark_message(std::env::args_os().collect()));
     let paths = match CoworkPaths::resolve(args.home.as_deref()) {
         Ok(p) => p,
         Err(e) => {

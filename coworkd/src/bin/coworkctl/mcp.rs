@@ -180,14 +180,14 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
                 .list_catalog(call(pb::ListCatalogRequest {}))
                 .await?
                 .into_inner();
-            ctx.show(|| catalog_json(&r), || catalog_text(&r))?;
+            ctx.show_block(|| catalog_json(&r), || catalog_text(&r))?;
         }
         Cmd::List => {
             let r = c
                 .list_servers(call(pb::ListServersRequest {}))
                 .await?
                 .into_inner();
-            ctx.show(
+            ctx.show_block(
                 || json!({ "servers": r.servers.iter().map(server_json).collect::<Vec<_>>() }),
                 || servers_table(&r.servers),
             )?;
@@ -216,7 +216,7 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
                 .list_tools(long(pb::ServerRef { name }))
                 .await?
                 .into_inner();
-            ctx.show(
+            ctx.show_block(
                 || json!({ "tools": r.tools.iter().map(tool_json).collect::<Vec<_>>() }),
                 || tools_text(&r.tools),
             )?;
@@ -279,7 +279,7 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
 
 /// Print a server; exit 1 when it is in error or still needs settings.
 fn show(s: &pb::Server, ctx: &mut Ctx) -> Result<ExitCode> {
-    ctx.show(|| server_json(s), || servers_table(std::slice::from_ref(s)))?;
+    ctx.show_block(|| server_json(s), || servers_table(std::slice::from_ref(s)))?;
     Ok(
         if s.status == "error" || s.connection_state == "CONFIG_REQUIRED" {
             ExitCode::FAILURE

@@ -124,7 +124,7 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
         }
         Cmd::List => {
             let r = c.list(call(pb::ListRequest {})).await?.into_inner();
-            ctx.show(|| list_json(&r), || list_table(&r))?;
+            ctx.show_block(|| list_json(&r), || list_table(&r))?;
         }
         Cmd::Cancel { id } => {
             let r = c
@@ -174,7 +174,7 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
                 }))
                 .await?
                 .into_inner();
-            ctx.show(|| fit_json(&r), || fit_text(&r))?;
+            ctx.show_block(|| fit_json(&r), || fit_text(&r))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -49,7 +49,7 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
                 .status(call(pb::StatusRequest {}))
                 .await?
                 .into_inner();
-            ctx.show(|| status_json(&s), || status_table(&s))?;
+            ctx.show_block(|| status_json(&s), || status_table(&s))?;
         }
         Cmd::Retry { worker } => {
             let r = system
@@ -121,7 +121,7 @@ pub async fn system(ctx: &mut Ctx) -> Result<ExitCode> {
         .get_system(call(models_pb::GetSystemRequest {}))
         .await?
         .into_inner();
-    ctx.show(|| system_json(&s), || system_text(&s))?;
+    ctx.show_block(|| system_json(&s), || system_text(&s))?;
     Ok(ExitCode::SUCCESS)
 }
 
