@@ -53,7 +53,7 @@ struct Inner {
     ready: std::sync::OnceLock<()>,
     /// Idle readers; at most [`READERS`] exist, one per permit.
     readers: Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
 }
 
 impl Db {
@@ -66,7 +66,7 @@ impl Db {
                 writer: Mutex::new(None),
                 ready: std::sync::OnceLock::new(),
                 readers: Mutex::new(Vec::new()),
-                permits: Semaphore::new(READERS),
+                permits: Arc::new(Semaphore::new(READERS)),
             }),
         }
     }
@@ -103,7 +103,8 @@ impl Db {
     }
 
     /// Run the read-only `f` on a reader, in a blocking thread, beside the
-    /// writer and other readers. A statement that writes fails.
+    /// writer and other readers, inside one read transaction (all of `f`
+    /// sees one snapshot). A statement that writes fails.
     pub async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -111,30 +112,46 @@ impl Db {
         if self.inner.ready.get().is_none() {
             self.open().await?;
         }
+        // The permit goes with the blocking task, so a caller that goes
+        // away never lets more than READERS connections exist.
         let permit = self
             .inner
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| DbError::Task(e.to_string()))?;
         let inner = self.inner.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let idle = inner.readers.lock().ok().and_then(|mut r| r.pop());
             let conn = match idle {
                 Some(c) => c,
                 None => cowork_db::open_reader(&inner.path)?,
             };
-            let r = f(&conn);
-            if let Ok(mut idle) = inner.readers.lock() {
-                idle.push(conn);
+            let r = read_in_transaction(&conn, f);
+            // Only a connection with no transaction left open goes back.
+            if conn.is_autocommit() {
+                if let Ok(mut idle) = inner.readers.lock() {
+                    idle.push(conn);
+                }
             }
+            drop(permit);
             Ok(r?)
         })
         .await
-        .map_err(|e| DbError::Task(e.to_string()))?;
-        drop(permit);
-        result
+        .map_err(|e| DbError::Task(e.to_string()))?
     }
+}
+
+/// `f` inside a deferred transaction, rolled back whatever `f` did.
+fn read_in_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let tx = conn.unchecked_transaction()?;
+    let r = f(&tx);
+    drop(tx);
+    r
 }
 
 impl Inner {
@@ -231,13 +248,13 @@ mod tests {
             let (db, reading, written) = (db.clone(), reading.clone(), written.clone());
             async move {
                 db.read(move |c| {
-                    c.execute_batch("BEGIN")?;
+                    // Every read runs in one transaction: its snapshot
+                    // starts at the first statement.
                     let before = count(c)?;
                     assert!(reading.meet(), "the writer never started");
                     // Held open until the write below has committed.
                     let write_done = written.meet();
                     let after = count(c)?;
-                    c.execute_batch("COMMIT")?;
                     Ok((before, after, write_done))
                 })
                 .await

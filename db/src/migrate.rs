@@ -197,6 +197,10 @@ pub fn migrate(
     ledger: Ledger,
     owners: &[Owner],
 ) -> Result<Vec<Applied>, MigrateError> {
+    assert!(
+        matches!(ledger, Ledger::PerOwner(_)) || owners.len() <= 1,
+        "a single-owner ledger records one owner's versions"
+    );
     let found = versions(c, ledger, owners)?;
     for (o, &v) in owners.iter().zip(&found) {
         if v > o.version() {

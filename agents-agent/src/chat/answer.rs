@@ -344,13 +344,18 @@ impl Chat {
         }
     }
 
-    /// Write the call to the usage ledger, under the answer's ask.
+    /// Write the call to the usage ledger, under the answer's ask (an
+    /// answer that used no tokens, e.g. refused before any text, is not a
+    /// call).
     async fn ledger(
         &self,
         target: &Target,
         answer: &MessageRow,
         used: (u64, u64),
     ) -> Result<(), ChatError> {
+        if used.0 + used.1 == 0 {
+            return Ok(());
+        }
         let tier = match target {
             Target::Local(_) => None,
             Target::Cloud(t) => Some(*t),

@@ -11,8 +11,7 @@ use crate::util::now_ms;
 /// Record one model call under `ask_id` (a chat ask, or an agent
 /// operation): `tokens` as (prompt, completion), the engine's own count
 /// where it gave one, else an estimate; `tier` is the cloud tier billed
-/// (None: a local model, free). Returns its list-price cost in USD. A
-/// call that used no tokens writes nothing.
+/// (None: a local model, free). Returns its list-price cost in USD.
 pub async fn record_call(
     db: &Db,
     ask_id: &str,
@@ -21,9 +20,6 @@ pub async fn record_call(
     (tokens_in, tokens_out): (u64, u64),
 ) -> Result<f64, DbError> {
     let cost = tier.map_or(0.0, |t| actual_cost(t, tokens_in, tokens_out));
-    if tokens_in + tokens_out == 0 {
-        return Ok(cost);
-    }
     let entry = UsageEntry {
         at_ms: now_ms(),
         ask_id: ask_id.to_owned(),
