@@ -128,8 +128,12 @@ impl Agents {
             .ok_or_else(|| AgentError::NoOperation(id.to_owned()))
     }
 
-    /// Operations, newest first.
+    /// Operations, newest first (`limit` 0: 50; at most 1000).
     pub async fn list(&self, limit: u32) -> Result<Vec<(Operation, i64, i64)>, AgentError> {
+        let limit = match limit {
+            0 => 50,
+            n => n.min(1000),
+        };
         Ok(self.db.read(move |c| store::list(c, limit)).await?)
     }
 

@@ -105,11 +105,7 @@ impl agents_server::Agents for AgentsService {
         &self,
         req: Request<ListOperationsRequest>,
     ) -> Result<Response<ListOperationsResponse>, Status> {
-        let limit = match req.into_inner().limit {
-            0 => 50,
-            n => n.min(1000),
-        };
-        let ops = self.agents.list(limit).await?;
+        let ops = self.agents.list(req.into_inner().limit).await?;
         Ok(Response::new(ListOperationsResponse {
             operations: ops.iter().map(|(o, c, u)| op_pb(o, *c, *u)).collect(),
         }))

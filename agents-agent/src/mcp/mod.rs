@@ -267,6 +267,108 @@ pub fn build(n: NewServer) -> Result<ServerSpec, String> {
     Ok(build_unchecked(n))
 }
 
+/// What `mcp add` asked for, as it came: a bundled server (`catalog_id`
+/// and its `config`), or one by command or URL with its environment,
+/// headers and secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddRequest {
+    /// The server's name.
+    pub name: String,
+    /// A bundled definition's id ("" for a server by command or URL).
+    pub catalog_id: String,
+    /// A bundled server's settings.
+    pub config: BTreeMap<String, String>,
+    /// stdio: the program and its arguments.
+    pub command: Vec<String>,
+    /// HTTP: the endpoint.
+    pub url: String,
+    /// stdio: extra environment (not secrets).
+    pub env: BTreeMap<String, String>,
+    /// HTTP: extra headers (not secrets).
+    pub headers: BTreeMap<String, String>,
+    /// stdio: secret variables and their values.
+    pub secret_env: BTreeMap<String, String>,
+    /// HTTP: secret headers and their values.
+    pub secret_headers: BTreeMap<String, String>,
+    /// "default", "auto" or "manual".
+    pub approval_policy: String,
+}
+
+/// How a server is added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addition {
+    /// From a bundled definition.
+    Bundled {
+        /// The server's name.
+        name: String,
+        /// The definition's id.
+        catalog_id: String,
+        /// Its settings.
+        config: BTreeMap<String, String>,
+        /// "default", "auto" or "manual".
+        approval_policy: String,
+    },
+    /// By command or URL: the checked spec and the secrets' values.
+    Own {
+        /// The server.
+        spec: ServerSpec,
+        /// Values of its secret variables or headers, by name.
+        secrets: BTreeMap<String, String>,
+    },
+}
+
+/// Check what `mcp add` asked for and say how the server is added.
+pub fn addition(r: AddRequest) -> Result<Addition, String> {
+    if !r.catalog_id.is_empty() {
+        if !r.command.is_empty() || !r.url.is_empty() {
+            return Err(
+                "a bundled server is run as its definition says: give no command or URL".into(),
+            );
+        }
+        return Ok(Addition::Bundled {
+            name: r.name,
+            catalog_id: r.catalog_id,
+            config: r.config,
+            approval_policy: r.approval_policy,
+        });
+    }
+    if !r.config.is_empty() {
+        return Err("settings (--config) are for bundled servers (--from ID)".into());
+    }
+    let secret_env: Vec<String> = r
+        .secret_env
+        .keys()
+        .filter(|k| !r.secret_headers.contains_key(*k))
+        .cloned()
+        .collect();
+    let secret_headers: Vec<String> = r.secret_headers.keys().cloned().collect();
+    let secrets: BTreeMap<String, String> =
+        r.secret_env.into_iter().chain(r.secret_headers).collect();
+    let spec = build(NewServer {
+        name: r.name,
+        command: r.command,
+        url: r.url,
+        env: r.env,
+        secret_env,
+        headers: r.headers,
+        secret_headers,
+        approval_policy: r.approval_policy,
+    })?;
+    Ok(Addition::Own { spec, secrets })
+}
+
+/// A tool call's arguments from their JSON text ("" is no arguments).
+pub fn call_arguments(json: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    if json.trim().is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err("--args must be a JSON object".into()),
+        Err(e) => Err(format!("--args is not JSON: {e}")),
+    }
+}
+
 /// The spec as given, unchecked (a bundled server still waiting for its
 /// configuration is stored like this and never run).
 pub fn build_unchecked(n: NewServer) -> ServerSpec {
@@ -396,5 +498,60 @@ mod tests {
         assert_eq!(lock_stem("time"), lock_stem("time"));
         assert_ne!(lock_stem("time"), lock_stem("time2"));
         assert!(lock_stem("../../x").starts_with("mcp-") && !lock_stem("../../x").contains('/'));
+    }
+
+    #[test]
+    fn an_addition_is_bundled_or_checked_and_its_secrets_split() {
+        let bundled = addition(AddRequest {
+            name: "t".into(),
+            catalog_id: "time".into(),
+            config: BTreeMap::from([("timezone".into(), "UTC".into())]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            matches!(bundled, Addition::Bundled { ref catalog_id, .. } if catalog_id == "time")
+        );
+        let both = AddRequest {
+            name: "t".into(),
+            catalog_id: "time".into(),
+            command: vec!["x".into()],
+            ..Default::default()
+        };
+        assert!(addition(both)
+            .unwrap_err()
+            .contains("give no command or URL"));
+        let stray = AddRequest {
+            name: "t".into(),
+            command: vec!["x".into()],
+            config: BTreeMap::from([("k".into(), "v".into())]),
+            ..Default::default()
+        };
+        assert!(addition(stray).unwrap_err().contains("--config"));
+        let own = addition(AddRequest {
+            name: "gh".into(),
+            command: vec!["server".into()],
+            secret_env: BTreeMap::from([("TOKEN".into(), "s3cret".into())]),
+            ..Default::default()
+        })
+        .unwrap();
+        let Addition::Own { spec, secrets } = own else {
+            panic!("by command")
+        };
+        assert_eq!(spec.secret_names(), vec!["TOKEN"]);
+        assert_eq!(secrets.get("TOKEN").map(String::as_str), Some("s3cret"));
+    }
+
+    #[test]
+    fn call_arguments_are_a_json_object() {
+        assert!(call_arguments("").unwrap().is_empty());
+        assert_eq!(call_arguments("{\"a\": 1}").unwrap()["a"], 1);
+        assert_eq!(
+            call_arguments("[1]").unwrap_err(),
+            "--args must be a JSON object"
+        );
+        assert!(call_arguments("{")
+            .unwrap_err()
+            .starts_with("--args is not JSON"));
     }
 }

@@ -1,15 +1,13 @@
 //! `cowork.mcp.v1.Mcp`: a thin adapter from the proto to [`Manager`].
 
-use super::manager::{Manager, McpError, ServerView, DEFAULT_CALL_TIMEOUT, MAX_CALL_TIMEOUT};
-use super::{NewServer, Transport};
+use super::manager::{Manager, McpError, ServerView};
+use super::{AddRequest, Transport};
 use cowork_proto::pb::mcp::{
     mcp_server, AbortCallRequest, AbortCallResponse, AddServerRequest, CallToolRequest,
     CallToolResponse, CatalogEntry, ConfigureServerRequest, ListCatalogRequest,
     ListCatalogResponse, ListServersRequest, ListServersResponse, ListToolsResponse,
     RemoveServerResponse, Server, ServerRef, Tool,
 };
-use std::collections::BTreeMap;
-use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 /// The Mcp service.
@@ -78,51 +76,22 @@ fn server_pb(v: ServerView) -> Server {
 impl mcp_server::Mcp for McpService {
     async fn add_server(&self, req: Request<AddServerRequest>) -> Result<Response<Server>, Status> {
         let r = req.into_inner();
-        if !r.catalog_id.is_empty() {
-            if !r.command.is_empty() || !r.url.is_empty() {
-                return Err(Status::invalid_argument(
-                    "a bundled server is run as its definition says: give no command or URL",
-                ));
-            }
-            let v = self
-                .manager
-                .add_bundled(
-                    &r.name,
-                    &r.catalog_id,
-                    r.config.into_iter().collect(),
-                    &r.approval_policy,
-                )
-                .await?;
-            return Ok(Response::new(server_pb(v)));
-        }
-        if !r.config.is_empty() {
-            return Err(Status::invalid_argument(
-                "settings (--config) are for bundled servers (--from ID)",
-            ));
-        }
-        let secrets: BTreeMap<String, String> = r
-            .secret_env
-            .into_iter()
-            .chain(r.secret_headers.clone())
-            .collect();
-        let spec = super::build(NewServer {
-            name: r.name,
-            command: r.command,
-            url: r.url,
-            env: r.env.into_iter().collect(),
-            secret_env: secrets
-                .keys()
-                .filter(|k| !r.secret_headers.contains_key(*k))
-                .cloned()
-                .collect(),
-            headers: r.headers.into_iter().collect(),
-            secret_headers: r.secret_headers.into_keys().collect(),
-            approval_policy: r.approval_policy,
-        })
-        .map_err(Status::invalid_argument)?;
-        Ok(Response::new(server_pb(
-            self.manager.add(spec, secrets).await?,
-        )))
+        let v = self
+            .manager
+            .add_request(AddRequest {
+                name: r.name,
+                catalog_id: r.catalog_id,
+                config: r.config.into_iter().collect(),
+                command: r.command,
+                url: r.url,
+                env: r.env.into_iter().collect(),
+                headers: r.headers.into_iter().collect(),
+                secret_env: r.secret_env.into_iter().collect(),
+                secret_headers: r.secret_headers.into_iter().collect(),
+                approval_policy: r.approval_policy,
+            })
+            .await?;
+        Ok(Response::new(server_pb(v)))
     }
 
     async fn list_catalog(
@@ -210,27 +179,15 @@ impl mcp_server::Mcp for McpService {
         req: Request<CallToolRequest>,
     ) -> Result<Response<CallToolResponse>, Status> {
         let r = req.into_inner();
-        let args = if r.arguments_json.trim().is_empty() {
-            serde_json::Map::new()
-        } else {
-            match serde_json::from_str::<serde_json::Value>(&r.arguments_json) {
-                Ok(serde_json::Value::Object(m)) => m,
-                Ok(_) => return Err(Status::invalid_argument("--args must be a JSON object")),
-                Err(e) => return Err(Status::invalid_argument(format!("--args is not JSON: {e}"))),
-            }
-        };
-        let timeout = match r.timeout_ms {
-            0 => DEFAULT_CALL_TIMEOUT,
-            ms => Duration::from_millis(ms.into()).min(MAX_CALL_TIMEOUT),
-        };
-        let call_id = if r.call_id.is_empty() {
-            crate::util::new_id("call")
-        } else {
-            r.call_id
-        };
         let o = self
             .manager
-            .call(&r.server, &r.tool, args, timeout, call_id, "user")
+            .call_by_user(
+                &r.server,
+                &r.tool,
+                &r.arguments_json,
+                r.timeout_ms,
+                r.call_id,
+            )
             .await?;
         Ok(Response::new(CallToolResponse {
             call_id: o.call_id,

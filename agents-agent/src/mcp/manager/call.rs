@@ -2,13 +2,38 @@
 //! in flight on its connection (a busy server is not pinged), and audited
 //! in `mcp_tool_calls` however it ends, off the reply's path.
 
-use super::super::store;
-use super::{CallOutcome, Conn, Manager, McpError};
+use super::super::{call_arguments, store};
+use super::{CallOutcome, Conn, Manager, McpError, DEFAULT_CALL_TIMEOUT, MAX_CALL_TIMEOUT};
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 impl Manager {
+    /// A call the person makes (`mcp call`): arguments as JSON text,
+    /// `timeout_ms` 0 for [`DEFAULT_CALL_TIMEOUT`] (at most
+    /// [`MAX_CALL_TIMEOUT`]), `call_id` "" for a new one. Audited as `user`.
+    pub async fn call_by_user(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments_json: &str,
+        timeout_ms: u32,
+        call_id: String,
+    ) -> Result<CallOutcome, McpError> {
+        let args = call_arguments(arguments_json).map_err(McpError::Invalid)?;
+        let timeout = match timeout_ms {
+            0 => DEFAULT_CALL_TIMEOUT,
+            ms => Duration::from_millis(ms.into()).min(MAX_CALL_TIMEOUT),
+        };
+        let call_id = if call_id.is_empty() {
+            crate::util::new_id("call")
+        } else {
+            call_id
+        };
+        self.call(server, tool, args, timeout, call_id, "user")
+            .await
+    }
+
     /// Abort the call with this id, if it is in flight.
     pub fn abort(&self, call_id: &str) -> bool {
         match self.calls.lock().ok().and_then(|mut c| c.remove(call_id)) {

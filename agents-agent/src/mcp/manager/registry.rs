@@ -3,11 +3,30 @@
 //! connecting and disconnecting, removing (its secrets too).
 
 use super::super::store::{self, Bundled};
-use super::super::{catalog, secret_name, ConnectionState, ServerSpec, Status};
+use super::super::{
+    addition, catalog, secret_name, AddRequest, Addition, ConnectionState, ServerSpec, Status,
+};
 use super::{Manager, McpError, ServerView};
 use std::collections::BTreeMap;
 
 impl Manager {
+    /// Add a server as `mcp add` asked: from a bundled definition, or by
+    /// command or URL (checked first; nothing is stored when it is bad).
+    pub async fn add_request(&self, r: AddRequest) -> Result<ServerView, McpError> {
+        match addition(r).map_err(McpError::Invalid)? {
+            Addition::Bundled {
+                name,
+                catalog_id,
+                config,
+                approval_policy,
+            } => {
+                self.add_bundled(&name, &catalog_id, config, &approval_policy)
+                    .await
+            }
+            Addition::Own { spec, secrets } => self.add(spec, secrets).await,
+        }
+    }
+
     /// Register a server and connect to it; `secrets` (values of its secret
     /// variables or headers) go to the OS credential store first. The row
     /// is kept when the connection fails (its error shown by `list`), so
