@@ -12,7 +12,7 @@
 
 use cowork_db::{Ledger, MigrateError, Owner};
 use rusqlite::Connection;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
@@ -69,11 +69,6 @@ impl Db {
                 permits: Arc::new(Semaphore::new(READERS)),
             }),
         }
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
     }
 
     /// Open and migrate now (at start, so a file that cannot be used is
