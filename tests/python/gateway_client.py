@@ -83,7 +83,9 @@ def check(base, key, chat_model, embed_model):
     out["preflight"] = {"status": s, "allow_origin": h.get("access-control-allow-origin"),
                         "allow_methods": h.get("access-control-allow-methods"),
                         "allow_headers": h.get("access-control-allow-headers")}
-    s, _, doc = raw(base, "GET", "/openapi.json", {})
+    # The docs tell a page that Cowork runs here: they need the key too.
+    out["docs_without_key"] = {p: raw(base, "GET", p, {})[0] for p in ["/openapi.json", "/", "/docs"]}
+    s, h, doc = raw(base, "GET", "/openapi.json", {"Authorization": "Bearer " + key})
     out["openapi"] = {"status": s, "paths": sorted(json.loads(doc)["paths"]) if s == 200 else []}
     print(json.dumps(out))
 

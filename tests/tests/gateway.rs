@@ -163,6 +163,9 @@ async fn openai_client_lists_chats_streams_and_embeds_through_the_gateway() {
         .as_str()
         .unwrap()
         .contains("authorization"));
+    for (path, status) in r["docs_without_key"].as_object().unwrap() {
+        assert_eq!(status, 401, "{path} without the key: {r}");
+    }
     assert_eq!(r["openapi"]["status"], 200);
     assert_eq!(
         r["openapi"]["paths"],

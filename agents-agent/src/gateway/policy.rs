@@ -70,12 +70,25 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Why an upstream's status is not passed on, if it is not: a redirect
+/// (3xx) is never followed (it could re-post the prompt to a host the SSRF
+/// rule never checked) nor relayed (a client would follow it instead).
+pub fn refuse_upstream_status(status: u16, location: Option<&str>) -> Option<String> {
+    (300..400).contains(&status).then(|| {
+        format!(
+            "answered HTTP {status} redirecting to {:?}; the gateway never follows redirects",
+            location.unwrap_or("")
+        )
+    })
+}
+
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// `OPTIONS` anything: a CORS preflight (no credentials needed).
+    /// `OPTIONS` anything: a CORS preflight, the only request that needs
+    /// no key.
     Preflight,
-    /// `GET /openapi.json` (no key needed; the Host check still applies).
+    /// `GET /openapi.json`.
     OpenApi,
     /// `GET /` or `/docs`: a short page pointing at the spec.
     Docs,
@@ -289,6 +302,12 @@ mod tests {
             Route::MethodNotAllowed
         );
         assert_eq!(route("OPTIONS", "/v1/anything"), Route::Preflight);
+        assert!(refuse_upstream_status(307, Some("http://elsewhere/"))
+            .unwrap()
+            .contains("elsewhere"));
+        assert!(refuse_upstream_status(301, None).is_some());
+        assert_eq!(refuse_upstream_status(200, None), None);
+        assert_eq!(refuse_upstream_status(404, None), None);
         assert_eq!(route("GET", "/openapi.json"), Route::OpenApi);
         assert_eq!(route("GET", "/"), Route::Docs);
         assert_eq!(route("GET", "/v1/files"), Route::NotFound);

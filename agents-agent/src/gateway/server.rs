@@ -2,11 +2,13 @@
 //! per connection, that applies `policy` and forwards by model id to an
 //! engine or a cloud provider, streaming the answer through unchanged.
 
+use super::conn;
 use super::policy::{self, Route, Upstream, Upstreams};
 use super::store;
 use crate::config::AgentsConfig;
 use crate::db::Db;
-use crate::llm::engines::Health;
+use crate::llm::client::{self, ChatTarget, Transport};
+use crate::llm::engines::{ApiFamily, Health};
 use crate::llm::tier::TIERS;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
@@ -70,6 +72,8 @@ struct Listening {
 struct Inner {
     db: Db,
     config: PathBuf,
+    /// Cloud providers' TLS client (local engines are dialled per call
+    /// at their checked address).
     client: reqwest::Client,
     shutdown: CancellationToken,
     listening: Mutex<Option<Listening>>,
@@ -90,10 +94,8 @@ impl Gateway {
     /// A gateway keeping its settings in `db`, reading `[agents]` from
     /// `config`, stopping with `shutdown`.
     pub fn new(db: Db, config: PathBuf, shutdown: CancellationToken) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        // Cloud providers only; redirects are never followed.
+        let client = client::cloud_client().unwrap_or_default();
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -225,6 +227,7 @@ impl Gateway {
         }
         tracing::info!(port, "gateway listening on 127.0.0.1");
         let me = self.clone();
+        let slots = Arc::new(tokio::sync::Semaphore::new(conn::MAX_CONNECTIONS));
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
@@ -232,30 +235,66 @@ impl Gateway {
                     a = listener.accept() => match a {
                         Ok(a) => a,
                         Err(e) => {
+                            // Out of descriptors, most likely: wait for
+                            // some to close instead of spinning.
                             tracing::warn!(error = %e, "gateway accept failed");
                             tokio::time::sleep(Duration::from_millis(100)).await;
                             continue;
                         }
                     },
                 };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    // Refused at once, without a task: it costs nothing
+                    // beyond this line.
+                    let _ = stream.try_write(conn::REFUSAL);
+                    tracing::debug!("gateway connection refused: at the cap");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let (me, stop) = (me.clone(), stop.clone());
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let me = me.clone();
-                        async move { Ok::<_, std::convert::Infallible>(me.handle(req, port).await) }
-                    });
+                    let _slot = slot;
+                    let activity = conn::shared();
+                    let svc = {
+                        let activity = activity.clone();
+                        hyper::service::service_fn(move |req| {
+                            let (me, busy) = (me.clone(), conn::Busy::start(&activity));
+                            async move {
+                                let resp = me.handle(req, port).await;
+                                // Busy until the body is sent (a stream).
+                                Ok::<_, std::convert::Infallible>(resp.map(|b| {
+                                    b.map_frame(move |f| {
+                                        let _busy = &busy;
+                                        f
+                                    })
+                                    .boxed()
+                                }))
+                            }
+                        })
+                    };
+                    let io = conn::Tracked::new(stream, activity.clone());
                     let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                        .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
                     tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => if let Err(e) = r {
-                            tracing::debug!(error = %e, "gateway connection ended");
-                        },
-                        _ = stop.cancelled() => {
-                            // Let an answer in flight finish, then close.
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.await;
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        tokio::select! {
+                            r = conn.as_mut() => {
+                                if let Err(e) = r {
+                                    tracing::debug!(error = %e, "gateway connection ended");
+                                }
+                                break;
+                            }
+                            _ = tick.tick() => if let Some(why) = conn::verdict(&activity) {
+                                tracing::debug!(?why, "gateway connection closed");
+                                break;
+                            },
+                            _ = stop.cancelled() => {
+                                // Let an answer in flight finish, then close.
+                                conn.as_mut().graceful_shutdown();
+                                let _ = conn.await;
+                                break;
+                            }
                         }
                     }
                 });
@@ -349,50 +388,11 @@ impl Gateway {
             );
         }
         let route = policy::route(req.method().as_str(), req.uri().path());
-        match route {
-            Route::Preflight => return respond(StatusCode::NO_CONTENT, "text/plain", Bytes::new()),
-            Route::OpenApi => {
-                let doc = policy::openapi(&format!("http://127.0.0.1:{port}"));
-                return respond(StatusCode::OK, "application/json", doc.to_string().into());
-            }
-            Route::Docs => {
-                let page = format!(
-                    "<!doctype html><title>Cowork local API</title><p>OpenAI-compatible API at \
-                     <code>http://127.0.0.1:{port}/v1</code>. Spec: <a href=\"/openapi.json\">\
-                     /openapi.json</a>. Key: <code>coworkctl gateway key</code>.</p>"
-                );
-                return respond(StatusCode::OK, "text/html; charset=utf-8", page.into());
-            }
-            Route::NotFound => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "no such endpoint",
-                    "invalid_request_error",
-                    "not_found",
-                )
-            }
-            Route::MethodNotAllowed => {
-                let mut r = error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method not allowed on this endpoint",
-                    "invalid_request_error",
-                    "method_not_allowed",
-                );
-                let allow = if req.uri().path().starts_with("/v1/models")
-                    || !req.uri().path().starts_with("/v1/")
-                {
-                    "GET, HEAD, OPTIONS"
-                } else {
-                    "POST, OPTIONS"
-                };
-                r.headers_mut().insert(
-                    hyper::header::ALLOW,
-                    hyper::header::HeaderValue::from_static(allow),
-                );
-                return r;
-            }
-            Route::Models | Route::Forward(_) => {}
+        if route == Route::Preflight {
+            return respond(StatusCode::NO_CONTENT, "text/plain", Bytes::new());
         }
+        // Everything else, the docs included, needs the key: a web page
+        // must not even learn that Cowork runs here.
         let header = |n: &str| req.headers().get(n).and_then(|h| h.to_str().ok());
         let key = match self.key(false) {
             Ok(k) => k,
@@ -420,6 +420,44 @@ impl Gateway {
             return r;
         }
         match route {
+            Route::OpenApi => {
+                let doc = policy::openapi(&format!("http://127.0.0.1:{port}"));
+                respond(StatusCode::OK, "application/json", doc.to_string().into())
+            }
+            Route::Docs => {
+                let page = format!(
+                    "<!doctype html><title>Cowork local API</title><p>OpenAI-compatible API at \
+                     <code>http://127.0.0.1:{port}/v1</code>. Spec: <a href=\"/openapi.json\">\
+                     /openapi.json</a>. Key: <code>coworkctl gateway key</code>.</p>"
+                );
+                respond(StatusCode::OK, "text/html; charset=utf-8", page.into())
+            }
+            Route::NotFound => error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint",
+                "invalid_request_error",
+                "not_found",
+            ),
+            Route::MethodNotAllowed => {
+                let mut r = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed on this endpoint",
+                    "invalid_request_error",
+                    "method_not_allowed",
+                );
+                let allow = if req.uri().path().starts_with("/v1/models")
+                    || !req.uri().path().starts_with("/v1/")
+                {
+                    "GET, HEAD, OPTIONS"
+                } else {
+                    "POST, OPTIONS"
+                };
+                r.headers_mut().insert(
+                    hyper::header::ALLOW,
+                    hyper::header::HeaderValue::from_static(allow),
+                );
+                r
+            }
             Route::Models => {
                 let u = self.upstreams(false).await;
                 let data: Vec<_> = u
@@ -431,12 +469,7 @@ impl Gateway {
                 respond(StatusCode::OK, "application/json", body.to_string().into())
             }
             Route::Forward(path) => self.forward(req, path).await,
-            _ => error(
-                StatusCode::NOT_FOUND,
-                "no such endpoint",
-                "invalid_request_error",
-                "not_found",
-            ),
+            Route::Preflight => respond(StatusCode::NO_CONTENT, "text/plain", Bytes::new()),
         }
     }
 
@@ -507,50 +540,55 @@ impl Gateway {
         } else {
             body
         };
-        let mut r = self
-            .inner
-            .client
-            .post(format!("{}{path}", up.base_url))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        if let Some(k) = &up.api_key {
-            r = r.bearer_auth(k);
-        }
-        let mut resp = match r.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("{} ({}) did not answer: {e}", up.owner, up.base_url),
-                    "server_error",
-                    "upstream_unreachable",
-                )
-            }
+        let target = ChatTarget {
+            name: up.owner.clone(),
+            base_url: up.base_url.clone(),
+            api: ApiFamily::OpenAi,
+            model: up.upstream_model.clone(),
+            transport: match &up.api_key {
+                None => Transport::Local,
+                Some(k) => Transport::Cloud {
+                    client: self.inner.client.clone(),
+                    api_key: k.clone(),
+                },
+            },
         };
-        let status =
-            StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-        let ctype = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json")
-            .to_string();
+        let url = format!("{}{path}", up.base_url);
+        let reply =
+            match client::post(&target, &url, String::from_utf8_lossy(&body).into_owned()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("{} ({}) did not answer: {e}", up.owner, up.base_url),
+                        "server_error",
+                        "upstream_unreachable",
+                    )
+                }
+            };
+        if let Some(why) = policy::refuse_upstream_status(reply.status, reply.location.as_deref()) {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                &format!("{} ({}) {why}", up.owner, up.base_url),
+                "server_error",
+                "upstream_redirect",
+            );
+        }
+        let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let ctype = reply
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "application/json".into());
+        let mut upstream = reply.body;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
         tokio::spawn(async move {
-            loop {
-                match resp.chunk().await {
-                    Ok(Some(c)) => {
-                        if tx.send(Ok(Frame::data(c))).await.is_err() {
-                            // The client left: dropping `resp` closes the
-                            // upstream connection, so the engine stops.
-                            return;
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(e) => {
-                        let _ = tx.send(Err(std::io::Error::other(e))).await;
-                        return;
-                    }
+            while let Some(chunk) = upstream.next().await {
+                let frame = chunk.map(Frame::data).map_err(std::io::Error::other);
+                let failed = frame.is_err();
+                if tx.send(frame).await.is_err() || failed {
+                    // The client left (dropping `upstream` closes the
+                    // engine's connection, so it stops), or the engine did.
+                    return;
                 }
             }
         });

@@ -79,19 +79,21 @@ pub fn cloud_client() -> Result<reqwest::Client, String> {
 }
 
 /// A response body of either transport, read chunk by chunk.
-enum Body {
+pub enum ReplyBody {
     /// The body and the connection it arrives on (closed when dropped).
     Local(
         hyper::body::Incoming,
         #[allow(dead_code)] super::probe::Connection,
     ),
+    /// A cloud provider's body.
     Cloud(reqwest::Response),
 }
 
-impl Body {
-    async fn next(&mut self) -> Option<Result<bytes::Bytes, String>> {
+impl ReplyBody {
+    /// The next chunk, `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<bytes::Bytes, String>> {
         match self {
-            Body::Local(b, _) => loop {
+            ReplyBody::Local(b, _) => loop {
                 match b.frame().await? {
                     Err(e) => return Some(Err(e.to_string())),
                     Ok(f) => {
@@ -101,7 +103,7 @@ impl Body {
                     }
                 }
             },
-            Body::Cloud(r) => r.chunk().await.map_err(|e| e.to_string()).transpose(),
+            ReplyBody::Cloud(r) => r.chunk().await.map_err(|e| e.to_string()).transpose(),
         }
     }
 
@@ -118,6 +120,36 @@ impl Body {
         String::from_utf8_lossy(&text).trim().to_owned()
     }
 }
+
+/// An engine's or provider's answer to one POST, before its body is read.
+pub struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// `Content-Type`, when sent.
+    pub content_type: Option<String>,
+    /// `Location`, when sent (a redirect, which is never followed).
+    pub location: Option<String>,
+    /// The body.
+    pub body: ReplyBody,
+}
+
+impl Reply {
+    fn header(h: &http::HeaderMap, name: http::header::HeaderName) -> Option<String> {
+        h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
+
+    fn new(status: u16, headers: &http::HeaderMap, body: ReplyBody) -> Self {
+        Self {
+            status,
+            content_type: Self::header(headers, http::header::CONTENT_TYPE),
+            location: Self::header(headers, http::header::LOCATION),
+            body,
+        }
+    }
+}
+
+/// How long connecting to an engine may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The request body for one streamed answer.
 pub fn request_body(
@@ -142,11 +174,20 @@ pub fn request_body(
     body
 }
 
-async fn send(target: &ChatTarget, url: &str, body: String) -> Result<(u16, Body), String> {
+/// POST `body` (JSON) to `url` of `target`. A local engine is reached at
+/// the address its name resolved to and was checked against the SSRF rule
+/// (never resolved again); a cloud provider through its TLS client.
+/// Redirects are never followed: the caller sees the 3xx and its `Location`.
+pub async fn post(target: &ChatTarget, url: &str, body: String) -> Result<Reply, String> {
     let base = &target.base_url;
     match &target.transport {
         Transport::Local => {
-            let (mut send, uri, conn) = super::probe::connect_local(url).await?;
+            let (mut send, uri, conn) =
+                tokio::time::timeout(CONNECT_TIMEOUT, super::probe::connect_local(url))
+                    .await
+                    .map_err(|_| {
+                        format!("engine at {base} did not accept within {CONNECT_TIMEOUT:?}")
+                    })??;
             let req = http::Request::post(uri.path_and_query().map_or("/", |p| p.as_str()))
                 .header(
                     http::header::HOST,
@@ -155,7 +196,7 @@ async fn send(target: &ChatTarget, url: &str, body: String) -> Result<(u16, Body
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .header(
                     http::header::ACCEPT,
-                    "text/event-stream, application/x-ndjson",
+                    "text/event-stream, application/x-ndjson, application/json",
                 )
                 .body(http_body_util::Full::new(bytes::Bytes::from(body)))
                 .map_err(|e| e.to_string())?;
@@ -163,7 +204,13 @@ async fn send(target: &ChatTarget, url: &str, body: String) -> Result<(u16, Body
                 .send_request(req)
                 .await
                 .map_err(|e| format!("engine at {base} failed: {e}"))?;
-            Ok((resp.status().as_u16(), Body::Local(resp.into_body(), conn)))
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            Ok(Reply::new(
+                status,
+                &headers,
+                ReplyBody::Local(resp.into_body(), conn),
+            ))
         }
         Transport::Cloud { client, api_key } => {
             let resp = client
@@ -176,7 +223,9 @@ async fn send(target: &ChatTarget, url: &str, body: String) -> Result<(u16, Body
                 .send()
                 .await
                 .map_err(|e| format!("the provider at {base} failed: {}", error_chain(&e)))?;
-            Ok((resp.status().as_u16(), Body::Cloud(resp)))
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            Ok(Reply::new(status, &headers, ReplyBody::Cloud(resp)))
         }
     }
 }
@@ -212,7 +261,9 @@ pub async fn stream_chat(
         Transport::Local => "engine",
         Transport::Cloud { .. } => "provider",
     };
-    let (status, mut body) = send(target, &url, body).await?;
+    let Reply {
+        status, mut body, ..
+    } = post(target, &url, body).await?;
     if !(200..300).contains(&status) {
         let text = body.error_text().await;
         return Err(format!(
@@ -379,7 +430,11 @@ pub async fn complete(
             ApiFamily::Ollama => body["options"] = serde_json::json!({"num_predict": n}),
         }
     }
-    let (status, mut resp) = send(target, &url, body.to_string()).await?;
+    let Reply {
+        status,
+        body: mut resp,
+        ..
+    } = post(target, &url, body.to_string()).await?;
     let mut text = Vec::new();
     loop {
         match tokio::time::timeout(STALL_TIMEOUT, resp.next()).await {
