@@ -21,8 +21,8 @@ pub struct Delta {
 /// A stream the engine broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamError {
-    /// A line over [`MAX_LINE`] bytes.
-    #[error("engine sent a line over {MAX_LINE} bytes")]
+    /// A line (or one event's data) over [`MAX_LINE`] bytes.
+    #[error("engine sent a line over {MAX_LINE} bytes without ending it")]
     LineTooLong,
     /// Not the JSON the API promises.
     #[error("engine sent a malformed chunk: {0}")]
@@ -105,6 +105,12 @@ impl SseDecoder {
                 }
                 out.deltas.push(parse_openai_chunk(&data)?);
             } else if let Some(rest) = line.strip_prefix("data:") {
+                // One event's data lines are joined: bound their sum too,
+                // or an engine that never sends the blank line grows it.
+                let held: usize = self.data.iter().map(|d| d.len() + 1).sum();
+                if held + rest.len() > MAX_LINE {
+                    return Err(StreamError::LineTooLong);
+                }
                 self.data
                     .push(rest.strip_prefix(' ').unwrap_or(rest).to_owned());
             }
@@ -288,6 +294,11 @@ mod tests {
         let mut d = SseDecoder::default();
         let long = vec![b'a'; MAX_LINE + 1];
         assert_eq!(d.feed(&long).unwrap_err(), StreamError::LineTooLong);
+        // Short data lines that never end their event are bounded too.
+        let mut d = SseDecoder::default();
+        let line = format!("data: {}\n", "b".repeat(1000));
+        let err = (0..2000).find_map(|_| d.feed(line.as_bytes()).err());
+        assert_eq!(err, Some(StreamError::LineTooLong));
         let mut d = SseDecoder::default();
         assert!(matches!(
             d.feed(b"data: \xff\xfe\n\n"),
