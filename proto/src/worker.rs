@@ -272,6 +272,11 @@ pub fn main(
     let result = (|| -> Result<(), Box<dyn std::error::Error>> {
         let paths = CoworkPaths::resolve(args.home.as_deref())?;
         crate::logging::init(None)?;
+        match raise_fd_limit() {
+            Ok((from, to)) if from != to => tracing::debug!(from, to, "raised RLIMIT_NOFILE"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -288,9 +293,31 @@ pub fn main(
     }
 }
 
+/// Raise the soft open-file limit to the hard one: a worker holds
+/// sockets for clients, engines, MCP servers and downloads at once, and a
+/// soft limit of 1024 is what a flood of idle connections would exhaust.
+/// Returns (old soft limit, new soft limit).
+pub fn raise_fd_limit() -> nix::Result<(u64, u64)> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok((soft, hard.max(soft)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_one() {
+        let (_, now) = raise_fd_limit().unwrap();
+        let (soft, hard) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        assert_eq!(soft, hard);
+        assert_eq!(now, hard);
+    }
 
     #[test]
     fn degraded_while_any_part_is() {
