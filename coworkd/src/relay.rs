@@ -9,13 +9,15 @@ use crate::state::{WorkerName, WorkerState};
 use crate::supervisor::Supervisor;
 use cowork_proto::grpc::{status_response, WORKER_HEADER};
 use cowork_proto::paths::CoworkPaths;
-use cowork_proto::uds::{Handler, CONNECTION_WINDOW, MAX_FRAME, SEND_BUFFER, STREAM_WINDOW};
+use cowork_proto::uds::{
+    ConnectionScope, Handler, CONNECTION_WINDOW, MAX_FRAME, SEND_BUFFER, STREAM_WINDOW,
+};
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,8 +31,11 @@ use tracing::Instrument;
 /// that is not running may take, long enough to ride out a normal start.
 pub const START_WAIT: Duration = Duration::from_millis(50);
 
-/// One HTTP/2 connection to a worker socket, shared by all calls and
-/// re-dialled when it closes (the worker restarted).
+/// One HTTP/2 connection to a worker socket for one client connection,
+/// shared by that client's calls and re-dialled when it closes (the worker
+/// restarted). Per client, so a client that stops reading its streams
+/// fills only its own flow-control windows: every other client's calls to
+/// the same worker go on (a shared connection would stall them all).
 struct Upstream {
     socket: PathBuf,
     sender: tokio::sync::Mutex<Option<SendRequest<Incoming>>>,
@@ -70,12 +75,16 @@ impl Upstream {
     }
 }
 
+/// Upstream connections by (client connection, worker).
+type Upstreams = std::sync::Mutex<HashMap<(u64, WorkerName), Arc<Upstream>>>;
+
 /// The public socket's request handler.
 pub struct Relay {
     supervisor: Arc<Supervisor>,
     config: watch::Receiver<Config>,
     local: Handler,
-    upstreams: BTreeMap<WorkerName, Upstream>,
+    sockets: BTreeMap<WorkerName, PathBuf>,
+    upstreams: Arc<Upstreams>,
 }
 
 impl Relay {
@@ -87,23 +96,16 @@ impl Relay {
         paths: &CoworkPaths,
         local: Handler,
     ) -> Arc<Self> {
-        let upstreams = WorkerName::ALL
+        let sockets = WorkerName::ALL
             .iter()
-            .map(|w| {
-                (
-                    *w,
-                    Upstream {
-                        socket: paths.worker_socket(w.as_str()),
-                        sender: tokio::sync::Mutex::new(None),
-                    },
-                )
-            })
+            .map(|w| (*w, paths.worker_socket(w.as_str())))
             .collect();
         Arc::new(Self {
             supervisor,
             config,
             local,
-            upstreams,
+            sockets,
+            upstreams: Arc::default(),
         })
     }
 
@@ -182,12 +184,39 @@ impl Relay {
         }
     }
 
+    /// The upstream connection of the client connection `req` came on.
+    fn upstream(&self, w: WorkerName, req: &Request<Incoming>) -> Arc<Upstream> {
+        let scope = req.extensions().get::<ConnectionScope>().cloned();
+        let id = scope.as_ref().map_or(0, |s| s.id);
+        let mut map = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(u) = map.get(&(id, w)) {
+            return u.clone();
+        }
+        let u = Arc::new(Upstream {
+            socket: self.sockets[&w].clone(),
+            sender: tokio::sync::Mutex::new(None),
+        });
+        map.insert((id, w), u.clone());
+        if let Some(scope) = scope {
+            // The client hung up: its upstream connection goes when the
+            // last of its calls is done with it.
+            let upstreams = Arc::downgrade(&self.upstreams);
+            tokio::spawn(async move {
+                scope.closed.cancelled().await;
+                if let Some(m) = upstreams.upgrade() {
+                    m.lock().unwrap_or_else(|e| e.into_inner()).remove(&(id, w));
+                }
+            });
+        }
+        u
+    }
+
     async fn send(
         &self,
         w: WorkerName,
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, String> {
-        let upstream = &self.upstreams[&w];
+        let upstream = self.upstream(w, &req);
         let mut sender = upstream.sender(false).await?;
         if sender.ready().await.is_err() {
             sender = upstream.sender(true).await?;

@@ -45,6 +45,20 @@ pub const SEND_BUFFER: usize = 4 << 20;
 /// How long a graceful shutdown waits for open calls before dropping them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The connection a request arrived on, in every request's extensions
+/// (set by [`serve`]): a handler that keeps state per client connection
+/// keys it by `id` and drops it when `closed` fires, after the connection
+/// and every call on it have ended.
+#[derive(Debug, Clone)]
+pub struct ConnectionScope {
+    /// Unique among this process's connections.
+    pub id: u64,
+    /// Cancelled when the connection is gone.
+    pub closed: CancellationToken,
+}
+
+static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Errors binding a socket.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -143,8 +157,14 @@ pub async fn serve(listener: UnixListener, handler: Handler, shutdown: Cancellat
 }
 
 async fn serve_connection(stream: UnixStream, handler: Handler, shutdown: CancellationToken) {
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let scope = ConnectionScope {
+        id: NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        closed: CancellationToken::new(),
+    };
+    let _closed = scope.closed.clone().drop_guard();
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let handler = handler.clone();
+        req.extensions_mut().insert(scope.clone());
         async move {
             let timeout = crate::grpc::request_timeout(&req);
             let fut = handler(req);
