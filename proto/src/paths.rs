@@ -86,12 +86,12 @@ impl CoworkPaths {
             // The short directory lives in a shared temp dir: every level we
             // create there must be a real directory that we own, or another
             // user could pre-create it and receive our connections.
+            // Nothing is changed before a level is checked: a link planted
+            // there is refused, never followed by a chmod.
             if let Some(parent) = self.socket_dir.parent() {
-                create_private_dir(parent)?;
-                check_owned_dir(parent)?;
+                create_owned_private_dir(parent)?;
             }
-            create_private_dir(&self.socket_dir)?;
-            check_owned_dir(&self.socket_dir)?;
+            create_owned_private_dir(&self.socket_dir)?;
         }
         Ok(())
     }
@@ -141,6 +141,44 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         .mode(0o700)
         .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Create `dir` (one level, mode 0700) in a directory others can write
+/// to, or take the one there if it is ours: opened without following a
+/// link, checked to be a real directory owned by us (on the open handle,
+/// so it cannot be swapped in between), and only then set to 0700.
+pub fn create_owned_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let refuse = || {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a directory owned by uid {}; remove it and start again",
+                dir.display(),
+                nix::unistd::geteuid()
+            ),
+        )
+    };
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
+        .open(dir)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) | Some(nix::libc::ENOTDIR) => refuse(),
+            _ => e,
+        })?;
+    let meta = handle.metadata()?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(refuse());
+    }
+    if meta.mode() & 0o777 != 0o700 {
+        handle.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+    }
+    check_owned_dir(dir)
 }
 
 /// Refuse a directory that is a symlink, is not ours, or is open to others.
@@ -229,5 +267,31 @@ mod tests {
         assert!(check_owned_dir(&real).is_err());
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
         assert!(check_owned_dir(&real).is_ok());
+    }
+
+    #[test]
+    fn a_link_planted_where_the_socket_dir_goes_is_refused_and_not_chmodded() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let planted = t.path().join("cowork-0");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let err = create_owned_private_dir(&planted).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        assert!(err.to_string().contains("remove it"), "{err}");
+        let mode = std::fs::metadata(&victim).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o755, "the link's target was changed");
+        // A file there is refused too; a fresh or own directory is fine
+        // and ends up 0700.
+        let file = t.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(create_owned_private_dir(&file).is_err());
+        let fresh = t.path().join("fresh");
+        create_owned_private_dir(&fresh).unwrap();
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_owned_private_dir(&fresh).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
     }
 }
