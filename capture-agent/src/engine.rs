@@ -198,10 +198,9 @@ impl Engine {
             streams: Some(streams),
             ..Default::default()
         }));
-        let chosen = match config_error {
-            Some(e) => Err(format!(
-                "{e}; capture is paused until it is fixed (then `coworkctl retry capture`)"
-            )),
+        let paused = config_error.as_deref().map(paused_reason);
+        let chosen = match &paused {
+            Some(reason) => Err(reason.clone()),
             None => make_source(&cfg),
         };
         let source = match chosen {
@@ -232,13 +231,16 @@ impl Engine {
             health,
             pending: Vec::new(),
             dirty_since: None,
+            paused,
+            sink: {
+                let sink_tx = tx.clone();
+                Sink::new(move |m| sink_tx.send(Command::Source(m)).is_ok())
+            },
         };
-        let sink_tx = tx.clone();
-        let sink = Sink::new(move |m| sink_tx.send(Command::Source(m)).is_ok());
         let thread = std::thread::Builder::new()
             .name("capture-engine".into())
             .spawn(move || {
-                core.start_source(sink);
+                core.start_source();
                 core.run(rx);
             })
             .map_err(|_| EngineError::Stopped)?;
@@ -308,13 +310,23 @@ struct Core {
     health: HealthHandle,
     pending: Vec<Row>,
     dirty_since: Option<Instant>,
+    /// Why capture is paused (config.toml's `[capture]` is invalid):
+    /// nothing is read or recorded until the file is valid again.
+    paused: Option<String>,
+    /// Where sources send their events.
+    sink: Sink,
+}
+
+/// The health reason while `[capture]` is invalid.
+fn paused_reason(config_error: &str) -> String {
+    format!("{config_error}; capture is paused until config.toml is valid again")
 }
 
 impl Core {
-    fn start_source(&mut self, sink: Sink) {
+    fn start_source(&mut self) {
         let wants = self.pipeline.streams().wants();
         if let Some(src) = self.source.as_mut() {
-            if let Err(e) = src.start(wants, sink) {
+            if let Err(e) = src.start(wants, self.sink.clone()) {
                 tracing::warn!(source = src.name(), error = %e, "capture source failed to start");
                 self.health.set_degraded(e.0.clone());
                 if let Ok(mut l) = self.live.lock() {
@@ -344,6 +356,8 @@ impl Core {
                 wait = wait.min(Duration::from_millis(ms));
             }
             match rx.recv_timeout(wait) {
+                // Paused: what the source still had in flight is dropped.
+                Ok(Command::Source(SourceMsg::Event(_))) if self.paused.is_some() => {}
                 Ok(Command::Source(SourceMsg::Event(ev))) => {
                     let at = ev.at_ms;
                     let is_window = matches!(
@@ -368,6 +382,7 @@ impl Core {
                         }
                     }
                 }
+                Ok(Command::Source(SourceMsg::Health(_))) if self.paused.is_some() => {}
                 Ok(Command::Source(SourceMsg::Health(h))) => {
                     match &h {
                         Ok(detail) => {
@@ -453,7 +468,7 @@ impl Core {
             .map_err(|e| e.to_string())?;
         self.pipeline.set_stream(stream, on, now_ms());
         let streams = self.pipeline.streams();
-        if let Some(src) = self.source.as_mut() {
+        if let Some(src) = self.source.as_mut().filter(|_| self.paused.is_none()) {
             src.set_wants(streams.wants());
         }
         if let Ok(mut l) = self.live.lock() {
@@ -521,25 +536,90 @@ impl Core {
     }
 
     fn reload_config(&mut self) {
-        match CaptureConfig::load(&self.config_path, &self.home) {
-            Ok(c) => {
-                match c.privacy() {
-                    Ok(p) => self.pipeline.set_privacy(p, now_ms()),
-                    Err(e) => tracing::warn!(error = %e, "privacy settings unchanged"),
-                }
-                if c.source != self.cfg.source || c.sim_script != self.cfg.sim_script {
-                    tracing::info!(
-                        "capture source settings change at the next capture-agent start"
-                    );
-                }
-                self.cfg.retention_days = c.retention_days;
-                self.cfg.retention_interval_s = c.retention_interval_s;
-                self.cfg.denylist = c.denylist;
-                self.cfg.denylist_extra = c.denylist_extra;
-                self.cfg.redact_patterns = c.redact_patterns;
-                tracing::info!("capture privacy and retention settings reloaded");
+        let c = match CaptureConfig::load(&self.config_path, &self.home) {
+            Ok(c) => c,
+            Err(e) => return self.pause(paused_reason(&e.to_string())),
+        };
+        let privacy = match c.privacy() {
+            Ok(p) => p,
+            Err(e) => return self.pause(paused_reason(&e.to_string())),
+        };
+        self.pipeline.set_privacy(privacy, now_ms());
+        if self.source.is_none() && self.paused.is_some() {
+            // Paused since start: no source was chosen yet.
+            self.cfg = c;
+        } else {
+            if c.source != self.cfg.source || c.sim_script != self.cfg.sim_script {
+                tracing::info!("capture source settings change at the next capture-agent start");
             }
-            Err(e) => tracing::warn!(error = %e, "config.toml change ignored"),
+            self.cfg.retention_days = c.retention_days;
+            self.cfg.retention_interval_s = c.retention_interval_s;
+            self.cfg.denylist = c.denylist;
+            self.cfg.denylist_extra = c.denylist_extra;
+            self.cfg.redact_patterns = c.redact_patterns;
+        }
+        tracing::info!("capture privacy and retention settings reloaded");
+        if self.paused.take().is_some() {
+            self.resume();
+        }
+    }
+
+    /// Fail closed: close what is open (recorded under the rules it began
+    /// with), stop reading, and say why. Recording resumes when
+    /// config.toml is valid again.
+    fn pause(&mut self, reason: String) {
+        if self.paused.as_ref() == Some(&reason) {
+            return;
+        }
+        tracing::error!(%reason, "capture paused");
+        if self.paused.is_none() {
+            self.pipeline.shutdown(now_ms());
+            let _ = self.commit();
+            if let Some(src) = self.source.as_mut() {
+                src.set_wants(crate::event::StreamSet::none().wants());
+            }
+        }
+        self.health.set_degraded(reason.clone());
+        if let Ok(mut l) = self.live.lock() {
+            l.source_health = Some(Err(reason.clone()));
+            l.active = None;
+        }
+        self.paused = Some(reason);
+    }
+
+    /// config.toml is valid again: read and record as the person asked.
+    fn resume(&mut self) {
+        tracing::info!("capture resumed: config.toml is valid again");
+        if let Ok(mut l) = self.live.lock() {
+            l.source_health = Some(Ok("resumed: config.toml is valid again".into()));
+        }
+        if self.source.is_none() {
+            match make_source(&self.cfg) {
+                Ok(s) => {
+                    if let Ok(mut l) = self.live.lock() {
+                        l.source = s.name().to_owned();
+                    }
+                    self.source = Some(s);
+                    self.start_source();
+                }
+                Err(reason) => {
+                    self.health.set_degraded(reason.clone());
+                    if let Ok(mut l) = self.live.lock() {
+                        l.source_health = Some(Err(reason));
+                    }
+                    return;
+                }
+            }
+        } else if let Some(src) = self.source.as_mut() {
+            src.set_wants(self.pipeline.streams().wants());
+        }
+        let store_ok = self
+            .live
+            .lock()
+            .map(|l| l.store_error.is_none() && !matches!(l.source_health, Some(Err(_))))
+            .unwrap_or(true);
+        if store_ok {
+            self.health.set_ready();
         }
     }
 

@@ -81,12 +81,25 @@ pub struct Pipeline {
     focus: Option<Open<FocusRow>>,
     away: Option<Away>,
     chunker: Chunker,
+    /// The last chunk closed at the cap, kept until what is
+    /// typed next is known: a secret typed across the cut is redacted with
+    /// both halves in view.
+    cut: Option<Cut>,
     buffer: ActivityBuffer,
     ids: NextIds,
     clock_ms: i64,
     last_event_ms: i64,
     tainted_clipboard: Option<u64>,
     out: Vec<Row>,
+}
+
+/// A chunk closed at the cap and what of it was emitted.
+#[derive(Debug, Clone)]
+struct Cut {
+    /// Redacted with the chunk before it in view, not yet with the next.
+    row: ChunkRow,
+    /// What was queued for it last.
+    emitted: Option<String>,
 }
 
 fn text_hash(text: &str) -> u64 {
@@ -113,6 +126,7 @@ impl Pipeline {
             last_event_ms: i64::MIN,
             tainted_clipboard: None,
             out: Vec::new(),
+            cut: None,
         }
     }
 
@@ -336,8 +350,17 @@ impl Pipeline {
             self.out.push(Row::Away(r.row.clone()));
         }
         if let Some(c) = self.chunker.checkpoint() {
-            let c = self.redact_chunk(c);
-            self.out.push(Row::Chunk(c));
+            self.emit_chunk(c);
+        }
+        // A cut with nothing typed after it yet goes out alone (and is
+        // written again if what follows changes its redaction).
+        if let Some(cut) = self.cut.as_mut().filter(|c| c.emitted.is_none()) {
+            let (text, _) = self.privacy.redact_split(&cut.row.text, "");
+            cut.emitted = Some(text.clone());
+            self.out.push(Row::Chunk(ChunkRow {
+                text,
+                ..cut.row.clone()
+            }));
         }
     }
 
@@ -367,17 +390,44 @@ impl Pipeline {
         }
     }
 
-    fn redact_chunk(&self, mut c: ChunkRow) -> ChunkRow {
-        if let std::borrow::Cow::Owned(t) = self.privacy.redact(&c.text) {
-            c.text = t;
+    /// Redact a closed or open chunk and queue it, with the chunk it
+    /// continues when the cap cut them apart.
+    fn emit_chunk(&mut self, c: ChunkRow) {
+        let closed = c.flush_reason.is_some();
+        let at_cap = c.flush_reason == Some("cap");
+        let text = match self.cut.take() {
+            Some(mut cut) if cut.row.id + 1 == c.id => {
+                let (before, text) = self.privacy.redact_split(&cut.row.text, &c.text);
+                if cut.emitted.as_deref() != Some(before.as_str()) {
+                    self.out.push(Row::Chunk(ChunkRow {
+                        text: before.clone(),
+                        ..cut.row.clone()
+                    }));
+                    cut.emitted = Some(before);
+                }
+                if !closed {
+                    // Still being typed: keep the cut in view.
+                    self.cut = Some(cut);
+                }
+                text
+            }
+            _ => self.privacy.redact(&c.text).into_owned(),
+        };
+        if at_cap {
+            // Held back until what follows is seen (the next checkpoint at
+            // the latest). What the chunk before it changed stays changed.
+            self.cut = Some(Cut {
+                row: ChunkRow { text, ..c },
+                emitted: None,
+            });
+            return;
         }
-        c
+        self.out.push(Row::Chunk(ChunkRow { text, ..c }));
     }
 
     fn emit_chunks(&mut self, closed: Vec<ChunkRow>) {
         for c in closed {
-            let c = self.redact_chunk(c);
-            self.out.push(Row::Chunk(c));
+            self.emit_chunk(c);
         }
     }
 
@@ -917,6 +967,56 @@ mod tests {
         );
         assert_eq!(chunks(&rows)[0].text, "token=[redacted]");
         assert_eq!(chunks(&rows)[0].context.title, "[redacted] plan");
+    }
+
+    #[test]
+    fn a_secret_typed_across_the_cap_is_redacted_in_both_chunks() {
+        let card = "4111 1111 1111 1111";
+        let privacy =
+            || Privacy::new(Vec::new(), vec![r"\b\d{4}(?:[ -]?\d{4}){3}\b".to_string()]).unwrap();
+        for lead in [
+            crate::chunker::CHUNK_CAP - 10,
+            crate::chunker::CHUNK_CAP - 1,
+        ] {
+            // Keys one by one, each batch checkpointed as a commit would,
+            // so the cut is seen both before and after the next key.
+            let mut p = Pipeline::new(StreamSet::default(), privacy(), 1000, NextIds::default());
+            p.handle(TimedEvent {
+                at_ms: 0,
+                event: win("Code", "a.rs"),
+            });
+            let typed = format!("{} {card} ok", "x".repeat(lead - 1));
+            let mut all = Vec::new();
+            for (i, ch) in typed.chars().enumerate() {
+                p.handle(TimedEvent {
+                    at_ms: 1 + i as i64,
+                    event: SourceEvent::Keys(ch.to_string()),
+                });
+                p.checkpoint();
+                all.extend(p.take_rows());
+            }
+            p.shutdown(100_000);
+            all.extend(p.take_rows());
+            let mut last: Vec<(i64, String)> = Vec::new();
+            for r in all {
+                if let Row::Chunk(c) = r {
+                    last.retain(|(id, _)| *id != c.id);
+                    last.push((c.id, c.text));
+                }
+            }
+            last.sort();
+            let joined: String = last.iter().map(|(_, t)| t.as_str()).collect();
+            // What the database keeps (the last version of each row).
+            assert!(
+                joined.ends_with(" [redacted] ok"),
+                "lead {lead}: {joined:?}"
+            );
+            assert!(
+                last.iter().all(|(_, t)| !t.contains("1111")),
+                "lead {lead}: {last:?}"
+            );
+            assert_eq!(last.len(), 2, "lead {lead}");
+        }
     }
 
     #[test]

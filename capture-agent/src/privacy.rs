@@ -125,21 +125,48 @@ impl Privacy {
 
     /// `text` with every redaction pattern applied.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut out = Cow::Borrowed(text);
+        if !self.redact.iter().any(|re| re.is_match(text)) {
+            return Cow::Borrowed(text);
+        }
+        Cow::Owned(self.redact_split(text, "").0)
+    }
+
+    /// `a` and `b` redacted as the one text `a` + `b` (a chunk cut at the
+    /// cap, and what was typed next), then split again where `a` ended. A
+    /// match spanning the cut is replaced whole and its replacement goes to
+    /// `a`'s side, so neither half keeps part of the secret.
+    pub fn redact_split(&self, a: &str, b: &str) -> (String, String) {
+        let mut text = format!("{a}{b}");
+        let mut cut = a.len();
         for re in &self.redact {
-            if !re.is_match(&out) {
+            if !re.is_match(&text) {
                 continue;
             }
-            let replaced = if re.captures_len() > 1 {
-                re.replace_all(&out, |c: &regex::Captures<'_>| {
-                    format!("{}{REDACTED}", c.get(1).map_or("", |m| m.as_str()))
-                })
-            } else {
-                re.replace_all(&out, REDACTED)
-            };
-            out = Cow::Owned(replaced.into_owned());
+            let mut out = String::with_capacity(text.len());
+            let mut new_cut = None;
+            let mut last = 0;
+            for caps in re.captures_iter(&text) {
+                let Some(m) = caps.get(0) else { continue };
+                if new_cut.is_none() && cut <= m.start() {
+                    new_cut = Some(out.len() + (cut - last));
+                }
+                out.push_str(&text[last..m.start()]);
+                if re.captures_len() > 1 {
+                    out.push_str(caps.get(1).map_or("", |g| g.as_str()));
+                }
+                out.push_str(REDACTED);
+                if new_cut.is_none() && cut < m.end() {
+                    new_cut = Some(out.len());
+                }
+                last = m.end();
+            }
+            let new_cut = new_cut.unwrap_or_else(|| out.len() + (cut - last));
+            out.push_str(&text[last..]);
+            text = out;
+            cut = new_cut;
         }
-        out
+        let b = text.split_off(cut);
+        (text, b)
     }
 
     /// The window with its title and URL redacted.
@@ -171,6 +198,47 @@ mod tests {
         assert!(p.is_denied(&win("Something", "com.1password.1password")));
         assert!(!p.is_denied(&win("Firefox", "firefox")));
         assert!(!p.is_denied(&win("", "")));
+    }
+
+    #[test]
+    fn a_secret_spanning_the_cut_is_redacted_on_both_sides() {
+        let p = Privacy::new(Vec::new(), vec![r"\b\d{4}(?:[ -]?\d{4}){3}\b".to_string()]).unwrap();
+        let card = "4111 1111 1111 1111";
+        for cut in 1..card.len() {
+            let a = format!("pay with {}", &card[..cut]);
+            let b = format!("{} today", &card[cut..]);
+            let (ra, rb) = p.redact_split(&a, &b);
+            assert_eq!(
+                format!("{ra}{rb}"),
+                "pay with [redacted] today",
+                "cut at {cut}"
+            );
+            assert_eq!(
+                ra, "pay with [redacted]",
+                "the replacement stays on a's side"
+            );
+            assert!(
+                !ra.contains('1') && !rb.contains('1'),
+                "cut at {cut}: {ra:?} {rb:?}"
+            );
+        }
+        // Matches on one side only stay there; the rest is unchanged.
+        let (ra, rb) = p.redact_split("4111111111111111 and ", "then 4111111111111111");
+        assert_eq!(
+            (ra.as_str(), rb.as_str()),
+            ("[redacted] and ", "then [redacted]")
+        );
+        assert_eq!(
+            p.redact_split("no", " secret"),
+            ("no".into(), " secret".into())
+        );
+        // A capture group keeps its prefix, on the side the match began.
+        let p = Privacy::default();
+        let (ra, rb) = p.redact_split("https://x.test/?tok", "en=abc&x=1");
+        assert_eq!(
+            (ra.as_str(), rb.as_str()),
+            ("https://x.test/?token=[redacted]", "&x=1")
+        );
     }
 
     #[test]
