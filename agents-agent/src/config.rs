@@ -99,6 +99,10 @@ pub struct AgentsConfig {
     pub local_context_tokens: u64,
     /// The local OpenAI-compatible API's settings.
     pub gateway: GatewayEntry,
+    /// MiB a download keeps free on `$COWORK_HOME`'s filesystem, checked
+    /// before and during the transfer (unset: 2 GiB or 5 % of the
+    /// filesystem, whichever is smaller).
+    pub free_space_floor_mib: Option<u64>,
 }
 
 /// `[agents.gateway]` (whether it is on, and its port, are set with
@@ -142,6 +146,7 @@ impl Default for AgentsConfig {
             approval: ApprovalEntry::default(),
             local_context_tokens: DEFAULT_LOCAL_CONTEXT,
             gateway: GatewayEntry::default(),
+            free_space_floor_mib: None,
         }
     }
 }

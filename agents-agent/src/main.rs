@@ -31,6 +31,7 @@ fn main() -> std::process::ExitCode {
         let downloads = models::manager::Downloads::new(
             db.clone(),
             ctx.paths.models_dir(),
+            config.clone(),
             ctx.shutdown.clone(),
         );
         let gateway =

@@ -129,6 +129,42 @@ pub fn plan_write(offset: u64, answer: Answer) -> Result<(bool, Option<u64>), St
     }
 }
 
+/// The free space kept on `$COWORK_HOME`'s filesystem: the configured
+/// MiB, else 2 GiB or 5 % of the filesystem, whichever is smaller.
+pub fn free_space_floor(configured_mib: Option<u64>, fs_bytes: u64) -> u64 {
+    match configured_mib {
+        Some(mib) => mib.saturating_mul(1 << 20),
+        None => (2u64 << 30).min(fs_bytes / 20),
+    }
+}
+
+/// Whether `need` more bytes may be written with `free` available, keeping
+/// `floor` free; the refusal names all three.
+pub fn check_space(free: u64, need: u64, floor: u64) -> Result<(), String> {
+    if free >= need.saturating_add(floor) {
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    Err(format!(
+        "not enough disk space: {:.1} MiB free, {:.1} MiB more needed, and {:.1} MiB are kept \
+         free ([agents] free_space_floor_mib)",
+        mib(free),
+        mib(need),
+        mib(floor)
+    ))
+}
+
+/// Refuse an answer whose announced size is larger than the size the file
+/// is known to have (a huge `Content-Length` must not be written).
+pub fn check_announced(total: Option<u64>, known: Option<u64>) -> Result<(), String> {
+    match (total, known) {
+        (Some(t), Some(k)) if t > k => Err(format!(
+            "the server announces {t} bytes, but the file is known to be {k} bytes"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Parse `Content-Range: bytes START-END/TOTAL` (TOTAL may be `*`).
 pub fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes ")?;
@@ -318,6 +354,28 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_free_space_floor_and_the_size_checks() {
+        const GIB: u64 = 1 << 30;
+        assert_eq!(free_space_floor(None, 1000 * GIB), 2 * GIB);
+        assert_eq!(free_space_floor(None, 20 * GIB), GIB);
+        assert_eq!(free_space_floor(None, 64 << 20), (64 << 20) / 20);
+        assert_eq!(free_space_floor(Some(0), 1000 * GIB), 0);
+        assert_eq!(free_space_floor(Some(512), 1000 * GIB), 512 << 20);
+        assert!(check_space(10 * GIB, GIB, 2 * GIB).is_ok());
+        let e = check_space(2 * GIB, GIB, 2 * GIB).unwrap_err();
+        assert!(
+            e.contains("2048.0 MiB free") && e.contains("free_space_floor_mib"),
+            "{e}"
+        );
+        assert!(check_announced(Some(10), Some(10)).is_ok());
+        assert!(check_announced(None, Some(10)).is_ok());
+        assert!(check_announced(Some(1 << 40), None).is_ok());
+        assert!(check_announced(Some(1 << 40), Some(10))
+            .unwrap_err()
+            .contains("known to be 10 bytes"));
+    }
 
     #[test]
     fn sandbox_refuses_escapes_and_absolute_paths() {

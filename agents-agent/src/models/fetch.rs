@@ -3,8 +3,8 @@
 //! verification (size, then SHA-256), all cancellable.
 
 use super::download::{
-    parse_content_range, plan_write, resume_decision, sidecar, Answer, RequestError, Resume,
-    TMP_SUFFIX, URL_SUFFIX,
+    check_announced, check_space, parse_content_range, plan_write, resume_decision, sidecar,
+    Answer, RequestError, Resume, TMP_SUFFIX, URL_SUFFIX,
 };
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 const WRITE_BATCH: usize = 4 * 1024 * 1024;
 /// Transfer attempts per URL (a dropped connection resumes).
 const ATTEMPTS: u32 = 3;
+/// Bytes written between two checks of the free space.
+const SPACE_CHECK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Why one file could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,10 @@ pub enum FetchError {
     /// Size or hash did not match; nothing was kept.
     #[error("{0}")]
     Verify(String),
+    /// The free-space floor would be crossed; the partial file was
+    /// deleted.
+    #[error("{0}")]
+    NoSpace(String),
     /// The disk said no.
     #[error("{path}: {source}")]
     Io {
@@ -136,6 +142,25 @@ pub struct Job {
     pub sha256: String,
     /// Expected size or 0.
     pub size: u64,
+    /// Bytes to keep free on the filesystem of the models directory.
+    pub floor: u64,
+}
+
+/// (available, total) bytes of the filesystem holding `path`.
+pub fn disk_space(path: &Path) -> io::Result<(u64, u64)> {
+    let s = nix::sys::statvfs::statvfs(path).map_err(io::Error::from)?;
+    let frag = s.fragment_size();
+    Ok((
+        s.blocks_available().saturating_mul(frag),
+        s.blocks().saturating_mul(frag),
+    ))
+}
+
+/// The partial file and its marker, gone (after a disk error or a body
+/// larger than the file: nothing of it is worth resuming).
+fn discard(tmp: &Path, marker: &Path) {
+    let _ = fs::remove_file(tmp);
+    let _ = fs::remove_file(marker);
 }
 
 /// Fetch `job` into place: resume or start, try each URL in turn (each up
@@ -176,13 +201,27 @@ pub async fn fetch(
                     _ = tokio::time::sleep(Duration::from_millis(500 << attempt)) => {}
                 }
             }
-            match transfer(client, url, &tmp, &marker, cancel, report).await {
+            match transfer(client, url, job, &tmp, &marker, cancel, report).await {
                 Ok(t) => {
                     fetched = Some(t);
                     break 'urls;
                 }
                 Err(Attempt::Cancelled) => return Err(FetchError::Cancelled),
-                Err(Attempt::Io(e)) => return Err(e),
+                Err(Attempt::Io(e)) => {
+                    // The disk said no (full, read-only, quota): a partial
+                    // file would only hold space the person needs back.
+                    discard(&tmp, &marker);
+                    return Err(match e {
+                        FetchError::Io { path, source } => FetchError::Io {
+                            path,
+                            source: io::Error::new(
+                                source.kind(),
+                                format!("{source}; the partial download was deleted"),
+                            ),
+                        },
+                        e => e,
+                    });
+                }
                 Err(Attempt::Retry(e)) => {
                     tracing::warn!(url = %redacted(url), attempt, error = %e, "download attempt failed");
                     last = format!("{}: {e}", redacted(url));
@@ -238,6 +277,7 @@ enum Attempt {
 async fn transfer(
     client: &reqwest::Client,
     url: &str,
+    job: &Job,
     tmp: &Path,
     marker: &Path,
     cancel: &CancellationToken,
@@ -316,7 +356,20 @@ async fn transfer(
         _ => return Err(Attempt::NextUrl(format!("HTTP {status}"))),
     };
     let (truncate, total) = plan_write(offset, answer).map_err(Attempt::NextUrl)?;
+    let known = (job.size > 0).then_some(job.size);
+    check_announced(total, known).map_err(Attempt::NextUrl)?;
     let start = if truncate { 0 } else { offset };
+    let space_dir = tmp.parent().unwrap_or(Path::new("."));
+    let space = |written: u64| -> Result<(), Attempt> {
+        let (free, _) = disk_space(space_dir).map_err(|e| Attempt::Io(io_err(space_dir)(e)))?;
+        let need = total.or(known).map_or(0, |t| t.saturating_sub(written));
+        check_space(free, need, job.floor).map_err(|why| {
+            Attempt::Io(FetchError::NoSpace(format!(
+                "{why}; the partial download was deleted"
+            )))
+        })
+    };
+    space(start)?;
     let file = open_nofollow(tmp, !truncate).map_err(|e| Attempt::Io(io_err(tmp)(e)))?;
     let mut written = start;
     report.transferring(url, written, total, start);
@@ -331,17 +384,21 @@ async fn transfer(
         };
         match chunk {
             Ok(Some(bytes)) => {
+                let before = written;
                 written += bytes.len() as u64;
-                if let Some(t) = total {
+                if let Some(t) = total.or(known) {
                     if written > t {
-                        writer
-                            .finish()
-                            .await
-                            .map_err(|e| Attempt::Io(io_err(tmp)(e)))?;
+                        drop(writer);
                         let _ = fs::remove_file(tmp);
                         return Err(Attempt::NextUrl(format!(
-                            "server sent more than the {t} bytes it announced"
+                            "server sent more than the {t} bytes the file has"
                         )));
+                    }
+                }
+                if before / SPACE_CHECK_EVERY != written / SPACE_CHECK_EVERY {
+                    if let Err(e) = space(written) {
+                        drop(writer);
+                        return Err(e);
                     }
                 }
                 writer

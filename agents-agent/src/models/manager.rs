@@ -52,6 +52,7 @@ struct Running {
 struct Inner {
     db: Db,
     root: PathBuf,
+    config: PathBuf,
     client: reqwest::Client,
     shutdown: CancellationToken,
     tasks: Mutex<HashMap<String, Running>>,
@@ -65,9 +66,10 @@ pub struct Downloads {
 }
 
 impl Downloads {
-    /// Downloads into `root` (`$COWORK_HOME/models`), recorded in `db`;
-    /// tasks stop (resumable) when `shutdown` fires.
-    pub fn new(db: Db, root: PathBuf, shutdown: CancellationToken) -> Self {
+    /// Downloads into `root` (`$COWORK_HOME/models`), recorded in `db`,
+    /// keeping `config`'s free-space floor; tasks stop (resumable) when
+    /// `shutdown` fires.
+    pub fn new(db: Db, root: PathBuf, config: PathBuf, shutdown: CancellationToken) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(15))
             .read_timeout(std::time::Duration::from_secs(60))
@@ -78,6 +80,7 @@ impl Downloads {
             inner: Arc::new(Inner {
                 db,
                 root,
+                config,
                 client,
                 shutdown,
                 tasks: Mutex::default(),
@@ -89,6 +92,16 @@ impl Downloads {
     /// The models directory.
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// Bytes kept free on the models directory's filesystem (read at each
+    /// start: `[agents] free_space_floor_mib`, else the default rule).
+    fn free_space_floor(&self) -> u64 {
+        let configured = crate::config::AgentsConfig::load(&self.inner.config)
+            .ok()
+            .and_then(|c| c.free_space_floor_mib);
+        let total = fetch::disk_space(&self.inner.root).map_or(0, |(_, t)| t);
+        download::free_space_floor(configured, total)
     }
 
     fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
@@ -131,6 +144,7 @@ impl Downloads {
             .inner
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let floor = self.free_space_floor();
         let jobs: Vec<Job> = specs
             .iter()
             .map(|s| Job {
@@ -138,6 +152,7 @@ impl Downloads {
                 path: s.path.clone(),
                 sha256: s.sha256.clone(),
                 size: s.size,
+                floor,
             })
             .collect();
         // One critical section from the busy check to the insert, so two

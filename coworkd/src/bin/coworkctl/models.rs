@@ -25,6 +25,10 @@ pub enum Cmd {
         /// Expected SHA-256 (one URL only).
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
+        /// Expected size in bytes (one URL only): a server announcing or
+        /// sending more is refused at once.
+        #[arg(long, value_name = "BYTES")]
+        size: Option<u64>,
         /// Save as this name under models/ (one URL only; default: the
         /// URL's file name).
         #[arg(long, value_name = "NAME")]
@@ -75,13 +79,16 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
         Cmd::Pull {
             urls,
             sha256,
+            size,
             name,
             mirrors,
             id,
             detach,
         } => {
-            if urls.len() > 1 && (sha256.is_some() || name.is_some() || !mirrors.is_empty()) {
-                anyhow::bail!("--sha256, --name and --mirror apply to one URL; pull files one by one to give them");
+            if urls.len() > 1
+                && (sha256.is_some() || size.is_some() || name.is_some() || !mirrors.is_empty())
+            {
+                anyhow::bail!("--sha256, --size, --name and --mirror apply to one URL; pull files one by one to give them");
             }
             let files = urls
                 .iter()
@@ -92,7 +99,7 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
                         urls: all,
                         name: name.clone().unwrap_or_default(),
                         sha256: sha256.clone().unwrap_or_default(),
-                        size: 0,
+                        size: size.unwrap_or(0),
                     }
                 })
                 .collect();
