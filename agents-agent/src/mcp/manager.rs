@@ -17,10 +17,12 @@
 //! configuring, enabling, removing servers), [`connect`] (opening and
 //! reusing connections, the tool cache), [`process`] (stdio servers'
 //! process groups, locks and the orphan sweep), [`call`] (tool calls,
-//! their timeouts, aborts and audit).
+//! their timeouts, aborts and audit), [`limits`] (what a server may make
+//! us hold, and the environment it gets).
 
 mod call;
 mod connect;
+pub mod limits;
 mod process;
 mod registry;
 
@@ -143,11 +145,19 @@ impl ClientHandler for Handler {
 struct Conn {
     service: RunningService<RoleClient, Handler>,
     tools: Arc<Mutex<Option<Vec<rmcp::model::Tool>>>>,
+    /// Why the transport failed on our side (a line over the cap).
+    broken: Arc<Mutex<Option<String>>>,
     pid: Option<u32>,
     lock: Mutex<Option<Lockfile>>,
     last_used: Mutex<Instant>,
     /// Calls running now (a busy server is not pinged).
     in_flight: std::sync::atomic::AtomicUsize,
+}
+
+impl Conn {
+    fn broken_reason(&self) -> Option<String> {
+        self.broken.lock().ok().and_then(|b| b.clone())
+    }
 }
 
 /// A server's slot: its connection (one connect at a time) and status.

@@ -3,6 +3,7 @@
 //! in `mcp_tool_calls` however it ends, off the reply's path.
 
 use super::super::{call_arguments, store};
+use super::limits;
 use super::{CallOutcome, Conn, Manager, McpError, DEFAULT_CALL_TIMEOUT, MAX_CALL_TIMEOUT};
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use std::time::{Duration, Instant};
@@ -75,7 +76,10 @@ impl Manager {
                 call_id: call_id.clone(),
                 server: server.to_owned(),
                 tool: tool.to_owned(),
-                arguments_json: serde_json::Value::Object(arguments.clone()).to_string(),
+                arguments_json: limits::truncate_recorded(
+                    &serde_json::Value::Object(arguments.clone()).to_string(),
+                    limits::MAX_AUDIT_FIELD,
+                ),
                 source: source.to_owned(),
                 started_ms: crate::util::now_ms(),
                 duration_ms: 0,
@@ -95,7 +99,7 @@ impl Manager {
         };
         if let Some(e) = record.entry.as_mut() {
             e.outcome = outcome.to_owned();
-            e.error = error;
+            e.error = limits::truncate_recorded(&error, limits::MAX_AUDIT_FIELD);
         }
         let duration = record.started.elapsed();
         drop(record);
@@ -134,13 +138,28 @@ impl Manager {
             .map_err(|e| McpError::Call {
                 server: server.to_owned(),
                 tool: tool.to_owned(),
-                reason: e.to_string(),
+                reason: c.broken_reason().unwrap_or_else(|| e.to_string()),
             })?;
+        let text = text_of(&r);
+        let result = serde_json::to_value(&r).unwrap_or_default();
+        let size = result.to_string().len();
+        // A result over the cap is kept as its cut text, with its size.
+        let (text, result) = if size > limits::MAX_RESULT_TEXT {
+            let cut = limits::truncate_recorded(&text, limits::MAX_RESULT_TEXT);
+            let result = serde_json::json!({
+                "content": [{"type": "text", "text": cut}],
+                "isError": r.is_error.unwrap_or(false),
+                "truncated": {"bytes": size},
+            });
+            (cut, result)
+        } else {
+            (text, result)
+        };
         Ok(CallOutcome {
             call_id: call_id.to_owned(),
             is_error: r.is_error.unwrap_or(false),
-            text: text_of(&r),
-            result: serde_json::to_value(&r).unwrap_or_default(),
+            text,
+            result,
             duration: Duration::ZERO,
         })
     }

@@ -3,6 +3,7 @@
 //! an idle connection is pinged before reuse; the tool cache.
 
 use super::super::{secret_name, ConnectionState, ServerSpec, Status, Transport};
+use super::limits;
 use super::process::Spawned;
 use super::{Conn, Handler, Manager, McpError, CONNECT_TIMEOUT, PING_AFTER_IDLE, PING_TIMEOUT};
 use rmcp::ServiceExt;
@@ -65,17 +66,23 @@ impl Manager {
         drop(self.swept.read().await);
         let handler = Handler::default();
         let tools = handler.tools.clone();
+        let broken = Arc::new(Mutex::new(None::<String>));
         let (service, pid, spawned) = match &spec.transport {
             Transport::Stdio {
                 command,
                 env,
                 secret_env,
             } => {
-                let (proc, pid, spawned) = self.spawn(spec, command, env, secret_env).await?;
-                let service = handler
-                    .serve(proc)
-                    .await
-                    .map_err(|e| format!("initialize failed: {e}"))?;
+                let (mut output, input, pid, spawned) =
+                    self.spawn(spec, command, env, secret_env).await?;
+                output.broken = broken.clone();
+                let service = handler.serve((output, input)).await.map_err(|e| {
+                    let why = broken.lock().ok().and_then(|b| b.clone());
+                    format!(
+                        "initialize failed: {}",
+                        why.unwrap_or_else(|| e.to_string())
+                    )
+                })?;
                 (service, pid, Some(spawned))
             }
             Transport::Http {
@@ -120,16 +127,17 @@ impl Manager {
                 (service, None, None)
             }
         };
-        let listed = service
-            .list_all_tools()
-            .await
-            .map_err(|e| format!("tools/list failed: {e}"))?;
+        let listed = list_tools(&service).await.map_err(|e| {
+            let why = broken.lock().ok().and_then(|b| b.clone());
+            format!("tools/list failed: {}", why.unwrap_or(e))
+        })?;
         if let Ok(mut t) = tools.lock() {
             *t = Some(listed);
         }
         Ok(Arc::new(Conn {
             service,
             tools,
+            broken,
             pid,
             lock: Mutex::new(spawned.and_then(Spawned::disarm)),
             last_used: Mutex::new(Instant::now()),
@@ -185,19 +193,46 @@ impl Manager {
         if let Some(t) = c.tools.lock().ok().and_then(|t| t.clone()) {
             return Ok(t);
         }
-        let listed = c
-            .service
-            .list_all_tools()
+        let listed = list_tools(&c.service)
             .await
-            .map_err(|e| McpError::Call {
+            .map_err(|reason| McpError::Call {
                 server: name.to_owned(),
                 tool: "tools/list".into(),
-                reason: e.to_string(),
+                reason: c.broken_reason().unwrap_or(reason),
             })?;
         if let Ok(mut t) = c.tools.lock() {
             *t = Some(listed.clone());
         }
         Ok(listed)
+    }
+}
+
+/// Every page of the server's tool list, within [`limits::MAX_TOOLS`] and
+/// [`limits::MAX_TOOLS_BYTES`].
+async fn list_tools(
+    service: &rmcp::service::RunningService<rmcp::RoleClient, Handler>,
+) -> Result<Vec<rmcp::model::Tool>, String> {
+    let mut all = Vec::new();
+    let mut bytes = 0;
+    let mut cursor = None;
+    loop {
+        let page = service
+            .list_tools(Some(
+                rmcp::model::PaginatedRequestParams::default().with_cursor(cursor),
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        bytes += page
+            .tools
+            .iter()
+            .map(|t| serde_json::to_string(t).map_or(0, |s| s.len()))
+            .sum::<usize>();
+        all.extend(page.tools);
+        limits::check_tools(all.len(), bytes)?;
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(all),
+        }
     }
 }
 

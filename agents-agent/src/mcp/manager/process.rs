@@ -3,6 +3,7 @@
 //! SIGKILL); and the sweep that reaps what a killed agents-agent left.
 
 use super::super::{lock_stem, secret_name, ServerSpec};
+use super::limits::{self, MAX_LINE};
 use super::{Conn, Manager, Slot, STOP_GRACE};
 use cowork_proto::lockfile::{LockRecord, Lockfile};
 use std::collections::BTreeMap;
@@ -22,17 +23,28 @@ impl Manager {
         }
     }
 
-    /// Start a stdio server in its own process group, its secrets in its
-    /// environment, and write its lock. The returned guard kills the group
-    /// (and removes the lock) unless the connection is made.
+    /// Start a stdio server in its own process group, with a cleared
+    /// environment (the allow-list, its variables and its secrets), and
+    /// write its lock. The returned guard kills the group (and removes the
+    /// lock) unless the connection is made.
     pub(super) async fn spawn(
         &self,
         spec: &ServerSpec,
         command: &[String],
         env: &BTreeMap<String, String>,
         secret_env: &[String],
-    ) -> Result<(rmcp::transport::TokioChildProcess, Option<u32>, Spawned), String> {
+    ) -> Result<
+        (
+            ServerOutput,
+            tokio::process::ChildStdin,
+            Option<u32>,
+            Spawned,
+        ),
+        String,
+    > {
         let mut cmd = tokio::process::Command::new(&command[0]);
+        cmd.env_clear()
+            .envs(limits::inherited_env(std::env::vars_os()));
         for var in secret_env {
             let name = secret_name(&spec.name, var);
             match crate::secrets::get(&name) {
@@ -51,12 +63,20 @@ impl Manager {
         // Its own process group, and no parent-death signal: if
         // agents-agent is killed, the group leader stays alive, so
         // the sweep can verify it and end the whole group.
-        cmd.args(&command[1..]).envs(env).process_group(0);
-        let (proc, _) = rmcp::transport::TokioChildProcess::builder(cmd)
+        cmd.args(&command[1..])
+            .envs(env)
+            .process_group(0)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", command[0]))?;
-        let pid = proc.id();
+        let pid = child.id();
+        let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+            return Err("the server's stdio could not be opened".into());
+        };
         // Until the lock is written, a failure kills the group too.
         let early = Spawned { pid, lock: None };
         let lock = match pid {
@@ -78,7 +98,13 @@ impl Manager {
         };
         let _ = early.disarm();
         let spawned = Spawned { pid, lock };
-        Ok((proc, pid, spawned))
+        let output = ServerOutput {
+            stdout,
+            _child: child,
+            since_newline: 0,
+            broken: Default::default(),
+        };
+        Ok((output, stdin, pid, spawned))
     }
 
     /// Close every connection (agents-agent is stopping): SIGTERM each
@@ -118,6 +144,45 @@ impl Manager {
         if let Some(l) = lock {
             l.remove();
         }
+    }
+}
+
+/// A stdio server's stdout, read by the MCP session: a line over
+/// [`MAX_LINE`] fails the connection (and says so in `broken`) instead of
+/// growing a buffer. It owns the child, which is killed when the session
+/// ends.
+pub(super) struct ServerOutput {
+    stdout: tokio::process::ChildStdout,
+    _child: tokio::process::Child,
+    since_newline: usize,
+    /// Why the connection failed here, for the caller's error.
+    pub(super) broken: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl tokio::io::AsyncRead for ServerOutput {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.stdout).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = r {
+            match limits::line_after(self.since_newline, &buf.filled()[before..]) {
+                Some(n) => self.since_newline = n,
+                None => {
+                    let why = format!(
+                        "the server wrote over {} MiB without a newline",
+                        MAX_LINE >> 20
+                    );
+                    if let Ok(mut b) = self.broken.lock() {
+                        *b = Some(why.clone());
+                    }
+                    return std::task::Poll::Ready(Err(std::io::Error::other(why)));
+                }
+            }
+        }
+        r
     }
 }
 
