@@ -46,15 +46,11 @@ fn main() -> std::process::ExitCode {
         match agents.recover() {
             Ok(0) => {}
             Ok(n) => tracing::warn!(operations = n, "interrupted operations paused"),
-            // A file a newer build migrated stays unusable until Cowork is
-            // upgraded: say so in the worker's health. Anything else is
-            // reported by the first request, as it happens.
-            Err(
-                e @ agent::executor::AgentError::Db(db::DbError::Migrate(
-                    cowork_db::MigrateError::TooNew { .. },
-                )),
-            ) => {
-                tracing::error!(error = %e, "cowork.db is newer than this build");
+            // A cowork.db it cannot use (migrated by a newer build, not a
+            // database at all) stays unusable until the person acts: say
+            // so in the worker's health, and write nothing to it.
+            Err(agent::executor::AgentError::Db(e)) => {
+                tracing::error!(error = %e, "cowork.db cannot be used");
                 ctx.health.set_degraded_part(DATABASE, e.to_string());
             }
             Err(e) => tracing::error!(error = %e, "cannot recover operations"),

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 const WRITE_BATCH: usize = 4 * 1024 * 1024;
 /// Transfer attempts per URL (a dropped connection resumes).
 const ATTEMPTS: u32 = 3;
-/// Bytes written between two checks of the free space.
+/// Most bytes received between two checks of the free space.
 const SPACE_CHECK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Why one file could not be fetched.
@@ -360,15 +360,23 @@ async fn transfer(
     check_announced(total, known).map_err(Attempt::NextUrl)?;
     let start = if truncate { 0 } else { offset };
     let space_dir = tmp.parent().unwrap_or(Path::new("."));
+    // Bytes received but not yet on disk count as needed too (the writer
+    // batches), and the check comes often enough that the floor cannot be
+    // jumped over between two checks.
     let space = |written: u64| -> Result<(), Attempt> {
         let (free, _) = disk_space(space_dir).map_err(|e| Attempt::Io(io_err(space_dir)(e)))?;
-        let need = total.or(known).map_or(0, |t| t.saturating_sub(written));
+        let on_disk = fs::metadata(tmp).map_or(start, |m| m.len());
+        let need = total
+            .or(known)
+            .map_or(0, |t| t.saturating_sub(written))
+            .saturating_add(written.saturating_sub(on_disk));
         check_space(free, need, job.floor).map_err(|why| {
             Attempt::Io(FetchError::NoSpace(format!(
                 "{why}; the partial download was deleted"
             )))
         })
     };
+    let check_every = (job.floor / 4).clamp(256 << 10, SPACE_CHECK_EVERY);
     space(start)?;
     let file = open_nofollow(tmp, !truncate).map_err(|e| Attempt::Io(io_err(tmp)(e)))?;
     let mut written = start;
@@ -395,7 +403,7 @@ async fn transfer(
                         )));
                     }
                 }
-                if before / SPACE_CHECK_EVERY != written / SPACE_CHECK_EVERY {
+                if before / check_every != written / check_every {
                     if let Err(e) = space(written) {
                         drop(writer);
                         return Err(e);
