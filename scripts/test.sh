@@ -13,6 +13,9 @@ cargo build --locked --workspace --bins
 echo "== testing"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
+# The fault suite records a row per fault it survived; clear the last
+# run's, so a fault that fails now has no row left from before.
+rm -rf target/faults
 # --no-fail-fast: one failing test binary does not hide the others.
 set +e
 cargo test --locked --workspace --no-fail-fast 2>&1 | tee "$log"
@@ -21,4 +24,6 @@ set -e
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+# docs/RELIABILITY.md: the fault table of this run.
+python3 scripts/reliability.py || true
 exit "$status"

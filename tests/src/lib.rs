@@ -797,3 +797,109 @@ pub fn cloud_standin_with(log: &Path, reply: Option<&Path>) -> CloudStandin {
         child,
     }
 }
+
+/// One of tests/python/hostile.py's HTTP peers (a redirecting engine, an
+/// engine whose line never ends, a download server of endless zeros),
+/// killed on drop.
+pub struct Hostile {
+    /// The peer process.
+    pub child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start hostile.py in `mode` (with `args`) and read its port.
+pub fn hostile(mode: &str, args: &[&str]) -> Hostile {
+    use std::io::BufRead;
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/python/hostile.py"))
+        .arg(mode)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hostile.py");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("hostile.py {mode} printed {line:?}, not a port"));
+    Hostile { child, port }
+}
+
+/// The command line of a stdio MCP server from hostile.py (`mcp-env`,
+/// `mcp-flood`).
+pub fn hostile_mcp(mode: &str) -> Vec<String> {
+    vec![
+        python().display().to_string(),
+        repo_root()
+            .join("tests/python/hostile.py")
+            .display()
+            .to_string(),
+        mode.to_owned(),
+    ]
+}
+
+/// Record one row of the fault table (docs/RELIABILITY.md, rendered by
+/// scripts/reliability.py from target/faults/): the fault or hostile
+/// input, how many times it was tried, and what was lost ("nothing" is
+/// the only passing answer; a test records only after its assertions).
+pub fn record_fault(fault: &str, tries: u32, lost: &str) {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("faults");
+    let _ = std::fs::create_dir_all(&dir);
+    let slug: String = fault
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let row = serde_json::json!({"fault": fault, "tries": tries, "lost": lost,
+        "at": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs()).unwrap_or(0)});
+    let _ = std::fs::write(dir.join(format!("{slug}.json")), row.to_string());
+}
+
+/// Free loopback TCP port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// POST `body` to `path` with `key`: (status, response).
+pub fn post_json(port: u16, key: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let _ = write!(
+        c,
+        "POST {path} HTTP/1.1\r\nHost: localhost:{port}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    // Over 1 MiB the body is only declared: the gateway must refuse it
+    // from Content-Length, before reading it.
+    if body.len() <= 1 << 20 {
+        let _ = c.write_all(body.as_bytes());
+    }
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}

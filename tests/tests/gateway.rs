@@ -8,39 +8,6 @@ use cowork_e2e::*;
 use serde_json::Value;
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// POST `body` to `path` with `key`: (status, response).
-fn post_json(port: u16, key: &str, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let _ = write!(
-        c,
-        "POST {path} HTTP/1.1\r\nHost: localhost:{port}\r\nAuthorization: Bearer {key}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    // Over 1 MiB the body is only declared: the gateway must refuse it
-    // from Content-Length, before reading it.
-    if body.len() <= 1 << 20 {
-        let _ = c.write_all(body.as_bytes());
-    }
-    let mut out = Vec::new();
-    let _ = c.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
-}
-
 /// `GET /v1/models` with `key` as Bearer: the status code.
 fn status_with_key(port: u16, key: &str) -> u16 {
     use std::io::{Read, Write};
