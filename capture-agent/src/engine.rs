@@ -232,6 +232,7 @@ impl Engine {
             pending: Vec::new(),
             dirty_since: None,
             paused,
+            held_health: None,
             sink: {
                 let sink_tx = tx.clone();
                 Sink::new(move |m| sink_tx.send(Command::Source(m)).is_ok())
@@ -315,6 +316,9 @@ struct Core {
     paused: Option<String>,
     /// Where sources send their events.
     sink: Sink,
+    /// The source's last health while paused (the pause's reason shows
+    /// instead), put back on resume.
+    held_health: Option<Result<String, String>>,
 }
 
 /// The health reason while `[capture]` is invalid.
@@ -382,7 +386,10 @@ impl Core {
                         }
                     }
                 }
-                Ok(Command::Source(SourceMsg::Health(_))) if self.paused.is_some() => {}
+                // Paused: the source's own health is kept for the resume.
+                Ok(Command::Source(SourceMsg::Health(h))) if self.paused.is_some() => {
+                    self.held_health = Some(h);
+                }
                 Ok(Command::Source(SourceMsg::Health(h))) => {
                     match &h {
                         Ok(detail) => {
@@ -581,7 +588,10 @@ impl Core {
         }
         self.health.set_degraded(reason.clone());
         if let Ok(mut l) = self.live.lock() {
-            l.source_health = Some(Err(reason.clone()));
+            let before = l.source_health.replace(Err(reason.clone()));
+            if self.paused.is_none() {
+                self.held_health = before;
+            }
             l.active = None;
         }
         self.paused = Some(reason);
@@ -591,7 +601,11 @@ impl Core {
     fn resume(&mut self) {
         tracing::info!("capture resumed: config.toml is valid again");
         if let Ok(mut l) = self.live.lock() {
-            l.source_health = Some(Ok("resumed: config.toml is valid again".into()));
+            l.source_health = Some(
+                self.held_health
+                    .take()
+                    .unwrap_or_else(|| Ok("resumed: config.toml is valid again".into())),
+            );
         }
         if self.source.is_none() {
             match make_source(&self.cfg) {
@@ -613,13 +627,17 @@ impl Core {
         } else if let Some(src) = self.source.as_mut() {
             src.set_wants(self.pipeline.streams().wants());
         }
-        let store_ok = self
+        let (store_error, source_health) = self
             .live
             .lock()
-            .map(|l| l.store_error.is_none() && !matches!(l.source_health, Some(Err(_))))
-            .unwrap_or(true);
-        if store_ok {
-            self.health.set_ready();
+            .map(|l| (l.store_error.clone(), l.source_health.clone()))
+            .unwrap_or_default();
+        match (store_error, source_health) {
+            (Some(e), _) => self
+                .health
+                .set_degraded(format!("cannot write capture rows: {e}")),
+            (None, Some(Err(reason))) => self.health.set_degraded(reason),
+            _ => self.health.set_ready(),
         }
     }
 

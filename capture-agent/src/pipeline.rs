@@ -81,7 +81,7 @@ pub struct Pipeline {
     focus: Option<Open<FocusRow>>,
     away: Option<Away>,
     chunker: Chunker,
-    /// The last chunk closed at the cap, kept until what is
+    /// The last chunk closed at the cap, raw, kept until what is
     /// typed next is known: a secret typed across the cut is redacted with
     /// both halves in view.
     cut: Option<Cut>,
@@ -96,7 +96,10 @@ pub struct Pipeline {
 /// A chunk closed at the cap and what of it was emitted.
 #[derive(Debug, Clone)]
 struct Cut {
-    /// Redacted with the chunk before it in view, not yet with the next.
+    /// The raw text of the chunk before it, when that was cut at the cap
+    /// too (a secret may run into this one from there).
+    before: Option<String>,
+    /// The chunk, raw.
     row: ChunkRow,
     /// What was queued for it last.
     emitted: Option<String>,
@@ -355,7 +358,12 @@ impl Pipeline {
         // A cut with nothing typed after it yet goes out alone (and is
         // written again if what follows changes its redaction).
         if let Some(cut) = self.cut.as_mut().filter(|c| c.emitted.is_none()) {
-            let (text, _) = self.privacy.redact_split(&cut.row.text, "");
+            let prev = cut.before.as_deref().unwrap_or("");
+            let text = self
+                .privacy
+                .redact_parts(&[prev, &cut.row.text])
+                .pop()
+                .unwrap_or_default();
             cut.emitted = Some(text.clone());
             self.out.push(Row::Chunk(ChunkRow {
                 text,
@@ -391,33 +399,42 @@ impl Pipeline {
     }
 
     /// Redact a closed or open chunk and queue it, with the chunk it
-    /// continues when the cap cut them apart.
+    /// continues when the cap cut them apart (all of them raw, so a
+    /// pattern that matched one half alone still sees the other).
     fn emit_chunk(&mut self, c: ChunkRow) {
         let closed = c.flush_reason.is_some();
-        let at_cap = c.flush_reason == Some("cap");
-        let text = match self.cut.take() {
+        let (text, before) = match self.cut.take() {
             Some(mut cut) if cut.row.id + 1 == c.id => {
-                let (before, text) = self.privacy.redact_split(&cut.row.text, &c.text);
-                if cut.emitted.as_deref() != Some(before.as_str()) {
+                let prev = cut.before.as_deref().unwrap_or("");
+                let mut parts = self
+                    .privacy
+                    .redact_parts(&[prev, &cut.row.text, &c.text])
+                    .into_iter()
+                    .skip(1);
+                let cut_text = parts.next().unwrap_or_default();
+                let text = parts.next().unwrap_or_default();
+                if cut.emitted.as_deref() != Some(cut_text.as_str()) {
                     self.out.push(Row::Chunk(ChunkRow {
-                        text: before.clone(),
+                        text: cut_text.clone(),
                         ..cut.row.clone()
                     }));
-                    cut.emitted = Some(before);
+                    cut.emitted = Some(cut_text);
                 }
+                let before = Some(cut.row.text.clone());
                 if !closed {
                     // Still being typed: keep the cut in view.
                     self.cut = Some(cut);
                 }
-                text
+                (text, before)
             }
-            _ => self.privacy.redact(&c.text).into_owned(),
+            _ => (self.privacy.redact(&c.text).into_owned(), None),
         };
-        if at_cap {
-            // Held back until what follows is seen (the next checkpoint at
-            // the latest). What the chunk before it changed stays changed.
+        if c.flush_reason == Some("cap") {
+            // Held back, raw, until what follows is seen (the next
+            // checkpoint at the latest).
             self.cut = Some(Cut {
-                row: ChunkRow { text, ..c },
+                before,
+                row: c,
                 emitted: None,
             });
             return;
@@ -972,12 +989,24 @@ mod tests {
     #[test]
     fn a_secret_typed_across_the_cap_is_redacted_in_both_chunks() {
         let card = "4111 1111 1111 1111";
-        let privacy =
-            || Privacy::new(Vec::new(), vec![r"\b\d{4}(?:[ -]?\d{4}){3}\b".to_string()]).unwrap();
-        for lead in [
-            crate::chunker::CHUNK_CAP - 10,
-            crate::chunker::CHUNK_CAP - 1,
-        ] {
+        let privacy = || {
+            Privacy::new(
+                Vec::new(),
+                vec![
+                    r"\b\d{4}(?:[ -]?\d{4}){3}\b".to_string(),
+                    r"sk-[A-Za-z0-9]{20,}".to_string(),
+                ],
+            )
+            .unwrap()
+        };
+        let key = format!("sk-{}", "a1B2".repeat(10));
+        let cases = [
+            (crate::chunker::CHUNK_CAP - 10, card),
+            (crate::chunker::CHUNK_CAP - 1, card),
+            // Long enough to match before the cut, and running on after it.
+            (crate::chunker::CHUNK_CAP - 30, key.as_str()),
+        ];
+        for (lead, secret) in cases {
             // Keys one by one, each batch checkpointed as a commit would,
             // so the cut is seen both before and after the next key.
             let mut p = Pipeline::new(StreamSet::default(), privacy(), 1000, NextIds::default());
@@ -985,7 +1014,7 @@ mod tests {
                 at_ms: 0,
                 event: win("Code", "a.rs"),
             });
-            let typed = format!("{} {card} ok", "x".repeat(lead - 1));
+            let typed = format!("{} {secret} ok", "x".repeat(lead - 1));
             let mut all = Vec::new();
             for (i, ch) in typed.chars().enumerate() {
                 p.handle(TimedEvent {
@@ -1012,7 +1041,8 @@ mod tests {
                 "lead {lead}: {joined:?}"
             );
             assert!(
-                last.iter().all(|(_, t)| !t.contains("1111")),
+                last.iter()
+                    .all(|(_, t)| !t.contains("1111") && !t.contains("a1B2")),
                 "lead {lead}: {last:?}"
             );
             assert_eq!(last.len(), 2, "lead {lead}");

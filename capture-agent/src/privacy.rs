@@ -128,45 +128,63 @@ impl Privacy {
         if !self.redact.iter().any(|re| re.is_match(text)) {
             return Cow::Borrowed(text);
         }
-        Cow::Owned(self.redact_split(text, "").0)
+        Cow::Owned(self.redact_parts(&[text]).concat())
     }
 
-    /// `a` and `b` redacted as the one text `a` + `b` (a chunk cut at the
-    /// cap, and what was typed next), then split again where `a` ended. A
-    /// match spanning the cut is replaced whole and its replacement goes to
-    /// `a`'s side, so neither half keeps part of the secret.
-    pub fn redact_split(&self, a: &str, b: &str) -> (String, String) {
-        let mut text = format!("{a}{b}");
-        let mut cut = a.len();
+    /// `parts` redacted as the one text they make together (chunks cut at
+    /// the cap, in order), then split again where each part ended. A match
+    /// spanning a cut is replaced whole and its replacement goes to the
+    /// part where it began, so no part keeps a piece of the secret.
+    pub fn redact_parts(&self, parts: &[&str]) -> Vec<String> {
+        let mut text = parts.concat();
+        // Where each part but the last ends.
+        let mut cuts: Vec<usize> = parts
+            .iter()
+            .scan(0, |end, p| {
+                *end += p.len();
+                Some(*end)
+            })
+            .collect();
+        cuts.pop();
         for re in &self.redact {
             if !re.is_match(&text) {
                 continue;
             }
             let mut out = String::with_capacity(text.len());
-            let mut new_cut = None;
+            let mut moved: Vec<usize> = Vec::with_capacity(cuts.len());
             let mut last = 0;
             for caps in re.captures_iter(&text) {
                 let Some(m) = caps.get(0) else { continue };
-                if new_cut.is_none() && cut <= m.start() {
-                    new_cut = Some(out.len() + (cut - last));
+                // Cuts in the text before the match keep their offset in it.
+                while let Some(&c) = cuts.get(moved.len()).filter(|c| **c <= m.start()) {
+                    moved.push(out.len() + (c - last));
                 }
                 out.push_str(&text[last..m.start()]);
                 if re.captures_len() > 1 {
                     out.push_str(caps.get(1).map_or("", |g| g.as_str()));
                 }
                 out.push_str(REDACTED);
-                if new_cut.is_none() && cut < m.end() {
-                    new_cut = Some(out.len());
+                // Cuts inside the match go after its replacement.
+                while cuts.get(moved.len()).is_some_and(|c| *c < m.end()) {
+                    moved.push(out.len());
                 }
                 last = m.end();
             }
-            let new_cut = new_cut.unwrap_or_else(|| out.len() + (cut - last));
+            while let Some(&c) = cuts.get(moved.len()) {
+                moved.push(out.len() + (c - last));
+            }
             out.push_str(&text[last..]);
             text = out;
-            cut = new_cut;
+            cuts = moved;
         }
-        let b = text.split_off(cut);
-        (text, b)
+        let mut out = Vec::with_capacity(parts.len());
+        let mut start = 0;
+        for c in cuts {
+            out.push(text[start..c].to_owned());
+            start = c;
+        }
+        out.push(text[start..].to_owned());
+        out
     }
 
     /// The window with its title and URL redacted.
@@ -207,7 +225,7 @@ mod tests {
         for cut in 1..card.len() {
             let a = format!("pay with {}", &card[..cut]);
             let b = format!("{} today", &card[cut..]);
-            let (ra, rb) = p.redact_split(&a, &b);
+            let [ra, rb] = split(&p, &a, &b);
             assert_eq!(
                 format!("{ra}{rb}"),
                 "pay with [redacted] today",
@@ -223,22 +241,36 @@ mod tests {
             );
         }
         // Matches on one side only stay there; the rest is unchanged.
-        let (ra, rb) = p.redact_split("4111111111111111 and ", "then 4111111111111111");
+        let [ra, rb] = split(&p, "4111111111111111 and ", "then 4111111111111111");
         assert_eq!(
             (ra.as_str(), rb.as_str()),
             ("[redacted] and ", "then [redacted]")
         );
         assert_eq!(
-            p.redact_split("no", " secret"),
-            ("no".into(), " secret".into())
+            split(&p, "no", " secret"),
+            ["no".to_string(), " secret".to_string()]
         );
         // A capture group keeps its prefix, on the side the match began.
         let p = Privacy::default();
-        let (ra, rb) = p.redact_split("https://x.test/?tok", "en=abc&x=1");
+        let [ra, rb] = split(&p, "https://x.test/?tok", "en=abc&x=1");
         assert_eq!(
             (ra.as_str(), rb.as_str()),
             ("https://x.test/?token=[redacted]", "&x=1")
         );
+        // An open-ended pattern that matches the first part alone still
+        // takes the rest of the secret from the next; three parts (a key
+        // across two cuts) too.
+        let p = Privacy::new(Vec::new(), vec![r"sk-[A-Za-z0-9]{20,}".to_string()]).unwrap();
+        let key = format!("sk-{}", "a1B2".repeat(10));
+        let parts = p.redact_parts(&[&format!("key {}", &key[..30]), &key[30..], " ok"]);
+        assert_eq!(parts, ["key [redacted]", "", " ok"]);
+        let parts = p.redact_parts(&[&key[..10], &key[10..20], &format!("{} end", &key[20..])]);
+        assert_eq!(parts, ["[redacted]", "", " end"]);
+    }
+
+    fn split(p: &Privacy, a: &str, b: &str) -> [String; 2] {
+        let v = p.redact_parts(&[a, b]);
+        [v[0].clone(), v[1].clone()]
     }
 
     #[test]
