@@ -37,6 +37,26 @@ pub enum DbError {
     Task(String),
 }
 
+impl DbError {
+    /// Whether the file itself cannot be used (migrated by a newer build,
+    /// not a database, corrupt) rather than one operation failing: what
+    /// the worker's health reports until the person acts.
+    pub fn unusable_file(&self) -> bool {
+        let bad_file = |e: &rusqlite::Error| {
+            matches!(e, rusqlite::Error::SqliteFailure(f, _) if matches!(
+                f.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ))
+        };
+        match self {
+            DbError::Migrate(MigrateError::TooNew { .. }) => true,
+            DbError::Migrate(MigrateError::Sql { source, .. }) => bad_file(source),
+            DbError::Sql(e) => bad_file(e),
+            DbError::Task(_) => false,
+        }
+    }
+}
+
 /// Shared handle (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Db {

@@ -49,7 +49,7 @@ fn main() -> std::process::ExitCode {
             // A cowork.db it cannot use (migrated by a newer build, not a
             // database at all) stays unusable until the person acts: say
             // so in the worker's health, and write nothing to it.
-            Err(agent::executor::AgentError::Db(e)) => {
+            Err(agent::executor::AgentError::Db(e)) if e.unusable_file() => {
                 tracing::error!(error = %e, "cowork.db cannot be used");
                 ctx.health.set_degraded_part(DATABASE, e.to_string());
             }

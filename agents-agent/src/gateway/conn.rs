@@ -1,6 +1,7 @@
 //! What one gateway connection may cost us: at most [`MAX_CONNECTIONS`] at
 //! once (the rest refused at accept), [`HEADER_TIMEOUT`] to send a request
-//! head once its first byte arrived, [`IDLE_TIMEOUT`] of silence between
+//! head once its first byte arrived, [`BODY_TIMEOUT`] for its body,
+//! [`IDLE_TIMEOUT`] of silence between
 //! requests. The rule ([`Activity::verdict`]) is pure; [`Tracked`] feeds it
 //! from the socket and [`Busy`] from the request and its response body.
 
@@ -14,6 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub const MAX_CONNECTIONS: usize = 128;
 /// From a request's first byte to its last header line.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// From a request's head to the end of its (at most 16 MiB) body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Silence tolerated on a kept-alive connection with no request open.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// What an excess connection is told before it is closed.

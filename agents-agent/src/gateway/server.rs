@@ -72,9 +72,9 @@ struct Listening {
 struct Inner {
     db: Db,
     config: PathBuf,
-    /// Cloud providers' TLS client (local engines are dialled per call
-    /// at their checked address).
-    client: reqwest::Client,
+    /// Cloud providers' TLS client, or why there is none (local engines
+    /// are dialled per call at their checked address).
+    client: Result<reqwest::Client, String>,
     shutdown: CancellationToken,
     listening: Mutex<Option<Listening>>,
     error: Mutex<String>,
@@ -94,8 +94,9 @@ impl Gateway {
     /// A gateway keeping its settings in `db`, reading `[agents]` from
     /// `config`, stopping with `shutdown`.
     pub fn new(db: Db, config: PathBuf, shutdown: CancellationToken) -> Self {
-        // Cloud providers only; redirects are never followed.
-        let client = client::cloud_client().unwrap_or_default();
+        // Cloud providers only; redirects are never followed (no client,
+        // no cloud: a default one would follow them).
+        let client = client::cloud_client();
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -482,10 +483,22 @@ impl Gateway {
         if declared.is_some_and(|n| n > policy::MAX_BODY as u64) {
             return too_large();
         }
-        let body = match Limited::new(req.into_body(), policy::MAX_BODY)
-            .collect()
-            .await
-        {
+        let read = tokio::time::timeout(
+            conn::BODY_TIMEOUT,
+            Limited::new(req.into_body(), policy::MAX_BODY).collect(),
+        );
+        let Ok(read) = read.await else {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request body did not arrive within {:?}",
+                    conn::BODY_TIMEOUT
+                ),
+                "invalid_request_error",
+                "body_timeout",
+            );
+        };
+        let body = match read {
             Ok(b) => b.to_bytes(),
             Err(e) => {
                 return match e.downcast_ref::<http_body_util::LengthLimitError>() {
@@ -545,12 +558,20 @@ impl Gateway {
             base_url: up.base_url.clone(),
             api: ApiFamily::OpenAi,
             model: up.upstream_model.clone(),
-            transport: match &up.api_key {
-                None => Transport::Local,
-                Some(k) => Transport::Cloud {
-                    client: self.inner.client.clone(),
+            transport: match (&up.api_key, &self.inner.client) {
+                (None, _) => Transport::Local,
+                (Some(k), Ok(c)) => Transport::Cloud {
+                    client: c.clone(),
                     api_key: k.clone(),
                 },
+                (Some(_), Err(e)) => {
+                    return error(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("{} ({}) cannot be reached: {e}", up.owner, up.base_url),
+                        "server_error",
+                        "upstream_unreachable",
+                    )
+                }
             },
         };
         let url = format!("{}{path}", up.base_url);

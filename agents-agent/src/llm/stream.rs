@@ -84,6 +84,9 @@ fn engine_error(v: &serde_json::Value) -> Option<String> {
 pub struct SseDecoder {
     lines: Lines,
     data: Vec<String>,
+    /// Bytes held in `data` (kept, not summed, so a flood of short lines
+    /// costs linear time).
+    data_len: usize,
 }
 
 impl SseDecoder {
@@ -98,6 +101,7 @@ impl SseDecoder {
                 if self.data.is_empty() {
                     continue;
                 }
+                self.data_len = 0;
                 let data = std::mem::take(&mut self.data).join("\n");
                 if data.trim() == "[DONE]" {
                     out.done = true;
@@ -107,8 +111,8 @@ impl SseDecoder {
             } else if let Some(rest) = line.strip_prefix("data:") {
                 // One event's data lines are joined: bound their sum too,
                 // or an engine that never sends the blank line grows it.
-                let held: usize = self.data.iter().map(|d| d.len() + 1).sum();
-                if held + rest.len() > MAX_LINE {
+                self.data_len += rest.len() + 1;
+                if self.data_len > MAX_LINE {
                     return Err(StreamError::LineTooLong);
                 }
                 self.data

@@ -207,6 +207,7 @@ pub async fn fetch(
                     break 'urls;
                 }
                 Err(Attempt::Cancelled) => return Err(FetchError::Cancelled),
+                Err(Attempt::Refused(e)) => return Err(e),
                 Err(Attempt::Io(e)) => {
                     // The disk said no (full, read-only, quota): a partial
                     // file would only hold space the person needs back.
@@ -268,8 +269,11 @@ enum Attempt {
     Retry(String),
     /// This URL will not work (4xx, bad answer): try the next.
     NextUrl(String),
-    /// Local disk trouble: stop.
+    /// Local disk trouble: stop, and delete the partial file.
     Io(FetchError),
+    /// Refused before writing (no room to start): stop, keeping a partial
+    /// file for a later resume.
+    Refused(FetchError),
 }
 
 /// One ranged (or whole) GET of `url` appended to `tmp`. Returns the full
@@ -377,8 +381,18 @@ async fn transfer(
         })
     };
     let check_every = (job.floor / 4).clamp(256 << 10, SPACE_CHECK_EVERY);
-    space(start)?;
     let file = open_nofollow(tmp, !truncate).map_err(|e| Attempt::Io(io_err(tmp)(e)))?;
+    // No room to start: refused, and a partial that can resume is kept.
+    space(start).map_err(|e| match e {
+        Attempt::Io(e) => Attempt::Refused(match e {
+            FetchError::NoSpace(why) => FetchError::NoSpace(why.replace(
+                "; the partial download was deleted",
+                "; nothing was downloaded",
+            )),
+            e => e,
+        }),
+        e => e,
+    })?;
     let mut written = start;
     report.transferring(url, written, total, start);
     let mut writer = Writer::new(file);
@@ -396,7 +410,7 @@ async fn transfer(
                 written += bytes.len() as u64;
                 if let Some(t) = total.or(known) {
                     if written > t {
-                        drop(writer);
+                        writer.abandon().await;
                         let _ = fs::remove_file(tmp);
                         return Err(Attempt::NextUrl(format!(
                             "server sent more than the {t} bytes the file has"
@@ -405,7 +419,9 @@ async fn transfer(
                 }
                 if before / check_every != written / check_every {
                     if let Err(e) = space(written) {
-                        drop(writer);
+                        // The partial goes (see `fetch`) once nothing is
+                        // writing to it, so its space is back when we say so.
+                        writer.abandon().await;
                         return Err(e);
                     }
                 }
@@ -529,6 +545,11 @@ impl Writer {
             Ok(file)
         }));
         Ok(())
+    }
+
+    /// Stop: wait for the write under way, drop the rest unwritten.
+    async fn abandon(mut self) {
+        let _ = self.wait().await;
     }
 
     async fn finish(mut self) -> io::Result<()> {

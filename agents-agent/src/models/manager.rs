@@ -97,10 +97,21 @@ impl Downloads {
     /// Bytes kept free on the models directory's filesystem (read at each
     /// start: `[agents] free_space_floor_mib`, else the default rule).
     fn free_space_floor(&self) -> u64 {
-        let configured = crate::config::AgentsConfig::load(&self.inner.config)
-            .ok()
-            .and_then(|c| c.free_space_floor_mib);
-        let total = fetch::disk_space(&self.inner.root).map_or(0, |(_, t)| t);
+        let configured = match crate::config::AgentsConfig::load(&self.inner.config) {
+            Ok(c) => c.free_space_floor_mib,
+            Err(e) => {
+                tracing::warn!(error = %e, "config.toml unreadable: downloads keep the default free-space floor");
+                None
+            }
+        };
+        // Unknown size: the largest default, never none.
+        let total = match fetch::disk_space(&self.inner.root) {
+            Ok((_, t)) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the models directory's free space");
+                u64::MAX
+            }
+        };
         download::free_space_floor(configured, total)
     }
 

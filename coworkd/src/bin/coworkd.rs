@@ -138,6 +138,10 @@ async fn run(paths: CoworkPaths) -> Result<()> {
         .with_context(|| format!("cannot create {}", paths.home.display()))?;
     cowork_proto::logging::init(Some(&paths.log_file("coworkd")))
         .context("cannot open the coworkd log")?;
+    // Each client connection holds a connection to each worker it calls.
+    if let Err(e) = cowork_proto::worker::raise_fd_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
     let instance = InstanceLock::take(&paths)?;
     // From here on SIGTERM/SIGINT mean a graceful stop, even during boot.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

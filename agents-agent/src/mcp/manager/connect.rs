@@ -212,10 +212,24 @@ impl Manager {
 async fn list_tools(
     service: &rmcp::service::RunningService<rmcp::RoleClient, Handler>,
 ) -> Result<Vec<rmcp::model::Tool>, String> {
+    tokio::time::timeout(limits::LIST_TIMEOUT, list_pages(service))
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "the server did not finish listing its tools within {:?}",
+                limits::LIST_TIMEOUT
+            ))
+        })
+}
+
+async fn list_pages(
+    service: &rmcp::service::RunningService<rmcp::RoleClient, Handler>,
+) -> Result<Vec<rmcp::model::Tool>, String> {
     let mut all = Vec::new();
     let mut bytes = 0;
-    let mut cursor = None;
-    loop {
+    let mut cursor: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..limits::MAX_TOOL_PAGES {
         let page = service
             .list_tools(Some(
                 rmcp::model::PaginatedRequestParams::default().with_cursor(cursor),
@@ -230,10 +244,17 @@ async fn list_tools(
         all.extend(page.tools);
         limits::check_tools(all.len(), bytes)?;
         match page.next_cursor {
+            Some(c) if !seen.insert(c.clone()) => {
+                return Err(format!("the server's tool list repeats the page {c:?}"))
+            }
             Some(c) => cursor = Some(c),
             None => return Ok(all),
         }
     }
+    Err(format!(
+        "the server's tool list runs over {} pages",
+        limits::MAX_TOOL_PAGES
+    ))
 }
 
 /// Whether a connect failure says the server refused the credentials.

@@ -4,7 +4,8 @@
 //! [`inherited_env`]'s allow-list, plus the variables and secrets it was
 //! configured with (the cloud keys agents-agent may hold never reach it).
 //! One line it writes is at most [`MAX_LINE`] (then the connection is an
-//! error); its tool list at most [`MAX_TOOLS`] tools and [`MAX_TOOLS_BYTES`];
+//! error); its tool list at most [`MAX_TOOLS`] tools and [`MAX_TOOLS_BYTES`]
+//! in [`MAX_TOOL_PAGES`] pages within [`LIST_TIMEOUT`];
 //! a result's text at most [`MAX_RESULT_TEXT`]; an audit row's fields at
 //! most [`MAX_AUDIT_FIELD`], each cut with its original size recorded.
 
@@ -16,6 +17,10 @@ pub const MAX_LINE: usize = 16 << 20;
 pub const MAX_TOOLS: usize = 1000;
 /// Most bytes of tool definitions (JSON) one server may list.
 pub const MAX_TOOLS_BYTES: usize = 4 << 20;
+/// Most pages one tool list may come in.
+pub const MAX_TOOL_PAGES: usize = 100;
+/// How long listing every page may take.
+pub const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Longest text of one result kept.
 pub const MAX_RESULT_TEXT: usize = 1 << 20;
 /// Longest arguments or error text in one audit row.
