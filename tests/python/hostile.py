@@ -6,6 +6,8 @@ malicious engine, download server or MCP server can do.
                              307 to http://127.0.0.1:PORT/…
   hostile.py endless-line    the same engine; POST /v1/chat/completions
                              streams one SSE line that never ends
+  hostile.py endless-event   the same, streaming short `data:` lines of
+                             one event that never ends (no blank line)
   hostile.py zeros           GET /endless: chunked zeros without end;
                              GET /huge: Content-Length 1 TiB, then zeros
   hostile.py mcp-env         a stdio MCP server: tool "env" returns its
@@ -50,15 +52,18 @@ class Engine(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        # endless-line: one SSE data line that never ends.
+        # endless-line: one SSE data line that never ends; endless-event:
+        # one event of short data lines that never ends.
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        piece = MIB if self.mode == "endless-line" else b"data: x\n" * (1 << 16)
         try:
-            self.chunk(b"data: ")
+            if self.mode == "endless-line":
+                self.chunk(b"data: ")
             while True:
-                self.chunk(MIB)
+                self.chunk(piece)
         except (BrokenPipeError, ConnectionResetError):
             pass
 

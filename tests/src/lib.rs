@@ -425,21 +425,43 @@ pub fn proc_cpu_ticks(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// A running stand-in for Ollama (`tests/python/ollama_standin.py`; Ollama
-/// itself cannot run here), killed on drop.
-pub struct OllamaStandin {
-    /// The stand-in process.
+/// A Python peer of tests/python/ that prints its loopback port and
+/// serves until killed (on drop).
+pub struct PythonPeer {
+    /// The peer process.
     pub child: Child,
     /// Its port on 127.0.0.1.
     pub port: u16,
 }
 
-impl Drop for OllamaStandin {
+impl Drop for PythonPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
+
+impl PythonPeer {
+    /// Start `cmd` (its stdout piped here) and read the port it prints.
+    pub fn start(mut cmd: Command, what: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{what} printed {line:?}, not its port"));
+        Self { child, port }
+    }
+}
+
+/// A running stand-in for Ollama (`tests/python/ollama_standin.py`; Ollama
+/// itself cannot run here), killed on drop.
+pub type OllamaStandin = PythonPeer;
 
 /// Start the Ollama stand-in serving `models`, answering word by word
 /// every `delay_ms`, logging each request to `log` when given.
@@ -454,24 +476,16 @@ pub fn ollama_standin_with(
     log: Option<&Path>,
     env: &[(&str, &Path)],
 ) -> OllamaStandin {
-    use std::io::BufRead;
     let mut cmd = Command::new(python());
     cmd.envs(env.iter().copied());
     cmd.arg(repo_root().join("tests/python/ollama_standin.py"))
         .args(models)
         .env("STANDIN_DELAY_MS", delay_ms.to_string())
-        .stdout(Stdio::piped())
         .stderr(Stdio::null());
     if let Some(log) = log {
         cmd.env("STANDIN_LOG", log);
     }
-    let mut child = cmd.spawn().expect("start the Ollama stand-in");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    let port = line.trim().parse().expect("the stand-in prints its port");
-    OllamaStandin { child, port }
+    PythonPeer::start(cmd, "the Ollama stand-in")
 }
 
 /// Wait for the first text delta of a chat stream, run `kill` (the
@@ -758,19 +772,7 @@ pub fn random_file(path: &Path, len: usize, seed: u64) {
 
 /// The cloud provider stand-in (tests/python/cloud_standin.py), killed on
 /// drop.
-pub struct CloudStandin {
-    /// The stand-in process.
-    pub child: Child,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
-}
-
-impl Drop for CloudStandin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub type CloudStandin = PythonPeer;
 
 /// Start the cloud provider stand-in, logging requests to `log`.
 pub fn cloud_standin(log: &Path) -> CloudStandin {
@@ -780,61 +782,23 @@ pub fn cloud_standin(log: &Path) -> CloudStandin {
 /// [`cloud_standin`] answering with the reply in `reply` (JSON, read at
 /// each request) when given.
 pub fn cloud_standin_with(log: &Path, reply: Option<&Path>) -> CloudStandin {
-    use std::io::BufRead;
-    let mut child = Command::new(python())
-        .arg(repo_root().join("tests/python/cloud_standin.py"))
+    let mut cmd = Command::new(python());
+    cmd.arg(repo_root().join("tests/python/cloud_standin.py"))
         .arg(log)
-        .args(reply)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("cloud stand-in");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    CloudStandin {
-        port: line.trim().parse().expect("its port"),
-        child,
-    }
+        .args(reply);
+    PythonPeer::start(cmd, "the cloud stand-in")
 }
 
-/// One of tests/python/hostile.py's HTTP peers (a redirecting engine, an
-/// engine whose line never ends, a download server of endless zeros),
-/// killed on drop.
-pub struct Hostile {
-    /// The peer process.
-    pub child: Child,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
-}
-
-impl Drop for Hostile {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Start hostile.py in `mode` (with `args`) and read its port.
-pub fn hostile(mode: &str, args: &[&str]) -> Hostile {
-    use std::io::BufRead;
-    let mut child = Command::new(python())
-        .arg(repo_root().join("tests/python/hostile.py"))
+/// Start one of tests/python/hostile.py's HTTP peers (a redirecting
+/// engine, an engine whose line never ends, a download server of endless
+/// zeros) in `mode` with `args`.
+pub fn hostile(mode: &str, args: &[&str]) -> PythonPeer {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo_root().join("tests/python/hostile.py"))
         .arg(mode)
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start hostile.py");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    let port = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("hostile.py {mode} printed {line:?}, not a port"));
-    Hostile { child, port }
+        .stderr(Stdio::null());
+    PythonPeer::start(cmd, &format!("hostile.py {mode}"))
 }
 
 /// The command line of a stdio MCP server from hostile.py (`mcp-env`,
@@ -850,21 +814,40 @@ pub fn hostile_mcp(mode: &str) -> Vec<String> {
     ]
 }
 
-/// Record one row of the fault table (docs/RELIABILITY.md, rendered by
-/// scripts/reliability.py from target/faults/): the fault or hostile
-/// input, how many times it was tried, and what was lost ("nothing" is
-/// the only passing answer; a test records only after its assertions).
-pub fn record_fault(fault: &str, tries: u32, lost: &str) {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
+/// Where the fault suite's records go: `$CARGO_TARGET_DIR/faults` (or
+/// the workspace's `target/faults`).
+pub fn faults_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"))
-        .join("faults");
+        .map(|t| {
+            if t.is_relative() {
+                repo_root().join(t)
+            } else {
+                t
+            }
+        })
+        .unwrap_or_else(|| repo_root().join("target"));
+    target.join("faults")
+}
+
+/// Record the calling test's row of the fault table (docs/RELIABILITY.md,
+/// rendered by scripts/reliability.py from [`faults_dir`]): the fault or
+/// hostile input, how many times it was tried, and what was lost
+/// ("nothing" is the only passing answer). Call it after the assertions:
+/// a test that fails leaves no row, and the table marks it failed.
+pub fn record_fault(fault: &str, tries: u32, lost: &str) {
+    let dir = faults_dir();
     let _ = std::fs::create_dir_all(&dir);
-    let slug: String = fault
+    // libtest names each test's thread after the test.
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_owned();
+    let slug: String = test
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let row = serde_json::json!({"fault": fault, "tries": tries, "lost": lost,
+    let row = serde_json::json!({"test": test, "fault": fault, "tries": tries, "lost": lost,
         "at": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs()).unwrap_or(0)});
     let _ = std::fs::write(dir.join(format!("{slug}.json")), row.to_string());

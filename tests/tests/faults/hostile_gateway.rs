@@ -129,8 +129,20 @@ async fn eleven_hundred_idle_sockets_neither_exhaust_agents_agent_nor_stay_forev
         r#"{"timezone":"UTC"}"#,
     ]));
     assert!(t.contains("UTC"), "{t}");
+    drop(socks);
+    // The slots free up: a real request is served again.
+    wait_until(Duration::from_secs(10), "a slot free", || {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let _ = write!(
+            c,
+            "OPTIONS /v1/models HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out.starts_with("HTTP/1.1 204")
+    });
     // Half a request head is cut off after 10 s.
-    let mut slow = socks.remove(0);
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     slow.write_all(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(30)))
@@ -144,18 +156,6 @@ async fn eleven_hundred_idle_sockets_neither_exhaust_agents_agent_nor_stay_forev
         took >= Duration::from_secs(8) && took < Duration::from_secs(20),
         "closed after {took:?}"
     );
-    drop(socks);
-    // The slots free up: a real request is served again.
-    wait_until(Duration::from_secs(10), "a slot free", || {
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        let _ = write!(
-            c,
-            "OPTIONS /v1/models HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-        );
-        let mut out = String::new();
-        let _ = c.read_to_string(&mut out);
-        out.starts_with("HTTP/1.1 204")
-    });
     record_fault(
         "gateway: 1,100 idle connections from a local user",
         1100,
