@@ -6,6 +6,8 @@ use super::T;
 use cowork_e2e::*;
 use cowork_proto::pb::capture::{capture_client::CaptureClient, GetStatusRequest};
 use cowork_proto::pb::chat::{chat_client::ChatClient, SendMessageRequest};
+use cowork_proto::pb::mcp::{mcp_client::McpClient, CallToolRequest};
+use cowork_proto::pb::models::{models_client::ModelsClient, PullFile, PullRequest};
 use cowork_proto::pb::worker::{worker_client::WorkerClient, PingRequest};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -148,7 +150,8 @@ fn no_stale_locks(s: &Suite) {
 /// counts the calls that did not end within it.
 fn callers(
     s: &Suite,
-    chat: bool,
+    download: Option<String>,
+    mcp_answered: &Arc<AtomicU32>,
 ) -> (
     Arc<AtomicU32>,
     Arc<AtomicU32>,
@@ -156,11 +159,18 @@ fn callers(
 ) {
     let hung = Arc::new(AtomicU32::new(0));
     let calls = Arc::new(AtomicU32::new(0));
+    let answered = mcp_answered.clone();
     let stop = tokio_util::sync::CancellationToken::new();
     let channel = s.channel();
-    for n in 0..3 {
-        let (hung, calls, stop, channel) =
-            (hung.clone(), calls.clone(), stop.clone(), channel.clone());
+    for n in 0..6 {
+        let answered = answered.clone();
+        let (hung, calls, stop, channel, download) = (
+            hung.clone(),
+            calls.clone(),
+            stop.clone(),
+            channel.clone(),
+            download.clone(),
+        );
         tokio::spawn(async move {
             while !stop.is_cancelled() {
                 let t = Instant::now();
@@ -170,16 +180,45 @@ fn callers(
                         r.set_timeout(DEADLINE);
                         let _ = CaptureClient::new(channel.clone()).get_status(r).await;
                     }
-                    1 => {
+                    1 | 5 => {
                         let mut r = tonic::Request::new(PingRequest::default());
                         r.set_timeout(DEADLINE);
+                        let worker = if n == 1 { "agents" } else { "browser" };
                         r.metadata_mut().insert(
                             cowork_proto::grpc::WORKER_HEADER,
-                            "agents".parse().expect("ascii"),
+                            worker.parse().expect("ascii"),
                         );
                         let _ = WorkerClient::new(channel.clone()).ping(r).await;
                     }
-                    _ if chat => {
+                    3 => {
+                        let mut r = tonic::Request::new(CallToolRequest {
+                            server: "time".into(),
+                            tool: "get_current_time".into(),
+                            arguments_json: r#"{"timezone":"UTC"}"#.into(),
+                            ..Default::default()
+                        });
+                        r.set_timeout(DEADLINE);
+                        if McpClient::new(channel.clone()).call_tool(r).await.is_ok() {
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    4 => {
+                        let Some(url) = download.as_ref() else { return };
+                        // The same task each time: a restart resumes it.
+                        let mut r = tonic::Request::new(PullRequest {
+                            id: "big".into(),
+                            files: vec![PullFile {
+                                urls: vec![url.clone()],
+                                ..Default::default()
+                            }],
+                        });
+                        r.set_timeout(DEADLINE);
+                        if let Ok(st) = ModelsClient::new(channel.clone()).pull(r).await {
+                            let mut st = st.into_inner();
+                            while let Ok(Some(_)) = st.message().await {}
+                        }
+                    }
+                    2 => {
                         let mut r = tonic::Request::new(SendMessageRequest {
                             text: "one two three four five six seven eight".into(),
                             ..Default::default()
@@ -205,13 +244,21 @@ fn callers(
 
 async fn kill_rounds(worker: &str) {
     let engine = ollama_standin(&["standin-model"], 30, None);
+    let www = tempfile::tempdir().expect("www");
+    random_file(&www.path().join("big.bin"), 24 << 20, 7);
+    let sha = sha256sum(&www.path().join("big.bin"));
+    let web = Nginx::start(www.path(), "2m");
     let home = Suite::temp_home();
     let config = loaded_config(home.path(), engine.port);
     let s = Suite::start_in(home, &config);
     s.wait_state("capture", "running", T).await;
     s.wait_state("agents", "running", T).await;
+    add_time_server(&s);
     let home = s.home.path().to_path_buf();
-    let (hung, calls, stop) = callers(&s, true);
+    // Capture at full speed, chats streaming, MCP calls, a download and
+    // pings of every worker, all the time.
+    let mcp_answered = Arc::new(AtomicU32::new(0));
+    let (hung, calls, stop) = callers(&s, Some(web.url("slow/big.bin")), &mcp_answered);
     let binary = format!("{worker}-agent");
     for round in 0..ROUNDS {
         let w = s.wait_state(worker, "running", T).await;
@@ -237,12 +284,35 @@ async fn kill_rounds(worker: &str) {
     one_of(&home, &binary);
     no_stale_locks(&s);
     let c = Connection::open(home.join("cowork.db")).expect("db");
-    let ok: String = c
+    let integrity: String = c
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("check");
-    assert_eq!(ok, "ok");
+    assert_eq!(integrity, "ok");
+    // The download, killed and resumed again and again, ends whole.
+    let out = ok(&s.ctl(&[
+        "models",
+        "pull",
+        &web.url("slow/big.bin"),
+        "--id",
+        "big",
+        "--sha256",
+        &sha,
+    ]));
+    assert!(out.contains("SHA-256 verified"), "{out}");
+    eprintln!(
+        "{binary}: {} calls, {} MCP calls answered; the download: {}",
+        calls.load(Ordering::SeqCst),
+        mcp_answered.load(Ordering::SeqCst),
+        out.lines().last().unwrap_or_default()
+    );
+    assert!(
+        mcp_answered.load(Ordering::SeqCst) > 0,
+        "no MCP call was ever answered"
+    );
     record_fault(
-        &format!("kill -9 of {binary} under load (capture at full speed, chats streaming)"),
+        &format!(
+            "kill -9 of {binary} under load (capture at full speed, chats streaming, MCP calls, a download)"
+        ),
         ROUNDS,
         &format!(
             "nothing (no committed row lost, 0 of {} calls hung, no orphan, no stale lock)",
@@ -259,6 +329,11 @@ async fn kill_9_of_capture_agent_under_load_loses_nothing_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_agents_agent_under_load_loses_nothing_committed() {
     kill_rounds("agents").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_browser_agent_under_load_restarts_it_and_hangs_no_call() {
+    kill_rounds("browser").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
