@@ -99,6 +99,8 @@ pub struct AgentsConfig {
     pub local_context_tokens: u64,
     /// The local OpenAI-compatible API's settings.
     pub gateway: GatewayEntry,
+    /// The `llama-server` sessions Cowork runs itself.
+    pub llama: LlamaEntry,
     /// MiB a download keeps free on `$COWORK_HOME`'s filesystem, checked
     /// before and during the transfer (unset: 2 GiB or 5 % of the
     /// filesystem, whichever is smaller).
@@ -113,6 +115,46 @@ pub struct GatewayEntry {
     /// Host names besides 127.0.0.1, localhost and [::1] that may reach it
     /// (e.g. a name in /etc/hosts for 127.0.0.1).
     pub trusted_hosts: Vec<String>,
+}
+
+/// `[agents.llama]`: how Cowork runs `llama-server` sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlamaEntry {
+    /// The program (found on PATH unless a path is given).
+    pub server: String,
+    /// CPU threads per session (unset: llama-server's default).
+    pub threads: Option<u32>,
+    /// More arguments for every session (not host, port, key, model,
+    /// context or mode: those are Cowork's).
+    pub extra_args: Vec<String>,
+    /// Seconds without a request before a session is unloaded (0: never).
+    pub idle_unload_s: u64,
+    /// Models loaded at start.
+    pub autoload: Vec<AutoloadEntry>,
+}
+
+impl Default for LlamaEntry {
+    fn default() -> Self {
+        Self {
+            server: "llama-server".into(),
+            threads: None,
+            extra_args: Vec::new(),
+            idle_unload_s: 600,
+            autoload: Vec::new(),
+        }
+    }
+}
+
+/// `[[agents.llama.autoload]]`: a model loaded at start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoloadEntry {
+    /// A GGUF file (or a file under `$COWORK_HOME/models`).
+    pub model: String,
+    /// Serve embeddings instead of chat.
+    #[serde(default)]
+    pub embedding: bool,
 }
 
 /// `[agents.approval]`: the person's side of the tool approval policy.
@@ -147,6 +189,7 @@ impl Default for AgentsConfig {
             local_context_tokens: DEFAULT_LOCAL_CONTEXT,
             gateway: GatewayEntry::default(),
             free_space_floor_mib: None,
+            llama: LlamaEntry::default(),
         }
     }
 }
@@ -338,6 +381,38 @@ pub fn parse_preference(s: &str) -> Result<Preference, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn llama_sessions_settings_and_their_defaults() {
+        let c = AgentsConfig::parse("").unwrap();
+        assert_eq!(c.llama.server, "llama-server");
+        assert_eq!(c.llama.idle_unload_s, 600);
+        let c = AgentsConfig::parse(
+            "[agents.llama]\nserver = \"/opt/llama/llama-server\"\nthreads = 4\n\
+             extra_args = [\"--no-webui\"]\nidle_unload_s = 0\n\
+             [[agents.llama.autoload]]\nmodel = \"gemma.gguf\"\n\
+             [[agents.llama.autoload]]\nmodel = \"minilm.gguf\"\nembedding = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.llama.threads, Some(4));
+        assert_eq!(c.llama.idle_unload_s, 0);
+        assert_eq!(
+            c.llama.autoload,
+            vec![
+                AutoloadEntry {
+                    model: "gemma.gguf".into(),
+                    embedding: false
+                },
+                AutoloadEntry {
+                    model: "minilm.gguf".into(),
+                    embedding: true
+                },
+            ]
+        );
+        assert!(AgentsConfig::parse("[agents.llama]\nservr = \"x\"\n")
+            .unwrap_err()
+            .contains("servr"));
+    }
 
     #[test]
     fn parses_engines_and_overrides() {

@@ -5,11 +5,13 @@
 //! ([`tokens`]). Runtime: HTTP probes ([`probe`]), detection every 10 s
 //! ([`detect`]), the one OpenAI-compatible/Ollama client ([`client`]), the
 //! one resolver of "which engine or provider serves this call"
-//! ([`resolve`]), and `cowork.engines.v1.Engines` ([`service`]).
+//! ([`resolve`]), and `cowork.engines.v1.Engines` ([`service`]). Engines
+//! we run ourselves (`llama-server` sessions) are in [`managed`].
 
 pub mod client;
 pub mod detect;
 pub mod engines;
+pub mod managed;
 pub mod probe;
 pub mod providers;
 pub mod resolve;
