@@ -1,6 +1,6 @@
 //! Hostile inputs 6 and 7, and a full disk under capture.
 
-use super::T;
+use super::{SmallDisk, T};
 use cowork_e2e::*;
 use rusqlite::Connection;
 use std::path::Path;
@@ -141,17 +141,7 @@ async fn a_card_number_typed_across_the_1000_character_cap_is_redacted_in_both_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_capture_degrades_it_and_space_coming_back_resumes_it() {
-    let disk = tempfile::Builder::new()
-        .prefix("cowork-full-disk-")
-        .tempdir()
-        .expect("mount point");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs"])
-        .arg(disk.path())
-        .status()
-        .expect("mount");
-    assert!(mounted.success(), "mounting a tmpfs needs root");
-    let _unmount = Unmount(disk.path().to_path_buf());
+    let disk = SmallDisk::new(24);
     let home = tempfile::Builder::new()
         .prefix("home-")
         .tempdir_in(disk.path())
@@ -193,15 +183,4 @@ async fn a_full_disk_under_capture_degrades_it_and_space_coming_back_resumes_it(
         1,
         "nothing (degraded naming the reason; resumed; integrity_check ok; rows kept)",
     );
-}
-
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }

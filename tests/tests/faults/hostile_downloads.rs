@@ -1,58 +1,9 @@
 //! Hostile input 3: a download server that would fill the disk.
 
-use super::{said, T};
+use super::{said, SmallDisk, T};
 use cowork_e2e::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// A tmpfs of `mib` MiB mounted (as root) at a new directory, unmounted
-/// on drop.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn new(mib: u32) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("cowork-small-disk-")
-            .tempdir()
-            .expect("mount point");
-        let st = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={mib}m,mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .status()
-            .expect("run mount");
-        assert!(
-            st.success(),
-            "mounting a {mib} MiB tmpfs needs root (these fault tests run as root here)"
-        );
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn free_mib(&self) -> u64 {
-        let s = nix::sys::statvfs::statvfs(self.path()).expect("statvfs");
-        (s.blocks_available() * s.fragment_size()) >> 20
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 fn leftovers(models: &Path) -> Vec<String> {
     std::fs::read_dir(models)
@@ -70,36 +21,31 @@ async fn endless_and_oversized_bodies_stop_at_the_known_size_and_leave_nothing()
     let s = Suite::start("");
     s.wait_state("agents", "running", T).await;
     let models = s.paths.models_dir();
+    // `models pull` of `path`, known to be 1 MiB: it fails; what it said.
+    let pull_mib = |path: &str| {
+        let o = s.ctl(&[
+            "models",
+            "pull",
+            &format!("http://127.0.0.1:{}/{path}", zeros.port),
+            "--size",
+            "1048576",
+            "--name",
+            &format!("{path}.bin"),
+        ]);
+        let out = said(&o);
+        assert!(!o.status.success(), "{out}");
+        out
+    };
     // A huge Content-Length is refused before a byte is written.
     let t = Instant::now();
-    let huge = s.ctl(&[
-        "models",
-        "pull",
-        &format!("http://127.0.0.1:{}/huge", zeros.port),
-        "--size",
-        "1048576",
-        "--name",
-        "huge.bin",
-    ]);
-    let out = said(&huge);
-    assert!(!huge.status.success(), "{out}");
+    let out = pull_mib("huge");
     assert!(
         out.contains("announces") && out.contains("1048576"),
         "{out}"
     );
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     // An endless body stops just past the known size.
-    let endless = s.ctl(&[
-        "models",
-        "pull",
-        &format!("http://127.0.0.1:{}/endless", zeros.port),
-        "--size",
-        "1048576",
-        "--name",
-        "endless.bin",
-    ]);
-    let out = said(&endless);
-    assert!(!endless.status.success(), "{out}");
+    let out = pull_mib("endless");
     assert!(out.contains("more than the 1048576 bytes"), "{out}");
     assert!(leftovers(&models).is_empty(), "{:?}", leftovers(&models));
     record_fault(

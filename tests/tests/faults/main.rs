@@ -67,3 +67,52 @@ pub fn said(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// A tmpfs of `mib` MiB mounted (as root) at a new directory, unmounted
+/// on drop.
+pub struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn new(mib: u32) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cowork-small-disk-")
+            .tempdir()
+            .expect("mount point");
+        let st = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            st.success(),
+            "mounting a {mib} MiB tmpfs needs root (these fault tests run as root here)"
+        );
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn free_mib(&self) -> u64 {
+        let s = nix::sys::statvfs::statvfs(self.path()).expect("statvfs");
+        (s.blocks_available() * s.fragment_size()) >> 20
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
