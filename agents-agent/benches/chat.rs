@@ -1,5 +1,5 @@
 //! Chat through the suite vs straight to the engine, in the same run:
-//! time to first token and tokens/s against llama-cpp-python's server with
+//! time to first token and tokens/s against llama.cpp's llama-server with
 //! Gemma 3 270M (installed by scripts/test.sh). The direct baseline uses
 //! the same HTTP client agents-agent uses, in this process, without
 //! coworkd, agents-agent, the router, the database or context.
@@ -28,7 +28,7 @@ async fn direct(port: u16) -> (Duration, f64, usize) {
         base_url: format!("http://127.0.0.1:{port}/v1"),
         api: ApiFamily::OpenAi,
         model: "gemma3-270m".into(),
-        transport: Transport::Local,
+        transport: Transport::Local { session: None },
     };
     let call =
         tokio::spawn(async move { stream_chat(&target, &msgs, Some(MAX_TOKENS), &tx).await });

@@ -3,7 +3,8 @@
 //! streamed answers, usage), `cowork.engines.v1.Engines` (local engine
 //! detection), `cowork.mcp.v1.Mcp` (MCP servers and tools),
 //! `cowork.agents.v1.Agents` (agent operations and tool approvals),
-//! `cowork.models.v1.Models` (model downloads, fit checks, hardware) and
+//! `cowork.models.v1.Models` (model downloads, fit checks, hardware, and
+//! the llama-server sessions it runs itself) and
 //! `cowork.gateway.v1.Gateway` (the local OpenAI-compatible API).
 //! Reports itself degraded while no model engine can answer, or while
 //! cowork.db cannot be used (e.g. it was migrated by a newer build).
@@ -18,7 +19,16 @@ fn main() -> std::process::ExitCode {
     cowork_proto::worker::main("agents", |ctx, routes| {
         let config = ctx.paths.config_file();
         agents_agent::secrets::set_scope(&ctx.paths.home);
-        let watch = llm::detect::EngineWatch::new(config.clone(), ctx.health.clone());
+        // The llama-server sessions we run ourselves: preferred by chat,
+        // agents and the gateway; ended when the worker stops.
+        let sessions = llm::managed::sessions::Sessions::new(
+            config.clone(),
+            ctx.paths.locks_dir.clone(),
+            ctx.shutdown.clone(),
+        );
+        sessions.spawn_idle_watch();
+        let watch =
+            llm::detect::EngineWatch::new(config.clone(), ctx.health.clone(), sessions.clone());
         watch.clone().spawn(ctx.shutdown.clone());
         let resolver = llm::resolve::Resolver::new(config.clone(), watch);
         let db = db::Db::new(ctx.paths.home.join("cowork.db"), schema::OWNERS);
@@ -34,8 +44,15 @@ fn main() -> std::process::ExitCode {
             config.clone(),
             ctx.shutdown.clone(),
         );
-        let gateway =
-            gateway::server::Gateway::new(db.clone(), config.clone(), ctx.shutdown.clone());
+        let gateway = gateway::server::Gateway::new(
+            db.clone(),
+            config.clone(),
+            ctx.shutdown.clone(),
+            sessions.clone(),
+        );
+        let checker = models::check::Checker::new(config.clone(), ctx.paths.models_dir());
+        let loader =
+            models::load::Loader::new(checker.clone(), downloads.clone(), sessions.clone());
         let agents =
             agent::executor::Agents::new(db.clone(), config.clone(), mcp.clone(), resolver);
         // Before serving: cowork.db is opened and migrated (a file it
@@ -58,6 +75,12 @@ fn main() -> std::process::ExitCode {
         let sweep = mcp.sweep_orphans();
         let resumer = downloads.clone();
         let restorer = gateway.clone();
+        let (autoloader, autoload_config) = (loader.clone(), config.clone());
+        tokio::spawn(async move {
+            // Servers a killed agents-agent left are reaped, then the
+            // configured models load.
+            autoloader.autoload(&autoload_config).await;
+        });
         tokio::spawn(async move {
             // The local API comes back on if the person left it on.
             restorer.restore().await;
@@ -88,13 +111,10 @@ fn main() -> std::process::ExitCode {
                 gateway::service::GatewayService::new(gateway),
             ))
             .add_service(pb::models::models_server::ModelsServer::new(
-                models::service::ModelsService::new(
-                    downloads,
-                    models::check::Checker::new(config.clone(), ctx.paths.models_dir()),
-                ),
+                models::service::ModelsService::new(downloads, checker, loader),
             ))
             .add_service(pb::engines::engines_server::EnginesServer::new(
-                llm::service::EnginesService::new(config),
+                llm::service::EnginesService::new(config, sessions),
             ))
     })
 }

@@ -1,5 +1,7 @@
-//! Small helpers every domain uses: the clock and ids. Imports no domain.
+//! Small helpers every domain uses: the clock, ids, random keys and the
+//! environment our child processes inherit. Imports no domain.
 
+use std::ffi::OsString;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Now, Unix ms.
@@ -22,9 +24,46 @@ pub fn new_id(prefix: &str) -> String {
     )
 }
 
+/// A fresh secret key, `<prefix>-` and 48 hex digits from the OS's
+/// random source.
+pub fn random_key(prefix: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(format!(
+        "{prefix}-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    ))
+}
+
+/// Variables a child process (an MCP server, a `llama-server`) inherits
+/// from agents-agent: what a program needs to run and find its files
+/// (`PATH`, `HOME`, `LANG`, `TZ`, `TMPDIR`, `LC_*`, `XDG_*`), plus those
+/// `also` accepts; nothing that may hold a credential.
+pub fn inherited_env(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+    also: impl Fn(&str) -> bool,
+) -> Vec<(OsString, OsString)> {
+    const EXACT: &[&str] = &["PATH", "HOME", "LANG", "TZ", "TMPDIR"];
+    vars.into_iter()
+        .filter(|(k, _)| {
+            k.to_str().is_some_and(|k| {
+                EXACT.contains(&k) || k.starts_with("LC_") || k.starts_with("XDG_") || also(k)
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_fresh_and_long() {
+        let (a, b) = (random_key("k").unwrap(), random_key("k").unwrap());
+        assert!(a.starts_with("k-") && a.len() == 2 + 48);
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn ids_are_unique_and_prefixed() {

@@ -6,7 +6,8 @@
 //! (parsing). Runtime: [`supervisor`] drives worker processes, [`relay`]
 //! serves the public socket, [`system_service`] adapts the System proto.
 
-pub mod backoff;
+/// The restart policy (shared with agents-agent's llama-server sessions).
+pub use cowork_proto::backoff;
 pub mod config;
 pub mod relay;
 pub mod route;

@@ -8,6 +8,7 @@
 //! names and status fields ([`status`]), gRPC helpers ([`grpc`]), logging
 //! ([`logging`]) and the skeleton every worker binary runs ([`worker`]).
 
+pub mod backoff;
 pub mod grpc;
 pub mod lockfile;
 pub mod logging;

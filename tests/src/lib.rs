@@ -521,9 +521,10 @@ pub async fn error_after_kill(
     Some(error.expect("an error chunk after the kill"))
 }
 
-/// llama-cpp-python's OpenAI-compatible server with the Gemma 3 270M model
-/// from PyPI (scripts/test.sh installs both) on a loopback port, killed on
-/// drop: the REAL local engine of the chat and agent tests.
+/// llama.cpp's own `llama-server` (built by scripts/peers.sh from the
+/// llama.cpp source in the llama-cpp-python 0.3.36 sdist) started BY HAND
+/// on a loopback port, killed on drop: the REAL local engine of the chat,
+/// agent and gateway tests that need an engine someone else runs.
 pub struct LlamaServer {
     /// The server process.
     pub child: Child,
@@ -538,51 +539,99 @@ impl Drop for LlamaServer {
     }
 }
 
-/// The Gemma 3 270M model file. scripts/peers.sh assembles it once, before
-/// any test runs, and sets `COWORK_TEST_GEMMA`; tests only read the path.
-pub fn gemma_model_path() -> String {
-    match std::env::var("COWORK_TEST_GEMMA") {
+fn peer_file(var: &str, what: &str) -> String {
+    match std::env::var(var) {
         Ok(p) if Path::new(&p).is_file() => p,
-        Ok(p) => panic!("COWORK_TEST_GEMMA={p} is not a file: run scripts/peers.sh again"),
+        Ok(p) => panic!("{var}={p} is not a file: run scripts/peers.sh again"),
         Err(_) => panic!(
-            "COWORK_TEST_GEMMA is not set: run the suite through scripts/test.sh, \
-             whose install step (scripts/peers.sh) assembles the model and sets it"
+            "{var} is not set: run the suite through scripts/test.sh, \
+             whose install step (scripts/peers.sh) provides {what} and sets it"
         ),
     }
 }
 
-/// Start the llama.cpp server (`extra`: more server arguments) and wait
-/// for its port.
-pub fn start_llama(extra: &[&str]) -> LlamaServer {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
+/// The Gemma 3 270M model file. scripts/peers.sh assembles it once, before
+/// any test runs, and sets `COWORK_TEST_GEMMA`; tests only read the path.
+pub fn gemma_model_path() -> String {
+    peer_file("COWORK_TEST_GEMMA", "the Gemma 3 270M model")
+}
+
+/// The all-MiniLM-L6-v2 embedding model as GGUF (scripts/peers.sh converts
+/// it with scripts/st2gguf_bert.py and sets `COWORK_TEST_MINILM`).
+pub fn minilm_model_path() -> String {
+    peer_file("COWORK_TEST_MINILM", "the all-MiniLM-L6-v2 GGUF")
+}
+
+/// The `llama-server` binary scripts/peers.sh built
+/// (`COWORK_TEST_LLAMA_SERVER`).
+pub fn llama_server_path() -> String {
+    peer_file("COWORK_TEST_LLAMA_SERVER", "llama.cpp's llama-server")
+}
+
+/// Does `GET /health` on 127.0.0.1:`port` answer 200? (llama-server
+/// answers 503 while it loads its model.)
+pub fn llama_health_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
     };
-    let child = Command::new(python())
-        .args([
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            &gemma_model_path(),
-            "--model_alias",
-            "gemma3-270m",
-            "--chat_format",
-            "gemma",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--n_ctx",
-            "1024",
-        ])
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+/// Start `llama-server` by hand for Gemma 3 270M as `gemma3-270m` with
+/// the gemma chat template and a 1024-token context (`extra`: more server
+/// arguments), and wait until it is ready.
+pub fn start_llama(extra: &[&str]) -> LlamaServer {
+    let mut args = vec!["--chat-template", "gemma", "--ctx-size", "1024"];
+    args.extend_from_slice(extra);
+    start_llama_model(&gemma_model_path(), "gemma3-270m", &args)
+}
+
+/// Start `llama-server` by hand for `model` answering as `alias`, and
+/// wait until `/health` answers 200.
+pub fn start_llama_model(model: &str, alias: &str, extra: &[&str]) -> LlamaServer {
+    let port = free_port();
+    let child = Command::new(llama_server_path())
+        .args(["--model", model, "--alias", alias, "--host", "127.0.0.1"])
+        .args(["--port", &port.to_string()])
         .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start llama-server");
+    let engine = LlamaServer { child, port };
+    wait_until(Duration::from_secs(120), "llama-server ready", || {
+        llama_health_ok(port)
+    });
+    engine
+}
+
+/// llama-cpp-python's OpenAI-compatible server with Gemma 3 270M as
+/// `gemma3-270m`, for the agent tests: its chat format forces a NAMED tool
+/// call (`tool_choice: {"type": "function", ...}`), which llama-server
+/// does not (it takes only "auto", "none" and "required").
+pub fn start_llama_cpp_python() -> LlamaServer {
+    let port = free_port();
+    let child = Command::new(python())
+        .args(["-m", "llama_cpp.server", "--model", &gemma_model_path()])
+        .args(["--model_alias", "gemma3-270m", "--chat_format", "gemma"])
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--n_ctx", "1024"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start llama_cpp.server");
     let engine = LlamaServer { child, port };
-    wait_until(Duration::from_secs(120), "llama.cpp server", || {
+    wait_until(Duration::from_secs(120), "llama_cpp.server", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     engine
@@ -859,6 +908,30 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// The body of a whole HTTP/1.1 response as [`post_json`] returns it
+/// (headers cut off, a chunked body joined).
+pub fn response_body(response: &str) -> String {
+    let Some((head, body)) = response.split_once("\r\n\r\n") else {
+        return String::new();
+    };
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return body.to_owned();
+    }
+    let (mut out, mut rest) = (String::new(), body);
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 /// POST `body` to `path` with `key`: (status, response).

@@ -1,4 +1,4 @@
-//! Agent operations end to end with REAL parts: the llama.cpp server with
+//! Agent operations end to end with REAL parts: llama-cpp-python's server with
 //! Gemma 3 270M asks for a tool call in the OpenAI tool-calling format
 //! (the first call forced with tool_choice, as a model this small needs),
 //! the call goes to the real `mcp-server-time` over stdio, under the
@@ -32,7 +32,7 @@ fn json(o: &Output) -> Value {
 }
 
 async fn with_time_server(approval: &str) -> (LlamaServer, Suite) {
-    let engine = start_llama(&[]);
+    let engine = start_llama_cpp_python();
     let suite = Suite::start(&config(engine.port, approval));
     suite.wait_state("agents", "running", T).await;
     wait_until(T, "the engine to be detected", || {

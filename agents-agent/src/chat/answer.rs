@@ -77,9 +77,11 @@ impl Chat {
         let model_id = decision.target.model_id().to_owned();
         let target = match &decision.refusal {
             Some(r) => Err(r.to_string()),
-            None => self
-                .resolver
-                .target(&decision.target, local.as_ref(), &detected.cloud),
+            None => {
+                self.resolver
+                    .target(&decision.target, local.as_ref(), &detected.cloud)
+                    .await
+            }
         };
         let _ = out
             .send(Ok(Event::Route(Route {
@@ -91,6 +93,11 @@ impl Chat {
                 message_id: message_id.clone(),
                 ask_id: opened.ask_id.clone(),
                 engine: target.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+                reload_ms: target
+                    .as_ref()
+                    .ok()
+                    .and_then(|t| t.reloaded())
+                    .map(|d| d.as_millis() as u64),
             })))
             .await;
         let mut answer = MessageRow {

@@ -60,6 +60,9 @@ pub struct Route {
     pub ask_id: String,
     /// The engine instance or provider answering ("" when none can).
     pub engine: String,
+    /// How long the answer waited for its session's server to start
+    /// again (it had been unloaded for idleness, or crashed).
+    pub reload_ms: Option<u64>,
 }
 
 /// One piece of a streamed answer, in order: a route, deltas and usage,

@@ -49,6 +49,7 @@ fn chunk(e: Event) -> ChatChunk {
             message_id: r.message_id,
             ask_id: r.ask_id,
             engine: r.engine,
+            reload_ms: r.reload_ms,
         }),
         Event::Delta(text) => Chunk::Delta(TextDelta { text }),
         Event::Usage(prompt_tokens, completion_tokens) => Chunk::Usage(Usage {

@@ -154,6 +154,9 @@ pub struct Upstream {
     pub upstream_model: String,
     /// The key to send (cloud providers only).
     pub api_key: Option<String>,
+    /// The managed session serving it (leased per request: its port and
+    /// key change when it is started again).
+    pub session: Option<String>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -164,6 +167,7 @@ impl std::fmt::Debug for Upstream {
             .field("base_url", &self.base_url)
             .field("upstream_model", &self.upstream_model)
             .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
+            .field("session", &self.session)
             .finish()
     }
 }

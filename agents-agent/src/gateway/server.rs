@@ -9,6 +9,7 @@ use crate::config::AgentsConfig;
 use crate::db::Db;
 use crate::llm::client::{self, ChatTarget, Transport};
 use crate::llm::engines::{ApiFamily, Health};
+use crate::llm::managed::sessions::Sessions;
 use crate::llm::tier::TIERS;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
@@ -82,6 +83,7 @@ struct Inner {
     key: Mutex<Option<String>>,
     routes: tokio::sync::Mutex<Option<(Instant, Upstreams)>>,
     trusted: Mutex<Option<(Instant, Vec<String>)>>,
+    sessions: Sessions,
 }
 
 /// The gateway (cheap to clone).
@@ -92,8 +94,9 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway keeping its settings in `db`, reading `[agents]` from
-    /// `config`, stopping with `shutdown`.
-    pub fn new(db: Db, config: PathBuf, shutdown: CancellationToken) -> Self {
+    /// `config`, serving the probed engines, the cloud tiers and our
+    /// `sessions`, stopping with `shutdown`.
+    pub fn new(db: Db, config: PathBuf, shutdown: CancellationToken, sessions: Sessions) -> Self {
         // Cloud providers only; redirects are never followed (no client,
         // no cloud: a default one would follow them).
         let client = client::cloud_client();
@@ -109,6 +112,7 @@ impl Gateway {
                 key: Mutex::new(None),
                 routes: tokio::sync::Mutex::new(None),
                 trusted: Mutex::new(None),
+                sessions,
             }),
         }
     }
@@ -323,7 +327,21 @@ impl Gateway {
             return Upstreams::default();
         };
         let probed = crate::llm::probe::probe_all(cfg.instances()).await;
-        let mut out = Vec::new();
+        // Our sessions first: an id both serve goes to the session.
+        let mut out: Vec<Upstream> = self
+            .inner
+            .sessions
+            .list()
+            .into_iter()
+            .map(|i| Upstream {
+                id: i.session.alias.clone(),
+                owner: i.session.engine_key(),
+                base_url: i.session.base_url(),
+                upstream_model: i.session.alias.clone(),
+                api_key: None,
+                session: Some(i.session.id),
+            })
+            .collect();
         for p in probed.into_iter().filter(|p| p.health == Health::Up) {
             for m in &p.models {
                 out.push(Upstream {
@@ -332,6 +350,7 @@ impl Gateway {
                     base_url: policy::openai_base(&p.instance.base_url, p.instance.api),
                     upstream_model: m.clone(),
                     api_key: None,
+                    session: None,
                 });
             }
         }
@@ -348,6 +367,7 @@ impl Gateway {
                         base_url: r.base_url.trim_end_matches('/').into(),
                         upstream_model: model.into(),
                         api_key: Some(r.api_key.clone()),
+                        session: None,
                     });
                 }
             }
@@ -553,13 +573,31 @@ impl Gateway {
         } else {
             body
         };
+        let mut up = up;
+        let lease = match &up.session {
+            None => None,
+            Some(id) => match self.inner.sessions.lease_id(id).await {
+                Ok(l) => {
+                    up.base_url = l.base_url.trim_end_matches('/').to_owned();
+                    Some(Arc::new(l))
+                }
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("{} cannot serve: {e}", up.owner),
+                        "server_error",
+                        "upstream_unreachable",
+                    )
+                }
+            },
+        };
         let target = ChatTarget {
             name: up.owner.clone(),
             base_url: up.base_url.clone(),
             api: ApiFamily::OpenAi,
             model: up.upstream_model.clone(),
             transport: match (&up.api_key, &self.inner.client) {
-                (None, _) => Transport::Local,
+                (None, _) => Transport::Local { session: lease },
                 (Some(k), Ok(c)) => Transport::Cloud {
                     client: c.clone(),
                     api_key: k.clone(),
@@ -603,6 +641,8 @@ impl Gateway {
         let mut upstream = reply.body;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
         tokio::spawn(async move {
+            // A session is in use until its answer has been passed on.
+            let _in_use = target;
             while let Some(chunk) = upstream.next().await {
                 let frame = chunk.map(Frame::data).map_err(std::io::Error::other);
                 let failed = frame.is_err();
@@ -667,11 +707,5 @@ fn error(status: StatusCode, message: &str, kind: &str, code: &str) -> Response<
 
 /// A new random key: `cowork-` and 48 hex digits from the OS's CSPRNG.
 fn new_key() -> std::io::Result<String> {
-    use std::io::Read;
-    let mut b = [0u8; 24];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(format!(
-        "cowork-{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    ))
+    crate::util::random_key("cowork")
 }

@@ -43,12 +43,28 @@ pub struct ChatTarget {
     pub transport: Transport,
 }
 
+impl ChatTarget {
+    /// How long this request waited for its session's server to start
+    /// (it had been unloaded for idleness, or crashed); None otherwise.
+    pub fn reloaded(&self) -> Option<std::time::Duration> {
+        match &self.transport {
+            Transport::Local { session: Some(l) } => l.reloaded,
+            _ => None,
+        }
+    }
+}
+
 /// How a [`ChatTarget`] is reached.
 #[derive(Clone)]
 pub enum Transport {
     /// A local or LAN engine over plain HTTP/1.1, the resolved address
-    /// checked against the SSRF rule.
-    Local,
+    /// checked against the SSRF rule. A session we run ourselves comes
+    /// with its lease: its key is sent as `Authorization: Bearer`, and it
+    /// is not unloaded for idleness while the request holds it.
+    Local {
+        /// The managed session's lease (None: an engine someone else runs).
+        session: Option<std::sync::Arc<super::managed::sessions::Lease>>,
+    },
     /// A cloud provider: `Authorization: Bearer <key>` through a shared
     /// TLS client (redirects off, so the key goes nowhere else).
     Cloud {
@@ -62,7 +78,8 @@ pub enum Transport {
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Transport::Local => "Local",
+            Transport::Local { session: None } => "Local",
+            Transport::Local { session: Some(_) } => "Local { session: <lease> }",
             Transport::Cloud { .. } => "Cloud { api_key: <hidden> }",
         })
     }
@@ -181,7 +198,7 @@ pub fn request_body(
 pub async fn post(target: &ChatTarget, url: &str, body: String) -> Result<Reply, String> {
     let base = &target.base_url;
     match &target.transport {
-        Transport::Local => {
+        Transport::Local { session } => {
             let (mut send, uri, conn) =
                 tokio::time::timeout(CONNECT_TIMEOUT, super::probe::connect_local(url))
                     .await
@@ -197,7 +214,12 @@ pub async fn post(target: &ChatTarget, url: &str, body: String) -> Result<Reply,
                 .header(
                     http::header::ACCEPT,
                     "text/event-stream, application/x-ndjson, application/json",
-                )
+                );
+            let req = match session {
+                Some(l) => req.header(http::header::AUTHORIZATION, format!("Bearer {}", l.api_key)),
+                None => req,
+            };
+            let req = req
                 .body(http_body_util::Full::new(bytes::Bytes::from(body)))
                 .map_err(|e| e.to_string())?;
             let resp = send
@@ -258,7 +280,7 @@ pub async fn stream_chat(
     };
     let body = request_body(target.api, &target.model, messages, max_tokens).to_string();
     let who = match target.transport {
-        Transport::Local => "engine",
+        Transport::Local { .. } => "engine",
         Transport::Cloud { .. } => "provider",
     };
     let Reply {

@@ -6,6 +6,9 @@
 //! nothing can answer, and keeps serving everything else.
 
 use super::engines::{choose, ApiFamily, Health};
+use super::managed::registry::Session;
+use super::managed::sessions::Sessions;
+use super::managed::Mode;
 use super::probe::{probe_all, Probed};
 use super::providers::ReadyProvider;
 use crate::config::AgentsConfig;
@@ -34,6 +37,22 @@ pub struct LocalEngine {
     pub key: String,
     /// The model used (its first listed model).
     pub model: String,
+    /// The managed session's id, when we run this engine ourselves.
+    pub session: Option<String>,
+}
+
+impl LocalEngine {
+    /// The engine a loaded session is (`managed:<alias>`).
+    pub fn of_session(s: &Session) -> Self {
+        Self {
+            base_url: s.base_url(),
+            api: ApiFamily::OpenAi,
+            engine: "llama-server".into(),
+            key: s.engine_key(),
+            model: s.alias.clone(),
+            session: Some(s.id.clone()),
+        }
+    }
 }
 
 /// One detection's result.
@@ -69,40 +88,63 @@ impl Detected {
 pub struct EngineWatch {
     config: PathBuf,
     health: HealthHandle,
+    sessions: Sessions,
     last: Arc<Mutex<Option<Detected>>>,
 }
 
 impl EngineWatch {
-    /// Watch the engines `config` declares, reporting to `health`.
-    pub fn new(config: PathBuf, health: HealthHandle) -> Self {
+    /// Watch the engines `config` declares and the `sessions` we run,
+    /// reporting to `health`.
+    pub fn new(config: PathBuf, health: HealthHandle, sessions: Sessions) -> Self {
         Self {
             config,
             health,
+            sessions,
             last: Default::default(),
         }
     }
 
+    /// The sessions we run.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
     /// The latest detection; detects now when there is none yet or when
     /// the last one found no local engine (one may have just started).
+    /// A loaded chat session is preferred over probed engines, for chats
+    /// and background jobs alike.
     pub async fn current(&self) -> Detected {
         let last = self.last.lock().ok().and_then(|g| g.clone());
         match last {
-            Some(d) if d.main.is_some() => d,
+            Some(d) if d.main.is_some() || self.sessions.serving(Mode::Chat).is_some() => {
+                self.with_sessions(d)
+            }
             _ => self.refresh().await,
         }
+    }
+
+    /// The probed engines, with the loaded chat session (if any) in front;
+    /// health follows.
+    fn with_sessions(&self, mut d: Detected) -> Detected {
+        if let Some(s) = self.sessions.serving(Mode::Chat) {
+            let e = LocalEngine::of_session(&s);
+            d.main = Some(e.clone());
+            d.background = Some(e);
+        }
+        match d.degraded_reason() {
+            Some(r) => self.health.set_degraded(r),
+            None => self.health.set_ready(),
+        }
+        d
     }
 
     /// Detect now, remember the result and report health.
     pub async fn refresh(&self) -> Detected {
         let d = detect(&self.config).await;
-        match d.degraded_reason() {
-            Some(r) => self.health.set_degraded(r),
-            None => self.health.set_ready(),
-        }
         if let Ok(mut g) = self.last.lock() {
             *g = Some(d.clone());
         }
-        d
+        self.with_sessions(d)
     }
 
     /// Forget the last detection (an engine just failed).
@@ -168,6 +210,7 @@ pub async fn detect(config: &std::path::Path) -> Detected {
                 engine: i.engine.clone(),
                 key: i.key.clone(),
                 model: p.models.first()?.clone(),
+                session: None,
             })
         })
     };
@@ -193,6 +236,7 @@ mod tests {
             engine: "llamacpp".into(),
             key: "llamacpp:8080".into(),
             model: "m".into(),
+            session: None,
         });
         assert_eq!(d.degraded_reason(), None);
         d.config_error = Some("[agents] is invalid".into());

@@ -42,9 +42,10 @@ impl Resolver {
         self.cloud_client.get_or_init(cloud_client).clone()
     }
 
-    /// Where a routed request goes: the local engine, or the tier's cloud
-    /// provider.
-    pub fn target(
+    /// Where a routed request goes: the local engine (a session we run is
+    /// leased, and started again if it was unloaded or crashed), or the
+    /// tier's cloud provider.
+    pub async fn target(
         &self,
         decision: &Target,
         local: Option<&LocalEngine>,
@@ -53,12 +54,29 @@ impl Resolver {
         match decision {
             Target::Local(_) => {
                 let e = local.ok_or(NO_ENGINE)?;
+                if let Some(id) = &e.session {
+                    let lease = self
+                        .watch
+                        .sessions()
+                        .lease_id(id)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    return Ok(ChatTarget {
+                        name: lease.engine.clone(),
+                        base_url: lease.base_url.clone(),
+                        api: ApiFamily::OpenAi,
+                        model: lease.model.clone(),
+                        transport: Transport::Local {
+                            session: Some(Arc::new(lease)),
+                        },
+                    });
+                }
                 Ok(ChatTarget {
                     name: e.key.clone(),
                     base_url: e.base_url.clone(),
                     api: e.api,
                     model: e.model.clone(),
-                    transport: Transport::Local,
+                    transport: Transport::Local { session: None },
                 })
             }
             Target::Cloud(t) => {
@@ -87,7 +105,9 @@ impl Resolver {
     pub async fn for_operation(&self) -> Result<(ChatTarget, Option<Tier>), String> {
         let detected = self.watch.current().await;
         if let Some(local) = &detected.main {
-            let t = self.target(&Target::Local(String::new()), Some(local), &detected.cloud)?;
+            let t = self
+                .target(&Target::Local(String::new()), Some(local), &detected.cloud)
+                .await?;
             return Ok((t, None));
         }
         let cfg = AgentsConfig::load(&self.config)?;
@@ -98,7 +118,9 @@ impl Resolver {
         if detected.cloud.is_empty() {
             return Err(Refusal::NoEngine.to_string());
         }
-        let t = self.target(&Target::Cloud(tier), None, &detected.cloud)?;
+        let t = self
+            .target(&Target::Cloud(tier), None, &detected.cloud)
+            .await?;
         Ok((t, Some(tier)))
     }
 }

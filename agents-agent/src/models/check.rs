@@ -51,6 +51,8 @@ pub struct Report {
     pub memory: Memory,
     /// Bytes of metadata read to decide.
     pub metadata_bytes: u64,
+    /// The model carries its own chat template (`tokenizer.chat_template`).
+    pub chat_template: bool,
 }
 
 /// Runs fit checks (cheap to clone).
@@ -109,6 +111,7 @@ impl Checker {
             context,
             memory,
             metadata_bytes: found.read_bytes,
+            chat_template: found.metadata.get("tokenizer.chat_template").is_some(),
         })
     }
 

@@ -1,11 +1,13 @@
 //! `cowork.models.v1.Models`: a thin adapter from proto to the download
-//! manager and the fit check.
+//! manager, the fit check and the llama-server sessions.
 
 use super::check::{system_now, CheckError, Checker};
 use super::download::FileRequest;
 use super::fetch::FetchError;
+use super::load::{LoadAsk, LoadError, Loader};
 use super::manager::{DownloadError, Downloads};
 use super::store::{self, FileRecord, Record};
+use crate::llm::managed::sessions::{SessionError, SessionInfo};
 use cowork_proto::pb::models as pb;
 use std::pin::Pin;
 use tokio_stream::Stream;
@@ -37,17 +39,69 @@ impl From<CheckError> for Status {
     }
 }
 
+impl From<SessionError> for Status {
+    fn from(e: SessionError) -> Self {
+        let msg = e.to_string();
+        match e {
+            SessionError::NotFound(_) => Status::not_found(msg),
+            SessionError::Conflict(_) => Status::already_exists(msg),
+            SessionError::Config(_) | SessionError::GaveUp(_) => Status::failed_precondition(msg),
+            SessionError::Start(_) => Status::unavailable(msg),
+            SessionError::Stopping => Status::unavailable(msg),
+        }
+    }
+}
+
+impl From<LoadError> for Status {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::NotFound(_) => Status::not_found(e.to_string()),
+            LoadError::DoesNotFit(_) => Status::failed_precondition(e.to_string()),
+            LoadError::Session(s) => s.into(),
+        }
+    }
+}
+
+fn session(i: SessionInfo) -> pb::Session {
+    let s = i.session;
+    pb::Session {
+        engine: s.engine_key(),
+        base_url: if s.port == 0 {
+            String::new()
+        } else {
+            s.base_url()
+        },
+        id: s.id,
+        name: s.alias,
+        model: s.model.display().to_string(),
+        port: u32::from(s.port),
+        pid: s.pid,
+        mode: s.mode.name().into(),
+        ctx: s.ctx,
+        state: s.state.name().into(),
+        rss_bytes: i.rss_bytes,
+        idle_ms: i.idle.as_millis() as u64,
+        last_error: s.last_error.unwrap_or_default(),
+        restarts: s.restarts,
+    }
+}
+
 /// The Models service.
 #[derive(Clone)]
 pub struct ModelsService {
     downloads: Downloads,
     checker: Checker,
+    loader: Loader,
 }
 
 impl ModelsService {
-    /// Serve `downloads` and fit checks by `checker`.
-    pub fn new(downloads: Downloads, checker: Checker) -> Self {
-        Self { downloads, checker }
+    /// Serve `downloads`, fit checks by `checker` and sessions by `loader`.
+    pub fn new(downloads: Downloads, checker: Checker, loader: Loader) -> Self {
+        Self {
+            downloads,
+            checker,
+            loader,
+        }
     }
 }
 
@@ -228,6 +282,80 @@ impl pb::models_server::Models for ModelsService {
             layers: r.shape.layers,
             kv_per_token_bytes: r.shape.kv_per_token(),
             sliding_window: r.shape.sliding_window,
+        }))
+    }
+
+    async fn load(
+        &self,
+        req: Request<pb::LoadRequest>,
+    ) -> Result<Response<pb::LoadResponse>, Status> {
+        let req = req.into_inner();
+        let l = self
+            .loader
+            .load(LoadAsk {
+                model: req.model,
+                ctx: (req.ctx > 0).then_some(req.ctx),
+                embedding: req.embedding,
+                gpu_layers: req.gpu_layers,
+                force: req.force,
+            })
+            .await?;
+        let id = l.session.id.clone();
+        let info = self
+            .loader
+            .sessions()
+            .list()
+            .into_iter()
+            .find(|i| i.session.id == id)
+            .unwrap_or(SessionInfo {
+                session: l.session,
+                rss_bytes: 0,
+                idle: Default::default(),
+            });
+        let (fit_level, fit_explanation) = l
+            .fit
+            .map(|(level, why)| (level.name().to_owned(), why))
+            .unwrap_or_default();
+        Ok(Response::new(pb::LoadResponse {
+            session: Some(session(info)),
+            already_loaded: l.already_loaded,
+            fit_level,
+            fit_explanation,
+            warnings: l.warnings,
+            load_ms: l.took.as_millis() as u64,
+        }))
+    }
+
+    async fn unload(
+        &self,
+        req: Request<pb::UnloadRequest>,
+    ) -> Result<Response<pb::UnloadResponse>, Status> {
+        let s = self
+            .loader
+            .sessions()
+            .unload(&req.into_inner().session)
+            .await?;
+        Ok(Response::new(pb::UnloadResponse {
+            session: Some(session(SessionInfo {
+                session: s,
+                rss_bytes: 0,
+                idle: Default::default(),
+            })),
+        }))
+    }
+
+    async fn sessions(
+        &self,
+        _: Request<pb::SessionsRequest>,
+    ) -> Result<Response<pb::SessionsResponse>, Status> {
+        Ok(Response::new(pb::SessionsResponse {
+            sessions: self
+                .loader
+                .sessions()
+                .list()
+                .into_iter()
+                .map(session)
+                .collect(),
         }))
     }
 

@@ -51,6 +51,8 @@ pub struct Spec {
     pub gpu_layers: Option<u32>,
     /// CPU threads (unset: the server's default).
     pub threads: Option<u32>,
+    /// A built-in chat template to use (the GGUF has none of its own).
+    pub chat_template: Option<String>,
     /// `[agents.llama] extra_args`.
     pub extra_args: Vec<String>,
 }
@@ -105,8 +107,49 @@ pub fn build(server: &str, spec: &Spec) -> Result<Vec<String>, ArgsError> {
     if let Some(n) = spec.threads {
         argv.extend(["--threads".into(), n.to_string()]);
     }
+    let own_template = spec.extra_args.iter().any(|a| {
+        let flag = a.split('=').next().unwrap_or(a);
+        matches!(flag, "--chat-template" | "--chat-template-file")
+    });
+    if let (Some(t), false, Mode::Chat) = (&spec.chat_template, own_template, spec.mode) {
+        argv.extend(["--chat-template".into(), t.clone()]);
+    }
     argv.extend(spec.extra_args.iter().cloned());
     Ok(argv)
+}
+
+/// The built-in llama.cpp chat template for a model whose GGUF carries
+/// none (`tokenizer.chat_template` absent): without one llama-server
+/// falls back to ChatML, which Gemma answers by echoing the prompt. None:
+/// the model's own template (or llama-server's choice) stands.
+pub fn fallback_template(architecture: &str, has_own: bool) -> Option<&'static str> {
+    if has_own {
+        return None;
+    }
+    let a = architecture.to_ascii_lowercase();
+    if a.starts_with("gemma") {
+        Some("gemma")
+    } else if a.starts_with("phi3") {
+        Some("phi3")
+    } else {
+        None
+    }
+}
+
+/// The environment a `llama-server` starts with (after clearing ours):
+/// the common allow-list ([`crate::util::inherited_env`]) and what its GPU
+/// backends read (`CUDA_*`, `HIP_*`, `ROCR_*`, `GGML_*`, `VK_*`,
+/// `LD_LIBRARY_PATH`). Never agents-agent's cloud keys; its own key is
+/// added as [`API_KEY_ENV`].
+pub fn child_env(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    crate::util::inherited_env(vars, |k| {
+        k == "LD_LIBRARY_PATH"
+            || ["CUDA_", "HIP_", "ROCR_", "GGML_", "VK_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+    })
 }
 
 #[cfg(test)]
@@ -122,8 +165,40 @@ mod tests {
             mode: Mode::Chat,
             gpu_layers: None,
             threads: None,
+            chat_template: None,
             extra_args: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_model_without_a_template_gets_its_family_s() {
+        assert_eq!(fallback_template("gemma3", false), Some("gemma"));
+        assert_eq!(fallback_template("gemma3", true), None);
+        assert_eq!(fallback_template("llama", false), None);
+        let s = Spec {
+            chat_template: Some("gemma".into()),
+            ..spec()
+        };
+        assert!(build("llama-server", &s)
+            .unwrap()
+            .join(" ")
+            .ends_with("--ctx-size 4096 --chat-template gemma"));
+        let theirs = Spec {
+            extra_args: vec!["--chat-template=chatml".into()],
+            ..s.clone()
+        };
+        let argv = build("llama-server", &theirs).unwrap();
+        assert_eq!(
+            argv.iter().filter(|a| a.contains("chat-template")).count(),
+            1
+        );
+        let embedding = Spec {
+            mode: Mode::Embedding,
+            ..s
+        };
+        assert!(!build("llama-server", &embedding)
+            .unwrap()
+            .contains(&"--chat-template".to_string()));
     }
 
     #[test]
@@ -180,6 +255,29 @@ mod tests {
         // Nothing on argv is the key: it travels in the environment.
         let argv = build("llama-server", &spec()).unwrap();
         assert!(!argv.iter().any(|a| a.contains("api-key")));
+    }
+
+    #[test]
+    fn the_server_sees_no_credential_of_ours() {
+        let vars = [
+            "PATH",
+            "HOME",
+            "CUDA_VISIBLE_DEVICES",
+            "GGML_VK_DEVICE",
+            "GEMINI_API_KEY",
+            "OPENROUTER_API_KEY",
+            "LLAMA_API_KEY",
+            "AWS_SECRET_ACCESS_KEY",
+        ]
+        .map(|k| (k.into(), "v".into()));
+        let kept: Vec<String> = child_env(vars)
+            .into_iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            kept,
+            ["PATH", "HOME", "CUDA_VISIBLE_DEVICES", "GGML_VK_DEVICE"]
+        );
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Engines we run ourselves: one `llama-server` process per loaded model
-//! (Jan's model, issue 15). This first part is pure and unit tested: the
-//! deterministic argument builder ([`args`]), reading readiness and
-//! failure from the server's output ([`output`]), and the session registry
-//! ([`registry`]). The process supervision, `coworkctl models
-//! load/unload/sessions` and routing to sessions build on these.
+//! (Jan's model). Pure and unit tested: the deterministic argument builder
+//! and the environment a server sees ([`args`]), reading readiness and
+//! failure from its output ([`output`]), and the session registry
+//! ([`registry`]). Runtime: one supervised server process ([`process`])
+//! and the sessions that lease, restart and unload them ([`sessions`]).
 
 pub mod args;
 pub mod output;
+pub mod process;
 pub mod registry;
+pub mod sessions;
 
 /// What a session serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -18,16 +18,23 @@ pub enum Said {
     Other,
 }
 
-/// Read one line of a starting server's output.
+/// Read one line of a starting server's output. Today's llama-server
+/// listens before it loads the model (its `/health` answers 503 until
+/// then) and says "main: model loaded" when it can answer; older builds
+/// said "server is listening on ... - starting the main loop" after
+/// loading. "listening on" alone is not ready.
 pub fn read_line(line: &str) -> Said {
     let l = line.to_ascii_lowercase();
-    if l.contains("server is listening on") || l.contains("http server listening") {
+    let l = l.trim_end();
+    if l.ends_with("main: model loaded") || l.ends_with("starting the main loop") {
         return Said::Ready;
     }
     const FAILED: &[&str] = &[
         "failed to load model",
         "error loading model",
         "couldn't bind http server socket",
+        "couldn't start http listener",
+        "exiting due to http server error",
         "exiting due to model loading error",
         "error: invalid argument",
         "unknown argument",
@@ -75,10 +82,21 @@ mod tests {
             ),
             Said::Ready
         );
+        assert_eq!(read_line("srv          main: model loaded\n"), Said::Ready);
+        assert_eq!(read_line("main: model loaded"), Said::Ready);
+        // Printed before the model loads: not ready yet.
         assert_eq!(
             read_line("srv  main: HTTP server listening, hostname: 127.0.0.1, port: 8080"),
-            Said::Ready
+            Said::Other
         );
+        assert_eq!(
+            read_line("main: listening on http://127.0.0.1:41000"),
+            Said::Other
+        );
+        assert!(matches!(
+            read_line("srv          main: exiting due to model loading error"),
+            Said::Failed(_)
+        ));
         assert!(matches!(
             read_line("llama_model_load: error loading model: tensor 'x' data is not within the file bounds"),
             Said::Failed(_)

@@ -1,11 +1,35 @@
-//! The sessions running now: which model each serves, where, for what,
-//! and since when it was last used. Pure: time comes in with every call.
+//! The sessions loaded now: which model each serves, where, for what, in
+//! what state, and since when it was last used. Pure: time comes in with
+//! every call.
 
 use super::Mode;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// One running `llama-server`.
+/// Where a loaded session's process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Its server answers.
+    Ready,
+    /// Unloaded after `idle_unload_s` without requests; the next request
+    /// starts it again.
+    Idle,
+    /// Its server crashed; it is being restarted (with backoff).
+    Down,
+}
+
+impl State {
+    /// "ready", "idle" or "down", as `models sessions` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Idle => "idle",
+            State::Down => "down",
+        }
+    }
+}
+
+/// One loaded model and its `llama-server`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// Its id (`models sessions`, `models unload`).
@@ -14,10 +38,16 @@ pub struct Session {
     pub model: PathBuf,
     /// The model name it answers to; the engine is `managed:<alias>`.
     pub alias: String,
-    /// Loopback port.
+    /// Loopback port (0 while not running).
     pub port: u16,
-    /// Its process (leader of its own process group).
+    /// Its process, leader of its own process group (0 while not running).
     pub pid: u32,
+    /// Where its process is.
+    pub state: State,
+    /// Why its server last failed, if it did.
+    pub last_error: Option<String>,
+    /// Times its server was restarted after a crash.
+    pub restarts: u32,
     /// Chat or embeddings.
     pub mode: Mode,
     /// Context size it was loaded with.
@@ -85,6 +115,13 @@ impl Registry {
             .min_by_key(|s| s.ready_ms)
     }
 
+    /// Change the session `id` (nothing if it was unloaded meanwhile).
+    pub fn update(&mut self, id: &str, f: impl FnOnce(&mut Session)) {
+        if let Some(s) = self.sessions.get_mut(id) {
+            f(s);
+        }
+    }
+
     /// A request used `id` at `now_ms`.
     pub fn touch(&mut self, id: &str, now_ms: i64) {
         if let Some(s) = self.sessions.get_mut(id) {
@@ -100,7 +137,7 @@ impl Registry {
         let limit = i64::try_from(idle_unload_s.saturating_mul(1000)).unwrap_or(i64::MAX);
         self.sessions
             .values()
-            .filter(|s| now_ms.saturating_sub(s.used_ms) >= limit)
+            .filter(|s| s.state == State::Ready && now_ms.saturating_sub(s.used_ms) >= limit)
             .map(|s| s.id.clone())
             .collect()
     }
@@ -122,6 +159,9 @@ mod tests {
             alias: alias.into(),
             port: 41000,
             pid: 1,
+            state: State::Ready,
+            last_error: None,
+            restarts: 0,
             mode,
             ctx: 4096,
             ready_ms,
@@ -162,6 +202,9 @@ mod tests {
         r.touch("b", 500_000);
         r.touch("b", 100);
         assert_eq!(r.idle(600_000, 600), vec!["a".to_string()]);
+        r.update("a", |s| s.state = State::Idle);
+        assert!(r.idle(600_000, 600).is_empty(), "already unloaded");
+        r.update("a", |s| s.state = State::Ready);
         assert_eq!(
             r.idle(1_100_000, 600),
             vec!["a".to_string(), "b".to_string()]

@@ -31,14 +31,7 @@ pub const MAX_AUDIT_FIELD: usize = 64 << 10;
 pub fn inherited_env(
     vars: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Vec<(OsString, OsString)> {
-    const EXACT: &[&str] = &["PATH", "HOME", "LANG", "TZ", "TMPDIR"];
-    vars.into_iter()
-        .filter(|(k, _)| {
-            k.to_str().is_some_and(|k| {
-                EXACT.contains(&k) || k.starts_with("LC_") || k.starts_with("XDG_")
-            })
-        })
-        .collect()
+    crate::util::inherited_env(vars, |_| false)
 }
 
 /// `s` cut to at most `max` bytes (at a character boundary), saying how

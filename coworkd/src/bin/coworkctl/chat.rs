@@ -237,7 +237,7 @@ pub fn chunk_json(c: &Chunk) -> Value {
         Chunk::Route(r) => json!({"route": {"model": r.model, "reason": r.reason,
             "notice": r.notice, "cost_estimate_usd": r.cost_estimate_usd,
             "thread_id": r.thread_id, "message_id": r.message_id, "ask_id": r.ask_id,
-            "engine": r.engine}}),
+            "engine": r.engine, "reload_ms": r.reload_ms}}),
         Chunk::Delta(d) => json!({"delta": d.text}),
         Chunk::Usage(u) => json!({"usage": {"prompt_tokens": u.prompt_tokens,
             "completion_tokens": u.completion_tokens}}),
@@ -255,6 +255,13 @@ pub fn route_text(r: &pb::RouteDecision) -> String {
     };
     if !r.notice.is_empty() {
         s += &format!("  {}\n", r.notice);
+    }
+    if let Some(ms) = r.reload_ms {
+        s += &format!(
+            "  {} was started again first ({:.1} s)\n",
+            r.engine,
+            ms as f64 / 1000.0
+        );
     }
     s + &format!("  thread {}  message {}\n", r.thread_id, r.message_id)
 }

@@ -1,5 +1,6 @@
 //! `coworkctl models`: verified, resumable downloads into the home's
-//! models/ directory with a progress bar, and fit checks
+//! models/ directory with a progress bar, fit checks, and the llama-server
+//! sessions agents-agent runs (`load`, `unload`, `sessions`)
 //! (`cowork.models.v1`).
 
 use crate::context::{call, exit_code, human_bytes, long, rfc3339_ms, Ctx};
@@ -70,6 +71,32 @@ pub enum Cmd {
         #[arg(long, value_name = "N")]
         ctx: Option<u64>,
     },
+    /// Run a model: start a llama-server for it (after its fit check) and
+    /// wait until it is ready. Chat, agents and the gateway then use it.
+    Load {
+        /// A GGUF file, a file name under models/, or a download id.
+        model: String,
+        /// Context in tokens (default: [agents] local_context_tokens).
+        #[arg(long, value_name = "N")]
+        ctx: Option<u32>,
+        /// Serve embeddings (/v1/embeddings) instead of chat.
+        #[arg(long)]
+        embedding: bool,
+        /// Layers to offload to the GPU.
+        #[arg(long, value_name = "N")]
+        gpu_layers: Option<u32>,
+        /// Load even when the fit check says it does not fit (RED).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stop a session's llama-server.
+    Unload {
+        /// A session id, a model name or the model's file.
+        session: String,
+    },
+    /// The loaded sessions: model, port, pid, mode, context, memory and
+    /// idle time.
+    Sessions,
 }
 
 /// Run a `models` command.
@@ -183,8 +210,121 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
                 .into_inner();
             ctx.show_block(|| fit_json(&r), || fit_text(&r))?;
         }
+        Cmd::Load {
+            model,
+            ctx: context_tokens,
+            embedding,
+            gpu_layers,
+            force,
+        } => {
+            // A local path is sent absolute: agents-agent has another cwd.
+            let model = if std::path::Path::new(&model).is_file() {
+                std::fs::canonicalize(&model)?.display().to_string()
+            } else {
+                model
+            };
+            let r = c
+                .load(long(pb::LoadRequest {
+                    model,
+                    ctx: context_tokens.unwrap_or(0),
+                    embedding,
+                    gpu_layers,
+                    force,
+                }))
+                .await?
+                .into_inner();
+            if !ctx.json {
+                for w in &r.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+            let s = r.session.clone().unwrap_or_default();
+            ctx.show(
+                || {
+                    json!({
+                        "session": session_json(&s),
+                        "already_loaded": r.already_loaded,
+                        "fit": {"level": r.fit_level, "explanation": r.fit_explanation},
+                        "warnings": r.warnings,
+                        "load_ms": r.load_ms,
+                    })
+                },
+                || {
+                    let how = if r.already_loaded {
+                        "already loaded".to_owned()
+                    } else {
+                        format!("ready in {:.1} s", r.load_ms as f64 / 1000.0)
+                    };
+                    format!(
+                        "{} ({}) {how}: session {}, {} on 127.0.0.1:{}, pid {}, ctx {}",
+                        s.name, s.mode, s.id, s.engine, s.port, s.pid, s.ctx
+                    )
+                },
+            )?;
+        }
+        Cmd::Unload { session } => {
+            let r = c
+                .unload(long(pb::UnloadRequest { session }))
+                .await?
+                .into_inner();
+            let s = r.session.unwrap_or_default();
+            ctx.show(
+                || json!({"unloaded": session_json(&s)}),
+                || format!("unloaded {} (session {})", s.name, s.id),
+            )?;
+        }
+        Cmd::Sessions => {
+            let r = c.sessions(call(pb::SessionsRequest {})).await?.into_inner();
+            ctx.show_block(
+                || json!({"sessions": r.sessions.iter().map(session_json).collect::<Vec<_>>()}),
+                || sessions_table(&r.sessions),
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A session as JSON (`models load|unload|sessions --json`).
+pub fn session_json(s: &pb::Session) -> Value {
+    json!({
+        "id": s.id, "name": s.name, "model": s.model, "engine": s.engine,
+        "port": s.port, "pid": s.pid, "mode": s.mode, "ctx": s.ctx, "state": s.state,
+        "rss_bytes": s.rss_bytes, "idle_ms": s.idle_ms, "base_url": s.base_url,
+        "restarts": s.restarts,
+        "last_error": if s.last_error.is_empty() { Value::Null } else { json!(s.last_error) },
+    })
+}
+
+/// `models sessions` as a table.
+pub fn sessions_table(sessions: &[pb::Session]) -> String {
+    if sessions.is_empty() {
+        return "no sessions (`coworkctl models load FILE` starts one)\n".into();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<28} {:<28} {:<9} {:>6} {:>8} {:<6} {:>10} {:>9} {:>8}",
+        "ID", "MODEL", "MODE", "CTX", "PORT", "STATE", "PID", "RSS", "IDLE"
+    );
+    for s in sessions {
+        let _ = writeln!(
+            out,
+            "{:<28} {:<28} {:<9} {:>6} {:>8} {:<6} {:>10} {:>9} {:>7}s",
+            s.id,
+            s.name,
+            s.mode,
+            s.ctx,
+            s.port,
+            s.state,
+            s.pid,
+            human_bytes(s.rss_bytes),
+            s.idle_ms / 1000
+        );
+        if !s.last_error.is_empty() {
+            let _ = writeln!(out, "  last error: {}", s.last_error);
+        }
+    }
+    out
 }
 
 /// Print a task's progress until it ends: a redrawn bar on a terminal,

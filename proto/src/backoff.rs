@@ -1,5 +1,6 @@
-//! The restart policy (seed: "Startup Failure Policy"): 2 s → 4 s → 8 s →
-//! 16 s → 32 s, then `failed` after `max_restarts` failed restarts. Pure.
+//! The restart policy (seed: "Startup Failure Policy") of every supervised
+//! process, coworkd's workers and agents-agent's llama-server sessions: 2 s →
+//! 4 s → 8 s → 16 s → 32 s, then `failed` after `max_restarts` failed restarts. Pure.
 
 use std::time::Duration;
 

@@ -1,0 +1,223 @@
+//! Managed llama-server sessions vs the same llama-server started by hand,
+//! in the same run (issue 15): time to first token and tokens/s of Gemma
+//! 3 270M through coworkd → agents-agent → its session, against a
+//! by-hand server of the same binary with the same arguments, called with
+//! agents-agent's own HTTP client in this process; load-to-ready of a
+//! session against spawn-to-ready by hand; embeddings/s of
+//! all-MiniLM-L6-v2 through the gateway against the same session called
+//! directly. Targets: ≥ 98 % of direct tokens/s, ≤ +5 ms first token.
+
+use agents_agent::llm::client::{stream_chat, ChatMessage, ChatTarget, Transport};
+use agents_agent::llm::engines::ApiFamily;
+use cowork_e2e::*;
+use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, SendMessageRequest};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 5;
+const MAX_TOKENS: u32 = 120;
+const PROMPT: &str = "Count from one to thirty in words, separated by commas.";
+/// The arguments a managed session of Gemma gets (see `coworkctl models
+/// sessions`), for the by-hand server.
+const SAME_ARGS: &[&str] = &[
+    "--ctx-size",
+    "2048",
+    "--threads",
+    "2",
+    "--chat-template",
+    "gemma",
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// (time to first token, tokens per second after it, deltas)
+async fn direct(port: u16) -> (Duration, f64, usize) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let msgs = vec![ChatMessage {
+        role: "user".into(),
+        content: PROMPT.into(),
+    }];
+    let t = Instant::now();
+    let target = ChatTarget {
+        name: "by-hand".into(),
+        base_url: format!("http://127.0.0.1:{port}/v1"),
+        api: ApiFamily::OpenAi,
+        model: "gemma-3-270m-q4_k_m".into(),
+        transport: Transport::Local { session: None },
+    };
+    let call =
+        tokio::spawn(async move { stream_chat(&target, &msgs, Some(MAX_TOKENS), &tx).await });
+    let (mut first, mut n, mut last) = (None, 0usize, t);
+    while let Some(d) = rx.recv().await {
+        if !d.text.is_empty() {
+            first.get_or_insert(t.elapsed());
+            n += 1;
+            last = Instant::now();
+        }
+    }
+    call.await.expect("join").expect("direct stream");
+    let first = first.expect("a token");
+    let rate = (n.saturating_sub(1)) as f64 / (last - t - first).as_secs_f64().max(1e-9);
+    (first, rate, n)
+}
+
+async fn through_session(suite: &Suite) -> (Duration, f64, usize) {
+    let mut chat = ChatClient::new(suite.channel());
+    let t = Instant::now();
+    let mut s = chat
+        .send_message(SendMessageRequest {
+            text: PROMPT.into(),
+            preference: "local".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("send")
+        .into_inner();
+    let (mut first, mut n, mut last) = (None, 0usize, t);
+    while let Some(c) = s.message().await.expect("chunk") {
+        match c.chunk {
+            Some(Chunk::Delta(d)) if !d.text.is_empty() => {
+                first.get_or_insert(t.elapsed());
+                n += 1;
+                last = Instant::now();
+            }
+            Some(Chunk::Error(e)) => panic!("chat error: {}", e.message),
+            _ => {}
+        }
+    }
+    let first = first.expect("a token");
+    let rate = (n.saturating_sub(1)) as f64 / (last - t - first).as_secs_f64().max(1e-9);
+    (first, rate, n)
+}
+
+fn ctl_json(suite: &Suite, args: &[&str]) -> Value {
+    serde_json::from_str(&ok(&suite.ctl(args))).expect("json")
+}
+
+fn key_of(pid: u64) -> String {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    env.split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(b"LLAMA_API_KEY="))
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .expect("key")
+}
+
+/// Embeddings per second of `batches` POSTs of `body` to `port`.
+fn embeddings_per_s(port: u16, key: &str, body: &str, inputs: usize, batches: usize) -> f64 {
+    let t = Instant::now();
+    for _ in 0..batches {
+        let (status, text) = post_json(port, key, "/v1/embeddings", body);
+        assert_eq!(status, 200, "{text}");
+    }
+    (inputs * batches) as f64 / t.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let gemma = gemma_model_path();
+    // Spawn-to-ready by hand, 3 times.
+    let mut by_hand_ready = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let s = start_llama_model(&gemma, "gemma-3-270m-q4_k_m", SAME_ARGS);
+        by_hand_ready.push(t.elapsed().as_secs_f64() * 1000.0);
+        drop(s);
+    }
+    let by_hand = start_llama_model(&gemma, "gemma-3-270m-q4_k_m", SAME_ARGS);
+    let suite = Suite::start(&format!(
+        "[agents]\nprobe_ports = false\nmax_output_tokens = {MAX_TOKENS}\nlocal_context_tokens = 2048\n\
+         [agents.llama]\nserver = \"{}\"\nthreads = 2\nidle_unload_s = 0\n",
+        llama_server_path()
+    ));
+    suite
+        .wait_state("agents", "running", Duration::from_secs(30))
+        .await;
+    // Load-to-ready of a session, 3 times (the last one stays).
+    let mut session_ready = Vec::new();
+    for i in 0..3 {
+        let t = Instant::now();
+        let l = ctl_json(&suite, &["--json", "models", "load", &gemma]);
+        session_ready.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(l["session"]["state"], "ready", "{l}");
+        if i < 2 {
+            ok(&suite.ctl(&["models", "unload", "gemma-3-270m-q4_k_m"]));
+        }
+    }
+    // Warm both paths.
+    direct(by_hand.port).await;
+    through_session(&suite).await;
+    let (mut dt, mut dr, mut st, mut sr) = (vec![], vec![], vec![], vec![]);
+    let mut tokens = 0;
+    for _ in 0..RUNS {
+        let (t, r, n) = direct(by_hand.port).await;
+        dt.push(t.as_secs_f64() * 1000.0);
+        dr.push(r);
+        let (t, r, _) = through_session(&suite).await;
+        st.push(t.as_secs_f64() * 1000.0);
+        sr.push(r);
+        tokens = n;
+    }
+    drop(by_hand);
+
+    // Embeddings: the session directly (with its key) vs the gateway.
+    let e = ctl_json(
+        &suite,
+        &[
+            "--json",
+            "models",
+            "load",
+            &minilm_model_path(),
+            "--embedding",
+        ],
+    );
+    let (eport, epid) = (
+        e["session"]["port"].as_u64().unwrap() as u16,
+        e["session"]["pid"].as_u64().unwrap(),
+    );
+    let ekey = key_of(epid);
+    let gport = free_port();
+    ok(&suite.ctl(&["gateway", "enable", "--port", &gport.to_string()]));
+    let gkey = ok(&suite.ctl(&["gateway", "key"])).trim().to_owned();
+    wait_until(Duration::from_secs(10), "gateway", || {
+        std::net::TcpStream::connect(("127.0.0.1", gport)).is_ok()
+    });
+    const INPUTS: usize = 32;
+    let inputs: Vec<String> = (0..INPUTS)
+        .map(|i| {
+            format!("note {i}: the person edited the quarterly report and sent it to the team")
+        })
+        .collect();
+    let body = serde_json::json!({"model": "all-minilm-l6-v2-f16", "input": inputs}).to_string();
+    embeddings_per_s(eport, &ekey, &body, INPUTS, 2);
+    embeddings_per_s(gport, &gkey, &body, INPUTS, 2);
+    let (mut ed, mut eg) = (vec![], vec![]);
+    for _ in 0..RUNS {
+        ed.push(embeddings_per_s(eport, &ekey, &body, INPUTS, 4));
+        eg.push(embeddings_per_s(gport, &gkey, &body, INPUTS, 4));
+    }
+
+    let (dt, dr, st, sr) = (median(dt), median(dr), median(st), median(sr));
+    let (bh, sl) = (median(by_hand_ready), median(session_ready));
+    let (ed, eg) = (median(ed), median(eg));
+    println!("| measure | managed session | by hand / direct (same run) | ratio / target |");
+    println!("|---|---|---|---|");
+    println!(
+        "| time to first token, median of {RUNS} (ms) | {st:.1} | {dt:.1} | {:+.1} ms (target ≤ +5 ms) |",
+        st - dt
+    );
+    println!(
+        "| tokens/s after the first (~{tokens} deltas), median of {RUNS} | {sr:.1} | {dr:.1} | {:.1} % (target ≥ 98 %) |",
+        sr / dr * 100.0
+    );
+    println!(
+        "| ready after start, median of 3 (ms) | {sl:.0} (`models load`, fit check included) | {bh:.0} (spawn to /health 200) | {:+.0} ms |",
+        sl - bh
+    );
+    println!(
+        "| all-MiniLM-L6-v2 embeddings/s, batches of {INPUTS}, median of {RUNS} | {eg:.0} (through the gateway) | {ed:.0} (the session directly) | {:.1} % |",
+        eg / ed * 100.0
+    );
+}
