@@ -7,16 +7,14 @@
 //! all-MiniLM-L6-v2 through the gateway against the same session called
 //! directly. Targets: ≥ 98 % of direct tokens/s, ≤ +5 ms first token.
 
-use agents_agent::llm::client::{stream_chat, ChatMessage, ChatTarget, Transport};
-use agents_agent::llm::engines::ApiFamily;
+mod common;
+
+use common::{direct, median, through_suite, MAX_TOKENS};
 use cowork_e2e::*;
-use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, SendMessageRequest};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 5;
-const MAX_TOKENS: u32 = 120;
-const PROMPT: &str = "Count from one to thirty in words, separated by commas.";
 /// The arguments a managed session of Gemma gets (see `coworkctl models
 /// sessions`), for the by-hand server.
 const SAME_ARGS: &[&str] = &[
@@ -27,71 +25,6 @@ const SAME_ARGS: &[&str] = &[
     "--chat-template",
     "gemma",
 ];
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// (time to first token, tokens per second after it, deltas)
-async fn direct(port: u16) -> (Duration, f64, usize) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-    let msgs = vec![ChatMessage {
-        role: "user".into(),
-        content: PROMPT.into(),
-    }];
-    let t = Instant::now();
-    let target = ChatTarget {
-        name: "by-hand".into(),
-        base_url: format!("http://127.0.0.1:{port}/v1"),
-        api: ApiFamily::OpenAi,
-        model: "gemma-3-270m-q4_k_m".into(),
-        transport: Transport::Local { session: None },
-    };
-    let call =
-        tokio::spawn(async move { stream_chat(&target, &msgs, Some(MAX_TOKENS), &tx).await });
-    let (mut first, mut n, mut last) = (None, 0usize, t);
-    while let Some(d) = rx.recv().await {
-        if !d.text.is_empty() {
-            first.get_or_insert(t.elapsed());
-            n += 1;
-            last = Instant::now();
-        }
-    }
-    call.await.expect("join").expect("direct stream");
-    let first = first.expect("a token");
-    let rate = (n.saturating_sub(1)) as f64 / (last - t - first).as_secs_f64().max(1e-9);
-    (first, rate, n)
-}
-
-async fn through_session(suite: &Suite) -> (Duration, f64, usize) {
-    let mut chat = ChatClient::new(suite.channel());
-    let t = Instant::now();
-    let mut s = chat
-        .send_message(SendMessageRequest {
-            text: PROMPT.into(),
-            preference: "local".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("send")
-        .into_inner();
-    let (mut first, mut n, mut last) = (None, 0usize, t);
-    while let Some(c) = s.message().await.expect("chunk") {
-        match c.chunk {
-            Some(Chunk::Delta(d)) if !d.text.is_empty() => {
-                first.get_or_insert(t.elapsed());
-                n += 1;
-                last = Instant::now();
-            }
-            Some(Chunk::Error(e)) => panic!("chat error: {}", e.message),
-            _ => {}
-        }
-    }
-    let first = first.expect("a token");
-    let rate = (n.saturating_sub(1)) as f64 / (last - t - first).as_secs_f64().max(1e-9);
-    (first, rate, n)
-}
 
 fn ctl_json(suite: &Suite, args: &[&str]) -> Value {
     serde_json::from_str(&ok(&suite.ctl(args))).expect("json")
@@ -147,15 +80,15 @@ async fn main() {
         }
     }
     // Warm both paths.
-    direct(by_hand.port).await;
-    through_session(&suite).await;
+    direct(by_hand.port, "gemma-3-270m-q4_k_m").await;
+    through_suite(&suite).await;
     let (mut dt, mut dr, mut st, mut sr) = (vec![], vec![], vec![], vec![]);
     let mut tokens = 0;
     for _ in 0..RUNS {
-        let (t, r, n) = direct(by_hand.port).await;
+        let (t, r, n) = direct(by_hand.port, "gemma-3-270m-q4_k_m").await;
         dt.push(t.as_secs_f64() * 1000.0);
         dr.push(r);
-        let (t, r, _) = through_session(&suite).await;
+        let (t, r, _) = through_suite(&suite).await;
         st.push(t.as_secs_f64() * 1000.0);
         sr.push(r);
         tokens = n;
