@@ -14,7 +14,7 @@ use cowork_e2e::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-const RUNS: usize = 5;
+const RUNS: usize = 9;
 /// The arguments a managed session of Gemma gets (see `coworkctl models
 /// sessions`), for the by-hand server.
 const SAME_ARGS: &[&str] = &[
@@ -79,10 +79,23 @@ async fn main() {
             ok(&suite.ctl(&["models", "unload", "gemma-3-270m-q4_k_m"]));
         }
     }
-    // Warm both paths.
+    // The same chat through a second suite whose engine is the by-hand
+    // server (configured, as someone else's engine is): the same prompt
+    // with the same context, so the two differ only by the session.
+    let hand_suite = Suite::start(&format!(
+        "[agents]\nprobe_ports = false\nmax_output_tokens = {MAX_TOKENS}\nlocal_context_tokens = 2048\n\
+         [[agents.engines]]\nid = \"llamacpp\"\nbase_url = \"http://127.0.0.1:{}/v1\"\napi = \"openai\"\n",
+        by_hand.port
+    ));
+    hand_suite
+        .wait_state("agents", "running", Duration::from_secs(30))
+        .await;
+    // Warm every path.
     direct(by_hand.port, "gemma-3-270m-q4_k_m").await;
     through_suite(&suite).await;
-    let (mut dt, mut dr, mut st, mut sr) = (vec![], vec![], vec![], vec![]);
+    through_suite(&hand_suite).await;
+    let (mut dt, mut dr, mut st, mut sr, mut ht, mut hr) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut tokens = 0;
     for _ in 0..RUNS {
         let (t, r, n) = direct(by_hand.port, "gemma-3-270m-q4_k_m").await;
@@ -91,8 +104,12 @@ async fn main() {
         let (t, r, _) = through_suite(&suite).await;
         st.push(t.as_secs_f64() * 1000.0);
         sr.push(r);
+        let (t, r, _) = through_suite(&hand_suite).await;
+        ht.push(t.as_secs_f64() * 1000.0);
+        hr.push(r);
         tokens = n;
     }
+    drop(hand_suite);
     drop(by_hand);
 
     // Embeddings: the session directly (with its key) vs the gateway.
@@ -133,17 +150,22 @@ async fn main() {
     }
 
     let (dt, dr, st, sr) = (median(dt), median(dr), median(st), median(sr));
+    let (ht, hr) = (median(ht), median(hr));
     let (bh, sl) = (median(by_hand_ready), median(session_ready));
     let (ed, eg) = (median(ed), median(eg));
     println!("| measure | managed session | by hand / direct (same run) | ratio / target |");
     println!("|---|---|---|---|");
     println!(
-        "| time to first token, median of {RUNS} (ms) | {st:.1} | {dt:.1} | {:+.1} ms (target ≤ +5 ms) |",
-        st - dt
+        "| time to first token through the suite, median of {RUNS} (ms) | {st:.1} | {ht:.1} (by-hand server as a configured engine) | {:+.1} ms (target ≤ +5 ms) |",
+        st - ht
     );
     println!(
-        "| tokens/s after the first (~{tokens} deltas), median of {RUNS} | {sr:.1} | {dr:.1} | {:.1} % (target ≥ 98 %) |",
-        sr / dr * 100.0
+        "| tokens/s through the suite (~{tokens} deltas), median of {RUNS} | {sr:.1} | {hr:.1} | {:.1} % (target ≥ 98 %) |",
+        sr / hr * 100.0
+    );
+    println!(
+        "| for reference: straight to the by-hand server, no suite (user message only) | | {dt:.1} ms first token, {dr:.1} tokens/s | suite +{:.1} ms |",
+        ht - dt
     );
     println!(
         "| ready after start, median of 3 (ms) | {sl:.0} (`models load`, fit check included) | {bh:.0} (spawn to /health 200) | {:+.0} ms |",

@@ -441,3 +441,33 @@ async fn killing_agents_agent_leaves_no_llama_server_and_autoload_brings_the_mod
     let c = chat_chunks(&suite, "Say hello in one short sentence.");
     assert!(!answer_text(&c).trim().is_empty(), "{c:?}");
 }
+
+#[tokio::test]
+async fn a_missing_server_program_is_named_with_the_setting_to_fix() {
+    let cfg = config(0, "").replace(&llama_server_path(), "/nonexistent/llama-server");
+    let suite = Suite::start(&cfg);
+    suite
+        .wait_state("agents", "running", Duration::from_secs(30))
+        .await;
+    let out = suite.ctl(&["models", "load", &gemma_model_path()]);
+    assert!(!out.status.success());
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        why.contains("cannot run /nonexistent/llama-server")
+            && why.contains("[agents.llama] server"),
+        "{why}"
+    );
+    assert!(sessions(&suite).is_empty());
+    // A model file that is not there, and a name that is nothing.
+    let out = suite.ctl(&["models", "load", "/nonexistent/model.gguf"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not"),
+        "{out:?}"
+    );
+    let out = suite.ctl(&["models", "load", "../../etc/passwd"]);
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && why.contains("neither a model file"),
+        "{why}"
+    );
+}

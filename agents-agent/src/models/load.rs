@@ -60,6 +60,17 @@ pub enum LoadError {
     Session(#[from] SessionError),
 }
 
+/// What a fit verdict means for a load: RED refuses unless `force`d (then
+/// it is a warning), YELLOW is a warning, GREEN or no verdict is silent.
+pub fn verdict(fit: Option<&(Level, String)>, force: bool) -> Result<Option<String>, LoadError> {
+    match fit {
+        Some((Level::Red, why)) if !force => Err(LoadError::DoesNotFit(why.clone())),
+        Some((Level::Red, why)) => Ok(Some(format!("loading although: {why}"))),
+        Some((Level::Yellow, why)) => Ok(Some(why.clone())),
+        Some((Level::Green, _)) | None => Ok(None),
+    }
+}
+
 /// Loads models after checking them (cheap to clone).
 #[derive(Clone)]
 pub struct Loader {
@@ -155,13 +166,8 @@ impl Loader {
                 None
             }
         };
-        match &fit {
-            Some((Level::Red, why)) if !ask.force => {
-                return Err(LoadError::DoesNotFit(why.clone()));
-            }
-            Some((Level::Red, why)) => warnings.push(format!("loading although: {why}")),
-            Some((Level::Yellow, why)) => warnings.push(why.clone()),
-            _ => {}
+        if let Some(w) = verdict(fit.as_ref(), ask.force)? {
+            warnings.push(w);
         }
         let (session, already_loaded) = self
             .sessions
@@ -210,5 +216,32 @@ impl Loader {
                 Err(err) => tracing::warn!(model = %e.model, error = %err, "autoload failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn red_refuses_unless_forced_and_yellow_warns() {
+        let red = (Level::Red, "RED: needs 30 GB, 22 GB usable".to_string());
+        let e = verdict(Some(&red), false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "RED: needs 30 GB, 22 GB usable (load it anyway with --force)"
+        );
+        assert_eq!(
+            verdict(Some(&red), true).unwrap().unwrap(),
+            "loading although: RED: needs 30 GB, 22 GB usable"
+        );
+        let yellow = (Level::Yellow, "YELLOW: tight".to_string());
+        assert_eq!(
+            verdict(Some(&yellow), false).unwrap().unwrap(),
+            "YELLOW: tight"
+        );
+        let green = (Level::Green, "GREEN".to_string());
+        assert_eq!(verdict(Some(&green), false).unwrap(), None);
+        assert_eq!(verdict(None, false).unwrap(), None);
     }
 }
