@@ -380,6 +380,11 @@ async fn chat_and_embedding_sessions_serve_side_by_side_through_the_gateway() {
         .collect();
     assert_eq!(vecs.len(), 3);
     assert!(vecs.iter().all(|v| v.len() == 384));
+    // Unit length (L2-normalised), so a dot product is the cosine.
+    for v in &vecs {
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "norm {norm}");
+    }
     let cos = |a: &[f64], b: &[f64]| {
         let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
         let n = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();

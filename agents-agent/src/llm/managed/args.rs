@@ -32,6 +32,7 @@ const OURS: &[&str] = &[
     "--ctx-size",
     "--embedding",
     "--embeddings",
+    "--embd-normalize",
 ];
 
 /// One session's settings.
@@ -99,7 +100,9 @@ pub fn build(server: &str, spec: &Spec) -> Result<Vec<String>, ArgsError> {
         spec.ctx.to_string(),
     ];
     if spec.mode == Mode::Embedding {
-        argv.push("--embedding".into());
+        // Unit-length vectors (L2), stated rather than left to the build's
+        // default: cosine becomes a dot product for every consumer.
+        argv.extend(["--embedding".into(), "--embd-normalize".into(), "2".into()]);
     }
     if let Some(n) = spec.gpu_layers {
         argv.extend(["--n-gpu-layers".into(), n.to_string()]);
@@ -212,7 +215,7 @@ mod tests {
                     mode: Mode::Embedding,
                     ..spec()
                 },
-                format!("{base} --embedding"),
+                format!("{base} --embedding --embd-normalize 2"),
             ),
             (
                 Spec {
@@ -244,6 +247,7 @@ mod tests {
             "-hf",
             "--ctx-size",
             "--embedding",
+            "--embd-normalize",
         ] {
             let s = Spec {
                 extra_args: vec![bad.into(), "x".into()],
