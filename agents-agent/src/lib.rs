@@ -13,6 +13,7 @@ pub mod db;
 pub mod gateway;
 pub mod llm;
 pub mod mcp;
+pub mod memory;
 pub mod models;
 pub mod schema;
 pub mod secrets;
