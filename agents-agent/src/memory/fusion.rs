@@ -24,20 +24,19 @@ pub struct Fused {
 /// go to the better keyword rank, then the lower id.
 pub fn rrf(keyword: &[(i64, f64)], vector: &[(i64, f64)], k: usize) -> Vec<Fused> {
     let mut out: Vec<Fused> = Vec::with_capacity(keyword.len() + vector.len());
+    let mut at: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
     let mut add = |id: i64, rank: usize, score: f64, is_keyword: bool| {
         let r = rank as u32 + 1;
-        let entry = match out.iter().position(|f| f.id == id) {
-            Some(i) => &mut out[i],
-            None => {
-                out.push(Fused {
-                    id,
-                    score: 0.0,
-                    keyword: None,
-                    vector: None,
-                });
-                out.last_mut().expect("just pushed")
-            }
-        };
+        let i = *at.entry(id).or_insert_with(|| {
+            out.push(Fused {
+                id,
+                score: 0.0,
+                keyword: None,
+                vector: None,
+            });
+            out.len() - 1
+        });
+        let entry = &mut out[i];
         entry.score += 1.0 / (RRF_K + f64::from(r));
         if is_keyword {
             entry.keyword.get_or_insert((r, score));

@@ -95,6 +95,16 @@ impl Stream {
         }
     }
 
+    /// Every stream.
+    pub const ALL: [Stream; 6] = [
+        Stream::Window,
+        Stream::Keystrokes,
+        Stream::Clipboard,
+        Stream::Chat,
+        Stream::Import,
+        Stream::Observation,
+    ];
+
     /// The capture streams, whose rows memory reads from capture's tables
     /// (and whose consent it follows).
     pub const CAPTURE: [Stream; 3] = [Stream::Window, Stream::Keystrokes, Stream::Clipboard];
@@ -127,17 +137,10 @@ impl Stream {
 impl FromStr for Stream {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        [
-            Stream::Window,
-            Stream::Keystrokes,
-            Stream::Clipboard,
-            Stream::Chat,
-            Stream::Import,
-            Stream::Observation,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-        .ok_or_else(|| format!("unknown stream {s:?}"))
+        Stream::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown stream {s:?}"))
     }
 }
 
@@ -193,6 +196,9 @@ mod tests {
             assert_eq!(k.as_str().parse::<Kind>().unwrap(), k);
         }
         assert!("memories".parse::<Kind>().is_err());
+        for st in Stream::ALL {
+            assert_eq!(st.as_str().parse::<Stream>().unwrap(), st);
+        }
         assert_eq!(Kind::Activity.vector_table(1), "embed_activity");
         assert_eq!(Kind::Document.vector_table(3), "embed_document_3");
         assert_eq!(Stream::Window.capture_source_id(12), "activity:12");
