@@ -14,6 +14,7 @@ const FILES: &[&str] = &[
     "cowork/agents/v1/agents.proto",
     "cowork/models/v1/models.proto",
     "cowork/gateway/v1/gateway.proto",
+    "cowork/memory/v1/memory.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

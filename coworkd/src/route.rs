@@ -41,6 +41,7 @@ const DOMAINS: &[(&str, Option<WorkerName>)] = &[
     ("agents", Some(WorkerName::Agents)),
     ("models", Some(WorkerName::Agents)),
     ("gateway", Some(WorkerName::Agents)),
+    ("memory", Some(WorkerName::Agents)),
     ("browser", Some(WorkerName::Browser)),
 ];
 
@@ -92,6 +93,10 @@ mod tests {
             ),
             (
                 "/cowork.chat.v1.Chat/AMethodAddedLater",
+                Route::Worker(WorkerName::Agents),
+            ),
+            (
+                "/cowork.memory.v1.Memory/Search",
                 Route::Worker(WorkerName::Agents),
             ),
             (

@@ -57,6 +57,10 @@ pub mod pb {
     pub mod gateway {
         tonic::include_proto!("cowork.gateway.v1");
     }
+    /// `cowork.memory.v1`: agents-agent's memory (indexing and search).
+    pub mod memory {
+        tonic::include_proto!("cowork.memory.v1");
+    }
     /// `cowork.browser.v1`: browser-agent's domain.
     pub mod browser {
         tonic::include_proto!("cowork.browser.v1");
