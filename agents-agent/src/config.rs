@@ -1,5 +1,6 @@
-//! The `[agents]` section of `$COWORK_HOME/config.toml`, read fresh for
-//! each detection so edits apply at once. Other sections are ignored.
+//! The `[agents]` and `[memory]` sections of `$COWORK_HOME/config.toml`,
+//! read fresh for each use so edits apply at once. Other sections are
+//! ignored.
 
 use crate::agent::approval::{DefaultMode, Settings};
 use crate::llm::engines::{candidates, ApiFamily, ConfiguredEngine, Instance};
@@ -190,6 +191,92 @@ impl Default for AgentsConfig {
             gateway: GatewayEntry::default(),
             free_space_floor_mib: None,
             llama: LlamaEntry::default(),
+        }
+    }
+}
+
+/// `[memory]`: what is indexed for search, and by which embedder.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// "auto" (a managed embedding session, else a local engine serving
+    /// an embedding model, else none), "none" (keyword search only), or
+    /// an engine: `managed:<alias>`, an instance key (`llamacpp:8080`), a
+    /// declared engine's id, or a cloud provider's id.
+    pub embedder: String,
+    /// The embedding model to ask for (else the engine's own choice).
+    pub embed_model: Option<String>,
+    /// Let a cloud provider embed (never keystroke or clipboard text).
+    pub allow_cloud_embeddings: bool,
+    /// How often new rows are looked for (ms).
+    pub poll_ms: u64,
+    /// Characters per embedding request, at most (Ollama embeds a batch
+    /// one input at a time, so a batch is bounded by its text).
+    pub batch_chars: usize,
+    /// Inputs per embedding request, at most.
+    pub batch_items: usize,
+    /// An input is cut to this many characters (below the model's limit).
+    pub max_input_chars: usize,
+    /// An embedding request unanswered this long fails its job (s).
+    pub hang_timeout_s: u64,
+    /// How often rows deleted from capture's tables (retention) are
+    /// looked for and removed from every index (s).
+    pub sweep_s: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            embedder: "auto".into(),
+            embed_model: None,
+            allow_cloud_embeddings: false,
+            poll_ms: 250,
+            batch_chars: 16_000,
+            batch_items: 32,
+            max_input_chars: 1000,
+            hang_timeout_s: 300,
+            sweep_s: 60,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MemoryFile {
+    #[serde(default)]
+    memory: MemoryConfig,
+}
+
+impl MemoryConfig {
+    /// Parse a whole config file's text (other sections are ignored).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let c = toml::from_str::<MemoryFile>(text)
+            .map_err(|e| format!("[memory] is invalid: {e}"))?
+            .memory;
+        if c.embedder.trim().is_empty() {
+            return Err("[memory] embedder must be \"auto\", \"none\" or an engine".into());
+        }
+        if c.batch_items == 0
+            || c.batch_chars == 0
+            || c.max_input_chars == 0
+            || c.poll_ms == 0
+            || c.hang_timeout_s == 0
+            || c.sweep_s == 0
+        {
+            return Err(
+                "[memory] poll_ms, batch_items, batch_chars, max_input_chars, \
+                        hang_timeout_s and sweep_s must be above 0"
+                    .into(),
+            );
+        }
+        Ok(c)
+    }
+
+    /// Read `[memory]` from `path`; a missing file means defaults.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => Self::parse(&t).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         }
     }
 }

@@ -4,12 +4,14 @@
 //! detection), `cowork.mcp.v1.Mcp` (MCP servers and tools),
 //! `cowork.agents.v1.Agents` (agent operations and tool approvals),
 //! `cowork.models.v1.Models` (model downloads, fit checks, hardware, and
-//! the llama-server sessions it runs itself) and
-//! `cowork.gateway.v1.Gateway` (the local OpenAI-compatible API).
+//! the llama-server sessions it runs itself),
+//! `cowork.gateway.v1.Gateway` (the local OpenAI-compatible API) and
+//! `cowork.memory.v1.Memory` (everything captured or said, indexed for
+//! keyword and vector search in the background).
 //! Reports itself degraded while no model engine can answer, or while
 //! cowork.db cannot be used (e.g. it was migrated by a newer build).
 
-use agents_agent::{agent, chat, db, gateway, llm, mcp, models, schema};
+use agents_agent::{agent, chat, db, gateway, llm, mcp, memory, models, schema};
 use cowork_proto::pb;
 
 /// The health part under which a cowork.db that cannot be used is reported.
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
             models::load::Loader::new(checker.clone(), downloads.clone(), sessions.clone());
         let agents =
             agent::executor::Agents::new(db.clone(), config.clone(), mcp.clone(), resolver);
+        let memory = memory::Memory::new(db.clone(), config.clone(), sessions.clone());
         // Before serving: cowork.db is opened and migrated (a file it
         // cannot use is reported, and nothing is written to it);
         // operations a killed agents-agent was running come back paused;
@@ -72,6 +75,9 @@ fn main() -> std::process::ExitCode {
             }
             Err(e) => tracing::error!(error = %e, "cannot recover operations"),
         }
+        // Memory indexes new rows and embeds them in the background
+        // (interrupted embedding jobs resume at their checkpoint).
+        memory::indexer::spawn(memory.clone(), ctx.shutdown.clone());
         let sweep = mcp.sweep_orphans();
         let resumer = downloads.clone();
         let restorer = gateway.clone();
@@ -112,6 +118,9 @@ fn main() -> std::process::ExitCode {
             ))
             .add_service(pb::models::models_server::ModelsServer::new(
                 models::service::ModelsService::new(downloads, checker, loader),
+            ))
+            .add_service(pb::memory::memory_server::MemoryServer::new(
+                memory::service::MemoryService::new(memory),
             ))
             .add_service(pb::engines::engines_server::EnginesServer::new(
                 llm::service::EnginesService::new(config, sessions),

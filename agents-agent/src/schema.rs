@@ -13,4 +13,5 @@ pub const OWNERS: &[Owner] = &[
     crate::agent::store::OWNER,
     crate::models::store::OWNER,
     crate::gateway::store::OWNER,
+    crate::memory::store::OWNER,
 ];

@@ -46,8 +46,9 @@ pub struct MessageRow {
 /// release made is adopted as it is.
 pub const OWNER: Owner = Owner {
     name: "chat",
-    steps: &[Step::Sql(
-        "CREATE TABLE IF NOT EXISTS agents_threads (
+    steps: &[
+        Step::Sql(
+            "CREATE TABLE IF NOT EXISTS agents_threads (
                 id TEXT PRIMARY KEY, title TEXT NOT NULL,
                 created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS agents_messages (
@@ -55,7 +56,14 @@ pub const OWNER: Owner = Owner {
                 content TEXT NOT NULL, model TEXT NOT NULL, ask_id TEXT NOT NULL,
                 created_ms INTEGER NOT NULL, finish_reason TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS agents_messages_thread ON agents_messages(thread_id, created_ms);",
-    )],
+        ),
+        // 2: past conversations imported from a file (`memory import
+        // --type conversation`): who spoke, and the import's collection.
+        Step::Sql(
+            "ALTER TABLE agents_messages ADD COLUMN speaker TEXT NOT NULL DEFAULT '';
+             ALTER TABLE agents_threads ADD COLUMN collection TEXT NOT NULL DEFAULT '';",
+        ),
+    ],
 };
 
 /// Create a thread titled after its first message.
@@ -161,6 +169,108 @@ pub fn threads(c: &Connection, limit: u32) -> rusqlite::Result<Vec<ThreadRow>> {
 pub fn thread(c: &Connection, id: &str) -> rusqlite::Result<Option<ThreadRow>> {
     c.query_row(&format!("{THREAD_SQL} WHERE t.id = ?1"), [id], thread_row)
         .optional()
+}
+
+/// A message as memory indexes it: the row, who spoke (an imported
+/// conversation's speaker, else its role) and its thread's collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedMessage {
+    /// Its rowid: memory's high-water mark (a replaced message gets a
+    /// new one, so an edit is noticed).
+    pub rowid: i64,
+    /// The message.
+    pub message: MessageRow,
+    /// Who spoke.
+    pub speaker: String,
+    /// Its thread's collection ("" for the person's own chats).
+    pub collection: String,
+}
+
+/// Messages stored after rowid `after`, oldest first, at most `limit`.
+pub fn messages_after(
+    c: &Connection,
+    after: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<IndexedMessage>> {
+    let mut s = c.prepare_cached(
+        "SELECT m.id, m.thread_id, m.role, m.content, m.model, m.ask_id, m.created_ms,
+                m.finish_reason, m.rowid, m.speaker, coalesce(t.collection, '')
+         FROM agents_messages m LEFT JOIN agents_threads t ON t.id = m.thread_id
+         WHERE m.rowid > ?1 ORDER BY m.rowid LIMIT ?2",
+    )?;
+    let rows = s.query_map(params![after, limit], |r| {
+        let speaker: String = r.get(9)?;
+        let message = message(r)?;
+        Ok(IndexedMessage {
+            rowid: r.get(8)?,
+            speaker: if speaker.is_empty() {
+                message.role.clone()
+            } else {
+                speaker
+            },
+            collection: r.get(10)?,
+            message,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Which of the message ids still exist.
+pub fn message_exists(c: &Connection, id: &str) -> rusqlite::Result<bool> {
+    c.prepare_cached("SELECT 1 FROM agents_messages WHERE id = ?1")?
+        .exists([id])
+}
+
+/// The `finish_reason` of a message imported from a file (`memory
+/// import --type conversation`).
+pub const IMPORTED: &str = "imported";
+
+/// One line of an imported conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedMessage {
+    /// The line's `_id`: the message's id.
+    pub id: String,
+    /// Its thread's name in the file.
+    pub thread: String,
+    /// Who spoke.
+    pub speaker: String,
+    /// What they said.
+    pub text: String,
+    /// When (Unix ms).
+    pub time_ms: i64,
+}
+
+/// Store an imported message as a past conversation message (its thread
+/// `imported:<collection>:<thread>` made on first use). Returns false
+/// when it was stored already with the same content: import is
+/// idempotent by id.
+pub fn import_message(
+    c: &Connection,
+    collection: &str,
+    m: &ImportedMessage,
+) -> rusqlite::Result<bool> {
+    let thread_id = format!("imported:{collection}:{}", m.thread);
+    let same = c
+        .prepare_cached(
+            "SELECT 1 FROM agents_messages WHERE id = ?1 AND thread_id = ?2 AND content = ?3
+             AND speaker = ?4 AND created_ms = ?5",
+        )?
+        .exists(params![m.id, thread_id, m.text, m.speaker, m.time_ms])?;
+    if same {
+        return Ok(false);
+    }
+    c.execute(
+        "INSERT INTO agents_threads (id, title, created_ms, updated_ms, collection)
+         VALUES (?1, ?2, ?3, ?3, ?4) ON CONFLICT(id) DO NOTHING",
+        params![thread_id, m.thread, m.time_ms, collection],
+    )?;
+    c.execute(
+        "INSERT OR REPLACE INTO agents_messages
+            (id, thread_id, role, content, model, ask_id, created_ms, finish_reason, speaker)
+         VALUES (?1, ?2, 'user', ?3, '', '', ?4, ?6, ?5)",
+        params![m.id, thread_id, m.text, m.time_ms, m.speaker, IMPORTED],
+    )?;
+    Ok(true)
 }
 
 #[cfg(test)]

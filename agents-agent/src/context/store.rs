@@ -1,5 +1,6 @@
 //! Read-only queries of capture's tables (capture-agent owns and migrates
-//! them; agents-agent never writes or alters them). The only SQL here.
+//! them; agents-agent never writes or alters them): the recent windows of
+//! Layer 1, and the changed rows memory indexes. The only SQL for them.
 
 use super::layer1::Window;
 use rusqlite::Connection;
@@ -24,6 +25,152 @@ pub fn recent_windows(c: &Connection, recent: u32) -> Vec<Window> {
         return Vec::new();
     };
     rows.filter_map(Result::ok).collect()
+}
+
+/// One changed capture row, as memory reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureRow {
+    /// Its id in its table.
+    pub id: i64,
+    /// Its text: app, title and URL of an activity; the typed text of a
+    /// keystroke chunk; the copied text of a clipboard event.
+    pub text: String,
+    /// The app it happened in.
+    pub app: String,
+    /// The window's title (activities and chunks), for context.
+    pub title: String,
+    /// The browser URL of an activity.
+    pub url: Option<String>,
+    /// When it started (Unix ms).
+    pub time_ms: i64,
+    /// Closed: an activity that ended, a chunk that was flushed (a
+    /// clipboard event always is).
+    pub closed: bool,
+    /// Its high-water mark: `updated_ms` (activities, chunks) or `at_ms`.
+    pub mark_ms: i64,
+}
+
+/// The capture tables memory reads, by its stream name.
+fn changed_sql(stream: &str) -> Option<&'static str> {
+    Some(match stream {
+        "window" => {
+            "SELECT id, '', app_name, window_title, url, started_ms, ended_ms IS NOT NULL, updated_ms
+             FROM capture_activities WHERE (updated_ms, id) > (?1, ?2)
+             ORDER BY updated_ms, id LIMIT ?3"
+        }
+        "keystrokes" => {
+            "SELECT id, text, app_name, window_title, NULL, started_ms, flush_reason IS NOT NULL,
+                updated_ms
+             FROM capture_keystroke_chunks WHERE (updated_ms, id) > (?1, ?2)
+             ORDER BY updated_ms, id LIMIT ?3"
+        }
+        "clipboard" => {
+            // Written once and never changed: ids alone order them (an
+            // event's time is when it happened, not when it was stored).
+            "SELECT id, coalesce(text, ''), source_app, window_title, NULL, at_ms, 1, at_ms
+             FROM capture_clipboard_events WHERE ?1 = ?1 AND id > ?2
+             ORDER BY id LIMIT ?3"
+        }
+        _ => return None,
+    })
+}
+
+/// Rows of capture's `stream` ("window", "keystrokes", "clipboard")
+/// written or changed after the mark `(mark_ms, id)` (clipboard events,
+/// never changed once written: after the id), oldest first, at most
+/// `limit`; empty when capture has not created its tables yet.
+pub fn changed_rows(
+    c: &Connection,
+    stream: &str,
+    after: (i64, i64),
+    limit: u32,
+) -> rusqlite::Result<Vec<CaptureRow>> {
+    let Some(sql) = changed_sql(stream) else {
+        return Ok(Vec::new());
+    };
+    let mut s = match c.prepare_cached(sql) {
+        Ok(s) => s,
+        Err(e) if no_table(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let rows = s.query_map(rusqlite::params![after.0, after.1, limit], |r| {
+        Ok(CaptureRow {
+            id: r.get(0)?,
+            text: r.get(1)?,
+            app: r.get(2)?,
+            title: r.get(3)?,
+            url: r.get(4)?,
+            time_ms: r.get(5)?,
+            closed: r.get(6)?,
+            mark_ms: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The time of the oldest closed row of `stream` after the mark
+/// `(mark_ms, id)` (as [`changed_rows`] reads them): None when there is
+/// none.
+pub fn oldest_after(
+    c: &Connection,
+    stream: &str,
+    after: (i64, i64),
+) -> rusqlite::Result<Option<i64>> {
+    let sql = match stream {
+        "window" => {
+            "SELECT min(started_ms) FROM capture_activities
+             WHERE (updated_ms, id) > (?1, ?2) AND ended_ms IS NOT NULL"
+        }
+        "keystrokes" => {
+            "SELECT min(started_ms) FROM capture_keystroke_chunks
+             WHERE (updated_ms, id) > (?1, ?2) AND flush_reason IS NOT NULL"
+        }
+        "clipboard" => "SELECT min(at_ms) FROM capture_clipboard_events WHERE ?1 = ?1 AND id > ?2",
+        _ => return Ok(None),
+    };
+    match c.query_row(sql, rusqlite::params![after.0, after.1], |r| r.get(0)) {
+        Err(e) if no_table(&e) => Ok(None),
+        other => other,
+    }
+}
+
+fn no_table(e: &rusqlite::Error) -> bool {
+    e.to_string().contains("no such table")
+}
+
+/// Which of `ids` still exist in capture's `stream` table (retention
+/// deletes old rows).
+pub fn existing_rows(c: &Connection, stream: &str, ids: &[i64]) -> rusqlite::Result<Vec<i64>> {
+    let table = match stream {
+        "window" => "capture_activities",
+        "keystrokes" => "capture_keystroke_chunks",
+        "clipboard" => "capture_clipboard_events",
+        _ => return Ok(Vec::new()),
+    };
+    let mut s = match c.prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1")) {
+        Ok(s) => s,
+        Err(e) if no_table(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        if s.exists([id])? {
+            out.push(*id);
+        }
+    }
+    Ok(out)
+}
+
+/// The streams the person turned off (`capture_streams.enabled = 0`);
+/// streams never switched keep capture's defaults and are not listed.
+pub fn disabled_streams(c: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut s = match c.prepare_cached("SELECT stream FROM capture_streams WHERE enabled = 0") {
+        Ok(s) => s,
+        Err(e) if no_table(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let rows = s.query_map([], |r| r.get(0))?;
+    rows.collect()
 }
 
 #[cfg(test)]

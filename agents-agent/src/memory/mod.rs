@@ -1,14 +1,392 @@
 //! Memory: everything captured or said, made searchable (seed 003
 //! "Embedding Pipeline", "Database Hardening" → vector index
-//! namespacing). This first part holds the pure pieces the pipeline and
-//! search are built from: what an item is and which index it goes to
-//! ([`item`]), the embedding job's state machine ([`jobs`]), chunking
-//! ([`chunk`]), a search's time filter ([`query`]) and hybrid ranking
-//! ([`fusion`]). The store, the indexer and the
-//! `cowork.memory.v1` service come next (issue 16).
+//! namespacing).
+//!
+//! Pure pieces: what an item is and which index it goes to ([`item`]),
+//! what each source row becomes ([`sources`]), chunking ([`chunk`]), the
+//! embedding job's state machine ([`jobs`]), a search's time filter
+//! ([`query`]), keyword queries and per-source folding ([`search`]),
+//! hybrid ranking ([`fusion`]) and the binary codes of the coarse vector
+//! pass ([`quantize`]). Runtime: [`store`] (the only SQL for memory's
+//! tables), [`embedder`] (which embedder, and calling it), [`indexer`]
+//! (the background loops that index new rows and embed them), [`recall`]
+//! (a search, end to end) and [`service`] (`cowork.memory.v1.Memory`).
+//! [`Memory`] is the handle the service and the indexer share.
 
 pub mod chunk;
+pub mod embedder;
 pub mod fusion;
+pub mod indexer;
 pub mod item;
 pub mod jobs;
+pub mod quantize;
 pub mod query;
+pub mod recall;
+pub mod search;
+pub mod service;
+pub mod sources;
+pub mod store;
+
+use crate::config::MemoryConfig;
+use crate::db::{Db, DbError};
+use crate::llm::managed::sessions::Sessions;
+use crate::util::now_ms;
+use embedder::Embedder;
+use item::{Kind, Stream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How long a resolved embedder (or the reason there is none) is reused
+/// before `[memory] embedder` is resolved again.
+const EMBEDDER_TTL: Duration = Duration::from_secs(5);
+
+/// Lines of one import request, at most.
+pub const MAX_IMPORT_LINES: usize = 10_000;
+
+/// Why a memory call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// cowork.db said no.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The request cannot be served as asked (bad type, mode, time).
+    #[error("{0}")]
+    Invalid(String),
+    /// `[memory]` in config.toml is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// The embedder could not be reached, or refused.
+    #[error("{0}")]
+    Embedder(String),
+}
+
+impl From<rusqlite::Error> for MemoryError {
+    fn from(e: rusqlite::Error) -> Self {
+        MemoryError::Db(DbError::Sql(e))
+    }
+}
+
+/// The handle memory's service and indexer share (cheap to clone).
+#[derive(Clone)]
+pub struct Memory {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    config: PathBuf,
+    sessions: Sessions,
+    embedder: Mutex<Option<(Instant, Result<Embedder, String>)>>,
+    /// Woken when there is new work (an import, a reindex).
+    wake: Notify,
+}
+
+impl Memory {
+    /// Memory over `db`, configured by `[memory]` in `config`, embedding
+    /// through `sessions` (or the engines config names).
+    pub fn new(db: Db, config: PathBuf, sessions: Sessions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                config,
+                sessions,
+                embedder: Mutex::new(None),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The llama-server sessions (an embedding session is leased per call).
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
+    /// `[memory]`, read fresh.
+    pub fn config(&self) -> Result<MemoryConfig, MemoryError> {
+        MemoryConfig::load(&self.inner.config).map_err(MemoryError::Config)
+    }
+
+    /// The embedder `[memory] embedder` resolves to now, or why there is
+    /// none (keyword search only); resolved again after a few seconds, or
+    /// at once with `fresh`.
+    pub async fn embedder(&self, fresh: bool) -> Result<Embedder, String> {
+        if !fresh {
+            if let Ok(cached) = self.inner.embedder.lock() {
+                if let Some((at, e)) = cached.as_ref() {
+                    if at.elapsed() < EMBEDDER_TTL {
+                        return e.clone();
+                    }
+                }
+            }
+        }
+        let e = embedder::resolve(&self.inner.config, &self.inner.sessions).await;
+        if let Ok(mut cached) = self.inner.embedder.lock() {
+            *cached = Some((Instant::now(), e.clone()));
+        }
+        e
+    }
+
+    /// Forget the cached embedder (its engine failed): the next call
+    /// resolves it again.
+    pub fn embedder_failed(&self) {
+        if let Ok(mut cached) = self.inner.embedder.lock() {
+            *cached = None;
+        }
+    }
+
+    /// Wake the indexer (new rows or jobs to look at).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Wait for [`Memory::wake`] or `timeout`, whichever comes first.
+    pub async fn woken(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.inner.wake.notified()).await;
+    }
+
+    /// Forget sources by id, or everything in a time range (of one app):
+    /// gone from the keyword index and every vector index in one
+    /// transaction, and never indexed again.
+    pub async fn forget(&self, f: Forget) -> Result<store::Forgotten, MemoryError> {
+        let now = now_ms();
+        let done = match f {
+            Forget::Sources(ids) => {
+                if ids.is_empty() {
+                    return Err(MemoryError::Invalid(
+                        "name the sources to forget, or a time range".into(),
+                    ));
+                }
+                self.db()
+                    .write(move |c| store::forget_sources(c, &ids, now))
+                    .await?
+            }
+            Forget::Range {
+                since_ms,
+                until_ms,
+                app,
+            } => {
+                if since_ms.is_none() && until_ms.is_none() && app.is_empty() {
+                    return Err(MemoryError::Invalid(
+                        "forgetting everything needs a range: give --since (or --until, --app)"
+                            .into(),
+                    ));
+                }
+                self.db()
+                    .write(move |c| store::forget_range(c, since_ms, until_ms, &app, now))
+                    .await?
+            }
+        };
+        Ok(done)
+    }
+
+    /// Embed the items of `kinds` (all when empty) again: their vector
+    /// indexes are dropped and rebuilt in the background. Returns the
+    /// items that will be embedded.
+    pub async fn reindex(&self, kinds: Vec<Kind>) -> Result<u64, MemoryError> {
+        let kinds = if kinds.is_empty() {
+            Kind::ALL.to_vec()
+        } else {
+            kinds
+        };
+        let n = self
+            .db()
+            .write(move |c| {
+                store::drop_indexes(c, &kinds)?;
+                store::count_items(c, &kinds)
+            })
+            .await?;
+        self.wake();
+        Ok(n)
+    }
+
+    /// Import JSONL `lines` of `kind` (document or conversation) into
+    /// `collection`; `first_line` numbers them in errors. Idempotent by
+    /// each line's `_id`; keyword-searchable when this returns, embedded
+    /// in the background.
+    pub async fn import(
+        &self,
+        kind: Kind,
+        collection: String,
+        lines: Vec<String>,
+        first_line: u64,
+    ) -> Result<Imported, MemoryError> {
+        if !matches!(kind, Kind::Document | Kind::Conversation) {
+            return Err(MemoryError::Invalid(format!(
+                "cannot import {kind}: the type is document or conversation"
+            )));
+        }
+        if lines.len() > MAX_IMPORT_LINES {
+            return Err(MemoryError::Invalid(format!(
+                "{} lines in one request: send at most {MAX_IMPORT_LINES}",
+                lines.len()
+            )));
+        }
+        if collection.len() > sources::MAX_ID || collection.chars().any(char::is_control) {
+            return Err(MemoryError::Invalid(format!(
+                "a collection name is at most {} bytes with no control characters",
+                sources::MAX_ID
+            )));
+        }
+        let mut out = Imported::default();
+        let mut parsed = Vec::with_capacity(lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match sources::parse_line(kind, line) {
+                Ok(l) => parsed.push(l),
+                Err(e) => out
+                    .errors
+                    .push(format!("line {}: {e}", first_line + i as u64)),
+            }
+        }
+        let done = self
+            .db()
+            .write(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let mut n = Imported::default();
+                for line in &parsed {
+                    let stored = match line {
+                        sources::Line::Document { id, title, text } => {
+                            let source = item::Source {
+                                stream: Stream::Import,
+                                source_id: id.clone(),
+                                row: None,
+                                text: text.clone(),
+                                time_ms: now_ms(),
+                                app: String::new(),
+                                collection: collection.clone(),
+                            };
+                            let chunks = sources::chunks_of(text, title);
+                            store::put_document(&tx, &source, &chunks)?
+                        }
+                        sources::Line::Conversation(m) => {
+                            crate::chat::store::import_message(&tx, &collection, m)?;
+                            let source = sources::imported_message(m, &collection);
+                            let chunks = sources::chunks_of(&source.text, "");
+                            store::put_source(&tx, Kind::Conversation, &source, &chunks)?
+                        }
+                    };
+                    match stored {
+                        store::Stored::Written(chunks) => {
+                            n.imported += 1;
+                            n.chunks += chunks as u64;
+                        }
+                        store::Stored::Unchanged => n.unchanged += 1,
+                        // A forgotten id stays forgotten.
+                        store::Stored::Skipped => n.unchanged += 1,
+                    }
+                }
+                tx.commit()?;
+                Ok(n)
+            })
+            .await?;
+        out.imported = done.imported;
+        out.unchanged = done.unchanged;
+        out.chunks = done.chunks;
+        self.wake();
+        Ok(out)
+    }
+}
+
+/// What `memory status` shows.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The embedder, or why there is none.
+    pub embedder: Result<Embedder, String>,
+    /// The vector indexes, serving and building.
+    pub indexes: Vec<store::Index>,
+    /// Items, vectors, jobs, size.
+    pub counts: store::Counts,
+    /// The oldest row not yet read into memory (keyword index lag).
+    pub oldest_unindexed_ms: Option<i64>,
+    /// The oldest item the current embedder has still to embed.
+    pub oldest_unembedded_ms: Option<i64>,
+}
+
+impl Memory {
+    /// Where memory stands: embedder, jobs, indexes, lag, size.
+    pub async fn status(&self) -> Result<Status, MemoryError> {
+        let embedder = self.embedder(false).await;
+        let model = embedder.as_ref().ok().map(|e| e.model.clone());
+        let (indexes, counts, unindexed, unembedded) = self
+            .db()
+            .read(move |c| {
+                let indexes = store::indexes(c, None)?;
+                let counts = store::counts(c)?;
+                let disabled = crate::context::store::disabled_streams(c)?;
+                let mut unindexed: Option<i64> = None;
+                let oldest = |t: Option<i64>, into: &mut Option<i64>| {
+                    if let Some(t) = t {
+                        *into = Some(into.map_or(t, |o: i64| o.min(t)));
+                    }
+                };
+                for stream in Stream::CAPTURE {
+                    if disabled.iter().any(|d| d == stream.as_str()) {
+                        continue;
+                    }
+                    let mark = store::watermark(c, stream.as_str())?;
+                    oldest(
+                        crate::context::store::oldest_after(c, stream.as_str(), mark)?,
+                        &mut unindexed,
+                    );
+                }
+                let (_, after) = store::watermark(c, Stream::Chat.as_str())?;
+                oldest(
+                    crate::chat::store::messages_after(c, after, 1)?
+                        .first()
+                        .map(|m| m.message.created_ms),
+                    &mut unindexed,
+                );
+                let mut unembedded = None;
+                for i in indexes.iter().filter(|i| Some(&i.model) == model.as_ref()) {
+                    oldest(store::oldest_unembedded(c, i)?, &mut unembedded);
+                }
+                Ok((indexes, counts, unindexed, unembedded))
+            })
+            .await?;
+        Ok(Status {
+            embedder,
+            indexes,
+            counts,
+            oldest_unindexed_ms: unindexed,
+            oldest_unembedded_ms: unembedded,
+        })
+    }
+}
+
+/// What to forget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forget {
+    /// These sources (as hits name them).
+    Sources(Vec<String>),
+    /// Everything in `[since, until)`, of one app when it is not empty.
+    Range {
+        /// From (Unix ms).
+        since_ms: Option<i64>,
+        /// Before (Unix ms).
+        until_ms: Option<i64>,
+        /// The app ("" any).
+        app: String,
+    },
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Lines stored (new or changed).
+    pub imported: u64,
+    /// Lines stored already as they are.
+    pub unchanged: u64,
+    /// Chunks written.
+    pub chunks: u64,
+    /// `line N: why` for each line refused.
+    pub errors: Vec<String>,
+}

@@ -1,0 +1,547 @@
+//! The background loops that keep memory's indexes current.
+//!
+//! - The **collector** polls capture's tables and chat's messages past
+//!   each source's high-water mark every `[memory] poll_ms` and stores
+//!   what is new or changed as items, keyword-searchable when its
+//!   transaction commits (capture never talks to agents: the database is
+//!   the only channel). A row still open (the current activity, a chunk
+//!   being typed) is skipped until it closes; a stream the person turned
+//!   off has its items removed and is not read until it is on again; every
+//!   `[memory] sweep_s` it removes the items of rows capture's retention
+//!   deleted.
+//! - The **embedder loop** puts new items into embedding jobs for the
+//!   current embedder's index of their type and works through them batch
+//!   by batch, committing the vectors and the job's checkpoint together,
+//!   so a killed agents-agent resumes at the next batch with no duplicate.
+//!   A different embedder starts a new generation beside the serving one
+//!   and takes its place once built.
+
+use super::embedder::{self, EmbedError, Embedder};
+use super::item::{Kind, Stream};
+use super::jobs::{Progress, Status};
+use super::store::{self, Index};
+use super::{sources, Memory, MemoryError};
+use crate::context::store as capture;
+use crate::util::now_ms;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Rows read from one source in one page.
+const PAGE: u32 = 500;
+/// Pages read from one source in one pass (the rest waits for the next).
+const PAGES: u32 = 20;
+/// How far back each pass reads capture's rows again (ms): a row stored
+/// late with an earlier mark (clock steps) is not skipped; rows read
+/// again are found unchanged.
+const OVERLAP_MS: i64 = 2_000;
+/// Items per embedding job (each embedded in requests bounded by
+/// `[memory] batch_items` and `batch_chars`, checkpointed after each).
+pub const JOB_ITEMS: usize = 256;
+/// How long the embedder loop waits before trying a failed embedder again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// How long it sleeps with nothing to do, unless woken.
+const IDLE: Duration = Duration::from_secs(2);
+
+/// Start both loops; they end with `shutdown`.
+pub fn spawn(memory: Memory, shutdown: CancellationToken) {
+    let (m, s) = (memory.clone(), shutdown.clone());
+    tokio::spawn(async move { collect_loop(m, s).await });
+    tokio::spawn(async move { embed_loop(memory, shutdown).await });
+}
+
+/// What one collector pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Collected {
+    /// Sources stored (new or changed).
+    pub stored: usize,
+    /// Items removed (a stream turned off, rows deleted by retention).
+    pub removed: usize,
+}
+
+async fn collect_loop(memory: Memory, shutdown: CancellationToken) {
+    let mut last_sweep: Option<Instant> = None;
+    let mut warned = false;
+    loop {
+        let (poll, sweep_every) = match memory.config() {
+            Ok(c) => {
+                warned = false;
+                (
+                    Duration::from_millis(c.poll_ms),
+                    Duration::from_secs(c.sweep_s),
+                )
+            }
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(error = %e, "memory keeps its defaults until [memory] is valid");
+                    warned = true;
+                }
+                let d = crate::config::MemoryConfig::default();
+                (
+                    Duration::from_millis(d.poll_ms),
+                    Duration::from_secs(d.sweep_s),
+                )
+            }
+        };
+        let sweep = last_sweep.is_none_or(|t| t.elapsed() >= sweep_every);
+        match memory.db().write(move |c| collect(c, sweep)).await {
+            Ok(done) => {
+                if sweep {
+                    last_sweep = Some(Instant::now());
+                }
+                if done.stored > 0 {
+                    memory.wake();
+                }
+                if done.stored + done.removed > 0 {
+                    tracing::debug!(
+                        stored = done.stored,
+                        removed = done.removed,
+                        "memory collected"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "memory could not read new rows"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// One collector pass over every source, in one transaction: new and
+/// changed capture rows and chat messages become items; turned-off
+/// streams' items go; with `sweep`, items of deleted capture rows go.
+pub fn collect(c: &rusqlite::Connection, sweep: bool) -> rusqlite::Result<Collected> {
+    let tx = c.unchecked_transaction()?;
+    let mut done = Collected::default();
+    let disabled = capture::disabled_streams(&tx)?;
+    for stream in Stream::CAPTURE {
+        let name = stream.as_str();
+        if disabled.iter().any(|d| d == name) {
+            // Consent withdrawn: its items leave memory, and its rows are
+            // read from the start when it is on again.
+            done.removed += store::remove_stream(&tx, stream)?;
+            store::set_watermark(&tx, name, 0, 0)?;
+            continue;
+        }
+        let mark = store::watermark(&tx, name)?;
+        let mut at = match stream {
+            Stream::Clipboard => mark,
+            _ => ((mark.0 - OVERLAP_MS).max(0), 0),
+        };
+        for _ in 0..PAGES {
+            let rows = capture::changed_rows(&tx, name, at, PAGE)?;
+            for row in &rows {
+                if let Some(source) = sources::from_capture(stream, row) {
+                    let chunks = sources::chunks_of(&source.text, "");
+                    if let store::Stored::Written(_) =
+                        store::put_source(&tx, Kind::Activity, &source, &chunks)?
+                    {
+                        done.stored += 1;
+                    }
+                }
+                at = (row.mark_ms, row.id);
+            }
+            if rows.len() < PAGE as usize {
+                break;
+            }
+        }
+        if at > mark {
+            store::set_watermark(&tx, name, at.0, at.1)?;
+        }
+        if sweep {
+            done.removed += sweep_deleted(&tx, stream)?;
+        }
+    }
+    let (_, mut after) = store::watermark(&tx, Stream::Chat.as_str())?;
+    for _ in 0..PAGES {
+        let messages = crate::chat::store::messages_after(&tx, after, PAGE)?;
+        for m in &messages {
+            if let Some(source) = sources::from_message(m) {
+                let chunks = sources::chunks_of(&source.text, "");
+                if let store::Stored::Written(_) =
+                    store::put_source(&tx, Kind::Conversation, &source, &chunks)?
+                {
+                    done.stored += 1;
+                }
+            }
+            after = m.rowid;
+        }
+        if messages.len() < PAGE as usize {
+            break;
+        }
+    }
+    store::set_watermark(&tx, Stream::Chat.as_str(), 0, after)?;
+    tx.commit()?;
+    Ok(done)
+}
+
+/// Remove the items of `stream`'s capture rows that capture deleted
+/// (retention): the items removed.
+fn sweep_deleted(c: &rusqlite::Connection, stream: Stream) -> rusqlite::Result<usize> {
+    let mut removed = 0;
+    let mut after = 0;
+    loop {
+        let rows = store::rows_of(c, stream, after, 1000)?;
+        let Some(last) = rows.last().copied() else {
+            return Ok(removed);
+        };
+        let alive = capture::existing_rows(c, stream.as_str(), &rows)?;
+        let gone: Vec<i64> = rows.into_iter().filter(|r| !alive.contains(r)).collect();
+        removed += store::remove_rows(c, stream, &gone)?;
+        after = last;
+    }
+}
+
+async fn embed_loop(memory: Memory, shutdown: CancellationToken) {
+    // Jobs a killed agents-agent left processing resume (or fail when
+    // they had hung); nothing is embedded twice.
+    match memory
+        .db()
+        .write(|c| store::recover_jobs(c, now_ms()))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "embedding jobs resumed after a restart"),
+        Err(e) => tracing::warn!(error = %e, "cannot recover embedding jobs"),
+    }
+    loop {
+        let wait = match embed_pass(&memory, &shutdown).await {
+            Ok(true) => Duration::ZERO,
+            Ok(false) => IDLE,
+            Err(e) => {
+                tracing::warn!(error = %e, "embedding paused");
+                memory.embedder_failed();
+                RETRY_AFTER
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = memory.woken(wait) => {}
+        }
+    }
+}
+
+/// One pass: indexes for the current embedder, new items into jobs, and
+/// one job worked through. Ok(true) when there may be more to do at once.
+async fn embed_pass(memory: &Memory, shutdown: &CancellationToken) -> Result<bool, MemoryError> {
+    let Ok(embedder) = memory.embedder(false).await else {
+        // No embedder: keyword search only (status says why).
+        return Ok(false);
+    };
+    let cfg = memory.config()?;
+    let private = embedder.may_see_private_text();
+    let model = embedder.model.clone();
+    let targets = memory
+        .db()
+        .write(move |c| prepare(c, &model, private, now_ms()))
+        .await?;
+    for index in targets {
+        let Some(job) = ({
+            let i = index.clone();
+            memory.db().read(move |c| store::next_job(c, &i)).await?
+        }) else {
+            let i = index.clone();
+            let promoted = memory.db().write(move |c| promote_if_built(c, &i)).await?;
+            if promoted {
+                tracing::info!(kind = %index.kind, model = %index.model, "new vector index serving");
+            }
+            continue;
+        };
+        run_job(memory, &embedder, &index, job, &cfg, shutdown).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// The index of each type with items that vectors of `model` go to —
+/// made (serving, or building beside another model's) when there is none
+/// — with every new item put in a job.
+fn prepare(
+    c: &rusqlite::Connection,
+    model: &str,
+    private: bool,
+    now: i64,
+) -> rusqlite::Result<Vec<Index>> {
+    let mut out = Vec::new();
+    for kind in Kind::ALL {
+        let existing = store::indexes(c, Some(kind))?;
+        let index = match existing.into_iter().find(|i| i.model == model) {
+            Some(i) => i,
+            None if store::count_items(c, &[kind])? == 0 => continue,
+            None => store::create_index(c, kind, model, now)?,
+        };
+        store::enqueue(c, &index, JOB_ITEMS, private, now)?;
+        out.push(index);
+    }
+    Ok(out)
+}
+
+/// A building index whose jobs are all finished takes the place of the
+/// one serving.
+fn promote_if_built(c: &rusqlite::Connection, index: &Index) -> rusqlite::Result<bool> {
+    if index.state != store::BUILDING || store::has_open_jobs(c, index.kind, index.generation)? {
+        return Ok(false);
+    }
+    store::promote(c, index.kind)?;
+    Ok(true)
+}
+
+/// Work through `job` from its checkpoint: one embedding request at a
+/// time, each request's vectors and the new checkpoint committed
+/// together. A hung embedder fails the job; one that cannot be reached or
+/// refuses leaves it pending for later (the error is returned).
+async fn run_job(
+    memory: &Memory,
+    embedder: &Embedder,
+    index: &Index,
+    job: store::Job,
+    cfg: &crate::config::MemoryConfig,
+    shutdown: &CancellationToken,
+) -> Result<(), MemoryError> {
+    let mut progress = Progress {
+        status: Status::Processing,
+        embed_started_at: Some(now_ms()),
+        embed_error: None,
+        ..job.progress.clone()
+    };
+    let (id, p) = (job.id, progress.clone());
+    memory
+        .db()
+        .write(move |c| store::set_progress(c, id, &p, now_ms()))
+        .await?;
+    let hang = Duration::from_secs(cfg.hang_timeout_s);
+    while progress.chunks_embedded < progress.total_chunks {
+        if shutdown.is_cancelled() {
+            // Stopped between batches: the checkpoint is committed; the
+            // job is taken up again at start.
+            return Ok(());
+        }
+        let (from, to) = (
+            progress.chunks_embedded,
+            (progress.chunks_embedded + cfg.batch_items as u64).min(progress.total_chunks),
+        );
+        let items = memory
+            .db()
+            .read(move |c| store::job_items(c, id, from, to))
+            .await?;
+        // One request: as many of these as the character budget allows
+        // (at least one); deleted items are passed over.
+        let inputs: Vec<String> = items
+            .iter()
+            .map(|j| {
+                j.item.as_ref().map_or(String::new(), |i| {
+                    super::chunk::truncate(&i.text, cfg.max_input_chars).to_owned()
+                })
+            })
+            .collect();
+        let lens: Vec<usize> = inputs.iter().map(|t| t.chars().count()).collect();
+        let take = embedder::batches(&lens, cfg.batch_chars, cfg.batch_items)
+            .first()
+            .map_or(items.len(), |r| r.len())
+            .max(1)
+            .min(items.len());
+        let mut ids = Vec::new();
+        let mut texts = Vec::new();
+        for (j, text) in items.iter().zip(&inputs).take(take) {
+            if let Some(item) = &j.item {
+                ids.push(item.id);
+                texts.push(text.clone());
+            }
+        }
+        let vectors = if texts.is_empty() {
+            Vec::new()
+        } else {
+            match embedder.embed(memory.sessions(), &texts, hang).await {
+                Ok(v) => v,
+                Err(EmbedError::Hung(d)) => {
+                    progress.status = Status::Failed;
+                    progress.embed_error = Some(format!(
+                        "the embedder {} did not answer within {} s (at chunk {} of {})",
+                        embedder.engine,
+                        d.as_secs(),
+                        progress.chunks_embedded,
+                        progress.total_chunks
+                    ));
+                    let p = progress.clone();
+                    memory
+                        .db()
+                        .write(move |c| store::set_progress(c, id, &p, now_ms()))
+                        .await?;
+                    tracing::warn!(job = id, error = ?progress.embed_error, "embedding job failed");
+                    return Ok(());
+                }
+                Err(EmbedError::Failed(why)) => {
+                    progress.status = Status::Pending;
+                    progress.embed_started_at = None;
+                    progress.embed_error = Some(why.clone());
+                    let p = progress.clone();
+                    memory
+                        .db()
+                        .write(move |c| store::set_progress(c, id, &p, now_ms()))
+                        .await?;
+                    return Err(MemoryError::Embedder(why));
+                }
+            }
+        };
+        if index.dims != 0
+            && vectors
+                .first()
+                .is_some_and(|v| v.len() != index.dims as usize)
+        {
+            progress.status = Status::Failed;
+            progress.embed_error = Some(format!(
+                "{} returned {}-dimensional vectors for model {}, whose index holds {}: \
+                 run `coworkctl memory reindex`",
+                embedder.engine,
+                vectors[0].len(),
+                index.model,
+                index.dims
+            ));
+            let p = progress.clone();
+            memory
+                .db()
+                .write(move |c| store::set_progress(c, id, &p, now_ms()))
+                .await?;
+            return Ok(());
+        }
+        progress.chunks_embedded += take as u64;
+        progress.embed_started_at = Some(now_ms());
+        if progress.chunks_embedded >= progress.total_chunks {
+            progress.status = Status::Done;
+            progress.embed_started_at = None;
+        }
+        let pairs: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(vectors).collect();
+        let (i, p) = (index.clone(), progress.clone());
+        memory
+            .db()
+            .write(move |c| store::commit_batch(c, &i, id, &pairs, &p, now_ms()))
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::{params, Connection};
+
+    /// cowork.db with memory's and chat's tables, and capture's as
+    /// capture-agent creates them (the columns memory reads).
+    fn db() -> Connection {
+        cowork_db::register_sqlite_vec();
+        let c = crate::db::migrated(&[crate::chat::store::OWNER, store::OWNER]);
+        c.execute_batch(
+            "CREATE TABLE capture_streams (stream TEXT PRIMARY KEY, enabled INTEGER NOT NULL,
+                changed_ms INTEGER NOT NULL);
+             CREATE TABLE capture_activities (id INTEGER PRIMARY KEY, app_name TEXT NOT NULL,
+                app_id TEXT NOT NULL, window_title TEXT NOT NULL, url TEXT,
+                started_ms INTEGER NOT NULL, ended_ms INTEGER, end_reason TEXT,
+                focus_session_id INTEGER, updated_ms INTEGER NOT NULL);
+             CREATE TABLE capture_keystroke_chunks (id INTEGER PRIMARY KEY, text TEXT NOT NULL,
+                char_count INTEGER NOT NULL, key_count INTEGER NOT NULL, app_name TEXT NOT NULL,
+                app_id TEXT NOT NULL, window_title TEXT NOT NULL, activity_id INTEGER,
+                started_ms INTEGER NOT NULL, ended_ms INTEGER NOT NULL, flush_reason TEXT,
+                updated_ms INTEGER NOT NULL);
+             CREATE TABLE capture_clipboard_events (id INTEGER PRIMARY KEY, op TEXT NOT NULL,
+                text TEXT, char_count INTEGER, source_app TEXT NOT NULL,
+                source_app_id TEXT NOT NULL, window_title TEXT NOT NULL, activity_id INTEGER,
+                at_ms INTEGER NOT NULL);",
+        )
+        .unwrap();
+        c
+    }
+
+    fn activity(c: &Connection, id: i64, title: &str, ended: Option<i64>, updated: i64) {
+        c.execute(
+            "INSERT INTO capture_activities (id, app_name, app_id, window_title, url, started_ms,
+                ended_ms, updated_ms) VALUES (?1, 'Firefox', 'firefox', ?2, NULL, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET window_title = excluded.window_title,
+                ended_ms = excluded.ended_ms, updated_ms = excluded.updated_ms",
+            params![id, title, updated - 10, ended, updated],
+        )
+        .unwrap();
+    }
+
+    fn found(c: &Connection, word: &str) -> Vec<String> {
+        let hits =
+            store::keyword(c, &format!("\"{word}\""), &store::Filter::default(), 10).unwrap();
+        let ids: Vec<i64> = hits.iter().map(|h| h.0).collect();
+        store::items(c, &ids)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.source_id)
+            .collect()
+    }
+
+    #[test]
+    fn closed_rows_are_indexed_changes_reindexed_and_consent_and_retention_followed() {
+        let c = db();
+        activity(&c, 1, "Quarterly invoices", Some(1_000_000), 1_000_000);
+        activity(&c, 2, "Open draft", None, 1_000_100);
+        c.execute(
+            "INSERT INTO capture_keystroke_chunks (id, text, char_count, key_count, app_name, app_id,
+                window_title, started_ms, ended_ms, flush_reason, updated_ms)
+             VALUES (1, 'cargo test --workspace', 22, 22, 'xterm', 'xterm', 'shell', 5, 6, 'enter', 7)",
+            [],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO capture_clipboard_events (id, op, text, source_app, source_app_id,
+                window_title, at_ms) VALUES (1, 'copy', 'ticket PRJ-4411', 'Slack', 'slack', 'x', 3)",
+            [],
+        )
+        .unwrap();
+        crate::chat::store::import_message(
+            &c,
+            "",
+            &crate::chat::store::ImportedMessage {
+                id: "m1".into(),
+                thread: "t".into(),
+                speaker: "Ann".into(),
+                text: "the flamingo budget".into(),
+                time_ms: 9,
+            },
+        )
+        .unwrap();
+        let first = collect(&c, true).unwrap();
+        assert_eq!(first.stored, 4, "{first:?}");
+        assert_eq!(found(&c, "invoices"), vec!["activity:1"]);
+        assert!(
+            found(&c, "draft").is_empty(),
+            "an open activity waits until it closes"
+        );
+        assert_eq!(found(&c, "workspace"), vec!["keystrokes:1"]);
+        assert_eq!(found(&c, "PRJ-4411"), vec!["clipboard:1"]);
+        assert_eq!(found(&c, "flamingo"), vec!["m1"]);
+        // Nothing new: nothing stored.
+        assert_eq!(collect(&c, false).unwrap().stored, 0);
+        // The open activity closes with a new title: indexed now.
+        activity(&c, 2, "Final draft", Some(1_000_500), 1_000_500);
+        assert_eq!(collect(&c, false).unwrap().stored, 1);
+        assert_eq!(found(&c, "draft"), vec!["activity:2"]);
+        // Keystrokes turned off: their items leave memory.
+        c.execute(
+            "INSERT INTO capture_streams VALUES ('keystrokes', 0, 1)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(collect(&c, false).unwrap().removed, 1);
+        assert!(found(&c, "workspace").is_empty());
+        // And come back when consent does.
+        c.execute("UPDATE capture_streams SET enabled = 1", [])
+            .unwrap();
+        collect(&c, false).unwrap();
+        assert_eq!(found(&c, "workspace"), vec!["keystrokes:1"]);
+        // Retention deleted activity 1: the sweep removes its item.
+        c.execute("DELETE FROM capture_activities WHERE id = 1", [])
+            .unwrap();
+        assert_eq!(
+            collect(&c, false).unwrap().removed,
+            0,
+            "not without a sweep"
+        );
+        assert_eq!(collect(&c, true).unwrap().removed, 1);
+        assert!(found(&c, "invoices").is_empty());
+    }
+}

@@ -1,0 +1,438 @@
+//! A search, end to end: the time filter taken from the query, keyword
+//! hits from FTS5, vector hits from each type's index (the query embedded
+//! by the same embedder as the index), chunks folded to their sources,
+//! and the two lists fused.
+
+use super::fusion;
+use super::item::{Item, Kind};
+use super::query::{time_expression, Range};
+use super::search::{fts_query, per_source};
+use super::store::{self, Filter, Knn};
+use super::{Memory, MemoryError};
+use crate::util::now_ms;
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// The most hits one search returns.
+pub const MAX_K: usize = 1000;
+/// The longest query accepted (characters).
+pub const MAX_QUERY: usize = 4096;
+/// How long embedding the query may take.
+const QUERY_EMBED_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How a search ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Reciprocal-rank fusion of keyword and vector hits.
+    #[default]
+    Hybrid,
+    /// Nearest vectors only.
+    Vector,
+    /// FTS5 (BM25) only.
+    Keyword,
+}
+
+impl Mode {
+    /// Its name (`--mode`, the proto).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Hybrid => "hybrid",
+            Mode::Vector => "vector",
+            Mode::Keyword => "keyword",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "" | "hybrid" => Ok(Mode::Hybrid),
+            "vector" => Ok(Mode::Vector),
+            "keyword" => Ok(Mode::Keyword),
+            other => Err(format!("unknown mode {other:?}: hybrid, vector or keyword")),
+        }
+    }
+}
+
+/// A search as asked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    /// What to look for; a time expression in it ("yesterday", "last
+    /// week") becomes the time filter when none is given.
+    pub text: String,
+    /// Types (empty: all).
+    pub kinds: Vec<Kind>,
+    /// From (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Before (Unix ms).
+    pub until_ms: Option<i64>,
+    /// App, case-insensitive ("" any).
+    pub app: String,
+    /// Hits wanted (0: 10).
+    pub k: usize,
+    /// How to rank.
+    pub mode: Mode,
+    /// Collection ("" any).
+    pub collection: String,
+}
+
+/// One hit: a source, with the chunk that matched best.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The chunk that matched best.
+    pub item: Item,
+    /// The text around the match (keyword hits mark it in [brackets]).
+    pub snippet: String,
+    /// The fused score (or the mode's own).
+    pub score: f64,
+    /// Rank and BM25 (higher is better) among keyword hits.
+    pub keyword: Option<(u32, f64)>,
+    /// Rank and cosine similarity among vector hits.
+    pub vector: Option<(u32, f64)>,
+}
+
+/// What a search found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Found {
+    /// Best first.
+    pub hits: Vec<Hit>,
+    /// The mode used (a hybrid search with no embedder is keyword only).
+    pub mode: Mode,
+    /// Why the mode used differs from the one asked, or an index is
+    /// still being built ("" when nothing to say).
+    pub note: String,
+    /// The text searched.
+    pub text: String,
+    /// The time filter used.
+    pub range: Range,
+    /// How long it took.
+    pub took: Duration,
+}
+
+/// The raw lists one read transaction gathers.
+struct Lists {
+    keyword: Vec<(i64, f64)>,
+    vector: Vec<(i64, f64)>,
+    items: HashMap<i64, Item>,
+}
+
+impl Memory {
+    /// Search memory (see [`Query`]).
+    pub async fn search(&self, q: Query) -> Result<Found, MemoryError> {
+        let started = Instant::now();
+        if q.text.chars().count() > MAX_QUERY {
+            return Err(MemoryError::Invalid(format!(
+                "the query is over {MAX_QUERY} characters"
+            )));
+        }
+        let k = match q.k {
+            0 => 10,
+            k => k.min(MAX_K),
+        };
+        let (text, range) = if q.since_ms.is_some() || q.until_ms.is_some() {
+            (
+                q.text.trim().to_owned(),
+                Range {
+                    since_ms: q.since_ms,
+                    until_ms: q.until_ms,
+                },
+            )
+        } else {
+            let (t, r) = time_expression(&q.text, now_ms());
+            (t, r.unwrap_or_default())
+        };
+        if let (Some(s), Some(u)) = (range.since_ms, range.until_ms) {
+            if s >= u {
+                return Err(MemoryError::Invalid(
+                    "the time range is empty: --since must be before --until".into(),
+                ));
+            }
+        }
+        let filter = Filter {
+            kinds: q.kinds.clone(),
+            since_ms: range.since_ms,
+            until_ms: range.until_ms,
+            app: q.app.trim().to_owned(),
+            collection: q.collection.clone(),
+        };
+        let mut mode = q.mode;
+        let mut notes = Vec::new();
+        // The query's vector, and the index of each type it can search.
+        let mut vector: Option<(Vec<f32>, Vec<store::Index>)> = None;
+        if mode != Mode::Keyword && !text.is_empty() {
+            match self.query_vector(&text, &filter.kinds).await {
+                Ok((v, indexes, note)) => {
+                    if !note.is_empty() {
+                        notes.push(note);
+                    }
+                    vector = Some((v, indexes));
+                }
+                Err(why) if mode == Mode::Vector => return Err(MemoryError::Embedder(why)),
+                Err(why) => {
+                    if !why.contains("keyword search only") {
+                        notes.push(format!("{why}; keyword search only"));
+                    } else {
+                        notes.push(why);
+                    }
+                    mode = Mode::Keyword;
+                }
+            }
+        }
+        let fts = if mode == Mode::Vector {
+            None
+        } else {
+            fts_query(&text)
+        };
+        let keyword_limit = (k * 10).clamp(100, 5000);
+        let vector_k = (k * 5).clamp(50, super::quantize::MAX_K);
+        let lists = {
+            let (fts, filter) = (fts.clone(), filter.clone());
+            self.db()
+                .read(move |c| {
+                    let keyword = match &fts {
+                        Some(f) => store::keyword(c, f, &filter, keyword_limit)?,
+                        None => Vec::new(),
+                    };
+                    let mut vectors = Vec::new();
+                    if let Some((v, indexes)) = &vector {
+                        for index in indexes {
+                            vectors.extend(store::nearest(
+                                c,
+                                index,
+                                v,
+                                &filter,
+                                vector_k,
+                                Knn::Auto,
+                            )?);
+                        }
+                        vectors.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    }
+                    let ids: Vec<i64> = keyword.iter().chain(&vectors).map(|h| h.0).collect();
+                    let items = store::items(c, &ids)?
+                        .into_iter()
+                        .map(|i| (i.id, i))
+                        .collect();
+                    Ok(Lists {
+                        keyword,
+                        vector: vectors,
+                        items,
+                    })
+                })
+                .await?
+        };
+        let mut hits = fuse(&lists, mode, k);
+        // Snippets: the match in context for keyword hits, the start of
+        // the text otherwise.
+        if let Some(f) = fts {
+            let ids: Vec<i64> = hits
+                .iter()
+                .filter(|h| h.keyword.is_some())
+                .map(|h| h.item.id)
+                .collect();
+            let snippets = self
+                .db()
+                .read(move |c| {
+                    let mut out = HashMap::new();
+                    for id in ids {
+                        if let Some(s) = store::snippet(c, id, &f)? {
+                            out.insert(id, s);
+                        }
+                    }
+                    Ok(out)
+                })
+                .await?;
+            for h in &mut hits {
+                if let Some(s) = snippets.get(&h.item.id) {
+                    h.snippet = s.clone();
+                }
+            }
+        }
+        Ok(Found {
+            hits,
+            mode,
+            note: notes.join("; "),
+            text,
+            range,
+            took: started.elapsed(),
+        })
+    }
+
+    /// The query's vector from the current embedder, the index of each
+    /// type (of `kinds`, all when empty) holding that embedder's vectors,
+    /// and a note when a type's serving index is another model's.
+    async fn query_vector(
+        &self,
+        text: &str,
+        kinds: &[Kind],
+    ) -> Result<(Vec<f32>, Vec<store::Index>, String), String> {
+        let embedder = self.embedder(false).await?;
+        let cfg = self.config().map_err(|e| e.to_string())?;
+        let input = super::chunk::truncate(text, cfg.max_input_chars).to_owned();
+        let v = match embedder
+            .embed(self.sessions(), &[input], QUERY_EMBED_TIMEOUT)
+            .await
+        {
+            Ok(mut v) if !v.is_empty() => v.swap_remove(0),
+            Ok(_) => return Err("the embedder returned no vector".into()),
+            Err(e) => {
+                self.embedder_failed();
+                return Err(format!("cannot embed the query: {e}"));
+            }
+        };
+        let all = self
+            .db()
+            .read(|c| store::indexes(c, None))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut chosen = Vec::new();
+        let mut notes = Vec::new();
+        for kind in Kind::ALL {
+            if !kinds.is_empty() && !kinds.contains(&kind) {
+                continue;
+            }
+            let of_kind: Vec<&store::Index> = all.iter().filter(|i| i.kind == kind).collect();
+            match of_kind
+                .iter()
+                .find(|i| i.model == embedder.model && i.dims as usize == v.len())
+            {
+                Some(i) => {
+                    if i.state == store::BUILDING {
+                        notes.push(format!(
+                            "the {kind} index is being rebuilt for {} ({} vectors so far)",
+                            i.model, i.vectors
+                        ));
+                    }
+                    chosen.push((*i).clone());
+                }
+                None => {
+                    if let Some(old) = of_kind.iter().find(|i| i.state == store::SERVING) {
+                        notes.push(format!(
+                            "the {kind} index holds {}'s vectors, not {}'s: it is being rebuilt",
+                            old.model, embedder.model
+                        ));
+                    }
+                }
+            }
+        }
+        Ok((v, chosen, notes.join("; ")))
+    }
+}
+
+/// The key of an item's source: a document's chunks are one source.
+fn source_key(i: &Item) -> String {
+    format!("{}\u{1f}{}\u{1f}{}", i.kind, i.collection, i.source_id)
+}
+
+/// Keyword and vector chunk hits folded to their sources and fused
+/// (hybrid) or ranked alone, the best `k`.
+fn fuse(lists: &Lists, mode: Mode, k: usize) -> Vec<Hit> {
+    let source_of: HashMap<i64, String> = lists
+        .items
+        .iter()
+        .map(|(id, i)| (*id, source_key(i)))
+        .collect();
+    let mut keys = HashMap::new();
+    let keyword = per_source(&lists.keyword, &source_of, &mut keys);
+    let vector = per_source(&lists.vector, &source_of, &mut keys);
+    let best_item: HashMap<i64, i64> = vector
+        .iter()
+        .chain(keyword.iter())
+        .map(|(key, id, _)| (*key, *id))
+        .collect();
+    let strip = |l: &[(i64, i64, f64)]| l.iter().map(|x| (x.0, x.2)).collect::<Vec<_>>();
+    let (kw, vec) = match mode {
+        Mode::Hybrid => (strip(&keyword), strip(&vector)),
+        Mode::Keyword => (strip(&keyword), Vec::new()),
+        Mode::Vector => (Vec::new(), strip(&vector)),
+    };
+    fusion::rrf(&kw, &vec, k)
+        .into_iter()
+        .filter_map(|f| {
+            let item = lists.items.get(best_item.get(&f.id)?)?.clone();
+            let score = match mode {
+                Mode::Hybrid => f.score,
+                Mode::Keyword => f.keyword.map_or(0.0, |x| x.1),
+                Mode::Vector => f.vector.map_or(0.0, |x| x.1),
+            };
+            Some(Hit {
+                snippet: lead(&item.text, 240),
+                item,
+                score,
+                keyword: f.keyword,
+                vector: f.vector,
+            })
+        })
+        .collect()
+}
+
+/// The first `n` characters of `text`, with an ellipsis when cut.
+fn lead(text: &str, n: usize) -> String {
+    let cut = super::chunk::truncate(text, n);
+    if cut.len() < text.len() {
+        format!("{cut}…")
+    } else {
+        cut.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::item::Stream;
+
+    fn item(id: i64, source: &str, chunk: u32) -> Item {
+        Item {
+            id,
+            kind: Kind::Document,
+            stream: Stream::Import,
+            source_id: source.into(),
+            chunk,
+            text: format!("text of {source} chunk {chunk}"),
+            time_ms: 0,
+            app: String::new(),
+            collection: String::new(),
+        }
+    }
+
+    #[test]
+    fn chunks_fold_to_their_document_and_modes_rank_by_their_own_list() {
+        let items = [
+            item(1, "a", 0),
+            item(2, "a", 1),
+            item(3, "b", 0),
+            item(4, "c", 0),
+        ];
+        let lists = Lists {
+            keyword: vec![(2, 9.0), (1, 8.0), (4, 3.0)],
+            vector: vec![(3, 0.9), (1, 0.8)],
+            items: items.iter().map(|i| (i.id, i.clone())).collect(),
+        };
+        let hybrid = fuse(&lists, Mode::Hybrid, 10);
+        let sources: Vec<&str> = hybrid.iter().map(|h| h.item.source_id.as_str()).collect();
+        assert_eq!(sources, vec!["a", "b", "c"], "a is in both lists");
+        // The best keyword chunk stands for a source matched by both.
+        assert_eq!(hybrid[0].item.id, 2);
+        assert_eq!(hybrid[0].keyword, Some((1, 9.0)));
+        assert_eq!(hybrid[0].vector, Some((2, 0.8)));
+        let kw = fuse(&lists, Mode::Keyword, 10);
+        assert_eq!(kw.len(), 2, "b has no keyword match");
+        assert_eq!(kw[0].score, 9.0);
+        let v = fuse(&lists, Mode::Vector, 1);
+        assert_eq!((v.len(), v[0].item.source_id.as_str()), (1, "b"));
+        assert_eq!(lead("héllo wörld", 5), "héllo…");
+        assert_eq!("".parse::<Mode>().unwrap(), Mode::Hybrid);
+        assert!("fuzzy"
+            .parse::<Mode>()
+            .unwrap_err()
+            .contains("hybrid, vector or keyword"));
+    }
+}
