@@ -13,6 +13,7 @@ mod context;
 mod engines;
 mod gateway;
 mod mcp;
+mod memory;
 mod models;
 mod system;
 
@@ -78,6 +79,12 @@ enum Cmd {
     Gateway {
         #[command(subcommand)]
         command: gateway::Cmd,
+    },
+    /// Memory: search everything captured or said; indexing status,
+    /// forget, reindex, import.
+    Memory {
+        #[command(subcommand)]
+        command: memory::Cmd,
     },
 }
 
@@ -158,6 +165,7 @@ async fn run(cmd: Cmd, ctx: &mut Ctx) -> anyhow::Result<ExitCode> {
         Cmd::Models { command } => models::run(command, ctx).await,
         Cmd::System => system::system(ctx).await,
         Cmd::Gateway { command } => gateway::run(command, ctx).await,
+        Cmd::Memory { command } => memory::run(command, ctx).await,
     }
 }
 
@@ -201,6 +209,7 @@ mod tests {
             "models",
             "system",
             "gateway",
+            "memory",
         ] {
             assert!(names.contains(&name), "{name} missing: {names:?}");
         }
