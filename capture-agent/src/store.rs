@@ -95,6 +95,12 @@ const MIGRATIONS: &[Step] = &[
      );
      CREATE INDEX capture_clipboard_events_at ON capture_clipboard_events(at_ms);",
     ),
+    // 2: rows by when they were last written, for readers that follow
+    // changes (agents-agent's memory reads what changed since its mark).
+    Step::Sql(
+        "CREATE INDEX capture_activities_updated ON capture_activities(updated_ms, id);
+         CREATE INDEX capture_keystroke_chunks_updated ON capture_keystroke_chunks(updated_ms, id);",
+    ),
 ];
 
 /// capture-agent as an owner of tables in cowork.db.
