@@ -231,7 +231,7 @@ impl Default for MemoryConfig {
             embed_model: None,
             allow_cloud_embeddings: false,
             poll_ms: 250,
-            batch_chars: 16_000,
+            batch_chars: 32_000,
             batch_items: 32,
             max_input_chars: 1000,
             hang_timeout_s: 300,

@@ -215,6 +215,38 @@ pub fn messages_after(
     rows.collect()
 }
 
+/// Where a message stands in its thread: its position (0 for the first;
+/// by time, then by when it was stored) and the message before it, as
+/// (speaker, content): what memory indexes a message with.
+pub fn context_of(
+    c: &Connection,
+    thread_id: &str,
+    created_ms: i64,
+    id: &str,
+) -> rusqlite::Result<(i64, Option<(String, String)>)> {
+    let rowid: i64 = c
+        .prepare_cached("SELECT rowid FROM agents_messages WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(i64::MAX);
+    let before = "thread_id = ?1 AND (created_ms < ?2 OR (created_ms = ?2 AND rowid < ?3))";
+    let seq: i64 = c
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM agents_messages WHERE {before}"
+        ))?
+        .query_row(params![thread_id, created_ms, rowid], |r| r.get(0))?;
+    let prev = c
+        .prepare_cached(&format!(
+            "SELECT CASE speaker WHEN '' THEN role ELSE speaker END, content
+             FROM agents_messages WHERE {before} ORDER BY created_ms DESC, rowid DESC LIMIT 1"
+        ))?
+        .query_row(params![thread_id, created_ms, rowid], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    Ok((seq, prev))
+}
+
 /// Which of the message ids still exist.
 pub fn message_exists(c: &Connection, id: &str) -> rusqlite::Result<bool> {
     c.prepare_cached("SELECT 1 FROM agents_messages WHERE id = ?1")?
@@ -240,6 +272,11 @@ pub struct ImportedMessage {
     pub time_ms: i64,
 }
 
+/// The thread an imported conversation's `thread` is stored as.
+pub fn imported_thread_id(collection: &str, thread: &str) -> String {
+    format!("imported:{collection}:{thread}")
+}
+
 /// Store an imported message as a past conversation message (its thread
 /// `imported:<collection>:<thread>` made on first use). Returns false
 /// when it was stored already with the same content: import is
@@ -249,7 +286,7 @@ pub fn import_message(
     collection: &str,
     m: &ImportedMessage,
 ) -> rusqlite::Result<bool> {
-    let thread_id = format!("imported:{collection}:{}", m.thread);
+    let thread_id = imported_thread_id(collection, &m.thread);
     let same = c
         .prepare_cached(
             "SELECT 1 FROM agents_messages WHERE id = ?1 AND thread_id = ?2 AND content = ?3

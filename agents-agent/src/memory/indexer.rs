@@ -82,12 +82,18 @@ async fn collect_loop(memory: Memory, shutdown: CancellationToken) {
                 )
             }
         };
-        let sweep = last_sweep.is_none_or(|t| t.elapsed() >= sweep_every);
-        match memory.db().write(move |c| collect(c, sweep)).await {
+        if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
+            // Found by a reader (a scan of every item's row), removed by
+            // the writer: the sweep never holds writes up for long.
+            match sweep(&memory).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(items = n, "memory removed items of deleted rows"),
+                Err(e) => tracing::warn!(error = %e, "memory could not sweep deleted rows"),
+            }
+            last_sweep = Some(Instant::now());
+        }
+        match memory.db().write(collect).await {
             Ok(done) => {
-                if sweep {
-                    last_sweep = Some(Instant::now());
-                }
                 if done.stored > 0 {
                     memory.wake();
                 }
@@ -108,10 +114,56 @@ async fn collect_loop(memory: Memory, shutdown: CancellationToken) {
     }
 }
 
+/// Remove the items of capture rows that capture deleted (retention):
+/// the items removed.
+async fn sweep(memory: &Memory) -> Result<usize, MemoryError> {
+    let gone = memory.db().read(deleted_rows).await?;
+    if gone.iter().all(|(_, rows)| rows.is_empty()) {
+        return Ok(0);
+    }
+    let n = memory
+        .db()
+        .write(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let mut n = 0;
+            for (stream, rows) in &gone {
+                n += store::remove_rows(&tx, *stream, rows)?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+        .await?;
+    Ok(n)
+}
+
+/// The capture rows, per stream, that items were made from and that no
+/// longer exist (capture's retention deleted them). Read only.
+pub fn deleted_rows(c: &rusqlite::Connection) -> rusqlite::Result<Vec<(Stream, Vec<i64>)>> {
+    let mut out = Vec::new();
+    for stream in Stream::CAPTURE {
+        let mut gone = Vec::new();
+        let mut after = 0;
+        loop {
+            let rows = store::rows_of(c, stream, after, 1000)?;
+            let Some(last) = rows.last().copied() else {
+                break;
+            };
+            let alive: std::collections::HashSet<i64> =
+                capture::existing_rows(c, stream.as_str(), &rows)?
+                    .into_iter()
+                    .collect();
+            gone.extend(rows.into_iter().filter(|r| !alive.contains(r)));
+            after = last;
+        }
+        out.push((stream, gone));
+    }
+    Ok(out)
+}
+
 /// One collector pass over every source, in one transaction: new and
 /// changed capture rows and chat messages become items; turned-off
-/// streams' items go; with `sweep`, items of deleted capture rows go.
-pub fn collect(c: &rusqlite::Connection, sweep: bool) -> rusqlite::Result<Collected> {
+/// streams' items go.
+pub fn collect(c: &rusqlite::Connection) -> rusqlite::Result<Collected> {
     let tx = c.unchecked_transaction()?;
     let mut done = Collected::default();
     let disabled = capture::disabled_streams(&tx)?;
@@ -149,15 +201,18 @@ pub fn collect(c: &rusqlite::Connection, sweep: bool) -> rusqlite::Result<Collec
         if at > mark {
             store::set_watermark(&tx, name, at.0, at.1)?;
         }
-        if sweep {
-            done.removed += sweep_deleted(&tx, stream)?;
-        }
     }
     let (_, mut after) = store::watermark(&tx, Stream::Chat.as_str())?;
     for _ in 0..PAGES {
         let messages = crate::chat::store::messages_after(&tx, after, PAGE)?;
         for m in &messages {
-            if let Some(source) = sources::from_message(m) {
+            let (seq, prev) = crate::chat::store::context_of(
+                &tx,
+                &m.message.thread_id,
+                m.message.created_ms,
+                &m.message.id,
+            )?;
+            if let Some(source) = sources::from_message(m, &sources::Context { seq, prev }) {
                 let chunks = sources::chunks_of(&source.text, "");
                 if let store::Stored::Written(_) =
                     store::put_source(&tx, Kind::Conversation, &source, &chunks)?
@@ -174,23 +229,6 @@ pub fn collect(c: &rusqlite::Connection, sweep: bool) -> rusqlite::Result<Collec
     store::set_watermark(&tx, Stream::Chat.as_str(), 0, after)?;
     tx.commit()?;
     Ok(done)
-}
-
-/// Remove the items of `stream`'s capture rows that capture deleted
-/// (retention): the items removed.
-fn sweep_deleted(c: &rusqlite::Connection, stream: Stream) -> rusqlite::Result<usize> {
-    let mut removed = 0;
-    let mut after = 0;
-    loop {
-        let rows = store::rows_of(c, stream, after, 1000)?;
-        let Some(last) = rows.last().copied() else {
-            return Ok(removed);
-        };
-        let alive = capture::existing_rows(c, stream.as_str(), &rows)?;
-        let gone: Vec<i64> = rows.into_iter().filter(|r| !alive.contains(r)).collect();
-        removed += store::remove_rows(c, stream, &gone)?;
-        after = last;
-    }
 }
 
 async fn embed_loop(memory: Memory, shutdown: CancellationToken) {
@@ -287,10 +325,67 @@ fn promote_if_built(c: &rusqlite::Connection, index: &Index) -> rusqlite::Result
     Ok(true)
 }
 
-/// Work through `job` from its checkpoint: one embedding request at a
-/// time, each request's vectors and the new checkpoint committed
-/// together. A hung embedder fails the job; one that cannot be reached or
-/// refuses leaves it pending for later (the error is returned).
+/// One embedding request of a job: its chunk positions and the items
+/// still there.
+struct Batch {
+    /// Positions `[from, from + take)` in the job.
+    take: u64,
+    /// The items' ids and texts (deleted items passed over).
+    ids: Vec<i64>,
+    texts: Vec<String>,
+}
+
+/// The request starting at position `from` of job `id`: as many items as
+/// `[memory] batch_items` and `batch_chars` allow (at least one), each
+/// cut to `max_input_chars`. None past the job's end.
+async fn next_batch(
+    memory: &Memory,
+    id: i64,
+    from: u64,
+    total: u64,
+    cfg: &crate::config::MemoryConfig,
+) -> Result<Option<Batch>, MemoryError> {
+    if from >= total {
+        return Ok(None);
+    }
+    let to = (from + cfg.batch_items as u64).min(total);
+    let items = memory
+        .db()
+        .read(move |c| store::job_items(c, id, from, to))
+        .await?;
+    let inputs: Vec<String> = items
+        .iter()
+        .map(|j| {
+            j.item.as_ref().map_or(String::new(), |i| {
+                super::chunk::truncate(&i.text, cfg.max_input_chars).to_owned()
+            })
+        })
+        .collect();
+    let lens: Vec<usize> = inputs.iter().map(|t| t.chars().count()).collect();
+    let take = embedder::batches(&lens, cfg.batch_chars, cfg.batch_items)
+        .first()
+        .map_or(items.len(), |r| r.len())
+        .clamp(1, items.len().max(1));
+    let mut batch = Batch {
+        take: take as u64,
+        ids: Vec::new(),
+        texts: Vec::new(),
+    };
+    for (j, text) in items.iter().zip(inputs).take(take) {
+        if let Some(item) = &j.item {
+            batch.ids.push(item.id);
+            batch.texts.push(text);
+        }
+    }
+    Ok(Some(batch))
+}
+
+/// Work through `job` from its checkpoint, one embedding request at a
+/// time, each request's vectors and the new checkpoint committed together
+/// — while the embedder already works on the next request, so it never
+/// waits for the database. A hung embedder fails the job; one that cannot
+/// be reached or refuses leaves it pending for later (the error is
+/// returned).
 async fn run_job(
     memory: &Memory,
     embedder: &Embedder,
@@ -299,126 +394,135 @@ async fn run_job(
     cfg: &crate::config::MemoryConfig,
     shutdown: &CancellationToken,
 ) -> Result<(), MemoryError> {
+    let id = job.id;
     let mut progress = Progress {
         status: Status::Processing,
         embed_started_at: Some(now_ms()),
         embed_error: None,
         ..job.progress.clone()
     };
-    let (id, p) = (job.id, progress.clone());
+    let p = progress.clone();
     memory
         .db()
         .write(move |c| store::set_progress(c, id, &p, now_ms()))
         .await?;
     let hang = Duration::from_secs(cfg.hang_timeout_s);
-    while progress.chunks_embedded < progress.total_chunks {
-        if shutdown.is_cancelled() {
-            // Stopped between batches: the checkpoint is committed; the
-            // job is taken up again at start.
-            return Ok(());
-        }
-        let (from, to) = (
-            progress.chunks_embedded,
-            (progress.chunks_embedded + cfg.batch_items as u64).min(progress.total_chunks),
-        );
-        let items = memory
+    let stop = |progress: Progress| async move {
+        memory
             .db()
-            .read(move |c| store::job_items(c, id, from, to))
-            .await?;
-        // One request: as many of these as the character budget allows
-        // (at least one); deleted items are passed over.
-        let inputs: Vec<String> = items
-            .iter()
-            .map(|j| {
-                j.item.as_ref().map_or(String::new(), |i| {
-                    super::chunk::truncate(&i.text, cfg.max_input_chars).to_owned()
-                })
-            })
-            .collect();
-        let lens: Vec<usize> = inputs.iter().map(|t| t.chars().count()).collect();
-        let take = embedder::batches(&lens, cfg.batch_chars, cfg.batch_items)
-            .first()
-            .map_or(items.len(), |r| r.len())
-            .max(1)
-            .min(items.len());
-        let mut ids = Vec::new();
-        let mut texts = Vec::new();
-        for (j, text) in items.iter().zip(&inputs).take(take) {
-            if let Some(item) = &j.item {
-                ids.push(item.id);
-                texts.push(text.clone());
-            }
+            .write(move |c| store::set_progress(c, id, &progress, now_ms()))
+            .await
+    };
+    let mut next = next_batch(
+        memory,
+        id,
+        progress.chunks_embedded,
+        progress.total_chunks,
+        cfg,
+    )
+    .await?;
+    // The previous request's commit, finished while this one is embedded.
+    let mut committing: Option<Vec<(i64, Vec<f32>)>> = None;
+    let mut committed = progress.clone();
+    while let Some(batch) = next.take() {
+        if shutdown.is_cancelled() {
+            break;
         }
-        let vectors = if texts.is_empty() {
-            Vec::new()
-        } else {
-            match embedder.embed(memory.sessions(), &texts, hang).await {
-                Ok(v) => v,
-                Err(EmbedError::Hung(d)) => {
-                    progress.status = Status::Failed;
-                    progress.embed_error = Some(format!(
-                        "the embedder {} did not answer within {} s (at chunk {} of {})",
-                        embedder.engine,
-                        d.as_secs(),
-                        progress.chunks_embedded,
-                        progress.total_chunks
-                    ));
-                    let p = progress.clone();
-                    memory
-                        .db()
-                        .write(move |c| store::set_progress(c, id, &p, now_ms()))
-                        .await?;
-                    tracing::warn!(job = id, error = ?progress.embed_error, "embedding job failed");
-                    return Ok(());
-                }
-                Err(EmbedError::Failed(why)) => {
-                    progress.status = Status::Pending;
-                    progress.embed_started_at = None;
-                    progress.embed_error = Some(why.clone());
-                    let p = progress.clone();
-                    memory
-                        .db()
-                        .write(move |c| store::set_progress(c, id, &p, now_ms()))
-                        .await?;
-                    return Err(MemoryError::Embedder(why));
-                }
+        let embed = async {
+            if batch.texts.is_empty() {
+                Ok(Vec::new())
+            } else {
+                embedder.embed(memory.sessions(), &batch.texts, hang).await
             }
         };
-        if index.dims != 0
-            && vectors
-                .first()
-                .is_some_and(|v| v.len() != index.dims as usize)
-        {
+        let commit = async {
+            match committing.take() {
+                Some(pairs) => {
+                    let (i, p) = (index.clone(), committed.clone());
+                    memory
+                        .db()
+                        .write(move |c| store::commit_batch(c, &i, id, &pairs, &p, now_ms()))
+                        .await
+                        .map(|_| ())
+                }
+                None => Ok(()),
+            }
+        };
+        let (vectors, done) = tokio::join!(embed, commit);
+        done?;
+        let vectors = match vectors {
+            Ok(v) => v,
+            Err(EmbedError::Hung(d)) => {
+                progress.status = Status::Failed;
+                progress.embed_error = Some(format!(
+                    "the embedder {} did not answer within {} s (at chunk {} of {})",
+                    embedder.engine,
+                    d.as_secs(),
+                    progress.chunks_embedded,
+                    progress.total_chunks
+                ));
+                tracing::warn!(job = id, error = ?progress.embed_error, "embedding job failed");
+                memory.unresponsive(
+                    &embedder.engine,
+                    progress.embed_error.clone().unwrap_or_default(),
+                );
+                stop(progress).await?;
+                return Ok(());
+            }
+            Err(EmbedError::Failed(why)) => {
+                progress.status = Status::Pending;
+                progress.embed_started_at = None;
+                progress.embed_error = Some(why.clone());
+                stop(progress).await?;
+                return Err(MemoryError::Embedder(why));
+            }
+        };
+        if !batch.texts.is_empty() {
+            memory.responsive(&embedder.engine);
+        }
+        let dims = committed_dims(index, &vectors);
+        if let Some(got) = dims {
             progress.status = Status::Failed;
             progress.embed_error = Some(format!(
-                "{} returned {}-dimensional vectors for model {}, whose index holds {}: \
+                "{} returned {got}-dimensional vectors for model {}, whose index holds {}: \
                  run `coworkctl memory reindex`",
-                embedder.engine,
-                vectors[0].len(),
-                index.model,
-                index.dims
+                embedder.engine, index.model, index.dims
             ));
-            let p = progress.clone();
-            memory
-                .db()
-                .write(move |c| store::set_progress(c, id, &p, now_ms()))
-                .await?;
+            stop(progress).await?;
             return Ok(());
         }
-        progress.chunks_embedded += take as u64;
+        progress.chunks_embedded += batch.take;
         progress.embed_started_at = Some(now_ms());
         if progress.chunks_embedded >= progress.total_chunks {
             progress.status = Status::Done;
             progress.embed_started_at = None;
         }
-        let pairs: Vec<(i64, Vec<f32>)> = ids.into_iter().zip(vectors).collect();
-        let (i, p) = (index.clone(), progress.clone());
+        committed = progress.clone();
+        committing = Some(batch.ids.into_iter().zip(vectors).collect());
+        next = next_batch(
+            memory,
+            id,
+            progress.chunks_embedded,
+            progress.total_chunks,
+            cfg,
+        )
+        .await?;
+    }
+    if let Some(pairs) = committing {
+        let (i, p) = (index.clone(), committed);
         memory
             .db()
             .write(move |c| store::commit_batch(c, &i, id, &pairs, &p, now_ms()))
             .await?;
     }
     Ok(())
+}
+
+/// The length of `vectors` when it differs from `index`'s dimension
+/// (the model behind the name changed); None when they fit.
+fn committed_dims(index: &Index, vectors: &[Vec<f32>]) -> Option<usize> {
+    let got = vectors.first()?.len();
+    (index.dims != 0 && got != index.dims as usize).then_some(got)
 }
 
 #[cfg(test)]
@@ -504,7 +608,7 @@ mod tests {
             },
         )
         .unwrap();
-        let first = collect(&c, true).unwrap();
+        let first = collect(&c).unwrap();
         assert_eq!(first.stored, 4, "{first:?}");
         assert_eq!(found(&c, "invoices"), vec!["activity:1"]);
         assert!(
@@ -515,10 +619,10 @@ mod tests {
         assert_eq!(found(&c, "PRJ-4411"), vec!["clipboard:1"]);
         assert_eq!(found(&c, "flamingo"), vec!["m1"]);
         // Nothing new: nothing stored.
-        assert_eq!(collect(&c, false).unwrap().stored, 0);
+        assert_eq!(collect(&c).unwrap().stored, 0);
         // The open activity closes with a new title: indexed now.
         activity(&c, 2, "Final draft", Some(1_000_500), 1_000_500);
-        assert_eq!(collect(&c, false).unwrap().stored, 1);
+        assert_eq!(collect(&c).unwrap().stored, 1);
         assert_eq!(found(&c, "draft"), vec!["activity:2"]);
         // Keystrokes turned off: their items leave memory.
         c.execute(
@@ -526,22 +630,26 @@ mod tests {
             [],
         )
         .unwrap();
-        assert_eq!(collect(&c, false).unwrap().removed, 1);
+        assert_eq!(collect(&c).unwrap().removed, 1);
         assert!(found(&c, "workspace").is_empty());
         // And come back when consent does.
         c.execute("UPDATE capture_streams SET enabled = 1", [])
             .unwrap();
-        collect(&c, false).unwrap();
+        collect(&c).unwrap();
         assert_eq!(found(&c, "workspace"), vec!["keystrokes:1"]);
-        // Retention deleted activity 1: the sweep removes its item.
+        // Retention deleted activity 1: the sweep finds its row gone.
         c.execute("DELETE FROM capture_activities WHERE id = 1", [])
             .unwrap();
-        assert_eq!(
-            collect(&c, false).unwrap().removed,
-            0,
-            "not without a sweep"
+        let gone = deleted_rows(&c).unwrap();
+        assert_eq!(gone[0], (Stream::Window, vec![1]), "{gone:?}");
+        assert!(
+            gone[1..].iter().all(|(_, rows)| rows.is_empty()),
+            "{gone:?}"
         );
-        assert_eq!(collect(&c, true).unwrap().removed, 1);
+        assert_eq!(
+            store::remove_rows(&c, Stream::Window, &gone[0].1).unwrap(),
+            1
+        );
         assert!(found(&c, "invoices").is_empty());
     }
 }

@@ -161,6 +161,10 @@ pub struct Source {
     pub app: String,
     /// The import's collection ("" otherwise).
     pub collection: String,
+    /// A message's thread ("" for other sources).
+    pub thread: String,
+    /// A message's position in its thread.
+    pub seq: i64,
 }
 
 /// One chunk of a source: the unit that is keyword-indexed and embedded.
@@ -184,6 +188,10 @@ pub struct Item {
     pub app: String,
     /// Collection.
     pub collection: String,
+    /// A message's thread ("" for other sources).
+    pub thread: String,
+    /// A message's position in its thread.
+    pub seq: i64,
 }
 
 #[cfg(test)]

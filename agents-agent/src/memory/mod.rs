@@ -42,6 +42,10 @@ use tokio::sync::Notify;
 /// before `[memory] embedder` is resolved again.
 const EMBEDDER_TTL: Duration = Duration::from_secs(5);
 
+/// How long an embedder that did not answer is passed over by searches
+/// (they go by keyword alone meanwhile, instead of each waiting for it).
+const UNRESPONSIVE_FOR: Duration = Duration::from_secs(60);
+
 /// Lines of one import request, at most.
 pub const MAX_IMPORT_LINES: usize = 10_000;
 
@@ -79,6 +83,8 @@ struct Inner {
     config: PathBuf,
     sessions: Sessions,
     embedder: Mutex<Option<(Instant, Result<Embedder, String>)>>,
+    /// An embedder that did not answer: (its engine, until when, why).
+    unresponsive: Mutex<Option<(String, Instant, String)>>,
     /// Woken when there is new work (an import, a reindex).
     wake: Notify,
 }
@@ -93,6 +99,7 @@ impl Memory {
                 config,
                 sessions,
                 embedder: Mutex::new(None),
+                unresponsive: Mutex::new(None),
                 wake: Notify::new(),
             }),
         }
@@ -139,6 +146,30 @@ impl Memory {
         if let Ok(mut cached) = self.inner.embedder.lock() {
             *cached = None;
         }
+    }
+
+    /// `engine` did not answer (`why`): searches pass it over for a while
+    /// rather than each waiting for it.
+    pub fn unresponsive(&self, engine: &str, why: String) {
+        if let Ok(mut u) = self.inner.unresponsive.lock() {
+            *u = Some((engine.to_owned(), Instant::now() + UNRESPONSIVE_FOR, why));
+        }
+    }
+
+    /// `engine` answered.
+    pub fn responsive(&self, engine: &str) {
+        if let Ok(mut u) = self.inner.unresponsive.lock() {
+            if u.as_ref().is_some_and(|(e, _, _)| e == engine) {
+                *u = None;
+            }
+        }
+    }
+
+    /// Why searches pass `engine` over now, if they do.
+    pub fn passed_over(&self, engine: &str) -> Option<String> {
+        let u = self.inner.unresponsive.lock().ok()?;
+        let (e, until, why) = u.as_ref()?;
+        (e == engine && Instant::now() < *until).then(|| why.clone())
     }
 
     /// Wake the indexer (new rows or jobs to look at).
@@ -263,13 +294,20 @@ impl Memory {
                                 time_ms: now_ms(),
                                 app: String::new(),
                                 collection: collection.clone(),
+                                thread: String::new(),
+                                seq: 0,
                             };
                             let chunks = sources::chunks_of(text, title);
                             store::put_document(&tx, &source, &chunks)?
                         }
                         sources::Line::Conversation(m) => {
                             crate::chat::store::import_message(&tx, &collection, m)?;
-                            let source = sources::imported_message(m, &collection);
+                            let thread =
+                                crate::chat::store::imported_thread_id(&collection, &m.thread);
+                            let (seq, prev) =
+                                crate::chat::store::context_of(&tx, &thread, m.time_ms, &m.id)?;
+                            let ctx = sources::Context { seq, prev };
+                            let source = sources::imported_message(m, &collection, &ctx);
                             let chunks = sources::chunks_of(&source.text, "");
                             store::put_source(&tx, Kind::Conversation, &source, &chunks)?
                         }

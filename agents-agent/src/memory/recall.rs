@@ -15,12 +15,20 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+/// Candidates each list brings per hit wanted.
+const CANDIDATES_PER_HIT: usize = 5;
+/// Candidates each list brings at least.
+const MIN_CANDIDATES: usize = 50;
+/// Messages this close in one thread are one hit (a hit is shown with
+/// the messages around it).
+pub const NEIGHBOURHOOD: i64 = 2;
+
 /// The most hits one search returns.
 pub const MAX_K: usize = 1000;
 /// The longest query accepted (characters).
 pub const MAX_QUERY: usize = 4096;
 /// How long embedding the query may take.
-const QUERY_EMBED_TIMEOUT: Duration = Duration::from_secs(15);
+const QUERY_EMBED_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a search ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -118,11 +126,21 @@ pub struct Found {
     pub took: Duration,
 }
 
-/// The raw lists one read transaction gathers.
+/// The raw lists one read transaction gathers: chunk hits, best first,
+/// and each hit's source key.
 struct Lists {
     keyword: Vec<(i64, f64)>,
     vector: Vec<(i64, f64)>,
-    items: HashMap<i64, Item>,
+    source_of: HashMap<i64, String>,
+}
+
+/// One fused source, before its item is read.
+#[derive(Debug, Clone, PartialEq)]
+struct Ranked {
+    item: i64,
+    score: f64,
+    keyword: Option<(u32, f64)>,
+    vector: Option<(u32, f64)>,
 }
 
 impl Memory {
@@ -192,14 +210,23 @@ impl Memory {
         } else {
             fts_query(&text)
         };
-        let keyword_limit = (k * 10).clamp(100, 5000);
-        let vector_k = (k * 5).clamp(50, super::quantize::MAX_K);
-        let lists = {
-            let (fts, filter) = (fts.clone(), filter.clone());
+        // Each list brings candidates in proportion to the hits wanted:
+        // deep tails add noise to a fusion by rank.
+        let depth = (k * CANDIDATES_PER_HIT).clamp(MIN_CANDIDATES, super::quantize::MAX_K);
+        let (keyword_limit, vector_k) = (depth, depth);
+        let hits = {
+            let filter = filter.clone();
             self.db()
                 .read(move |c| {
+                    let mut source_of = HashMap::new();
                     let keyword = match &fts {
-                        Some(f) => store::keyword(c, f, &filter, keyword_limit)?,
+                        Some(f) => store::keyword(c, f, &filter, keyword_limit)?
+                            .into_iter()
+                            .map(|(id, score, key)| {
+                                source_of.insert(id, key);
+                                (id, score)
+                            })
+                            .collect(),
                         None => Vec::new(),
                     };
                     let mut vectors = Vec::new();
@@ -215,47 +242,56 @@ impl Memory {
                             )?);
                         }
                         vectors.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                        let unknown: Vec<i64> = vectors
+                            .iter()
+                            .map(|h| h.0)
+                            .filter(|id| !source_of.contains_key(id))
+                            .collect();
+                        source_of.extend(store::source_keys(c, &unknown)?);
                     }
-                    let ids: Vec<i64> = keyword.iter().chain(&vectors).map(|h| h.0).collect();
-                    let items = store::items(c, &ids)?
+                    let lists = Lists {
+                        keyword,
+                        vector: vectors,
+                        source_of,
+                    };
+                    // Only the hits returned are read in full, with the
+                    // match in context for keyword hits.
+                    // A few more than wanted: messages next to a better
+                    // hit fold into it.
+                    let ranked = fuse(&lists, mode, k * 2 + 10);
+                    let ids: Vec<i64> = ranked.iter().map(|r| r.item).collect();
+                    let mut items: HashMap<i64, Item> = store::items(c, &ids)?
                         .into_iter()
                         .map(|i| (i.id, i))
                         .collect();
-                    Ok(Lists {
-                        keyword,
-                        vector: vectors,
-                        items,
-                    })
+                    let mut hits: Vec<Hit> = Vec::with_capacity(k);
+                    for r in ranked {
+                        if hits.len() == k {
+                            break;
+                        }
+                        let Some(item) = items.remove(&r.item) else {
+                            continue;
+                        };
+                        if hits.iter().any(|h| neighbours(&h.item, &item)) {
+                            continue;
+                        }
+                        let snippet = match (&fts, r.keyword) {
+                            (Some(f), Some(_)) => store::snippet(c, item.id, f)?,
+                            _ => None,
+                        }
+                        .unwrap_or_else(|| lead(&item.text, 240));
+                        hits.push(Hit {
+                            item,
+                            snippet,
+                            score: r.score,
+                            keyword: r.keyword,
+                            vector: r.vector,
+                        });
+                    }
+                    Ok(hits)
                 })
                 .await?
         };
-        let mut hits = fuse(&lists, mode, k);
-        // Snippets: the match in context for keyword hits, the start of
-        // the text otherwise.
-        if let Some(f) = fts {
-            let ids: Vec<i64> = hits
-                .iter()
-                .filter(|h| h.keyword.is_some())
-                .map(|h| h.item.id)
-                .collect();
-            let snippets = self
-                .db()
-                .read(move |c| {
-                    let mut out = HashMap::new();
-                    for id in ids {
-                        if let Some(s) = store::snippet(c, id, &f)? {
-                            out.insert(id, s);
-                        }
-                    }
-                    Ok(out)
-                })
-                .await?;
-            for h in &mut hits {
-                if let Some(s) = snippets.get(&h.item.id) {
-                    h.snippet = s.clone();
-                }
-            }
-        }
         Ok(Found {
             hits,
             mode,
@@ -275,6 +311,9 @@ impl Memory {
         kinds: &[Kind],
     ) -> Result<(Vec<f32>, Vec<store::Index>, String), String> {
         let embedder = self.embedder(false).await?;
+        if let Some(why) = self.passed_over(&embedder.engine) {
+            return Err(why);
+        }
         let cfg = self.config().map_err(|e| e.to_string())?;
         let input = super::chunk::truncate(text, cfg.max_input_chars).to_owned();
         let v = match embedder
@@ -284,10 +323,13 @@ impl Memory {
             Ok(mut v) if !v.is_empty() => v.swap_remove(0),
             Ok(_) => return Err("the embedder returned no vector".into()),
             Err(e) => {
+                let why = format!("the embedder {} did not answer: {e}", embedder.engine);
+                self.unresponsive(&embedder.engine, why.clone());
                 self.embedder_failed();
-                return Err(format!("cannot embed the query: {e}"));
+                return Err(why);
             }
         };
+        self.responsive(&embedder.engine);
         let all = self
             .db()
             .read(|c| store::indexes(c, None))
@@ -327,22 +369,14 @@ impl Memory {
     }
 }
 
-/// The key of an item's source: a document's chunks are one source.
-fn source_key(i: &Item) -> String {
-    format!("{}\u{1f}{}\u{1f}{}", i.kind, i.collection, i.source_id)
-}
-
 /// Keyword and vector chunk hits folded to their sources and fused
-/// (hybrid) or ranked alone, the best `k`.
-fn fuse(lists: &Lists, mode: Mode, k: usize) -> Vec<Hit> {
-    let source_of: HashMap<i64, String> = lists
-        .items
-        .iter()
-        .map(|(id, i)| (*id, source_key(i)))
-        .collect();
+/// (hybrid) or ranked alone: the best `k`, each with the chunk that
+/// stands for its source (its best keyword chunk, else its best vector
+/// chunk).
+fn fuse(lists: &Lists, mode: Mode, k: usize) -> Vec<Ranked> {
     let mut keys = HashMap::new();
-    let keyword = per_source(&lists.keyword, &source_of, &mut keys);
-    let vector = per_source(&lists.vector, &source_of, &mut keys);
+    let keyword = per_source(&lists.keyword, &lists.source_of, &mut keys);
+    let vector = per_source(&lists.vector, &lists.source_of, &mut keys);
     let best_item: HashMap<i64, i64> = vector
         .iter()
         .chain(keyword.iter())
@@ -357,21 +391,24 @@ fn fuse(lists: &Lists, mode: Mode, k: usize) -> Vec<Hit> {
     fusion::rrf(&kw, &vec, k)
         .into_iter()
         .filter_map(|f| {
-            let item = lists.items.get(best_item.get(&f.id)?)?.clone();
-            let score = match mode {
-                Mode::Hybrid => f.score,
-                Mode::Keyword => f.keyword.map_or(0.0, |x| x.1),
-                Mode::Vector => f.vector.map_or(0.0, |x| x.1),
-            };
-            Some(Hit {
-                snippet: lead(&item.text, 240),
-                item,
-                score,
+            Some(Ranked {
+                item: *best_item.get(&f.id)?,
+                score: match mode {
+                    Mode::Hybrid => f.score,
+                    Mode::Keyword => f.keyword.map_or(0.0, |x| x.1),
+                    Mode::Vector => f.vector.map_or(0.0, |x| x.1),
+                },
                 keyword: f.keyword,
                 vector: f.vector,
             })
         })
         .collect()
+}
+
+/// Whether two hits are messages of one thread close enough to be shown
+/// as one (their neighbourhoods overlap).
+fn neighbours(a: &Item, b: &Item) -> bool {
+    !a.thread.is_empty() && a.thread == b.thread && (a.seq - b.seq).abs() <= NEIGHBOURHOOD
 }
 
 /// The first `n` characters of `text`, with an ellipsis when cut.
@@ -387,48 +424,47 @@ fn lead(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::item::Stream;
-
-    fn item(id: i64, source: &str, chunk: u32) -> Item {
-        Item {
-            id,
-            kind: Kind::Document,
-            stream: Stream::Import,
-            source_id: source.into(),
-            chunk,
-            text: format!("text of {source} chunk {chunk}"),
-            time_ms: 0,
-            app: String::new(),
-            collection: String::new(),
-        }
-    }
 
     #[test]
     fn chunks_fold_to_their_document_and_modes_rank_by_their_own_list() {
-        let items = [
-            item(1, "a", 0),
-            item(2, "a", 1),
-            item(3, "b", 0),
-            item(4, "c", 0),
-        ];
+        let source_of: HashMap<i64, String> = [(1, "a"), (2, "a"), (3, "b"), (4, "c")]
+            .into_iter()
+            .map(|(i, s)| (i, s.to_owned()))
+            .collect();
         let lists = Lists {
             keyword: vec![(2, 9.0), (1, 8.0), (4, 3.0)],
             vector: vec![(3, 0.9), (1, 0.8)],
-            items: items.iter().map(|i| (i.id, i.clone())).collect(),
+            source_of,
         };
         let hybrid = fuse(&lists, Mode::Hybrid, 10);
-        let sources: Vec<&str> = hybrid.iter().map(|h| h.item.source_id.as_str()).collect();
-        assert_eq!(sources, vec!["a", "b", "c"], "a is in both lists");
-        // The best keyword chunk stands for a source matched by both.
-        assert_eq!(hybrid[0].item.id, 2);
+        let items: Vec<i64> = hybrid.iter().map(|h| h.item).collect();
+        // a (in both lists) first, standing as its best keyword chunk 2.
+        assert_eq!(items, vec![2, 3, 4]);
         assert_eq!(hybrid[0].keyword, Some((1, 9.0)));
         assert_eq!(hybrid[0].vector, Some((2, 0.8)));
         let kw = fuse(&lists, Mode::Keyword, 10);
         assert_eq!(kw.len(), 2, "b has no keyword match");
         assert_eq!(kw[0].score, 9.0);
         let v = fuse(&lists, Mode::Vector, 1);
-        assert_eq!((v.len(), v[0].item.source_id.as_str()), (1, "b"));
+        assert_eq!((v.len(), v[0].item), (1, 3));
         assert_eq!(lead("héllo wörld", 5), "héllo…");
+        let msg = |thread: &str, seq: i64| Item {
+            id: seq,
+            kind: Kind::Conversation,
+            stream: crate::memory::item::Stream::Chat,
+            source_id: format!("m{seq}"),
+            chunk: 0,
+            text: String::new(),
+            time_ms: 0,
+            app: String::new(),
+            collection: String::new(),
+            thread: thread.into(),
+            seq,
+        };
+        assert!(neighbours(&msg("t", 4), &msg("t", 6)));
+        assert!(!neighbours(&msg("t", 4), &msg("t", 7)));
+        assert!(!neighbours(&msg("t", 4), &msg("u", 4)));
+        assert!(!neighbours(&msg("", 4), &msg("", 4)), "not messages");
         assert_eq!("".parse::<Mode>().unwrap(), Mode::Hybrid);
         assert!("fuzzy"
             .parse::<Mode>()

@@ -33,62 +33,78 @@ pub fn from_capture(stream: Stream, row: &CaptureRow) -> Option<Source> {
         time_ms: row.time_ms,
         app: row.app.clone(),
         collection: String::new(),
+        thread: String::new(),
+        seq: 0,
     })
 }
 
+/// The most of the previous message a message is indexed with.
+pub const CONTEXT_CHARS: usize = 400;
+
+/// Where a message stands in its thread: its position, and the message
+/// before it (speaker, text), if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// Position in the thread (0 first).
+    pub seq: i64,
+    /// The message before it.
+    pub prev: Option<(String, String)>,
+}
+
 /// A chat message (the person's own, or an imported conversation's) as
-/// a source: who spoke and what was said.
-pub fn from_message(m: &IndexedMessage) -> Option<Source> {
+/// a source: who spoke and what was said, after the message it answers
+/// (a reply such as "yes, last Tuesday" means little alone).
+pub fn from_message(m: &IndexedMessage, ctx: &Context) -> Option<Source> {
     let text = m.message.content.trim();
     if text.is_empty() {
         return None;
     }
     let imported = m.message.finish_reason == crate::chat::store::IMPORTED;
-    Some(message_source(
-        if imported {
+    Some(Source {
+        stream: if imported {
             Stream::Import
         } else {
             Stream::Chat
         },
-        &m.message.id,
-        &m.speaker,
-        text,
-        m.message.created_ms,
-        &m.collection,
-    ))
+        source_id: m.message.id.clone(),
+        row: None,
+        text: message_text(&m.speaker, text, ctx),
+        time_ms: m.message.created_ms,
+        app: String::new(),
+        collection: m.collection.clone(),
+        thread: m.message.thread_id.clone(),
+        seq: ctx.seq,
+    })
 }
 
 /// An imported conversation line as the source it becomes, the same one
 /// [`from_message`] makes of the message it is stored as (so indexing it
 /// again changes nothing).
-pub fn imported_message(m: &ImportedMessage, collection: &str) -> Source {
-    message_source(
-        Stream::Import,
-        &m.id,
-        &m.speaker,
-        m.text.trim(),
-        m.time_ms,
-        collection,
-    )
-}
-
-fn message_source(
-    stream: Stream,
-    id: &str,
-    speaker: &str,
-    text: &str,
-    time_ms: i64,
-    collection: &str,
-) -> Source {
+pub fn imported_message(m: &ImportedMessage, collection: &str, ctx: &Context) -> Source {
     Source {
-        stream,
-        source_id: id.to_owned(),
+        stream: Stream::Import,
+        source_id: m.id.clone(),
         row: None,
-        text: format!("{speaker}: {text}"),
-        time_ms,
+        text: message_text(&m.speaker, m.text.trim(), ctx),
+        time_ms: m.time_ms,
         app: String::new(),
         collection: collection.to_owned(),
+        thread: crate::chat::store::imported_thread_id(collection, &m.thread),
+        seq: ctx.seq,
     }
+}
+
+/// "Ann: where did you go?\nBob: to the lake": the message after (the
+/// start of) the one before it.
+fn message_text(speaker: &str, text: &str, ctx: &Context) -> String {
+    let mut out = String::new();
+    if let Some((who, said)) = &ctx.prev {
+        let said = said.trim();
+        let cut = super::chunk::truncate(said, CONTEXT_CHARS);
+        let more = if cut.len() < said.len() { "…" } else { "" };
+        out = format!("{who}: {cut}{more}\n");
+    }
+    out + &format!("{speaker}: {text}")
 }
 
 /// A source's text as the chunks indexed: a long text in ~1000-character

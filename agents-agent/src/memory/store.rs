@@ -30,6 +30,8 @@ pub const OWNER: Owner = Owner {
             app TEXT NOT NULL,
             collection TEXT NOT NULL,
             row INTEGER,
+            thread TEXT NOT NULL DEFAULT '',
+            seq INTEGER NOT NULL DEFAULT 0,
             UNIQUE (kind, collection, source_id, chunk)
          );
          CREATE INDEX memory_items_source ON memory_items(source_id);
@@ -371,8 +373,9 @@ pub fn put_source(
     let ids: Vec<i64> = old.iter().map(|o| o.0).collect();
     delete_items(c, kind, &ids)?;
     let mut ins = c.prepare_cached(
-        "INSERT INTO memory_items (kind, stream, source_id, chunk, text, time_ms, app, collection, row)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO memory_items (kind, stream, source_id, chunk, text, time_ms, app, collection,
+            row, thread, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for (n, text) in chunks.iter().enumerate() {
         ins.execute(params![
@@ -384,7 +387,9 @@ pub fn put_source(
             source.time_ms,
             source.app,
             source.collection,
-            source.row
+            source.row,
+            source.thread,
+            source.seq
         ])?;
     }
     Ok(Stored::Written(chunks.len()))
@@ -759,9 +764,8 @@ pub struct JobItem {
     pub item: Option<Item>,
 }
 
-const ITEM_SQL: &str =
-    "SELECT m.id, m.kind, m.stream, m.source_id, m.chunk, m.text, m.time_ms, m.app, m.collection
-     FROM memory_items m";
+const ITEM_SQL: &str = "SELECT m.id, m.kind, m.stream, m.source_id, m.chunk, m.text, m.time_ms,
+    m.app, m.collection, m.thread, m.seq FROM memory_items m";
 
 fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
     Ok(Item {
@@ -774,6 +778,8 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
         time_ms: r.get(6)?,
         app: r.get(7)?,
         collection: r.get(8)?,
+        thread: r.get(9)?,
+        seq: r.get(10)?,
     })
 }
 
@@ -781,7 +787,7 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
 pub fn job_items(c: &Connection, job: i64, from: u64, to: u64) -> rusqlite::Result<Vec<JobItem>> {
     let mut s = c.prepare_cached(
         "SELECT j.ord, m.id, m.kind, m.stream, m.source_id, m.chunk, m.text, m.time_ms, m.app,
-                m.collection
+                m.collection, m.thread, m.seq
          FROM memory_job_items j LEFT JOIN memory_items m ON m.id = j.item_id
          WHERE j.job_id = ?1 AND j.ord >= ?2 AND j.ord < ?3 ORDER BY j.ord",
     )?;
@@ -800,6 +806,8 @@ pub fn job_items(c: &Connection, job: i64, from: u64, to: u64) -> rusqlite::Resu
                 time_ms: r.get(7)?,
                 app: r.get(8)?,
                 collection: r.get(9)?,
+                thread: r.get(10)?,
+                seq: r.get(11)?,
             }),
         };
         Ok(JobItem { ord, item })
@@ -944,14 +952,18 @@ impl Filter {
     }
 }
 
+/// An item's source, as one string: its type, collection and source id
+/// (a document's chunks share it).
+const SOURCE_KEY: &str = "m.kind || char(31) || m.collection || char(31) || m.source_id";
+
 /// Keyword hits for the FTS5 query `fts` (see [`super::search::fts_query`]):
-/// (item id, BM25 as higher-is-better), best first.
+/// (item id, BM25 as higher-is-better, its source's key), best first.
 pub fn keyword(
     c: &Connection,
     fts: &str,
     filter: &Filter,
     limit: usize,
-) -> rusqlite::Result<Vec<(i64, f64)>> {
+) -> rusqlite::Result<Vec<(i64, f64, String)>> {
     let (mut clauses, args) = filter.clauses("m.", 1);
     // The app filter compares lower-cased names.
     clauses = clauses.replace("m.app =", "lower(m.app) =");
@@ -964,14 +976,32 @@ pub fn keyword(
         clauses += &format!(" AND m.kind IN ({})", kinds.join(","));
     }
     let sql = format!(
-        "SELECT m.id, -bm25(memory_fts) FROM memory_fts JOIN memory_items m ON m.id = memory_fts.rowid
+        "SELECT m.id, -bm25(memory_fts), {SOURCE_KEY}
+         FROM memory_fts JOIN memory_items m ON m.id = memory_fts.rowid
          WHERE memory_fts MATCH ?1{clauses} ORDER BY bm25(memory_fts) LIMIT {limit}"
     );
     let mut all = vec![rusqlite::types::Value::Text(fts.to_owned())];
     all.extend(args);
     let mut s = c.prepare_cached(&sql)?;
-    let rows = s.query_map(params_from_iter(all), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = s.query_map(params_from_iter(all), |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
     rows.collect()
+}
+
+/// The source key (as [`keyword`] gives it) of each item in `ids` that
+/// still exists.
+pub fn source_keys(c: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<(i64, String)>> {
+    let mut s = c.prepare_cached(&format!(
+        "SELECT {SOURCE_KEY} FROM memory_items m WHERE m.id = ?1"
+    ))?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(k) = s.query_row([id], |r| r.get(0)).optional()? {
+            out.push((*id, k));
+        }
+    }
+    Ok(out)
 }
 
 /// How a KNN query reads a vector index.
@@ -1192,6 +1222,8 @@ mod tests {
             time_ms: 1000,
             app: "Code".into(),
             collection: String::new(),
+            thread: String::new(),
+            seq: 0,
         }
     }
 
