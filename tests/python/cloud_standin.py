@@ -5,7 +5,10 @@ and appends each request's path, Authorization header and JSON body to the
 file named by its first argument. With a second argument, the reply is
 read from that JSON file at each request instead ({"message": {...},
 "usage": {...}}): a test can make it ask for tool calls or report token
-counts. Prints its port, then serves until killed."""
+counts. POST /v1/embeddings answers each input with an 8-dimensional
+vector derived from its words (texts sharing words point alike), so memory
+can embed through it. Prints its port, then serves until killed."""
+import hashlib
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +26,8 @@ class Handler(BaseHTTPRequestHandler):
         with open(LOG, "a") as f:
             f.write(json.dumps({"path": self.path, "authorization": self.headers.get("Authorization"),
                                 "body": body}) + "\n")
+        if self.path.endswith("/embeddings"):
+            return self.embeddings(body)
         message = {"role": "assistant", "content": "from the cloud stand-in"}
         usage = None
         if REPLY:
@@ -36,6 +41,24 @@ class Handler(BaseHTTPRequestHandler):
         if usage:
             reply["usage"] = usage
         out = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def embeddings(self, body):
+        inputs = body.get("input") or []
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        data = []
+        for i, text in enumerate(inputs):
+            v = [0.0] * 8
+            for w in str(text).lower().split():
+                v[hashlib.sha256(w.encode()).digest()[0] % 8] += 1.0
+            v[0] += 0.01
+            data.append({"object": "embedding", "index": i, "embedding": v})
+        out = json.dumps({"object": "list", "data": data, "model": body.get("model")}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))

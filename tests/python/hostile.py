@@ -8,6 +8,9 @@ malicious engine, download server or MCP server can do.
                              streams one SSE line that never ends
   hostile.py endless-event   the same, streaming short `data:` lines of
                              one event that never ends (no blank line)
+  hostile.py embed-hang      an OpenAI-style engine (GET /v1/models lists
+                             "hostile-embed", an embedding model) that
+                             accepts every POST and never answers
   hostile.py zeros           GET /endless: chunked zeros without end;
                              GET /huge: Content-Length 1 TiB, then zeros
   hostile.py mcp-env         a stdio MCP server: tool "env" returns its
@@ -37,7 +40,8 @@ class Engine(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.mode == "zeros":
             return self.zeros()
-        body = json.dumps({"object": "list", "data": [{"id": "hostile-model", "object": "model"}]}).encode()
+        model = "hostile-embed" if self.mode == "embed-hang" else "hostile-model"
+        body = json.dumps({"object": "list", "data": [{"id": model, "object": "model"}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -46,6 +50,10 @@ class Engine(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.mode == "embed-hang":
+            # Accepted, never answered: the caller's own deadline must end it.
+            while True:
+                time.sleep(3600)
         if self.mode == "redirect":
             self.send_response(307)
             self.send_header("Location", f"http://127.0.0.1:{self.target}{self.path}")
