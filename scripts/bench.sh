@@ -13,3 +13,7 @@ cargo bench --locked -p agents-agent --bench chat
 cargo bench --locked -p cowork-e2e --bench mcp
 cargo bench --locked -p agents-agent --bench models
 cargo bench --locked -p agents-agent --bench sessions
+cargo bench --locked -p agents-agent --bench knn
+cargo bench --locked -p cowork-e2e --bench memory_lag
+cargo bench --locked -p cowork-e2e --bench retrieval
+cargo bench --locked -p agents-agent --bench memory_scale

@@ -6,8 +6,11 @@ JSON to STANDIN_LOG when set, and a {"event": "client_gone", "sent": N}
 line when the client closes the connection mid-answer. With STANDIN_SHOW
 naming a JSON file {"model": NAME, "size": BYTES, "model_info": {...}} it
 also answers POST /api/show for that model (and lists it in /api/tags with
-that size), the way Ollama reports a model's GGUF metadata. Prints its
-port, then serves until killed."""
+that size), the way Ollama reports a model's GGUF metadata. POST
+/api/embed answers each input with an 8-dimensional vector derived from its
+words (texts sharing words point alike), as Ollama's embedding endpoint
+does for an embedding model. Prints its port, then serves until killed."""
+import hashlib
 import json
 import os
 import sys
@@ -60,6 +63,19 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+            return
+        if self.path == "/api/embed":
+            inputs = req.get("input") or []
+            if isinstance(inputs, str):
+                inputs = [inputs]
+            vectors = []
+            for text in inputs:
+                v = [0.0] * 8
+                for w in str(text).lower().split():
+                    v[hashlib.sha256(w.encode()).digest()[0] % 8] += 1.0
+                v[0] += 0.01
+                vectors.append(v)
+            self.send_json({"model": req.get("model"), "embeddings": vectors})
             return
         if self.path != "/api/chat":
             self.send_response(404)

@@ -234,6 +234,12 @@ async fn capture_rows_are_found_by_keyword_then_by_meaning_and_forget_reaches_ev
     assert!(today["since_ms"].is_i64(), "{today}");
     assert_eq!(ids(&today)[0], invoices);
 
+    // Reindex: the vectors are dropped and embedded again.
+    let r = json_of(&s.ctl(&["--json", "memory", "reindex", "--type", "activity"]));
+    assert_eq!(r["items"], 4, "{r}");
+    wait_embedded(&s, "activity", 4);
+    assert_eq!(ids(&search(&s, "Tokio async tasks", &[]))[0], tokio);
+
     // Forget the Tokio page: gone from the keyword index and every vector
     // index at once, and never indexed again.
     let vectors_before = index(&status(&s), "activity")["vectors"].as_u64().unwrap();
@@ -777,4 +783,104 @@ async fn a_cloud_embedder_needs_consent_and_never_sees_typed_or_copied_text() {
     assert!(log_text.contains("Bearer or-test-key"));
     let v = search(&s, "design review", &["--mode", "vector"]);
     assert_eq!(hits(&v).len(), 1, "only the window has a vector: {v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ollama_engine_embeds_through_api_embed_in_batches_bounded_by_characters() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let ollama = ollama_standin(
+        &["llama3.2:3b", "nomic-embed-text:latest"],
+        0,
+        Some(log.path()),
+    );
+    let home = Suite::temp_home();
+    std::fs::write(home.path().join("script.jsonl"), "").unwrap();
+    let cfg = format!(
+        "{FAST}\n[capture]\nsource = \"sim\"\nsim_script = \"script.jsonl\"\n\
+         [agents]\nprobe_ports = false\n[[agents.engines]]\nid = \"ollama\"\n\
+         base_url = \"http://127.0.0.1:{}\"\napi = \"ollama\"\n\
+         [agents.llama]\nserver = \"{}\"\nthreads = 2\n\
+         [memory]\npoll_ms = 100\nbatch_chars = 100\n",
+        ollama.port,
+        llama_server_path()
+    );
+    let s = Suite::start_in(home, &cfg);
+    agents_up(&s).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("d.jsonl");
+    std::fs::write(
+        &file,
+        (0..12)
+            .map(|i| line(json!({"_id": format!("o{i}"), "text": format!("otter {i} swims in the river near stone bridge number {i}")})))
+            .collect::<String>(),
+    )
+    .unwrap();
+    json_of(&s.ctl(&[
+        "--json",
+        "memory",
+        "import",
+        &file.display().to_string(),
+        "--type",
+        "document",
+    ]));
+    let st = wait_embedded(&s, "document", 12);
+    assert_eq!(st["embedder"]["model"], "nomic-embed-text:latest", "{st}");
+    assert_eq!(st["embedder"]["dims"], 8);
+    // Ollama embeds a batch one input after another: each request stays
+    // within batch_chars (an input longer than that goes alone).
+    let requests: Vec<Value> = std::fs::read_to_string(log.path())
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r.get("input").is_some())
+        .collect();
+    assert!(requests.len() >= 6, "{} requests", requests.len());
+    for r in &requests {
+        assert_eq!(r["model"], "nomic-embed-text:latest");
+        assert_eq!(r["truncate"], true);
+        let inputs = r["input"].as_array().unwrap();
+        let chars: usize = inputs
+            .iter()
+            .map(|i| i.as_str().unwrap().chars().count())
+            .sum();
+        assert!(chars <= 100 || inputs.len() == 1, "{r}");
+    }
+    let v = search(&s, "otter river bridge", &["--mode", "vector", "-k", "3"]);
+    assert_eq!(hits(&v).len(), 3, "{v}");
+
+    // Another embedder (auto prefers a session Cowork runs): its vectors
+    // go to a new generation, built beside the old one, which it then
+    // replaces; the two models' vectors never share a table.
+    ok(&s.ctl(&["models", "load", &minilm_model_path(), "--embedding"]));
+    let st = wait_for(
+        Duration::from_secs(120),
+        "the new generation serving",
+        || {
+            let st = status(&s);
+            let i = index(&st, "document");
+            (i["table"] == "embed_document_2" && i["vectors"] == 12 && i["building_table"] == "")
+                .then_some(st)
+        },
+    );
+    let i = index(&st, "document");
+    assert_eq!(
+        (i["model"].as_str(), i["dims"].as_u64()),
+        (Some("all-minilm-l6-v2-f16"), Some(384)),
+        "{st}"
+    );
+    assert_eq!(i["generation"], 2);
+    let c = db(s.home.path());
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM sqlite_master WHERE name IN ('embed_document', 'embed_document_f32')"),
+        0,
+        "the old model's tables are dropped"
+    );
+    assert_eq!(count(&c, "SELECT count(*) FROM embed_document_2_f32"), 12);
+    let v = search(
+        &s,
+        "an otter swimming in a river",
+        &["--mode", "vector", "-k", "3"],
+    );
+    assert_eq!(hits(&v).len(), 3, "{v}");
+    assert!(v["note"].as_str().unwrap_or("").is_empty(), "{v}");
 }

@@ -448,7 +448,14 @@ async fn run_job(
                 None => Ok(()),
             }
         };
+        let started = Instant::now();
         let (vectors, done) = tokio::join!(embed, commit);
+        tracing::debug!(
+            job = id,
+            inputs = batch.texts.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "embedded a batch (and committed the one before)"
+        );
         done?;
         let vectors = match vectors {
             Ok(v) => v,

@@ -38,9 +38,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// How long a resolved embedder (or the reason there is none) is reused
-/// before `[memory] embedder` is resolved again.
+/// How long a resolved embedder is reused before `[memory] embedder` is
+/// resolved again.
 const EMBEDDER_TTL: Duration = Duration::from_secs(5);
+/// How long the reason there is none is: a session loaded meanwhile is
+/// found soon.
+const NO_EMBEDDER_TTL: Duration = Duration::from_secs(1);
 
 /// How long an embedder that did not answer is passed over by searches
 /// (they go by keyword alone meanwhile, instead of each waiting for it).
@@ -127,7 +130,12 @@ impl Memory {
         if !fresh {
             if let Ok(cached) = self.inner.embedder.lock() {
                 if let Some((at, e)) = cached.as_ref() {
-                    if at.elapsed() < EMBEDDER_TTL {
+                    let ttl = if e.is_ok() {
+                        EMBEDDER_TTL
+                    } else {
+                        NO_EMBEDDER_TTL
+                    };
+                    if at.elapsed() < ttl {
                         return e.clone();
                     }
                 }

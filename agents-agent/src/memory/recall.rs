@@ -6,7 +6,7 @@
 use super::fusion;
 use super::item::{Item, Kind};
 use super::query::{time_expression, Range};
-use super::search::{fts_query, per_source};
+use super::search::{fts_query, highlight_terms, per_source, snippet};
 use super::store::{self, Filter, Knn};
 use super::{Memory, MemoryError};
 use crate::util::now_ms;
@@ -15,6 +15,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+/// Characters of a hit's snippet, about.
+const SNIPPET_CHARS: usize = 240;
 /// Candidates each list brings per hit wanted.
 const CANDIDATES_PER_HIT: usize = 5;
 /// Candidates each list brings at least.
@@ -184,114 +186,116 @@ impl Memory {
         };
         let mut mode = q.mode;
         let mut notes = Vec::new();
-        // The query's vector, and the index of each type it can search.
-        let mut vector: Option<(Vec<f32>, Vec<store::Index>)> = None;
-        if mode != Mode::Keyword && !text.is_empty() {
-            match self.query_vector(&text, &filter.kinds).await {
-                Ok((v, indexes, note)) => {
-                    if !note.is_empty() {
-                        notes.push(note);
-                    }
-                    vector = Some((v, indexes));
-                }
-                Err(why) if mode == Mode::Vector => return Err(MemoryError::Embedder(why)),
-                Err(why) => {
-                    if !why.contains("keyword search only") {
-                        notes.push(format!("{why}; keyword search only"));
-                    } else {
-                        notes.push(why);
-                    }
-                    mode = Mode::Keyword;
-                }
-            }
-        }
+        // Each list brings candidates in proportion to the hits wanted:
+        // deep tails add noise to a fusion by rank.
+        let depth = (k * CANDIDATES_PER_HIT).clamp(MIN_CANDIDATES, super::quantize::MAX_K);
         let fts = if mode == Mode::Vector {
             None
         } else {
             fts_query(&text)
         };
-        // Each list brings candidates in proportion to the hits wanted:
-        // deep tails add noise to a fusion by rank.
-        let depth = (k * CANDIDATES_PER_HIT).clamp(MIN_CANDIDATES, super::quantize::MAX_K);
-        let (keyword_limit, vector_k) = (depth, depth);
-        let hits = {
-            let filter = filter.clone();
-            self.db()
-                .read(move |c| {
-                    let mut source_of = HashMap::new();
-                    let keyword = match &fts {
-                        Some(f) => store::keyword(c, f, &filter, keyword_limit)?
-                            .into_iter()
-                            .map(|(id, score, key)| {
-                                source_of.insert(id, key);
-                                (id, score)
-                            })
-                            .collect(),
-                        None => Vec::new(),
-                    };
-                    let mut vectors = Vec::new();
-                    if let Some((v, indexes)) = &vector {
-                        for index in indexes {
-                            vectors.extend(store::nearest(
-                                c,
-                                index,
-                                v,
-                                &filter,
-                                vector_k,
-                                Knn::Auto,
-                            )?);
-                        }
-                        vectors.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                        let unknown: Vec<i64> = vectors
-                            .iter()
-                            .map(|h| h.0)
-                            .filter(|id| !source_of.contains_key(id))
-                            .collect();
-                        source_of.extend(store::source_keys(c, &unknown)?);
+        // The keyword list is read while the query is being embedded.
+        let keyword = {
+            let (fts, filter) = (fts.clone(), filter.clone());
+            async move {
+                match fts {
+                    Some(f) => {
+                        self.db()
+                            .read(move |c| store::keyword(c, &f, &filter, depth))
+                            .await
                     }
-                    let lists = Lists {
-                        keyword,
-                        vector: vectors,
-                        source_of,
-                    };
-                    // Only the hits returned are read in full, with the
-                    // match in context for keyword hits.
-                    // A few more than wanted: messages next to a better
-                    // hit fold into it.
-                    let ranked = fuse(&lists, mode, k * 2 + 10);
-                    let ids: Vec<i64> = ranked.iter().map(|r| r.item).collect();
-                    let mut items: HashMap<i64, Item> = store::items(c, &ids)?
-                        .into_iter()
-                        .map(|i| (i.id, i))
-                        .collect();
-                    let mut hits: Vec<Hit> = Vec::with_capacity(k);
-                    for r in ranked {
-                        if hits.len() == k {
-                            break;
-                        }
-                        let Some(item) = items.remove(&r.item) else {
-                            continue;
-                        };
-                        if hits.iter().any(|h| neighbours(&h.item, &item)) {
-                            continue;
-                        }
-                        let snippet = match (&fts, r.keyword) {
-                            (Some(f), Some(_)) => store::snippet(c, item.id, f)?,
-                            _ => None,
-                        }
-                        .unwrap_or_else(|| lead(&item.text, 240));
-                        hits.push(Hit {
-                            item,
-                            snippet,
-                            score: r.score,
-                            keyword: r.keyword,
-                            vector: r.vector,
-                        });
-                    }
-                    Ok(hits)
-                })
-                .await?
+                    None => Ok(Vec::new()),
+                }
+            }
         };
+        let vector = async {
+            if mode == Mode::Keyword || text.is_empty() {
+                None
+            } else {
+                Some(self.query_vector(&text, &filter.kinds).await)
+            }
+        };
+        let (keyword, vector) = tokio::join!(keyword, vector);
+        let keyword = keyword?;
+        let vector = match vector {
+            None => None,
+            Some(Ok((v, indexes, note))) => {
+                if !note.is_empty() {
+                    notes.push(note);
+                }
+                Some((v, indexes))
+            }
+            Some(Err(why)) if mode == Mode::Vector => return Err(MemoryError::Embedder(why)),
+            Some(Err(why)) => {
+                if why.contains("keyword search only") {
+                    notes.push(why);
+                } else {
+                    notes.push(format!("{why}; keyword search only"));
+                }
+                mode = Mode::Keyword;
+                None
+            }
+        };
+        let terms = highlight_terms(&text);
+        let hits = self
+            .db()
+            .read(move |c| {
+                let mut source_of = HashMap::new();
+                let keyword: Vec<(i64, f64)> = keyword
+                    .into_iter()
+                    .map(|(id, score, key)| {
+                        source_of.insert(id, key);
+                        (id, score)
+                    })
+                    .collect();
+                let mut vectors = Vec::new();
+                if let Some((v, indexes)) = &vector {
+                    for index in indexes {
+                        vectors.extend(store::nearest(c, index, v, &filter, depth, Knn::Auto)?);
+                    }
+                    vectors.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    let unknown: Vec<i64> = vectors
+                        .iter()
+                        .map(|h| h.0)
+                        .filter(|id| !source_of.contains_key(id))
+                        .collect();
+                    source_of.extend(store::source_keys(c, &unknown)?);
+                }
+                let lists = Lists {
+                    keyword,
+                    vector: vectors,
+                    source_of,
+                };
+                // A few more than wanted: messages next to a better hit
+                // fold into it. Only the hits returned are read in full.
+                let ranked = fuse(&lists, mode, k * 2 + 10);
+                let ids: Vec<i64> = ranked.iter().map(|r| r.item).collect();
+                let mut items: HashMap<i64, Item> = store::items(c, &ids)?
+                    .into_iter()
+                    .map(|i| (i.id, i))
+                    .collect();
+                let mut hits: Vec<Hit> = Vec::with_capacity(k);
+                for r in ranked {
+                    if hits.len() == k {
+                        break;
+                    }
+                    let Some(item) = items.remove(&r.item) else {
+                        continue;
+                    };
+                    if hits.iter().any(|h| neighbours(&h.item, &item)) {
+                        continue;
+                    }
+                    hits.push(Hit {
+                        snippet: snippet(&item.text, &terms, SNIPPET_CHARS),
+                        item,
+                        score: r.score,
+                        keyword: r.keyword,
+                        vector: r.vector,
+                    });
+                }
+                Ok(hits)
+            })
+            .await?;
         Ok(Found {
             hits,
             mode,
@@ -411,16 +415,6 @@ fn neighbours(a: &Item, b: &Item) -> bool {
     !a.thread.is_empty() && a.thread == b.thread && (a.seq - b.seq).abs() <= NEIGHBOURHOOD
 }
 
-/// The first `n` characters of `text`, with an ellipsis when cut.
-fn lead(text: &str, n: usize) -> String {
-    let cut = super::chunk::truncate(text, n);
-    if cut.len() < text.len() {
-        format!("{cut}…")
-    } else {
-        cut.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,7 +441,6 @@ mod tests {
         assert_eq!(kw[0].score, 9.0);
         let v = fuse(&lists, Mode::Vector, 1);
         assert_eq!((v.len(), v[0].item), (1, 3));
-        assert_eq!(lead("héllo wörld", 5), "héllo…");
         let msg = |thread: &str, seq: i64| Item {
             id: seq,
             kind: Kind::Conversation,

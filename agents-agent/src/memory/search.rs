@@ -64,6 +64,124 @@ pub fn per_source(
     out
 }
 
+/// The words of a query to mark in a hit's snippet: its words (not the
+/// stopwords, unless that is all it has), lower-cased, as prefixes about
+/// as long as their stem (`deficiency` marks `deficient` too).
+pub fn highlight_terms(text: &str) -> Vec<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let content: Vec<&String> = words
+        .iter()
+        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .collect();
+    let chosen = if content.is_empty() {
+        words.iter().collect()
+    } else {
+        content
+    };
+    let mut out: Vec<String> = Vec::new();
+    for w in chosen {
+        let n = w.chars().count();
+        let keep = if n <= 4 { n } else { (n * 3 / 4).max(4) };
+        let stem: String = w.chars().take(keep).collect();
+        if !out.contains(&stem) {
+            out.push(stem);
+        }
+    }
+    out
+}
+
+/// About `width` characters of `text` around its first word matching one
+/// of `terms` (see [`highlight_terms`]; a term of four characters or
+/// fewer must match a whole word), each matching word in [brackets], on
+/// one line; the start of the text when nothing matches; "…" where cut.
+pub fn snippet(text: &str, terms: &[String], width: usize) -> String {
+    // Words as byte ranges.
+    let mut words: Vec<(usize, usize)> = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_alphanumeric(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                words.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        words.push((s, text.len()));
+    }
+    let hit = |&(s, e): &(usize, usize)| {
+        let w = text[s..e].to_lowercase();
+        terms.iter().any(|t| {
+            if t.chars().count() <= 4 {
+                w == *t
+            } else {
+                w.starts_with(t.as_str())
+            }
+        })
+    };
+    let marked: Vec<bool> = words.iter().map(hit).collect();
+    // The window: a third of it before the first match.
+    let first = marked.iter().position(|m| *m).map_or(0, |i| words[i].0);
+    let before = text[..first]
+        .char_indices()
+        .rev()
+        .nth(width / 3)
+        .map_or(0, |(i, _)| i);
+    let from = if before == 0 {
+        0
+    } else {
+        // Start at a word.
+        words
+            .iter()
+            .map(|w| w.0)
+            .find(|&s| s >= before)
+            .unwrap_or(first)
+    };
+    let to = text[from..]
+        .char_indices()
+        .nth(width)
+        .map_or(text.len(), |(i, _)| from + i);
+    let to = if to == text.len() {
+        to
+    } else {
+        // End after a word.
+        words
+            .iter()
+            .rev()
+            .map(|w| w.1)
+            .find(|&e| e <= to && e > from)
+            .unwrap_or(to)
+    };
+    let mut out = String::new();
+    if from > 0 {
+        out.push('…');
+    }
+    let mut at = from;
+    for (w, m) in words.iter().zip(&marked) {
+        if w.0 < from || w.1 > to || !m {
+            continue;
+        }
+        out.push_str(&text[at..w.0]);
+        out.push('[');
+        out.push_str(&text[w.0..w.1]);
+        out.push(']');
+        at = w.1;
+    }
+    out.push_str(&text[at..to]);
+    if to < text.len() {
+        out.push('…');
+    }
+    out.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +204,28 @@ mod tests {
             "\"a\"\"b\"",
             "a quote inside is escaped"
         );
+    }
+
+    #[test]
+    fn snippets_mark_the_query_words_around_the_first_match() {
+        let terms = highlight_terms("What is the deficiency of vitamin D?");
+        assert_eq!(terms, vec!["deficie", "vitam", "d"]);
+        let text = format!(
+            "{} Vitamin D deficient patients were followed.\nMore text {}",
+            "filler ".repeat(60),
+            "tail ".repeat(60)
+        );
+        let s = snippet(&text, &terms, 120);
+        assert!(s.starts_with('…') && s.ends_with('…'), "{s}");
+        assert!(s.contains("[Vitamin] [D] [deficient] patients"), "{s}");
+        assert!(!s.contains('\n'), "one line: {s}");
+        assert!(s.chars().count() <= 120 + 2 + 6, "{}", s.chars().count());
+        // "d" alone marks only the word d, not every word starting with d.
+        assert!(!s.contains("[deficient patients"), "{s}");
+        // Nothing matches: the start of the text.
+        assert_eq!(snippet("short note", &["zebra".into()], 100), "short note");
+        assert_eq!(snippet("héllo wörld again", &[], 6), "héllo…");
+        assert_eq!(snippet("", &terms, 10), "");
     }
 
     #[test]
