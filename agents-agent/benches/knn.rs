@@ -14,44 +14,12 @@ use agents_agent::memory::jobs::{Progress, Status};
 use agents_agent::memory::store::{self, Filter, Knn};
 use agents_agent::schema;
 use std::time::Instant;
+use vectors::{centroids, percentile, point, Rng};
+
+mod vectors;
 
 const QUERIES: usize = 50;
 const CLUSTERS: usize = 1000;
-
-struct Rng(u64);
-
-impl Rng {
-    fn unit(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) as f32
-    }
-    fn gauss(&mut self) -> f32 {
-        let (u, v) = (self.unit().max(1e-9), self.unit());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
-    }
-}
-
-fn normalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= n);
-}
-
-/// A point near a random centroid (noise of norm ~0.7 around a unit
-/// centroid), unit length.
-fn point(r: &mut Rng, centroids: &[Vec<f32>]) -> Vec<f32> {
-    let c = &centroids[(r.unit() * centroids.len() as f32) as usize % centroids.len()];
-    let scale = 0.7 / (c.len() as f32).sqrt();
-    let mut v: Vec<f32> = c.iter().map(|x| x + scale * r.gauss()).collect();
-    normalize(&mut v);
-    v
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
-}
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -69,13 +37,7 @@ fn main() {
     cowork_db::migrate(&mut c, agents_agent::db::LEDGER, schema::OWNERS).expect("migrate");
 
     let mut r = Rng(0x5eed);
-    let centroids: Vec<Vec<f32>> = (0..CLUSTERS)
-        .map(|_| {
-            let mut v: Vec<f32> = (0..dims).map(|_| r.gauss()).collect();
-            normalize(&mut v);
-            v
-        })
-        .collect();
+    let centroids = centroids(&mut r, CLUSTERS, dims);
     let t = Instant::now();
     let tx = c.transaction().expect("tx");
     for i in 0..n {
@@ -103,7 +65,7 @@ fn main() {
     };
     let mut batch = Vec::with_capacity(1000);
     for id in 1..=n as i64 {
-        batch.push((id, point(&mut r, &centroids)));
+        batch.push((id, point(&mut r, &centroids, 0.7)));
         if batch.len() == 1000 || id == n as i64 {
             store::commit_batch(&c, &index, 0, &batch, &done, 0).expect("vectors");
             batch.clear();
@@ -119,7 +81,9 @@ fn main() {
         index.vectors,
         index.table
     );
-    let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| point(&mut r, &centroids)).collect();
+    let queries: Vec<Vec<f32>> = (0..QUERIES)
+        .map(|_| point(&mut r, &centroids, 0.7))
+        .collect();
     let filter = Filter::default();
     // Warm both paths once (page cache), then alternate them per query.
     for how in [Knn::Exact, Knn::Coarse] {

@@ -19,32 +19,18 @@ use agents_agent::schema;
 use cowork_e2e::*;
 use cowork_proto::pb::memory::{memory_client::MemoryClient, SearchRequest};
 use std::time::{Duration, Instant};
+use vectors::{centroids, percentile, point, Rng};
+
+mod vectors;
 
 const DIMS: usize = 384;
 const WORDS: usize = 5000;
 const QUERIES: usize = 100;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f32 {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) as f32
-    }
-    fn gauss(&mut self) -> f32 {
-        let (u, v) = (self.unit().max(1e-9), self.unit());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
-    }
-    /// A word index, Zipf-like (small indexes are common).
-    fn word(&mut self) -> usize {
-        let u = self.unit() as f64;
-        ((WORDS as f64).powf(u) as usize).saturating_sub(1) % WORDS
-    }
+/// A word index, Zipf-like (small indexes are common).
+fn zipf(r: &mut Rng) -> usize {
+    let u = r.unit() as f64;
+    ((WORDS as f64).powf(u) as usize).saturating_sub(1) % WORDS
 }
 
 fn word(i: usize) -> String {
@@ -60,24 +46,12 @@ fn word(i: usize) -> String {
     )
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
-}
-
 fn build(home: &std::path::Path, n: usize, model: &str) {
     let mut c = cowork_db::open(&home.join("cowork.db")).expect("open cowork.db");
     cowork_db::migrate(&mut c, agents_agent::db::LEDGER, schema::OWNERS).expect("migrate");
     let mut r = Rng(0x5ca1e);
     let apps = ["Code", "Firefox", "Slack", "xterm", "Calc", "Mail"];
-    let centroids: Vec<Vec<f32>> = (0..2000)
-        .map(|_| {
-            let mut v: Vec<f32> = (0..DIMS).map(|_| r.gauss()).collect();
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            v.iter_mut().for_each(|x| *x /= n);
-            v
-        })
-        .collect();
+    let centroids = centroids(&mut r, 2000, DIMS);
     let t = Instant::now();
     let index = store::create_index(&c, Kind::Activity, model, 0).expect("index");
     let done = Progress {
@@ -96,9 +70,9 @@ fn build(home: &std::path::Path, n: usize, model: &str) {
             let app = apps[i % apps.len()];
             let title = format!(
                 "{} {} {} — {i}",
-                word(r.word()),
-                word(r.word()),
-                word(r.word())
+                word(zipf(&mut r)),
+                word(zipf(&mut r)),
+                word(zipf(&mut r))
             );
             let s = Source {
                 stream: Stream::Window,
@@ -114,11 +88,7 @@ fn build(home: &std::path::Path, n: usize, model: &str) {
             store::put_source(&tx, Kind::Activity, &s, std::slice::from_ref(&s.text))
                 .expect("item");
             let id = tx.last_insert_rowid();
-            let cen = &centroids[(r.next() % 2000) as usize];
-            let scale = 0.8 / (DIMS as f32).sqrt();
-            let mut v: Vec<f32> = cen.iter().map(|x| x + scale * r.gauss()).collect();
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            v.iter_mut().for_each(|x| *x /= norm);
+            let v = point(&mut r, &centroids, 0.8);
             vectors.push((id, v));
         }
         tx.commit().expect("commit");
@@ -171,7 +141,7 @@ async fn main() {
     });
     let mut r = Rng(42);
     let queries: Vec<String> = (0..QUERIES)
-        .map(|_| format!("{} {}", word(r.word()), word(r.word())))
+        .map(|_| format!("{} {}", word(zipf(&mut r)), word(zipf(&mut r))))
         .collect();
     println!("search at {n} activity items, k = 10, {QUERIES} queries (client round trip):");
     let pid = suite.worker("agents").await.pid;

@@ -11,6 +11,10 @@ malicious engine, download server or MCP server can do.
   hostile.py embed-hang      an OpenAI-style engine (GET /v1/models lists
                              "hostile-embed", an embedding model) that
                              accepts every POST and never answers
+  hostile.py embed-refuse-long  an OpenAI-style embedding engine
+                             ("refusing-embed") that answers HTTP 400 to a
+                             request with any input over 60 characters
+                             (as llama-server refuses one over its tokens)
   hostile.py zeros           GET /endless: chunked zeros without end;
                              GET /huge: Content-Length 1 TiB, then zeros
   hostile.py mcp-env         a stdio MCP server: tool "env" returns its
@@ -19,6 +23,7 @@ malicious engine, download server or MCP server can do.
                              without a newline, then waits
 
 HTTP modes print their port, then serve until killed."""
+import hashlib
 import json
 import os
 import sys
@@ -40,7 +45,8 @@ class Engine(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.mode == "zeros":
             return self.zeros()
-        model = "hostile-embed" if self.mode == "embed-hang" else "hostile-model"
+        model = {"embed-hang": "hostile-embed", "embed-refuse-long": "refusing-embed"}.get(
+            self.mode, "hostile-model")
         body = json.dumps({"object": "list", "data": [{"id": model, "object": "model"}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -49,7 +55,18 @@ class Engine(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.mode == "embed-refuse-long":
+            inputs = json.loads(body or b"{}").get("input") or []
+            if any(len(t) > 60 for t in inputs):
+                return self.reply(400, {"error": {"message": "input is too large to process"}})
+            data = []
+            for i, text in enumerate(inputs):
+                v = [0.01] + [0.0] * 7
+                for w in text.lower().split():
+                    v[hashlib.sha256(w.encode()).digest()[0] % 8] += 1.0
+                data.append({"index": i, "embedding": v})
+            return self.reply(200, {"data": data})
         if self.mode == "embed-hang":
             # Accepted, never answered: the caller's own deadline must end it.
             while True:
@@ -74,6 +91,14 @@ class Engine(BaseHTTPRequestHandler):
                 self.chunk(piece)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+    def reply(self, status, obj):
+        out = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
 
     def chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))

@@ -884,3 +884,70 @@ async fn an_ollama_engine_embeds_through_api_embed_in_batches_bounded_by_charact
     assert_eq!(hits(&v).len(), 3, "{v}");
     assert!(v["note"].as_str().unwrap_or("").is_empty(), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_the_embedder_refuses_are_tried_shorter_then_passed_over_and_embedding_goes_on() {
+    let refusing = hostile("embed-refuse-long", &[]);
+    let home = Suite::temp_home();
+    std::fs::write(home.path().join("script.jsonl"), "").unwrap();
+    let cfg = format!(
+        "{FAST}\n[capture]\nsource = \"sim\"\nsim_script = \"script.jsonl\"\n\
+         [agents]\nprobe_ports = false\n[[agents.engines]]\nid = \"refusing\"\n\
+         base_url = \"http://127.0.0.1:{}/v1\"\n\
+         [memory]\npoll_ms = 100\n",
+        refusing.port
+    );
+    let s = Suite::start_in(home, &cfg);
+    agents_up(&s).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("d.jsonl");
+    // Short notes, one of 200 characters (accepted once cut to 50), one
+    // of 900 (still over 60 at 225: passed over).
+    let mut lines: String = (0..6)
+        .map(|i| line(json!({"_id": format!("s{i}"), "text": format!("short note {i}")})))
+        .collect();
+    lines += &line(json!({"_id": "medium", "text": "pelican ".repeat(25)}));
+    lines += &line(json!({"_id": "long", "text": "cormorant ".repeat(90)}));
+    std::fs::write(&file, lines).unwrap();
+    json_of(&s.ctl(&[
+        "--json",
+        "memory",
+        "import",
+        &file.display().to_string(),
+        "--type",
+        "document",
+    ]));
+    let st = wait_for(T, "the job done", || {
+        let st = status(&s);
+        (st["jobs"]["done"]["jobs"].as_u64() == Some(1)).then_some(st)
+    });
+    assert_eq!(index(&st, "document")["items"], 8, "{st}");
+    assert_eq!(
+        index(&st, "document")["vectors"],
+        7,
+        "all but the long one: {st}"
+    );
+    assert_eq!(st["jobs"]["failed"]["jobs"], 0, "{st}");
+    let why = st["last_error"].as_str().unwrap();
+    assert!(
+        why.contains("1 input(s) refused") && why.contains("HTTP 400"),
+        "{st}"
+    );
+    // Keyword search still finds it; later imports are embedded.
+    assert_eq!(
+        ids(&search(&s, "cormorant", &["--mode", "keyword"])),
+        vec!["long"]
+    );
+    std::fs::write(&file, line(json!({"_id": "after", "text": "a later note"}))).unwrap();
+    json_of(&s.ctl(&[
+        "--json",
+        "memory",
+        "import",
+        &file.display().to_string(),
+        "--type",
+        "document",
+    ]));
+    wait_for(T, "the later note embedded", || {
+        (index(&status(&s), "document")["vectors"].as_u64() == Some(8)).then_some(())
+    });
+}

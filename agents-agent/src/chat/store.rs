@@ -247,12 +247,6 @@ pub fn context_of(
     Ok((seq, prev))
 }
 
-/// Which of the message ids still exist.
-pub fn message_exists(c: &Connection, id: &str) -> rusqlite::Result<bool> {
-    c.prepare_cached("SELECT 1 FROM agents_messages WHERE id = ?1")?
-        .exists([id])
-}
-
 /// The `finish_reason` of a message imported from a file (`memory
 /// import --type conversation`).
 pub const IMPORTED: &str = "imported";
@@ -277,6 +271,13 @@ pub fn imported_thread_id(collection: &str, thread: &str) -> String {
     format!("imported:{collection}:{thread}")
 }
 
+/// The message id an imported line's `_id` is stored as: its own
+/// namespace per collection, so an import never replaces one of the
+/// person's messages, nor another collection's.
+pub fn imported_message_id(collection: &str, id: &str) -> String {
+    format!("imported:{collection}:{id}")
+}
+
 /// Store an imported message as a past conversation message (its thread
 /// `imported:<collection>:<thread>` made on first use). Returns false
 /// when it was stored already with the same content: import is
@@ -287,12 +288,13 @@ pub fn import_message(
     m: &ImportedMessage,
 ) -> rusqlite::Result<bool> {
     let thread_id = imported_thread_id(collection, &m.thread);
+    let id = imported_message_id(collection, &m.id);
     let same = c
         .prepare_cached(
             "SELECT 1 FROM agents_messages WHERE id = ?1 AND thread_id = ?2 AND content = ?3
              AND speaker = ?4 AND created_ms = ?5",
         )?
-        .exists(params![m.id, thread_id, m.text, m.speaker, m.time_ms])?;
+        .exists(params![id, thread_id, m.text, m.speaker, m.time_ms])?;
     if same {
         return Ok(false);
     }
@@ -305,7 +307,7 @@ pub fn import_message(
         "INSERT OR REPLACE INTO agents_messages
             (id, thread_id, role, content, model, ask_id, created_ms, finish_reason, speaker)
          VALUES (?1, ?2, 'user', ?3, '', '', ?4, ?6, ?5)",
-        params![m.id, thread_id, m.text, m.time_ms, m.speaker, IMPORTED],
+        params![id, thread_id, m.text, m.time_ms, m.speaker, IMPORTED],
     )?;
     Ok(true)
 }

@@ -139,7 +139,7 @@ fn no_table(e: &rusqlite::Error) -> bool {
 }
 
 /// Which of `ids` still exist in capture's `stream` table (retention
-/// deletes old rows).
+/// deletes old rows), asked in pages of a few hundred.
 pub fn existing_rows(c: &Connection, stream: &str, ids: &[i64]) -> rusqlite::Result<Vec<i64>> {
     let table = match stream {
         "window" => "capture_activities",
@@ -147,15 +147,18 @@ pub fn existing_rows(c: &Connection, stream: &str, ids: &[i64]) -> rusqlite::Res
         "clipboard" => "capture_clipboard_events",
         _ => return Ok(Vec::new()),
     };
-    let mut s = match c.prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1")) {
-        Ok(s) => s,
-        Err(e) if no_table(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    for id in ids {
-        if s.exists([id])? {
-            out.push(*id);
+    const PAGE: usize = 500;
+    let mut out = Vec::with_capacity(ids.len());
+    for page in ids.chunks(PAGE) {
+        let marks = vec!["?"; page.len()].join(",");
+        let mut s = match c.prepare_cached(&format!("SELECT id FROM {table} WHERE id IN ({marks})"))
+        {
+            Ok(s) => s,
+            Err(e) if no_table(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        for id in s.query_map(rusqlite::params_from_iter(page), |r| r.get(0))? {
+            out.push(id?);
         }
     }
     Ok(out)

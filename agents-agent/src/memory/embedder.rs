@@ -23,9 +23,13 @@ pub enum EmbedError {
     /// The embedder accepted and did not answer in time: the job fails.
     #[error("the embedder did not answer within {} s", .0.as_secs())]
     Hung(Duration),
-    /// It could not be reached or refused the batch: the job waits.
+    /// It could not be reached or failed: the job waits.
     #[error("{0}")]
     Failed(String),
+    /// It refused these inputs (HTTP 400, 413 or 422: too long, or
+    /// otherwise bad): trying them again as they are will not help.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The embedder memory uses, as resolved from `[memory] embedder`.
@@ -118,11 +122,16 @@ impl Embedder {
             }
             let text = String::from_utf8_lossy(&text);
             if !(200..300).contains(&reply.status) {
-                return Err(failed(format!(
+                let why = format!(
                     "{base} answered HTTP {}: {}",
                     reply.status,
                     crate::memory::chunk::truncate(text.trim(), 300)
-                )));
+                );
+                return Err(if matches!(reply.status, 400 | 413 | 422) {
+                    EmbedError::Refused(why)
+                } else {
+                    failed(why)
+                });
             }
             parse_vectors(self.api, &text, inputs.len()).map_err(failed)
         };

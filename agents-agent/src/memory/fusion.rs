@@ -19,9 +19,11 @@ pub struct Fused {
 
 /// Fuse `keyword` and `vector` (each best first, `(id, score)`), keep the
 /// best `k`. An item in only one list keeps its place by that list alone,
-/// so a strong keyword-only hit (an error code, a file name the embedder
-/// has no sense of) is never dropped for lack of a semantic score. Ties
-/// go to the better keyword rank, then the lower id.
+/// and the best keyword hit is always kept (it takes the last place when
+/// ten items both lists found middling outrank it), so a strong
+/// keyword-only hit — an error code, a file name the embedder has no
+/// sense of — is never dropped for lack of a semantic score. Ties go to
+/// the better keyword rank, then the lower id.
 pub fn rrf(keyword: &[(i64, f64)], vector: &[(i64, f64)], k: usize) -> Vec<Fused> {
     let mut out: Vec<Fused> = Vec::with_capacity(keyword.len() + vector.len());
     let mut at: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
@@ -59,6 +61,11 @@ pub fn rrf(keyword: &[(i64, f64)], vector: &[(i64, f64)], k: usize) -> Vec<Fused
             })
             .then_with(|| a.id.cmp(&b.id))
     });
+    if let Some(best) = out.iter().position(|f| f.keyword.is_some_and(|x| x.0 == 1)) {
+        if best >= k && k > 0 {
+            out.swap(k - 1, best);
+        }
+    }
     out.truncate(k);
     out
 }
@@ -84,5 +91,15 @@ mod tests {
         let only = rrf(&keyword, &[], 2);
         assert_eq!(only.iter().map(|x| x.id).collect::<Vec<_>>(), vec![7, 3]);
         assert!(rrf(&[], &[], 5).is_empty());
+        // Ten items both lists found outrank the best keyword hit alone;
+        // it still keeps the last place.
+        let both: Vec<(i64, f64)> = (10..20).map(|i| (i, 1.0)).collect();
+        let mut kw = vec![(99, 50.0)];
+        kw.extend(&both);
+        let vec: Vec<(i64, f64)> = both.clone();
+        let f = rrf(&kw, &vec, 5);
+        assert_eq!(f.len(), 5);
+        assert_eq!(f[4].id, 99, "{f:?}");
+        assert_eq!(f[4].keyword, Some((1, 50.0)));
     }
 }

@@ -124,7 +124,7 @@ async fn sweep(memory: &Memory) -> Result<usize, MemoryError> {
     let n = memory
         .db()
         .write(move |c| {
-            let tx = c.unchecked_transaction()?;
+            let tx = store::begin(c)?;
             let mut n = 0;
             for (stream, rows) in &gone {
                 n += store::remove_rows(&tx, *stream, rows)?;
@@ -164,7 +164,7 @@ pub fn deleted_rows(c: &rusqlite::Connection) -> rusqlite::Result<Vec<(Stream, V
 /// changed capture rows and chat messages become items; turned-off
 /// streams' items go.
 pub fn collect(c: &rusqlite::Connection) -> rusqlite::Result<Collected> {
-    let tx = c.unchecked_transaction()?;
+    let tx = store::begin(c)?;
     let mut done = Collected::default();
     let disabled = capture::disabled_streams(&tx)?;
     for stream in Stream::CAPTURE {
@@ -232,11 +232,14 @@ pub fn collect(c: &rusqlite::Connection) -> rusqlite::Result<Collected> {
 }
 
 async fn embed_loop(memory: Memory, shutdown: CancellationToken) {
+    let hang_ms = memory
+        .config()
+        .map_or(super::jobs::HANG_MS, |c| c.hang_timeout_s as i64 * 1000);
     // Jobs a killed agents-agent left processing resume (or fail when
     // they had hung); nothing is embedded twice.
     match memory
         .db()
-        .write(|c| store::recover_jobs(c, now_ms()))
+        .write(move |c| store::recover_jobs(c, now_ms(), hang_ms))
         .await
     {
         Ok(0) => {}
@@ -335,20 +338,20 @@ struct Batch {
     texts: Vec<String>,
 }
 
-/// The request starting at position `from` of job `id`: as many items as
+/// The request after job `id`'s checkpoint `progress`: as many items as
 /// `[memory] batch_items` and `batch_chars` allow (at least one), each
-/// cut to `max_input_chars`. None past the job's end.
+/// cut to `max_input_chars`; typed and copied text only when `private`
+/// (the embedder is local). None past the job's end.
 async fn next_batch(
     memory: &Memory,
     id: i64,
-    from: u64,
-    total: u64,
+    progress: &Progress,
+    private: bool,
     cfg: &crate::config::MemoryConfig,
 ) -> Result<Option<Batch>, MemoryError> {
-    if from >= total {
+    let Some((from, to)) = super::jobs::next_batch(progress, cfg.batch_items as u64) else {
         return Ok(None);
-    }
-    let to = (from + cfg.batch_items as u64).min(total);
+    };
     let items = memory
         .db()
         .read(move |c| store::job_items(c, id, from, to))
@@ -372,12 +375,61 @@ async fn next_batch(
         texts: Vec::new(),
     };
     for (j, text) in items.iter().zip(inputs).take(take) {
-        if let Some(item) = &j.item {
-            batch.ids.push(item.id);
-            batch.texts.push(text);
+        match &j.item {
+            // Queued for a local embedder, now another: never sent.
+            Some(item) if item.stream.is_private_text() && !private => {}
+            Some(item) => {
+                batch.ids.push(item.id);
+                batch.texts.push(text);
+            }
+            // Deleted since the job was made.
+            None => {}
         }
     }
     Ok(Some(batch))
+}
+
+/// How many times a refused input is tried again, cut in half each time.
+const SHORTER_TRIES: usize = 2;
+
+/// Embed `texts` one at a time after the embedder refused them together:
+/// an input refused alone is tried again cut in half (a text over the
+/// model's token limit), then passed over (None) with the reason.
+async fn embed_one_by_one(
+    memory: &Memory,
+    embedder: &Embedder,
+    texts: &[String],
+    hang: Duration,
+) -> Result<(Vec<Option<Vec<f32>>>, Vec<String>), EmbedError> {
+    let (mut out, mut skipped) = (Vec::with_capacity(texts.len()), Vec::new());
+    for text in texts {
+        let mut input = text.clone();
+        let mut tries = 0;
+        loop {
+            match embedder
+                .embed(memory.sessions(), std::slice::from_ref(&input), hang)
+                .await
+            {
+                Ok(mut v) => {
+                    out.push(v.pop());
+                    break;
+                }
+                Err(EmbedError::Refused(why)) if tries < SHORTER_TRIES => {
+                    tracing::debug!(error = %why, "an input was refused; trying it shorter");
+                    let half = input.chars().count() / 2;
+                    input = super::chunk::truncate(&input, half.max(1)).to_owned();
+                    tries += 1;
+                }
+                Err(EmbedError::Refused(why)) => {
+                    skipped.push(why);
+                    out.push(None);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok((out, skipped))
 }
 
 /// Work through `job` from its checkpoint, one embedding request at a
@@ -413,20 +465,33 @@ async fn run_job(
             .write(move |c| store::set_progress(c, id, &progress, now_ms()))
             .await
     };
-    let mut next = next_batch(
-        memory,
-        id,
-        progress.chunks_embedded,
-        progress.total_chunks,
-        cfg,
-    )
-    .await?;
+    // One request's vectors with the checkpoint after it.
+    let commit = |pairs: Vec<(i64, Vec<f32>)>, progress: Progress| {
+        let index = index.clone();
+        async move {
+            memory
+                .db()
+                .write(move |c| store::commit_batch(c, &index, id, &pairs, &progress, now_ms()))
+                .await
+                .map(|_| ())
+        }
+    };
+    let private = embedder.may_see_private_text();
+    let mut next = next_batch(memory, id, &progress, private, cfg).await?;
     // The previous request's commit, finished while this one is embedded.
     let mut committing: Option<Vec<(i64, Vec<f32>)>> = None;
     let mut committed = progress.clone();
     while let Some(batch) = next.take() {
         if shutdown.is_cancelled() {
-            break;
+            // Stopping: paused at the checkpoint (the time it is down is
+            // not counted as a hang), taken up again at the next start.
+            if let Some(pairs) = committing.take() {
+                commit(pairs, committed.clone()).await?;
+            }
+            progress = committed.clone();
+            progress.status = Status::Paused;
+            stop(progress).await?;
+            return Ok(());
         }
         let embed = async {
             if batch.texts.is_empty() {
@@ -435,21 +500,14 @@ async fn run_job(
                 embedder.embed(memory.sessions(), &batch.texts, hang).await
             }
         };
-        let commit = async {
+        let previous = async {
             match committing.take() {
-                Some(pairs) => {
-                    let (i, p) = (index.clone(), committed.clone());
-                    memory
-                        .db()
-                        .write(move |c| store::commit_batch(c, &i, id, &pairs, &p, now_ms()))
-                        .await
-                        .map(|_| ())
-                }
+                Some(pairs) => commit(pairs, committed.clone()).await,
                 None => Ok(()),
             }
         };
         let started = Instant::now();
-        let (vectors, done) = tokio::join!(embed, commit);
+        let (vectors, done) = tokio::join!(embed, previous);
         tracing::debug!(
             job = id,
             inputs = batch.texts.len(),
@@ -457,8 +515,30 @@ async fn run_job(
             "embedded a batch (and committed the one before)"
         );
         done?;
-        let vectors = match vectors {
-            Ok(v) => v,
+        let vectors: Vec<Option<Vec<f32>>> = match vectors {
+            Ok(v) => v.into_iter().map(Some).collect(),
+            Err(EmbedError::Refused(why)) => {
+                tracing::info!(job = id, error = %why, "a batch was refused; embedding its inputs one by one");
+                match embed_one_by_one(memory, embedder, &batch.texts, hang).await {
+                    Ok((v, skipped)) => {
+                        if let Some(last) = skipped.last() {
+                            progress.embed_error = Some(format!(
+                                "{} input(s) refused and left without a vector (keyword search \
+                                 still finds them): {last}",
+                                skipped.len()
+                            ));
+                        }
+                        v
+                    }
+                    Err(e) => {
+                        progress.status = Status::Pending;
+                        progress.embed_started_at = None;
+                        progress.embed_error = Some(e.to_string());
+                        stop(progress).await?;
+                        return Err(MemoryError::Embedder(e.to_string()));
+                    }
+                }
+            }
             Err(EmbedError::Hung(d)) => {
                 progress.status = Status::Failed;
                 progress.embed_error = Some(format!(
@@ -487,7 +567,7 @@ async fn run_job(
         if !batch.texts.is_empty() {
             memory.responsive(&embedder.engine);
         }
-        let dims = committed_dims(index, &vectors);
+        let dims = committed_dims(index, vectors.iter().flatten().next());
         if let Some(got) = dims {
             progress.status = Status::Failed;
             progress.embed_error = Some(format!(
@@ -505,30 +585,26 @@ async fn run_job(
             progress.embed_started_at = None;
         }
         committed = progress.clone();
-        committing = Some(batch.ids.into_iter().zip(vectors).collect());
-        next = next_batch(
-            memory,
-            id,
-            progress.chunks_embedded,
-            progress.total_chunks,
-            cfg,
-        )
-        .await?;
+        committing = Some(
+            batch
+                .ids
+                .into_iter()
+                .zip(vectors)
+                .filter_map(|(id, v)| Some((id, v?)))
+                .collect(),
+        );
+        next = next_batch(memory, id, &progress, private, cfg).await?;
     }
     if let Some(pairs) = committing {
-        let (i, p) = (index.clone(), committed);
-        memory
-            .db()
-            .write(move |c| store::commit_batch(c, &i, id, &pairs, &p, now_ms()))
-            .await?;
+        commit(pairs, committed).await?;
     }
     Ok(())
 }
 
 /// The length of `vectors` when it differs from `index`'s dimension
 /// (the model behind the name changed); None when they fit.
-fn committed_dims(index: &Index, vectors: &[Vec<f32>]) -> Option<usize> {
-    let got = vectors.first()?.len();
+fn committed_dims(index: &Index, first: Option<&Vec<f32>>) -> Option<usize> {
+    let got = first?.len();
     (index.dims != 0 && got != index.dims as usize).then_some(got)
 }
 
@@ -615,8 +691,16 @@ mod tests {
             },
         )
         .unwrap();
+        // The person's own message with the same id as the import's line.
+        let t = crate::chat::store::create_thread(&c, "mine").unwrap();
+        c.execute(
+            "INSERT INTO agents_messages (id, thread_id, role, content, model, ask_id, created_ms,
+                finish_reason) VALUES ('m1', ?1, 'user', 'my own words', '', '', 2, 'stop')",
+            [&t],
+        )
+        .unwrap();
         let first = collect(&c).unwrap();
-        assert_eq!(first.stored, 4, "{first:?}");
+        assert_eq!(first.stored, 5, "{first:?}");
         assert_eq!(found(&c, "invoices"), vec!["activity:1"]);
         assert!(
             found(&c, "draft").is_empty(),
@@ -625,6 +709,11 @@ mod tests {
         assert_eq!(found(&c, "workspace"), vec!["keystrokes:1"]);
         assert_eq!(found(&c, "PRJ-4411"), vec!["clipboard:1"]);
         assert_eq!(found(&c, "flamingo"), vec!["m1"]);
+        assert_eq!(
+            found(&c, "words"),
+            vec!["m1"],
+            "the person's message is intact"
+        );
         // Nothing new: nothing stored.
         assert_eq!(collect(&c).unwrap().stored, 0);
         // The open activity closes with a new title: indexed now.

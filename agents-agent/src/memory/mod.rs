@@ -88,6 +88,8 @@ struct Inner {
     embedder: Mutex<Option<(Instant, Result<Embedder, String>)>>,
     /// An embedder that did not answer: (its engine, until when, why).
     unresponsive: Mutex<Option<(String, Instant, String)>>,
+    /// The size of memory's tables, and when it was measured.
+    size: Mutex<Option<(Instant, u64)>>,
     /// Woken when there is new work (an import, a reindex).
     wake: Notify,
 }
@@ -103,6 +105,7 @@ impl Memory {
                 sessions,
                 embedder: Mutex::new(None),
                 unresponsive: Mutex::new(None),
+                size: Mutex::new(None),
                 wake: Notify::new(),
             }),
         }
@@ -196,14 +199,14 @@ impl Memory {
     pub async fn forget(&self, f: Forget) -> Result<store::Forgotten, MemoryError> {
         let now = now_ms();
         let done = match f {
-            Forget::Sources(ids) => {
+            Forget::Sources { ids, collection } => {
                 if ids.is_empty() {
                     return Err(MemoryError::Invalid(
                         "name the sources to forget, or a time range".into(),
                     ));
                 }
                 self.db()
-                    .write(move |c| store::forget_sources(c, &ids, now))
+                    .write(move |c| store::forget_sources(c, &ids, collection.as_deref(), now))
                     .await?
             }
             Forget::Range {
@@ -289,7 +292,7 @@ impl Memory {
         let done = self
             .db()
             .write(move |c| {
-                let tx = c.unchecked_transaction()?;
+                let tx = store::begin(c)?;
                 let mut n = Imported::default();
                 for line in &parsed {
                     let stored = match line {
@@ -312,8 +315,10 @@ impl Memory {
                             crate::chat::store::import_message(&tx, &collection, m)?;
                             let thread =
                                 crate::chat::store::imported_thread_id(&collection, &m.thread);
+                            let stored =
+                                crate::chat::store::imported_message_id(&collection, &m.id);
                             let (seq, prev) =
-                                crate::chat::store::context_of(&tx, &thread, m.time_ms, &m.id)?;
+                                crate::chat::store::context_of(&tx, &thread, m.time_ms, &stored)?;
                             let ctx = sources::Context { seq, prev };
                             let source = sources::imported_message(m, &collection, &ctx);
                             let chunks = sources::chunks_of(&source.text, "");
@@ -347,15 +352,38 @@ impl Memory {
 pub struct Status {
     /// The embedder, or why there is none.
     pub embedder: Result<Embedder, String>,
-    /// The vector indexes, serving and building.
-    pub indexes: Vec<store::Index>,
-    /// Items, vectors, jobs, size.
-    pub counts: store::Counts,
+    /// Its vectors' dimension (0 until it has embedded something).
+    pub dims: u32,
+    /// Each type: its items and its vector indexes.
+    pub kinds: Vec<KindStatus>,
+    /// Jobs by state: (state, jobs, chunks embedded, chunks in all).
+    pub jobs: Vec<(jobs::Status, u64, u64, u64)>,
+    /// The newest embedding error.
+    pub last_error: Option<String>,
+    /// Bytes of memory's tables and indexes (measured at most once a
+    /// minute).
+    pub size_bytes: u64,
     /// The oldest row not yet read into memory (keyword index lag).
     pub oldest_unindexed_ms: Option<i64>,
     /// The oldest item the current embedder has still to embed.
     pub oldest_unembedded_ms: Option<i64>,
 }
+
+/// One type in [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindStatus {
+    /// The type.
+    pub kind: Kind,
+    /// Its items (keyword-searchable).
+    pub items: u64,
+    /// The index serving its searches.
+    pub serving: Option<store::Index>,
+    /// A newer generation being built beside it.
+    pub building: Option<store::Index>,
+}
+
+/// How long a measured size is shown before measuring again.
+const SIZE_TTL: Duration = Duration::from_secs(60);
 
 impl Memory {
     /// Where memory stands: embedder, jobs, indexes, lag, size.
@@ -398,21 +426,76 @@ impl Memory {
                 Ok((indexes, counts, unindexed, unembedded))
             })
             .await?;
+        let size_bytes = self.size_bytes().await?;
+        let of = |kind: Kind, state: &str| {
+            indexes
+                .iter()
+                .find(|i| i.kind == kind && i.state == state)
+                .cloned()
+        };
+        let kinds = Kind::ALL
+            .iter()
+            .map(|&kind| KindStatus {
+                kind,
+                items: counts.items.get(kind.as_str()).copied().unwrap_or(0),
+                serving: of(kind, store::SERVING),
+                building: of(kind, store::BUILDING),
+            })
+            .collect();
+        let dims = match &embedder {
+            Ok(e) => indexes
+                .iter()
+                .find(|i| i.model == e.model && i.dims > 0)
+                .map_or(0, |i| i.dims),
+            Err(_) => 0,
+        };
+        let jobs = jobs::Status::ALL
+            .iter()
+            .map(|st| {
+                let (n, done, total) = counts.jobs.get(st.as_str()).copied().unwrap_or_default();
+                (*st, n, done, total)
+            })
+            .collect();
         Ok(Status {
             embedder,
-            indexes,
-            counts,
+            dims,
+            kinds,
+            jobs,
+            last_error: counts.last_error,
+            size_bytes,
             oldest_unindexed_ms: unindexed,
             oldest_unembedded_ms: unembedded,
         })
+    }
+
+    /// Bytes of memory's tables, measured at most once a [`SIZE_TTL`].
+    async fn size_bytes(&self) -> Result<u64, MemoryError> {
+        if let Ok(cached) = self.inner.size.lock() {
+            if let Some((at, n)) = *cached {
+                if at.elapsed() < SIZE_TTL {
+                    return Ok(n);
+                }
+            }
+        }
+        let n = self.db().read(store::size_bytes).await?;
+        if let Ok(mut cached) = self.inner.size.lock() {
+            *cached = Some((Instant::now(), n));
+        }
+        Ok(n)
     }
 }
 
 /// What to forget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Forget {
-    /// These sources (as hits name them).
-    Sources(Vec<String>),
+    /// These sources (as hits name them), in one import collection when
+    /// given.
+    Sources {
+        /// Source ids.
+        ids: Vec<String>,
+        /// Only in this collection.
+        collection: Option<String>,
+    },
     /// Everything in `[since, until)`, of one app when it is not empty.
     Range {
         /// From (Unix ms).

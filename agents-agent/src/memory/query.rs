@@ -86,11 +86,11 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         ms = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
     }
-    let offset_min = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && matches!(&tz[..1], "+" | "-") && &tz[3..4] == ":" => {
+    let offset_min = match s.get(i..)?.as_bytes() {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
             let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
-            let sign = if &tz[..1] == "-" { -1 } else { 1 };
+            let sign = if *sign == b'-' { -1 } else { 1 };
             sign * (oh * 60 + om)
         }
         _ => return None,
@@ -197,7 +197,11 @@ mod tests {
             "2026-13-01",
             "2026-12-03T25:00:00Z",
             "2026-12-03T15:00:00",
+            "2026-12-03T15:00:00é0:00",
+            "2026-12-03T15:00:00+0é:00",
+            "2026-12-03T1é:00:00Z",
             "5x",
+            "é",
         ] {
             assert!(parse_time(bad, NOW).is_err(), "{bad}");
         }

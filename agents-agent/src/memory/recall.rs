@@ -275,23 +275,31 @@ impl Memory {
                     .map(|i| (i.id, i))
                     .collect();
                 let mut hits: Vec<Hit> = Vec::with_capacity(k);
+                let mut best_keyword = None;
                 for r in ranked {
-                    if hits.len() == k {
-                        break;
-                    }
                     let Some(item) = items.remove(&r.item) else {
                         continue;
                     };
-                    if hits.iter().any(|h| neighbours(&h.item, &item)) {
-                        continue;
-                    }
-                    hits.push(Hit {
+                    let hit = Hit {
                         snippet: snippet(&item.text, &terms, SNIPPET_CHARS),
                         item,
                         score: r.score,
                         keyword: r.keyword,
                         vector: r.vector,
-                    });
+                    };
+                    if hits.iter().any(|h| neighbours(&h.item, &hit.item)) {
+                        continue;
+                    }
+                    if hits.len() < k {
+                        hits.push(hit);
+                    } else if hit.keyword.is_some_and(|x| x.0 == 1) {
+                        best_keyword = Some(hit);
+                        break;
+                    }
+                }
+                // The best keyword hit is never dropped (see fusion::rrf).
+                if let (Some(best), Some(last)) = (best_keyword, hits.last_mut()) {
+                    *last = best;
                 }
                 Ok(hits)
             })

@@ -12,9 +12,10 @@ const STOPWORDS: &[&str] = &[
 ];
 
 /// The FTS5 query for `text`: every word (a file name, URL or error code
-/// is one quoted phrase, so `main.rs` matches "main rs" in that order),
-/// any of them matching (BM25 ranks rows with more and rarer words
-/// first); None when there is nothing to search for.
+/// is one quoted phrase, so `main.rs` matches "main rs" in that order;
+/// a word ending in `*` matches by prefix, `invoi*` → invoices), any of
+/// them matching (BM25 ranks rows with more and rarer words first); None
+/// when there is nothing to search for.
 pub fn fts_query(text: &str) -> Option<String> {
     let mut terms: Vec<(String, bool)> = Vec::new();
     for word in text.split_whitespace() {
@@ -23,7 +24,9 @@ pub fn fts_query(text: &str) -> Option<String> {
             continue;
         }
         let stop = STOPWORDS.contains(&w.to_lowercase().as_str());
-        let phrase = format!("\"{}\"", w.replace('"', "\"\""));
+        let prefix = word.ends_with('*') && word.trim_end_matches('*').ends_with(w);
+        let star = if prefix { "*" } else { "" };
+        let phrase = format!("\"{}\"{star}", w.replace('"', "\"\""));
         if !terms.iter().any(|t| t.0 == phrase) {
             terms.push((phrase, stop));
         }
@@ -203,6 +206,15 @@ mod tests {
             fts_query("a\"b").unwrap(),
             "\"a\"\"b\"",
             "a quote inside is escaped"
+        );
+        assert_eq!(
+            fts_query("invoi* draft").unwrap(),
+            "\"invoi\"* OR \"draft\""
+        );
+        assert_eq!(
+            fts_query("note*s").unwrap(),
+            "\"note*s\"",
+            "a star inside is not a prefix"
         );
     }
 

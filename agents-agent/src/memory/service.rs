@@ -83,11 +83,7 @@ fn status(s: Status) -> pb::StatusResponse {
     let embedder = match &s.embedder {
         Ok(e) => pb::Embedder {
             model: e.model.clone(),
-            dims: s
-                .indexes
-                .iter()
-                .find(|i| i.model == e.model && i.dims > 0)
-                .map_or(0, |i| i.dims),
+            dims: s.dims,
             engine: e.engine.clone(),
             base_url: e.base_url.clone(),
             note: String::new(),
@@ -98,45 +94,41 @@ fn status(s: Status) -> pb::StatusResponse {
             ..Default::default()
         },
     };
-    let jobs = super::jobs::Status::ALL
-        .iter()
-        .map(|st| {
-            let (jobs, done, total) = s.counts.jobs.get(st.as_str()).copied().unwrap_or_default();
-            pb::JobCount {
-                status: st.as_str().into(),
-                jobs,
-                chunks_embedded: done,
-                total_chunks: total,
-            }
-        })
-        .collect();
-    let indexes = Kind::ALL
-        .iter()
-        .map(|k| {
-            let of = |state: &str| s.indexes.iter().find(|i| i.kind == *k && i.state == state);
-            let serving = of(super::store::SERVING);
-            let building = of(super::store::BUILDING);
-            pb::IndexStatus {
-                source_type: k.as_str().into(),
-                items: s.counts.items.get(k.as_str()).copied().unwrap_or(0),
-                vectors: serving.map_or(0, |i| i.vectors),
-                table: serving.map_or(String::new(), |i| i.table.clone()),
-                model: serving.map_or(String::new(), |i| i.model.clone()),
-                dims: serving.map_or(0, |i| i.dims),
-                generation: serving.map_or(0, |i| u64::from(i.generation)),
-                building_table: building.map_or(String::new(), |i| i.table.clone()),
-                building_vectors: building.map_or(0, |i| i.vectors),
-            }
-        })
-        .collect();
     pb::StatusResponse {
         embedder: Some(embedder),
-        jobs,
-        indexes,
+        jobs: s
+            .jobs
+            .iter()
+            .map(|(st, jobs, done, total)| pb::JobCount {
+                status: st.as_str().into(),
+                jobs: *jobs,
+                chunks_embedded: *done,
+                total_chunks: *total,
+            })
+            .collect(),
+        indexes: s
+            .kinds
+            .iter()
+            .map(|k| {
+                let serving = k.serving.as_ref();
+                let building = k.building.as_ref();
+                pb::IndexStatus {
+                    source_type: k.kind.as_str().into(),
+                    items: k.items,
+                    vectors: serving.map_or(0, |i| i.vectors),
+                    table: serving.map_or(String::new(), |i| i.table.clone()),
+                    model: serving.map_or(String::new(), |i| i.model.clone()),
+                    dims: serving.map_or(0, |i| i.dims),
+                    generation: serving.map_or(0, |i| u64::from(i.generation)),
+                    building_table: building.map_or(String::new(), |i| i.table.clone()),
+                    building_vectors: building.map_or(0, |i| i.vectors),
+                }
+            })
+            .collect(),
         oldest_unindexed_ms: s.oldest_unindexed_ms,
         oldest_unembedded_ms: s.oldest_unembedded_ms,
-        size_bytes: s.counts.size_bytes,
-        last_error: s.counts.last_error.unwrap_or_default(),
+        size_bytes: s.size_bytes,
+        last_error: s.last_error.unwrap_or_default(),
     }
 }
 
@@ -182,7 +174,10 @@ impl pb::memory_server::Memory for MemoryService {
                 app: r.app,
             }
         } else {
-            Forget::Sources(r.source_ids)
+            Forget::Sources {
+                ids: r.source_ids,
+                collection: (!r.collection.is_empty()).then_some(r.collection),
+            }
         };
         let f = self.memory.forget(what).await?;
         Ok(Response::new(pb::ForgetResponse {

@@ -60,13 +60,19 @@ pub fn from_message(m: &IndexedMessage, ctx: &Context) -> Option<Source> {
         return None;
     }
     let imported = m.message.finish_reason == crate::chat::store::IMPORTED;
+    // An imported message answers to its file's `_id`.
+    let prefix = crate::chat::store::imported_message_id(&m.collection, "");
+    let source_id = match m.message.id.strip_prefix(&prefix) {
+        Some(id) if imported => id,
+        _ => m.message.id.as_str(),
+    };
     Some(Source {
         stream: if imported {
             Stream::Import
         } else {
             Stream::Chat
         },
-        source_id: m.message.id.clone(),
+        source_id: source_id.to_owned(),
         row: None,
         text: message_text(&m.speaker, text, ctx),
         time_ms: m.message.created_ms,

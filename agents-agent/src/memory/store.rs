@@ -28,18 +28,19 @@ pub const OWNER: Owner = Owner {
             text TEXT NOT NULL,
             time_ms INTEGER NOT NULL,
             app TEXT NOT NULL,
+            app_key TEXT NOT NULL DEFAULT '',
             collection TEXT NOT NULL,
             row INTEGER,
             thread TEXT NOT NULL DEFAULT '',
             seq INTEGER NOT NULL DEFAULT 0,
-            UNIQUE (kind, collection, source_id, chunk)
+            UNIQUE (kind, stream, collection, source_id, chunk)
          );
          CREATE INDEX memory_items_source ON memory_items(source_id);
          CREATE INDEX memory_items_time ON memory_items(time_ms);
          CREATE INDEX memory_items_stream_row ON memory_items(stream, row);
          CREATE VIRTUAL TABLE memory_fts USING fts5(
             text, content='memory_items', content_rowid='id',
-            tokenize='porter unicode61 remove_diacritics 2', prefix='2 3'
+            tokenize='porter unicode61 remove_diacritics 2', prefix='3'
          );
          CREATE TRIGGER memory_items_ai AFTER INSERT ON memory_items BEGIN
             INSERT INTO memory_fts(rowid, text) VALUES (new.id, new.text);
@@ -88,7 +89,15 @@ pub const OWNER: Owner = Owner {
             row INTEGER NOT NULL
          );
          CREATE TABLE memory_forgotten (
-            source_id TEXT PRIMARY KEY,
+            collection TEXT NOT NULL,
+            source_id TEXT NOT NULL,
+            forgotten_ms INTEGER NOT NULL,
+            PRIMARY KEY (collection, source_id)
+         );
+         CREATE TABLE memory_forgotten_ranges (
+            since_ms INTEGER,
+            until_ms INTEGER,
+            app_key TEXT NOT NULL,
             forgotten_ms INTEGER NOT NULL
          );",
     )],
@@ -98,6 +107,19 @@ pub const OWNER: Owner = Owner {
 pub const SERVING: &str = "serving";
 /// A newer generation being built in the background.
 pub const BUILDING: &str = "building";
+
+/// A write transaction that takes the write lock at once: one that read
+/// first and wrote later would fail (SQLITE_BUSY_SNAPSHOT, no waiting) if
+/// capture-agent committed in between.
+pub fn begin(c: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+}
+
+/// An app name as filters compare it (lower case, Unicode-aware: SQLite's
+/// `lower()` folds ASCII only).
+pub fn app_key(app: &str) -> String {
+    app.trim().to_lowercase()
+}
 
 /// One vector index (a `vec0` table of one type and generation).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +203,7 @@ pub fn create_index(
     model: &str,
     now_ms: i64,
 ) -> rusqlite::Result<Index> {
-    let tx = c.unchecked_transaction()?;
+    let tx = begin(c)?;
     let existing = indexes(&tx, Some(kind))?;
     let generation = existing.iter().map(|i| i.generation).max().unwrap_or(0) + 1;
     let table = kind.vector_table(generation);
@@ -238,7 +260,7 @@ fn drop_index(c: &Connection, i: &Index) -> rusqlite::Result<()> {
 /// Make the building generation of `kind` the one serving, and drop the
 /// one it replaces (its vectors are of another model).
 pub fn promote(c: &Connection, kind: Kind) -> rusqlite::Result<()> {
-    let tx = c.unchecked_transaction()?;
+    let tx = begin(c)?;
     for old in indexes(&tx, Some(kind))?
         .iter()
         .filter(|i| i.state == SERVING)
@@ -254,7 +276,7 @@ pub fn promote(c: &Connection, kind: Kind) -> rusqlite::Result<()> {
 
 /// Drop every vector index of `kinds` (a reindex builds them again).
 pub fn drop_indexes(c: &Connection, kinds: &[Kind]) -> rusqlite::Result<usize> {
-    let tx = c.unchecked_transaction()?;
+    let tx = begin(c)?;
     let mut n = 0;
     for i in indexes(&tx, None)?
         .iter()
@@ -349,16 +371,21 @@ pub fn put_source(
     source: &Source,
     chunks: &[String],
 ) -> rusqlite::Result<Stored> {
-    if chunks.is_empty() || is_forgotten(c, &source.source_id)? {
+    if chunks.is_empty() || is_forgotten(c, source)? {
         return Ok(Stored::Skipped);
     }
     let mut s = c.prepare_cached(
         "SELECT id, text, time_ms, app FROM memory_items
-         WHERE kind = ?1 AND collection = ?2 AND source_id = ?3 ORDER BY chunk",
+         WHERE kind = ?1 AND collection = ?2 AND source_id = ?3 AND stream = ?4 ORDER BY chunk",
     )?;
     let old: Vec<(i64, String, i64, String)> = s
         .query_map(
-            params![kind.as_str(), source.collection, source.source_id],
+            params![
+                kind.as_str(),
+                source.collection,
+                source.source_id,
+                source.stream.as_str()
+            ],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?
         .collect::<rusqlite::Result<_>>()?;
@@ -374,8 +401,8 @@ pub fn put_source(
     delete_items(c, kind, &ids)?;
     let mut ins = c.prepare_cached(
         "INSERT INTO memory_items (kind, stream, source_id, chunk, text, time_ms, app, collection,
-            row, thread, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            row, thread, seq, app_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     for (n, text) in chunks.iter().enumerate() {
         ins.execute(params![
@@ -389,7 +416,8 @@ pub fn put_source(
             source.collection,
             source.row,
             source.thread,
-            source.seq
+            source.seq,
+            app_key(&source.app)
         ])?;
     }
     Ok(Stored::Written(chunks.len()))
@@ -494,10 +522,20 @@ pub fn set_watermark(c: &Connection, source: &str, at_ms: i64, row: i64) -> rusq
     Ok(())
 }
 
-/// Whether `source_id` was forgotten.
-pub fn is_forgotten(c: &Connection, source_id: &str) -> rusqlite::Result<bool> {
-    c.prepare_cached("SELECT 1 FROM memory_forgotten WHERE source_id = ?1")?
-        .exists([source_id])
+/// Whether `source` was forgotten: by its id (in its collection), or by
+/// a time range (of its app) it falls in.
+pub fn is_forgotten(c: &Connection, source: &Source) -> rusqlite::Result<bool> {
+    if c.prepare_cached("SELECT 1 FROM memory_forgotten WHERE collection = ?1 AND source_id = ?2")?
+        .exists(params![source.collection, source.source_id])?
+    {
+        return Ok(true);
+    }
+    c.prepare_cached(
+        "SELECT 1 FROM memory_forgotten_ranges
+         WHERE (since_ms IS NULL OR ?1 >= since_ms) AND (until_ms IS NULL OR ?1 < until_ms)
+           AND (app_key = '' OR app_key = ?2)",
+    )?
+    .exists(params![source.time_ms, app_key(&source.app)])
 }
 
 /// What a forget removed.
@@ -515,29 +553,26 @@ fn forget_where(
     args: Vec<rusqlite::types::Value>,
     now_ms: i64,
 ) -> rusqlite::Result<Forgotten> {
-    let tx = c.unchecked_transaction()?;
-    let rows: Vec<(i64, String, String)> = tx
+    let tx = begin(c)?;
+    let rows: Vec<(i64, String, String, String)> = tx
         .prepare(&format!(
-            "SELECT id, kind, source_id FROM memory_items WHERE {filter}"
+            "SELECT id, kind, collection, source_id FROM memory_items WHERE {filter}"
         ))?
         .query_map(params_from_iter(args), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mut by_kind: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut sources = std::collections::BTreeSet::new();
-    for (id, kind, source) in &rows {
+    for (id, kind, collection, source) in &rows {
         by_kind.entry(kind.clone()).or_default().push(*id);
-        sources.insert(source.clone());
+        sources.insert((collection.clone(), source.clone()));
     }
     for (kind, ids) in by_kind {
         delete_items(&tx, kind_of(&kind)?, &ids)?;
     }
-    for s in &sources {
-        tx.execute(
-            "INSERT OR REPLACE INTO memory_forgotten (source_id, forgotten_ms) VALUES (?1, ?2)",
-            params![s, now_ms],
-        )?;
+    for (collection, source) in &sources {
+        tombstone(&tx, collection, source, now_ms)?;
     }
     tx.commit()?;
     Ok(Forgotten {
@@ -546,23 +581,45 @@ fn forget_where(
     })
 }
 
-/// Forget sources by id: their items leave the keyword index and every
-/// vector index in one transaction, and they are never indexed again.
-/// An id with nothing indexed is still remembered as forgotten.
-pub fn forget_sources(c: &Connection, ids: &[String], now_ms: i64) -> rusqlite::Result<Forgotten> {
+fn tombstone(
+    c: &Connection,
+    collection: &str,
+    source_id: &str,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO memory_forgotten (collection, source_id, forgotten_ms)
+         VALUES (?1, ?2, ?3)",
+        params![collection, source_id, now_ms],
+    )?;
+    Ok(())
+}
+
+/// Forget sources by id (in `collection` only, when given): their items
+/// leave the keyword index and every vector index in one transaction,
+/// and they are never indexed again. An id with nothing indexed is still
+/// remembered as forgotten (in `collection`, else among capture's and
+/// chat's sources), so a row not indexed yet never will be.
+pub fn forget_sources(
+    c: &Connection,
+    ids: &[String],
+    collection: Option<&str>,
+    now_ms: i64,
+) -> rusqlite::Result<Forgotten> {
+    use rusqlite::types::Value;
     let mut out = Forgotten::default();
     for id in ids {
-        let f = forget_where(
-            c,
-            "source_id = ?1",
-            vec![rusqlite::types::Value::Text(id.clone())],
-            now_ms,
-        )?;
+        let (filter, mut args) = ("source_id = ?1".to_owned(), vec![Value::Text(id.clone())]);
+        let filter = match collection {
+            Some(col) => {
+                args.push(Value::Text(col.to_owned()));
+                format!("{filter} AND collection = ?2")
+            }
+            None => filter,
+        };
+        let f = forget_where(c, &filter, args, now_ms)?;
         if f.items == 0 {
-            c.execute(
-                "INSERT OR REPLACE INTO memory_forgotten (source_id, forgotten_ms) VALUES (?1, ?2)",
-                params![id, now_ms],
-            )?;
+            tombstone(c, collection.unwrap_or(""), id, now_ms)?;
         }
         out.sources += f.sources;
         out.items += f.items;
@@ -590,11 +647,20 @@ pub fn forget_range(
         args.push(Value::Integer(u));
         filter.push(format!("time_ms < ?{}", args.len()));
     }
-    if !app.is_empty() {
-        args.push(Value::Text(app.to_owned()));
-        filter.push(format!("lower(app) = lower(?{})", args.len()));
+    let key = app_key(app);
+    if !key.is_empty() {
+        args.push(Value::Text(key.clone()));
+        filter.push(format!("app_key = ?{}", args.len()));
     }
-    forget_where(c, &filter.join(" AND "), args, now_ms)
+    let done = forget_where(c, &filter.join(" AND "), args, now_ms)?;
+    // Rows in the range not indexed yet (still open, or not yet read)
+    // are never indexed.
+    c.execute(
+        "INSERT INTO memory_forgotten_ranges (since_ms, until_ms, app_key, forgotten_ms)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![since_ms, until_ms, key, now_ms],
+    )?;
+    Ok(done)
 }
 
 /// One embedding job.
@@ -641,7 +707,7 @@ pub fn enqueue(
     private: bool,
     now_ms: i64,
 ) -> rusqlite::Result<usize> {
-    let tx = c.unchecked_transaction()?;
+    let tx = begin(c)?;
     let items: Vec<(i64, String)> = tx
         .prepare_cached(
             "SELECT id, stream FROM memory_items WHERE kind = ?1 AND id > ?2 ORDER BY id",
@@ -740,8 +806,8 @@ pub fn set_progress(c: &Connection, id: i64, p: &Progress, now_ms: i64) -> rusql
 /// At start: every job a killed process left `processing` is paused (or
 /// failed, when it hung), then paused jobs are pending again. Returns
 /// how many jobs changed state.
-pub fn recover_jobs(c: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
-    let tx = c.unchecked_transaction()?;
+pub fn recover_jobs(c: &Connection, now_ms: i64, hang_ms: i64) -> rusqlite::Result<usize> {
+    let tx = begin(c)?;
     let open: Vec<Job> = tx
         .prepare(&format!(
             "{JOB_SQL} WHERE embed_status IN ('processing', 'paused')"
@@ -749,7 +815,12 @@ pub fn recover_jobs(c: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
         .query_map([], job)?
         .collect::<rusqlite::Result<_>>()?;
     for j in &open {
-        set_progress(&tx, j.id, &jobs::recover(&j.progress, now_ms), now_ms)?;
+        set_progress(
+            &tx,
+            j.id,
+            &jobs::recover(&j.progress, now_ms, hang_ms),
+            now_ms,
+        )?;
     }
     tx.commit()?;
     Ok(open.len())
@@ -831,7 +902,7 @@ pub fn commit_batch(
     progress: &Progress,
     now_ms: i64,
 ) -> rusqlite::Result<usize> {
-    let tx = c.unchecked_transaction()?;
+    let tx = begin(c)?;
     // The index as it is now (a reindex may have dropped it; an earlier
     // batch may have made its tables).
     let Some(mut index) = indexes(&tx, Some(index.kind))?
@@ -855,13 +926,13 @@ pub fn commit_batch(
         let mut ins = tx.prepare_cached(&if coarse {
             format!(
                 "INSERT INTO {table} (rowid, embedding, coarse, time_ms, app, collection)
-                 SELECT id, ?2, vec_bit(?3), time_ms, lower(app), collection
+                 SELECT id, ?2, vec_bit(?3), time_ms, app_key, collection
                  FROM memory_items WHERE id = ?1"
             )
         } else {
             format!(
                 "INSERT INTO {table} (rowid, embedding, time_ms, app, collection)
-                 SELECT id, ?2, time_ms, lower(app), collection FROM memory_items WHERE id = ?1"
+                 SELECT id, ?2, time_ms, app_key, collection FROM memory_items WHERE id = ?1"
             )
         })?;
         let mut rescore = tx.prepare_cached(&format!(
@@ -890,6 +961,10 @@ pub fn commit_batch(
         params![index.kind.as_str(), index.generation, written as i64],
     )?;
     set_progress(&tx, job, progress, now_ms)?;
+    if progress.status == Status::Done {
+        // A finished job's list of items is not needed again.
+        tx.execute("DELETE FROM memory_job_items WHERE job_id = ?1", [job])?;
+    }
     tx.commit()?;
     Ok(written)
 }
@@ -912,7 +987,12 @@ pub struct Filter {
 impl Filter {
     /// The filter's SQL conditions on columns named with `prefix`, their
     /// parameters numbered after the `start` bound before them.
-    fn clauses(&self, prefix: &str, start: usize) -> (String, Vec<rusqlite::types::Value>) {
+    fn clauses(
+        &self,
+        prefix: &str,
+        app_column: &str,
+        start: usize,
+    ) -> (String, Vec<rusqlite::types::Value>) {
         use rusqlite::types::Value;
         let mut sql = String::new();
         let mut args: Vec<Value> = Vec::new();
@@ -937,8 +1017,8 @@ impl Filter {
         if !self.app.is_empty() {
             next(
                 &mut sql,
-                format!(" AND {prefix}app = ?"),
-                Value::Text(self.app.to_lowercase()),
+                format!(" AND {prefix}{app_column} = ?"),
+                Value::Text(app_key(&self.app)),
             );
         }
         if !self.collection.is_empty() {
@@ -954,7 +1034,8 @@ impl Filter {
 
 /// An item's source, as one string: its type, collection and source id
 /// (a document's chunks share it).
-const SOURCE_KEY: &str = "m.kind || char(31) || m.collection || char(31) || m.source_id";
+const SOURCE_KEY: &str =
+    "m.kind || char(31) || m.stream || char(31) || m.collection || char(31) || m.source_id";
 
 /// Keyword hits for the FTS5 query `fts` (see [`super::search::fts_query`]):
 /// (item id, BM25 as higher-is-better, its source's key), best first.
@@ -964,9 +1045,7 @@ pub fn keyword(
     filter: &Filter,
     limit: usize,
 ) -> rusqlite::Result<Vec<(i64, f64, String)>> {
-    let (mut clauses, args) = filter.clauses("m.", 1);
-    // The app filter compares lower-cased names.
-    clauses = clauses.replace("m.app =", "lower(m.app) =");
+    let (mut clauses, args) = filter.clauses("m.", "app_key", 1);
     if !filter.kinds.is_empty() {
         let kinds: Vec<String> = filter
             .kinds
@@ -1039,7 +1118,7 @@ pub fn nearest(
             Knn::Coarse => true,
         };
     let table = &index.table;
-    let (clauses, args) = filter.clauses("", 1);
+    let (clauses, args) = filter.clauses("", "app", 1);
     let (column, probe, want) = if coarse {
         (
             "coarse",
@@ -1095,16 +1174,6 @@ pub fn items(c: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<Item>> {
     Ok(out)
 }
 
-/// The text around `fts`'s match in item `id`, the match in [brackets].
-pub fn snippet(c: &Connection, id: i64, fts: &str) -> rusqlite::Result<Option<String>> {
-    c.prepare_cached(
-        "SELECT snippet(memory_fts, 0, '[', ']', '…', 24) FROM memory_fts
-         WHERE memory_fts MATCH ?2 AND rowid = ?1",
-    )?
-    .query_row(params![id, fts], |r| r.get(0))
-    .optional()
-}
-
 /// One index's counts, for status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -1114,10 +1183,9 @@ pub struct Counts {
     pub vectors: BTreeMap<String, u64>,
     /// Jobs per status: (jobs, chunks embedded, chunks in all).
     pub jobs: BTreeMap<String, (u64, u64, u64)>,
-    /// The newest failed job's error.
+    /// The newest embedding error (a failed job, an embedder that could
+    /// not be reached, inputs refused).
     pub last_error: Option<String>,
-    /// Bytes of memory's tables.
-    pub size_bytes: u64,
 }
 
 /// Counts for `memory status`.
@@ -1150,24 +1218,36 @@ pub fn counts(c: &Connection) -> rusqlite::Result<Counts> {
     }
     out.last_error = c
         .query_row(
-            "SELECT embed_error FROM memory_jobs WHERE embed_status = 'failed'
+            "SELECT embed_error FROM memory_jobs WHERE embed_error IS NOT NULL
              ORDER BY updated_ms DESC, id DESC LIMIT 1",
             [],
             |r| r.get(0),
         )
         .optional()?
         .flatten();
-    // dbstat is compiled into the bundled SQLite; a build without it
-    // reports no size rather than failing status.
-    out.size_bytes = c
-        .query_row(
-            "SELECT coalesce(sum(pgsize), 0) FROM dbstat
-             WHERE name LIKE 'memory\\_%' ESCAPE '\\' OR name LIKE 'embed\\_%' ESCAPE '\\'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap_or(0);
     Ok(out)
+}
+
+/// Bytes of memory's tables and indexes (their pages, read by `dbstat`
+/// one table at a time: it reads every page of them, so callers cache
+/// it). 0 when this SQLite has no `dbstat`.
+pub fn size_bytes(c: &Connection) -> rusqlite::Result<u64> {
+    let names: Vec<String> = c
+        .prepare(
+            "SELECT name FROM sqlite_master
+             WHERE name LIKE 'memory\\_%' ESCAPE '\\' OR name LIKE 'embed\\_%' ESCAPE '\\'",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut s = match c.prepare("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = ?1") {
+        Ok(s) => s,
+        Err(_) => return Ok(0),
+    };
+    let mut total = 0u64;
+    for n in names {
+        total += s.query_row([n], |r| r.get::<_, u64>(0)).unwrap_or(0);
+    }
+    Ok(total)
 }
 
 /// The time of the oldest item of `index`'s type it still has to embed:
@@ -1309,7 +1389,7 @@ mod tests {
         put_source(&c, Kind::Activity, &s2, std::slice::from_ref(&s2.text)).unwrap();
         assert!(hits(&c, "\"e0432\"").is_empty());
         assert_eq!(counts(&c).unwrap().vectors["embed_activity"], 0);
-        let f = forget_sources(&c, &["activity:1".into()], 5).unwrap();
+        let f = forget_sources(&c, &["activity:1".into()], None, 5).unwrap();
         assert_eq!(
             f,
             Forgotten {
@@ -1377,7 +1457,7 @@ mod tests {
         p.progress.status = Status::Processing;
         p.progress.embed_started_at = Some(0);
         set_progress(&c, p.id, &p.progress, 0).unwrap();
-        assert_eq!(recover_jobs(&c, 1).unwrap(), 1);
+        assert_eq!(recover_jobs(&c, 1, jobs::HANG_MS).unwrap(), 1);
         assert_eq!(
             get_job(&c, p.id).unwrap().unwrap().progress.status,
             Status::Pending
@@ -1389,5 +1469,120 @@ mod tests {
             (now[0].model.as_str(), now[0].state.as_str()),
             ("m2", SERVING)
         );
+    }
+
+    #[test]
+    fn forgetting_is_per_collection_and_a_range_keeps_later_rows_out() {
+        let c = db();
+        let doc = |id: &str, collection: &str| Source {
+            stream: Stream::Import,
+            source_id: id.into(),
+            row: None,
+            text: format!("note {id} in {collection}"),
+            time_ms: 1000,
+            app: String::new(),
+            collection: collection.into(),
+            thread: String::new(),
+            seq: 0,
+        };
+        for col in ["a", "b"] {
+            let d = doc("5", col);
+            put_document(&c, &d, std::slice::from_ref(&d.text)).unwrap();
+        }
+        let f = forget_sources(&c, &["5".into()], Some("a"), 9).unwrap();
+        assert_eq!((f.sources, f.items), (1, 1));
+        assert_eq!(hits(&c, "note").len(), 1, "b's 5 stays");
+        let again = doc("5", "a");
+        assert_eq!(
+            put_document(&c, &again, std::slice::from_ref(&again.text)).unwrap(),
+            Stored::Skipped
+        );
+        // A time range of one app (any case, any script): what is indexed
+        // goes, and what arrives later in the range never comes in.
+        let mut s = source("activity:1", "Ärzte Kalender", Stream::Window);
+        s.app = "Ärzte".into();
+        put_source(&c, Kind::Activity, &s, std::slice::from_ref(&s.text)).unwrap();
+        let f = forget_range(&c, Some(500), Some(2000), "ÄRZTE", 9).unwrap();
+        assert_eq!(f.sources, 1);
+        let mut later = source("activity:2", "Ärzte Termine", Stream::Window);
+        later.app = "ärzte".into();
+        assert_eq!(
+            put_source(
+                &c,
+                Kind::Activity,
+                &later,
+                std::slice::from_ref(&later.text)
+            )
+            .unwrap(),
+            Stored::Skipped
+        );
+        let mut other = source("activity:3", "Code", Stream::Window);
+        other.app = "Code".into();
+        assert_eq!(
+            put_source(
+                &c,
+                Kind::Activity,
+                &other,
+                std::slice::from_ref(&other.text)
+            )
+            .unwrap(),
+            Stored::Written(1),
+            "another app in the range is kept"
+        );
+        // The app filter folds non-ASCII case too.
+        let f = Filter {
+            app: "CODE".into(),
+            ..Filter::default()
+        };
+        assert_eq!(keyword(&c, "\"code\"", &f, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_large_index_is_searched_by_codes_then_rescored() {
+        let c = db();
+        let n = 300;
+        for i in 0..n {
+            let s = source(&format!("activity:{i}"), &format!("w{i}"), Stream::Window);
+            put_source(&c, Kind::Activity, &s, std::slice::from_ref(&s.text)).unwrap();
+        }
+        let index = create_index(&c, Kind::Activity, "m", 0).unwrap();
+        // 16-dimensional unit vectors from a fixed sequence.
+        let mut x: u64 = 7;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2001) as f32 / 1000.0 - 1.0
+        };
+        let mut unit = |_: usize| {
+            let mut v: Vec<f32> = (0..16).map(|_| next()).collect();
+            crate::memory::embedder::normalize(&mut v);
+            v
+        };
+        let vectors: Vec<(i64, Vec<f32>)> = (1..=n as i64).map(|id| (id, unit(0))).collect();
+        let done = Progress {
+            status: Status::Done,
+            chunks_embedded: 0,
+            total_chunks: 0,
+            embed_started_at: None,
+            embed_error: None,
+        };
+        commit_batch(&c, &index, 0, &vectors, &done, 0).unwrap();
+        let index = indexes(&c, Some(Kind::Activity)).unwrap().remove(0);
+        assert_eq!((index.dims, index.vectors), (16, n as u64));
+        let q = &vectors[42].1;
+        let exact = nearest(&c, &index, q, &Filter::default(), 5, Knn::Exact).unwrap();
+        let coarse = nearest(&c, &index, q, &Filter::default(), 5, Knn::Coarse).unwrap();
+        assert_eq!(exact[0].0, 43, "the vector itself first");
+        assert_eq!(coarse[0].0, 43);
+        assert!(
+            (coarse[0].1 - 1.0).abs() < 1e-5,
+            "rescored exactly: {coarse:?}"
+        );
+        let same = coarse
+            .iter()
+            .filter(|h| exact.iter().any(|e| e.0 == h.0))
+            .count();
+        assert!(same >= 4, "{exact:?} vs {coarse:?}");
     }
 }

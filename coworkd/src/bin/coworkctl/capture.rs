@@ -1,7 +1,7 @@
 //! `coworkctl capture`: each stream's status, consent per stream, recent
 //! records and the active window (`cowork.capture.v1`).
 
-use crate::context::{call, now_unix_ms, Ctx};
+use crate::context::{age, call, clip, now_unix_ms, Ctx};
 use anyhow::Result;
 use clap::Subcommand;
 use cowork_proto::pb::capture::{self as pb, capture_client::CaptureClient};
@@ -142,23 +142,6 @@ pub fn window_text(w: &pb::GetActiveWindowResponse, now_ms: i64) -> String {
     }
 }
 
-/// "12s ago", "3m ago", "2h ago", "4d ago"; "in 5s" for a future time.
-pub fn age(now_ms: i64, at_ms: i64) -> String {
-    let d = now_ms - at_ms;
-    let (future, d) = (d < 0, d.unsigned_abs() / 1000);
-    let s = match d {
-        0..=59 => format!("{d}s"),
-        60..=3599 => format!("{}m", d / 60),
-        3600..=86_399 => format!("{}h", d / 3600),
-        _ => format!("{}d", d / 86_400),
-    };
-    if future {
-        format!("in {s}")
-    } else {
-        format!("{s} ago")
-    }
-}
-
 /// Parse a duration such as `90s`, `10m`, `2h`, `7d` (a bare number is
 /// seconds) into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
@@ -182,20 +165,6 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("duration {s:?} is too long"))
-}
-
-fn clip(s: &str, max: usize) -> String {
-    let one_line: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        let mut t: String = one_line.chars().take(max.saturating_sub(1)).collect();
-        t.push('…');
-        t
-    }
 }
 
 /// One stream in the `--json` shape.

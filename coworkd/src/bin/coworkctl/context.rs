@@ -128,6 +128,39 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
+/// "12s ago", "3m ago", "2h ago", "4d ago"; "in 5s" for a future time.
+pub fn age(now_ms: i64, at_ms: i64) -> String {
+    let d = now_ms - at_ms;
+    let (future, d) = (d < 0, d.unsigned_abs() / 1000);
+    let s = match d {
+        0..=59 => format!("{d}s"),
+        60..=3599 => format!("{}m", d / 60),
+        3600..=86_399 => format!("{}h", d / 3600),
+        _ => format!("{}d", d / 86_400),
+    };
+    if future {
+        format!("in {s}")
+    } else {
+        format!("{s} ago")
+    }
+}
+
+/// `s` on one line (control characters as spaces), cut to `max`
+/// characters with an ellipsis.
+pub fn clip(s: &str, max: usize) -> String {
+    let one_line: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let mut t: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
 /// Milliseconds since the epoch as UTC `HH:MM:SS.mmm` with its date.
 pub fn rfc3339_ms(unix_ms: i64) -> String {
     let secs = unix_ms.div_euclid(1000);

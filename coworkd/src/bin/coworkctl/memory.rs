@@ -2,7 +2,7 @@
 //! pipeline's state, forgetting, reindexing and importing files
 //! (`cowork.memory.v1`).
 
-use crate::context::{call, human_bytes, long, now_unix_ms, rfc3339_ms, Ctx};
+use crate::context::{age, call, clip, human_bytes, long, now_unix_ms, rfc3339_ms, Ctx};
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use cowork_proto::pb::memory::{self as pb, memory_client::MemoryClient};
@@ -16,7 +16,8 @@ use std::process::ExitCode;
 const IMPORT_LINES: usize = 2_000;
 /// Bytes sent in one import request, at most (a longer line goes alone).
 const IMPORT_BYTES: usize = 2 << 20;
-/// The longest line read from an import file.
+/// The longest line read from an import file (with the request's framing,
+/// under the 4 MiB a gRPC message may have).
 const MAX_LINE: usize = 3 << 20;
 
 /// `coworkctl memory`.
@@ -69,6 +70,9 @@ pub enum Cmd {
         /// Only this app.
         #[arg(long, conflicts_with = "sources")]
         app: Option<String>,
+        /// With source ids: only in this import collection.
+        #[arg(long, requires = "sources")]
+        collection: Option<String>,
     },
     /// Embed again (all types, or these), in the background.
     Reindex {
@@ -130,6 +134,7 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
             since,
             until,
             app,
+            collection,
         } => {
             let f = c
                 .forget(call(pb::ForgetRequest {
@@ -137,6 +142,7 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
                     since: since.unwrap_or_default(),
                     until: until.unwrap_or_default(),
                     app: app.unwrap_or_default(),
+                    collection: collection.unwrap_or_default(),
                     ..Default::default()
                 }))
                 .await?
@@ -189,53 +195,33 @@ async fn import(
     let total_bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let tty = !ctx.json && std::io::stderr().is_terminal();
     let mut totals = pb::ImportResponse::default();
-    let (mut batch, mut batch_bytes, mut first_line, mut line_no, mut read_bytes) =
-        (Vec::new(), 0usize, 1u64, 0u64, 0u64);
+    let mut batch = Batch::default();
+    let (mut line_no, mut read_bytes) = (0u64, 0u64);
     loop {
         let mut buf = Vec::new();
         let n = std::io::Read::take(&mut reader, MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut buf)
             .with_context(|| format!("cannot read {}", file.display()))?;
-        let done = n == 0;
-        if !done {
-            line_no += 1;
-            read_bytes += n as u64;
-            if buf.len() > MAX_LINE && !buf.ends_with(b"\n") {
-                anyhow::bail!(
-                    "{}: line {line_no} is over {} MiB; nothing after line {} was imported",
-                    file.display(),
-                    MAX_LINE >> 20,
-                    line_no - 1
-                );
-            }
-            let line = String::from_utf8(buf)
-                .map_err(|_| anyhow::anyhow!("{}: line {line_no} is not UTF-8", file.display()))?;
-            let line = line.trim_end_matches(['\n', '\r']).to_owned();
-            if batch.is_empty() {
-                first_line = line_no;
-            }
-            batch_bytes += line.len();
-            batch.push(line);
+        if n == 0 {
+            break;
         }
-        if !batch.is_empty() && (done || batch.len() >= IMPORT_LINES || batch_bytes >= IMPORT_BYTES)
-        {
-            let r = c
-                .import(long(pb::ImportRequest {
-                    r#type: kind.to_owned(),
-                    collection: collection.to_owned(),
-                    lines: std::mem::take(&mut batch),
-                    first_line,
-                }))
-                .await?
-                .into_inner();
-            batch_bytes = 0;
-            totals.imported += r.imported;
-            totals.unchanged += r.unchanged;
-            totals.chunks += r.chunks;
-            for e in &r.errors {
-                eprintln!("coworkctl: {}: {e}", file.display());
-            }
-            totals.errors.extend(r.errors);
+        line_no += 1;
+        read_bytes += n as u64;
+        if buf.len() > MAX_LINE && !buf.ends_with(b"\n") {
+            batch.send(c, kind, collection, file, &mut totals).await?;
+            anyhow::bail!(
+                "{}: line {line_no} is over {} MiB; nothing after line {} was imported",
+                file.display(),
+                MAX_LINE >> 20,
+                line_no - 1
+            );
+        }
+        let line = String::from_utf8(buf)
+            .map_err(|_| anyhow::anyhow!("{}: line {line_no} is not UTF-8", file.display()))?;
+        let line = line.trim_end_matches(['\n', '\r']).to_owned();
+        // A request stays under the 4 MiB a gRPC message may have.
+        if batch.lines.len() >= IMPORT_LINES || batch.bytes + line.len() > IMPORT_BYTES {
+            batch.send(c, kind, collection, file, &mut totals).await?;
             if tty {
                 let pct = (read_bytes * 100).checked_div(total_bytes).unwrap_or(100);
                 eprint!(
@@ -245,10 +231,9 @@ async fn import(
                 let _ = std::io::stderr().flush();
             }
         }
-        if done {
-            break;
-        }
+        batch.push(line_no, line);
     }
+    batch.send(c, kind, collection, file, &mut totals).await?;
     if tty {
         eprintln!();
     }
@@ -272,6 +257,57 @@ async fn import(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The lines of one import request.
+#[derive(Default)]
+struct Batch {
+    lines: Vec<String>,
+    bytes: usize,
+    first_line: u64,
+}
+
+impl Batch {
+    fn push(&mut self, line_no: u64, line: String) {
+        if self.lines.is_empty() {
+            self.first_line = line_no;
+        }
+        self.bytes += line.len();
+        self.lines.push(line);
+    }
+
+    /// Send the lines (if any), add what was done to `totals`, and print
+    /// the refused lines.
+    async fn send(
+        &mut self,
+        c: &mut MemoryClient<tonic::transport::Channel>,
+        kind: &str,
+        collection: &str,
+        file: &std::path::Path,
+        totals: &mut pb::ImportResponse,
+    ) -> Result<()> {
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        let r = c
+            .import(long(pb::ImportRequest {
+                r#type: kind.to_owned(),
+                collection: collection.to_owned(),
+                lines: std::mem::take(&mut self.lines),
+                first_line: self.first_line,
+            }))
+            .await?
+            .into_inner();
+        self.bytes = 0;
+        totals.imported += r.imported;
+        totals.unchanged += r.unchanged;
+        totals.chunks += r.chunks;
+        for e in &r.errors {
+            eprintln!("coworkctl: {}: {e}", file.display());
+        }
+        totals.errors.extend(r.errors);
+        Ok(())
+    }
 }
 
 /// `memory search --json`: `{"mode","note","text","since_ms","until_ms",
@@ -450,32 +486,6 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
         let _ = writeln!(out, "last failed job: {}", s.last_error);
     }
     out
-}
-
-/// "12s ago", "3h ago", "5d ago".
-fn age(now_ms: i64, t_ms: i64) -> String {
-    let s = (now_ms - t_ms).max(0) / 1000;
-    match s {
-        s if s >= 86_400 => format!("{}d ago", s / 86_400),
-        s if s >= 3600 => format!("{}h ago", s / 3600),
-        s if s >= 60 => format!("{}m ago", s / 60),
-        s => format!("{s}s ago"),
-    }
-}
-
-/// One line of at most `max` characters.
-fn clip(s: &str, max: usize) -> String {
-    let line: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if line.chars().count() <= max {
-        line
-    } else {
-        let mut t: String = line.chars().take(max.saturating_sub(1)).collect();
-        t.push('…');
-        t
-    }
 }
 
 #[cfg(test)]
