@@ -216,6 +216,7 @@ impl Memory {
             }
         };
         let (keyword, vector) = tokio::join!(keyword, vector);
+        let lists_at = started.elapsed();
         let keyword = keyword?;
         let vector = match vector {
             None => None,
@@ -304,6 +305,13 @@ impl Memory {
                 Ok(hits)
             })
             .await?;
+        tracing::debug!(
+            mode = %mode,
+            k,
+            lists_us = lists_at.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "memory search (keyword list and query vector, then KNN, fusion and items)"
+        );
         Ok(Found {
             hits,
             mode,
