@@ -92,6 +92,16 @@ fn wait_hit(s: &Suite, query: &str, args: &[&str]) -> Value {
     })
 }
 
+/// `memory import FILE --type KIND [--collection C] --json`.
+fn import(s: &Suite, file: &Path, kind: &str, collection: Option<&str>) -> Value {
+    let file = file.display().to_string();
+    let mut a = vec!["--json", "memory", "import", &file, "--type", kind];
+    if let Some(c) = collection {
+        a.extend(["--collection", c]);
+    }
+    json_of(&s.ctl(&a))
+}
+
 fn status(s: &Suite) -> Value {
     json_of(&s.ctl(&["--json", "memory", "status"]))
 }
@@ -329,17 +339,7 @@ async fn imports_are_idempotent_by_id_and_hits_carry_the_files_ids() {
     ];
     let file = dir.path().join("docs.jsonl");
     std::fs::write(&file, docs.iter().cloned().map(line).collect::<String>()).unwrap();
-    let f = file.display().to_string();
-    let first = json_of(&s.ctl(&[
-        "--json",
-        "memory",
-        "import",
-        &f,
-        "--type",
-        "document",
-        "--collection",
-        "notes",
-    ]));
+    let first = import(&s, &file, "document", Some("notes"));
     assert_eq!(first["imported"], 3, "{first}");
     assert!(
         first["chunks"].as_u64().unwrap() >= 5,
@@ -358,16 +358,7 @@ async fn imports_are_idempotent_by_id_and_hits_carry_the_files_ids() {
     );
     assert!(hits(&search(&s, "sourdough", &["--collection", "other"])).is_empty());
     // Again: nothing changes. A changed line replaces its document.
-    let again = json_of(&s.ctl(&[
-        "--json",
-        "memory",
-        "import",
-        &f,
-        "--type",
-        "document",
-        "--collection",
-        "notes",
-    ]));
+    let again = import(&s, &file, "document", Some("notes"));
     assert_eq!(
         (again["imported"].as_u64(), again["unchanged"].as_u64()),
         (Some(0), Some(3)),
@@ -380,16 +371,7 @@ async fn imports_are_idempotent_by_id_and_hits_carry_the_files_ids() {
         ),
     )
     .unwrap();
-    let changed = json_of(&s.ctl(&[
-        "--json",
-        "memory",
-        "import",
-        &f,
-        "--type",
-        "document",
-        "--collection",
-        "notes",
-    ]));
+    let changed = import(&s, &file, "document", Some("notes"));
     assert_eq!(changed["imported"], 1);
     assert!(
         hits(&search(&s, "bleaching", &[])).is_empty(),
@@ -410,14 +392,7 @@ async fn imports_are_idempotent_by_id_and_hits_carry_the_files_ids() {
     ];
     let cfile = dir.path().join("chat.jsonl");
     std::fs::write(&cfile, convo.iter().cloned().map(line).collect::<String>()).unwrap();
-    let c = json_of(&s.ctl(&[
-        "--json",
-        "memory",
-        "import",
-        &cfile.display().to_string(),
-        "--type",
-        "conversation",
-    ]));
+    let c = import(&s, &cfile, "conversation", None);
     assert_eq!(c["imported"], 3, "{c}");
     // A reply is indexed after the message it answers: "camp" finds the
     // answer's hit as one hit with its question.
@@ -582,14 +557,7 @@ async fn a_kill_9_mid_embedding_resumes_at_its_checkpoint_with_nothing_lost_or_d
             .collect::<String>(),
     )
     .unwrap();
-    json_of(&s.ctl(&[
-        "--json",
-        "memory",
-        "import",
-        &file.display().to_string(),
-        "--type",
-        "document",
-    ]));
+    import(&s, &file, "document", None);
     // Kill agents-agent once some, not all, batches are committed.
     let embedded = |st: &Value| -> u64 {
         ["pending", "processing", "done", "paused"]
@@ -673,14 +641,7 @@ async fn a_hung_embedder_fails_its_job_and_searches_go_on_by_keyword() {
     )
     .unwrap();
     let t = Instant::now();
-    json_of(&s.ctl(&[
-        "--json",
-        "memory",
-        "import",
-        &file.display().to_string(),
-        "--type",
-        "document",
-    ]));
+    import(&s, &file, "document", None);
     let st = wait_for(T, "the job to fail", || {
         let st = status(&s);
         (st["jobs"]["failed"]["jobs"].as_u64() == Some(1)).then_some(st)
@@ -815,14 +776,7 @@ async fn an_ollama_engine_embeds_through_api_embed_in_batches_bounded_by_charact
             .collect::<String>(),
     )
     .unwrap();
-    json_of(&s.ctl(&[
-        "--json",
-        "memory",
-        "import",
-        &file.display().to_string(),
-        "--type",
-        "document",
-    ]));
+    import(&s, &file, "document", None);
     let st = wait_embedded(&s, "document", 12);
     assert_eq!(st["embedder"]["model"], "nomic-embed-text:latest", "{st}");
     assert_eq!(st["embedder"]["dims"], 8);
@@ -909,14 +863,7 @@ async fn inputs_the_embedder_refuses_are_tried_shorter_then_passed_over_and_embe
     lines += &line(json!({"_id": "medium", "text": "pelican ".repeat(25)}));
     lines += &line(json!({"_id": "long", "text": "cormorant ".repeat(90)}));
     std::fs::write(&file, lines).unwrap();
-    json_of(&s.ctl(&[
-        "--json",
-        "memory",
-        "import",
-        &file.display().to_string(),
-        "--type",
-        "document",
-    ]));
+    import(&s, &file, "document", None);
     let st = wait_for(T, "the job done", || {
         let st = status(&s);
         (st["jobs"]["done"]["jobs"].as_u64() == Some(1)).then_some(st)
@@ -939,14 +886,7 @@ async fn inputs_the_embedder_refuses_are_tried_shorter_then_passed_over_and_embe
         vec!["long"]
     );
     std::fs::write(&file, line(json!({"_id": "after", "text": "a later note"}))).unwrap();
-    json_of(&s.ctl(&[
-        "--json",
-        "memory",
-        "import",
-        &file.display().to_string(),
-        "--type",
-        "document",
-    ]));
+    import(&s, &file, "document", None);
     wait_for(T, "the later note embedded", || {
         (index(&status(&s), "document")["vectors"].as_u64() == Some(8)).then_some(())
     });
