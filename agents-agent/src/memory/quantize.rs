@@ -9,8 +9,20 @@
 //! (measured in `benches/knn.rs`).
 
 /// Below this many vectors an index is searched exactly (a scan of a
-/// small table is already fast, and exact).
-pub const EXACT_UNDER: u64 = 20_000;
+/// small table is already fast, and exact; at 13,000 × 384 the coarse
+/// pass still halves a ten-hit search: `tests/benches/retrieval.rs`).
+pub const EXACT_UNDER: u64 = 10_000;
+
+/// Above this many candidates the coarse pass is slower than the exact
+/// scan it replaces (sqlite-vec's top-k costs n × k): a search for many
+/// hits scans exactly.
+pub const MAX_COARSE_CANDIDATES: usize = 128;
+
+/// Whether a KNN for `k` hits over `vectors` vectors of `dims` dimensions
+/// takes the coarse pass.
+pub fn use_coarse(vectors: u64, dims: usize, k: usize) -> bool {
+    has_code(dims) && vectors >= EXACT_UNDER && candidates(k) <= MAX_COARSE_CANDIDATES
+}
 
 /// Candidates the coarse pass keeps at least: 8 × the ten hits a search
 /// shows (recall@10 0.96 against the exact scan in `benches/knn.rs`).
@@ -88,6 +100,10 @@ mod tests {
             vec![0b0110_1001, 1]
         );
         assert!(has_code(384) && has_code(1024) && !has_code(10) && !has_code(0));
+        assert!(use_coarse(100_000, 1024, 10) && use_coarse(1_000_000, 384, 50));
+        assert!(!use_coarse(9_999, 384, 10), "a small index is scanned");
+        assert!(!use_coarse(100_000, 384, 100), "many hits are scanned");
+        assert!(!use_coarse(100_000, 10, 10), "no codes for 10 dimensions");
         assert_eq!(candidates(10), 80);
         assert_eq!(candidates(50), 100);
         assert_eq!(candidates(500), 1000);

@@ -294,7 +294,8 @@ pub fn commit_batch(
 /// How a KNN query reads a vector index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Knn {
-    /// Exact below [`quantize::EXACT_UNDER`] vectors, coarse above.
+    /// Coarse when [`quantize::use_coarse`] says so (a large index, few
+    /// hits wanted), else exact.
     Auto,
     /// sqlite-vec's scan of every float vector.
     Exact,
@@ -321,7 +322,7 @@ pub fn nearest(
     let k = k.min(quantize::MAX_K);
     let coarse = quantize::has_code(query.len())
         && match how {
-            Knn::Auto => index.vectors >= quantize::EXACT_UNDER,
+            Knn::Auto => quantize::use_coarse(index.vectors, query.len(), k),
             Knn::Exact => false,
             Knn::Coarse => true,
         };
