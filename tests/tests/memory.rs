@@ -48,6 +48,21 @@ fn keyword_config(home: &Path, script: &str, memory: &str, capture: &str) -> Str
     )
 }
 
+/// An empty capture script, one declared engine at `base_url` (`api`:
+/// "openai" or "ollama"), our llama-server beside it, and `[memory]` with
+/// `memory`.
+fn engine_config(home: &Path, id: &str, base_url: &str, api: &str, memory: &str) -> String {
+    std::fs::write(home.join("script.jsonl"), "").expect("write script");
+    format!(
+        "{FAST}\n[capture]\nsource = \"sim\"\nsim_script = \"script.jsonl\"\n\
+         [agents]\nprobe_ports = false\n[[agents.engines]]\nid = \"{id}\"\n\
+         base_url = \"{base_url}\"\napi = \"{api}\"\n\
+         [agents.llama]\nserver = \"{}\"\nthreads = 2\n\
+         [memory]\npoll_ms = 100\n{memory}\n",
+        llama_server_path()
+    )
+}
+
 async fn agents_up(s: &Suite) {
     s.wait_worker("agents", "serving", T, |w| {
         matches!(state(w), "running" | "degraded")
@@ -623,14 +638,8 @@ async fn a_kill_9_mid_embedding_resumes_at_its_checkpoint_with_nothing_lost_or_d
 async fn a_hung_embedder_fails_its_job_and_searches_go_on_by_keyword() {
     let hung = hostile("embed-hang", &[]);
     let home = Suite::temp_home();
-    std::fs::write(home.path().join("script.jsonl"), "").unwrap();
-    let cfg = format!(
-        "{FAST}\n[capture]\nsource = \"sim\"\nsim_script = \"script.jsonl\"\n\
-         [agents]\nprobe_ports = false\n[[agents.engines]]\nid = \"hung\"\n\
-         base_url = \"http://127.0.0.1:{}/v1\"\n\
-         [memory]\npoll_ms = 100\nhang_timeout_s = 2\n",
-        hung.port
-    );
+    let url = format!("http://127.0.0.1:{}/v1", hung.port);
+    let cfg = engine_config(home.path(), "hung", &url, "openai", "hang_timeout_s = 2");
     let s = Suite::start_in(home, &cfg);
     agents_up(&s).await;
     let dir = tempfile::tempdir().unwrap();
@@ -755,16 +764,8 @@ async fn an_ollama_engine_embeds_through_api_embed_in_batches_bounded_by_charact
         Some(log.path()),
     );
     let home = Suite::temp_home();
-    std::fs::write(home.path().join("script.jsonl"), "").unwrap();
-    let cfg = format!(
-        "{FAST}\n[capture]\nsource = \"sim\"\nsim_script = \"script.jsonl\"\n\
-         [agents]\nprobe_ports = false\n[[agents.engines]]\nid = \"ollama\"\n\
-         base_url = \"http://127.0.0.1:{}\"\napi = \"ollama\"\n\
-         [agents.llama]\nserver = \"{}\"\nthreads = 2\n\
-         [memory]\npoll_ms = 100\nbatch_chars = 100\n",
-        ollama.port,
-        llama_server_path()
-    );
+    let url = format!("http://127.0.0.1:{}", ollama.port);
+    let cfg = engine_config(home.path(), "ollama", &url, "ollama", "batch_chars = 100");
     let s = Suite::start_in(home, &cfg);
     agents_up(&s).await;
     let dir = tempfile::tempdir().unwrap();
@@ -843,14 +844,8 @@ async fn an_ollama_engine_embeds_through_api_embed_in_batches_bounded_by_charact
 async fn inputs_the_embedder_refuses_are_tried_shorter_then_passed_over_and_embedding_goes_on() {
     let refusing = hostile("embed-refuse-long", &[]);
     let home = Suite::temp_home();
-    std::fs::write(home.path().join("script.jsonl"), "").unwrap();
-    let cfg = format!(
-        "{FAST}\n[capture]\nsource = \"sim\"\nsim_script = \"script.jsonl\"\n\
-         [agents]\nprobe_ports = false\n[[agents.engines]]\nid = \"refusing\"\n\
-         base_url = \"http://127.0.0.1:{}/v1\"\n\
-         [memory]\npoll_ms = 100\n",
-        refusing.port
-    );
+    let url = format!("http://127.0.0.1:{}/v1", refusing.port);
+    let cfg = engine_config(home.path(), "refusing", &url, "openai", "");
     let s = Suite::start_in(home, &cfg);
     agents_up(&s).await;
     let dir = tempfile::tempdir().unwrap();

@@ -173,7 +173,9 @@ pub fn collect(c: &rusqlite::Connection) -> rusqlite::Result<Collected> {
             // Consent withdrawn: its items leave memory, and its rows are
             // read from the start when it is on again.
             done.removed += store::remove_stream(&tx, stream)?;
-            store::set_watermark(&tx, name, 0, 0)?;
+            if store::watermark(&tx, name)? != (0, 0) {
+                store::set_watermark(&tx, name, 0, 0)?;
+            }
             continue;
         }
         let mark = store::watermark(&tx, name)?;
@@ -202,7 +204,8 @@ pub fn collect(c: &rusqlite::Connection) -> rusqlite::Result<Collected> {
             store::set_watermark(&tx, name, at.0, at.1)?;
         }
     }
-    let (_, mut after) = store::watermark(&tx, Stream::Chat.as_str())?;
+    let (_, chat_mark) = store::watermark(&tx, Stream::Chat.as_str())?;
+    let mut after = chat_mark;
     for _ in 0..PAGES {
         let messages = crate::chat::store::messages_after(&tx, after, PAGE)?;
         for m in &messages {
@@ -226,7 +229,10 @@ pub fn collect(c: &rusqlite::Connection) -> rusqlite::Result<Collected> {
             break;
         }
     }
-    store::set_watermark(&tx, Stream::Chat.as_str(), 0, after)?;
+    // An idle pass writes nothing (no WAL frame, no wakeup for readers).
+    if after != chat_mark {
+        store::set_watermark(&tx, Stream::Chat.as_str(), 0, after)?;
+    }
     tx.commit()?;
     Ok(done)
 }

@@ -114,16 +114,6 @@ impl Stream {
         matches!(self, Stream::Keystrokes | Stream::Clipboard)
     }
 
-    /// The index type its items go to.
-    pub fn kind(self) -> Kind {
-        match self {
-            Stream::Window | Stream::Keystrokes | Stream::Clipboard => Kind::Activity,
-            Stream::Chat => Kind::Conversation,
-            Stream::Import => Kind::Document,
-            Stream::Observation => Kind::Observation,
-        }
-    }
-
     /// The source id of capture row `row` of this stream
     /// (`activity:12`, `keystrokes:4`, `clipboard:9`).
     pub fn capture_source_id(self, row: i64) -> String {
@@ -211,7 +201,6 @@ mod tests {
         assert_eq!(Kind::Document.vector_table(3), "embed_document_3");
         assert_eq!(Stream::Window.capture_source_id(12), "activity:12");
         assert_eq!(Stream::Clipboard.capture_source_id(9), "clipboard:9");
-        assert_eq!(Stream::Keystrokes.kind(), Kind::Activity);
         assert!(Stream::Keystrokes.is_private_text() && !Stream::Window.is_private_text());
     }
 }

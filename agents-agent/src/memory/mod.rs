@@ -41,9 +41,10 @@ use tokio::sync::Notify;
 /// How long a resolved embedder is reused before `[memory] embedder` is
 /// resolved again.
 const EMBEDDER_TTL: Duration = Duration::from_secs(5);
-/// How long the reason there is none is: a session loaded meanwhile is
-/// found soon.
-const NO_EMBEDDER_TTL: Duration = Duration::from_secs(1);
+/// How long the reason there is none is reused: finding an engine means
+/// probing them, which engine detection does every 10 s too. An
+/// embedding session loaded meanwhile is found at once.
+const NO_EMBEDDER_TTL: Duration = Duration::from_secs(10);
 
 /// How long an embedder that did not answer is passed over by searches
 /// (they go by keyword alone meanwhile, instead of each waiting for it).
@@ -133,12 +134,18 @@ impl Memory {
         if !fresh {
             if let Ok(cached) = self.inner.embedder.lock() {
                 if let Some((at, e)) = cached.as_ref() {
-                    let ttl = if e.is_ok() {
-                        EMBEDDER_TTL
-                    } else {
-                        NO_EMBEDDER_TTL
+                    let fresh_enough = match e {
+                        Ok(_) => at.elapsed() < EMBEDDER_TTL,
+                        Err(_) => {
+                            at.elapsed() < NO_EMBEDDER_TTL
+                                && self
+                                    .inner
+                                    .sessions
+                                    .serving(crate::llm::managed::Mode::Embedding)
+                                    .is_none()
+                        }
                     };
-                    if at.elapsed() < ttl {
+                    if fresh_enough {
                         return e.clone();
                     }
                 }

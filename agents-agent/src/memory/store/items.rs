@@ -142,7 +142,7 @@ pub fn remove_rows(c: &Connection, stream: Stream, gone: &[i64]) -> rusqlite::Re
             }
         }
     }
-    delete_items(c, stream.kind(), &ids)?;
+    delete_items(c, Kind::Activity, &ids)?;
     Ok(ids.len())
 }
 
@@ -168,7 +168,7 @@ pub fn remove_stream(c: &Connection, stream: Stream) -> rusqlite::Result<usize> 
         .prepare_cached("SELECT id FROM memory_items WHERE stream = ?1")?
         .query_map([stream.as_str()], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    delete_items(c, stream.kind(), &ids)?;
+    delete_items(c, Kind::Activity, &ids)?;
     Ok(ids.len())
 }
 

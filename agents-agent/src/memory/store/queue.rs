@@ -114,6 +114,7 @@ pub fn next_job(c: &Connection, index: &Index) -> rusqlite::Result<Option<Job>> 
 }
 
 /// One job by id.
+#[cfg(test)]
 pub fn get_job(c: &Connection, id: i64) -> rusqlite::Result<Option<Job>> {
     c.query_row(&format!("{JOB_SQL} WHERE id = ?1"), [id], job)
         .optional()
