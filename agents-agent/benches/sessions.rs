@@ -24,6 +24,7 @@ const SAME_ARGS: &[&str] = &[
     "2",
     "--chat-template",
     "gemma",
+    "--no-jinja",
 ];
 
 fn ctl_json(suite: &Suite, args: &[&str]) -> Value {

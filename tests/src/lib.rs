@@ -586,10 +586,18 @@ pub fn llama_health_ok(port: u16) -> bool {
 }
 
 /// Start `llama-server` by hand for Gemma 3 270M as `gemma3-270m` with
-/// the gemma chat template and a 1024-token context (`extra`: more server
+/// llama.cpp's built-in gemma chat template and a 1024-token context (`extra`: more server
 /// arguments), and wait until it is ready.
 pub fn start_llama(extra: &[&str]) -> LlamaServer {
-    let mut args = vec!["--chat-template", "gemma", "--ctx-size", "1024"];
+    // `--no-jinja`: with Jinja on, "gemma" is taken for a template's text
+    // (the model would be given that word, not the conversation).
+    let mut args = vec![
+        "--chat-template",
+        "gemma",
+        "--no-jinja",
+        "--ctx-size",
+        "1024",
+    ];
     args.extend_from_slice(extra);
     start_llama_model(&gemma_model_path(), "gemma3-270m", &args)
 }

@@ -115,7 +115,11 @@ pub fn build(server: &str, spec: &Spec) -> Result<Vec<String>, ArgsError> {
         matches!(flag, "--chat-template" | "--chat-template-file")
     });
     if let (Some(t), false, Mode::Chat) = (&spec.chat_template, own_template, spec.mode) {
-        argv.extend(["--chat-template".into(), t.clone()]);
+        // A built-in template's name is a template only on the non-Jinja
+        // path: with Jinja (the default) llama-server takes "gemma" for
+        // the template's text, and the model is given the word "gemma"
+        // instead of the conversation.
+        argv.extend(["--chat-template".into(), t.clone(), "--no-jinja".into()]);
     }
     argv.extend(spec.extra_args.iter().cloned());
     Ok(argv)
@@ -185,7 +189,7 @@ mod tests {
         assert!(build("llama-server", &s)
             .unwrap()
             .join(" ")
-            .ends_with("--ctx-size 4096 --chat-template gemma"));
+            .ends_with("--ctx-size 4096 --chat-template gemma --no-jinja"));
         let theirs = Spec {
             extra_args: vec!["--chat-template=chatml".into()],
             ..s.clone()
