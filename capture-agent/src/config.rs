@@ -42,6 +42,9 @@ pub struct CaptureConfig {
     /// Replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as
     /// possible.
     pub sim_speed: f64,
+    /// Where the replay's clock starts, in seconds from now (negative: a
+    /// script that happened two days ago is `-172800`); 0 = now.
+    pub sim_clock_offset_s: i64,
     /// Apps never recorded (matched case-insensitively against app name
     /// and app id). Replaces the default list of password managers.
     pub denylist: Vec<String>,
@@ -70,6 +73,7 @@ impl Default for CaptureConfig {
             source: SourceKind::Auto,
             sim_script: None,
             sim_speed: 1.0,
+            sim_clock_offset_s: 0,
             denylist: DEFAULT_DENYLIST.iter().map(|s| s.to_string()).collect(),
             denylist_extra: Vec::new(),
             redact_patterns: DEFAULT_REDACT.iter().map(|s| s.to_string()).collect(),
@@ -187,13 +191,15 @@ mod tests {
     #[test]
     fn sim_settings_and_relative_script() {
         let c = CaptureConfig::parse(
-            "[capture]\nsource = \"sim\"\nsim_script = \"demo.jsonl\"\nsim_speed = 0\n",
+            "[capture]\nsource = \"sim\"\nsim_script = \"demo.jsonl\"\nsim_speed = 0\n\
+             sim_clock_offset_s = -172800\n",
             Path::new("/h"),
         )
         .unwrap();
         assert_eq!(c.source, SourceKind::Sim);
         assert_eq!(c.sim_script.as_deref(), Some(Path::new("/h/demo.jsonl")));
         assert_eq!(c.sim_speed, 0.0);
+        assert_eq!(c.sim_clock_offset_s, -172_800);
     }
 
     #[test]

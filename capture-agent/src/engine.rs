@@ -134,10 +134,10 @@ impl std::fmt::Debug for Command {
 /// degraded (auto with no display).
 pub fn make_source(cfg: &CaptureConfig) -> Result<Box<dyn Source>, String> {
     match cfg.source {
-        SourceKind::Sim => Ok(Box::new(SimSource::new(
-            cfg.sim_script.clone(),
-            cfg.sim_speed,
-        ))),
+        SourceKind::Sim => Ok(Box::new(
+            SimSource::new(cfg.sim_script.clone(), cfg.sim_speed)
+                .with_clock_offset(cfg.sim_clock_offset_s.saturating_mul(1000)),
+        )),
         #[cfg(target_os = "linux")]
         SourceKind::X11 => Ok(Box::new(crate::source::x11::X11Source::new(
             cfg.idle_threshold_s as i64 * 1000,
@@ -327,6 +327,18 @@ fn paused_reason(config_error: &str) -> String {
 }
 
 impl Core {
+    /// The pipeline's clock: now, or a sim replay's clock
+    /// (`sim_clock_offset_s` from now), so the events it stamps in the
+    /// past are not taken for late ones.
+    fn clock_ms(&self) -> i64 {
+        match self.cfg.source {
+            crate::config::SourceKind::Sim => {
+                now_ms().saturating_add(self.cfg.sim_clock_offset_s.saturating_mul(1000))
+            }
+            _ => now_ms(),
+        }
+    }
+
     fn start_source(&mut self) {
         let wants = self.pipeline.streams().wants();
         if let Some(src) = self.source.as_mut() {
@@ -356,7 +368,7 @@ impl Core {
                 wait = wait.min((since + flush_every).saturating_duration_since(now));
             }
             if let Some(deadline) = self.pipeline.deadline() {
-                let ms = deadline.saturating_sub(now_ms()).max(0) as u64;
+                let ms = deadline.saturating_sub(self.clock_ms()).max(0) as u64;
                 wait = wait.min(Duration::from_millis(ms));
             }
             match rx.recv_timeout(wait) {
@@ -431,7 +443,7 @@ impl Core {
                     return;
                 }
             }
-            self.pipeline.advance(now_ms());
+            self.pipeline.advance(self.clock_ms());
             if self.pipeline.pending() > 0 {
                 self.pending.extend(self.pipeline.take_rows());
                 self.touch();
@@ -473,7 +485,7 @@ impl Core {
         self.store
             .save_stream(stream, on)
             .map_err(|e| e.to_string())?;
-        self.pipeline.set_stream(stream, on, now_ms());
+        self.pipeline.set_stream(stream, on, self.clock_ms());
         let streams = self.pipeline.streams();
         if let Some(src) = self.source.as_mut().filter(|_| self.paused.is_none()) {
             src.set_wants(streams.wants());
@@ -551,7 +563,7 @@ impl Core {
             Ok(p) => p,
             Err(e) => return self.pause(paused_reason(&e.to_string())),
         };
-        self.pipeline.set_privacy(privacy, now_ms());
+        self.pipeline.set_privacy(privacy, self.clock_ms());
         if self.source.is_none() && self.paused.is_some() {
             // Paused since start: no source was chosen yet.
             self.cfg = c;
@@ -580,7 +592,7 @@ impl Core {
         }
         tracing::error!(%reason, "capture paused");
         if self.paused.is_none() {
-            self.pipeline.shutdown(now_ms());
+            self.pipeline.shutdown(self.clock_ms());
             let _ = self.commit();
             if let Some(src) = self.source.as_mut() {
                 src.set_wants(crate::event::StreamSet::none().wants());
@@ -642,7 +654,7 @@ impl Core {
     }
 
     fn stop(&mut self) {
-        self.pipeline.shutdown(now_ms());
+        self.pipeline.shutdown(self.clock_ms());
         if let Err(e) = self.commit() {
             tracing::error!(error = %e, "final capture commit failed");
         } else {

@@ -19,7 +19,8 @@
 //! Blank lines and lines starting with `#` are skipped. A bad line is
 //! reported (the worker turns degraded, naming it) and skipped; the rest
 //! still plays. Events are stamped `start + t_ms`, whatever the speed, so
-//! durations and debounce behave as scripted.
+//! durations and debounce behave as scripted; `start` is now, moved by
+//! `sim_clock_offset_s` (a script of two days ago).
 
 use super::{now_ms, SharedWants, Sink, Source, SourceError};
 use crate::event::{AwayKind, ClipboardOp, SourceEvent, SpecialKey, Wants, WindowInfo};
@@ -189,6 +190,7 @@ fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<
 pub struct SimSource {
     script: Option<PathBuf>,
     speed: f64,
+    offset_ms: i64,
     wants: Arc<SharedWants>,
 }
 
@@ -198,8 +200,15 @@ impl SimSource {
         Self {
             script,
             speed,
+            offset_ms: 0,
             wants: Arc::new(SharedWants::default()),
         }
+    }
+
+    /// Start the replay's clock `offset_ms` from now (negative: the past).
+    pub fn with_clock_offset(mut self, offset_ms: i64) -> Self {
+        self.offset_ms = offset_ms;
+        self
     }
 }
 
@@ -218,10 +227,13 @@ impl Source for SimSource {
             .map_err(|e| SourceError(format!("cannot open sim_script {}: {e}", path.display())))?;
         self.wants.set(wants);
         let shared = self.wants.clone();
-        let speed = self.speed;
+        let (speed, offset_ms) = (self.speed, self.offset_ms);
         std::thread::Builder::new()
             .name("capture-sim".into())
-            .spawn(move || replay(BufReader::new(file), path, speed, &shared, &sink))
+            .spawn(move || {
+                let start_ms = now_ms().saturating_add(offset_ms);
+                replay(BufReader::new(file), path, speed, start_ms, &shared, &sink)
+            })
             .map_err(|e| SourceError(format!("cannot start the sim thread: {e}")))?;
         Ok(())
     }
@@ -231,8 +243,14 @@ impl Source for SimSource {
     }
 }
 
-fn replay(mut r: impl BufRead, path: PathBuf, speed: f64, wants: &SharedWants, sink: &Sink) {
-    let start_ms = now_ms();
+fn replay(
+    mut r: impl BufRead,
+    path: PathBuf,
+    speed: f64,
+    start_ms: i64,
+    wants: &SharedWants,
+    sink: &Sink,
+) {
     let start = Instant::now();
     let mut buf = Vec::new();
     let (mut lineno, mut played, mut bad) = (0u64, 0u64, 0u64);
@@ -400,6 +418,7 @@ mod tests {
             BufReader::new(script.as_bytes()),
             PathBuf::from("test.jsonl"),
             0.0,
+            now_ms(),
             &shared,
             &sink,
         );
