@@ -222,6 +222,35 @@ pub struct MemoryConfig {
     /// How often rows deleted from capture's tables (retention) are
     /// looked for and removed from every index (s).
     pub sweep_s: u64,
+    /// Conversation history: the thread's last messages an answer is
+    /// given.
+    pub last_messages: usize,
+    /// Sources a grounded context aims for (search hits, then earlier
+    /// answers' citations).
+    pub n_docs: usize,
+    /// The memory block's token budget (working memory, pins, recent
+    /// capture, search hits, backfill), never exceeded.
+    pub context_tokens: u64,
+    /// The cosine similarity under which a vector hit does not count as
+    /// relevant (None: the floor calibrated for the embedder's model, see
+    /// docs/BENCHMARKS.md).
+    pub relevance_floor: Option<f64>,
+    /// Run the Observer and Reflector (observational memory), with the
+    /// local model only.
+    pub observe: bool,
+    /// The Observer starts once this many tokens of raw history are not
+    /// yet observed.
+    pub observe_tokens: u64,
+    /// The Reflector starts once the current observations pass this many
+    /// tokens.
+    pub reflect_tokens: u64,
+    /// Tokens of history (or observations) one request gives the model.
+    pub observe_window_tokens: u64,
+    /// Tokens one Observer or Reflector reply may have.
+    pub observe_max_tokens: u32,
+    /// After a rejected reflection, how long before the Reflector tries
+    /// again (s).
+    pub reflect_retry_s: u64,
 }
 
 impl Default for MemoryConfig {
@@ -236,6 +265,16 @@ impl Default for MemoryConfig {
             max_input_chars: 1000,
             hang_timeout_s: 300,
             sweep_s: 60,
+            last_messages: 10,
+            n_docs: 4,
+            context_tokens: 1500,
+            relevance_floor: None,
+            observe: true,
+            observe_tokens: 30_000,
+            reflect_tokens: 40_000,
+            observe_window_tokens: 1500,
+            observe_max_tokens: 400,
+            reflect_retry_s: 600,
         }
     }
 }
@@ -261,12 +300,26 @@ impl MemoryConfig {
             || c.poll_ms == 0
             || c.hang_timeout_s == 0
             || c.sweep_s == 0
+            || c.last_messages == 0
+            || c.n_docs == 0
+            || c.context_tokens < 64
+            || c.observe_tokens == 0
+            || c.reflect_tokens == 0
+            || c.observe_window_tokens < 64
+            || c.observe_max_tokens == 0
         {
             return Err(
                 "[memory] poll_ms, batch_items, batch_chars, max_input_chars, \
-                        hang_timeout_s and sweep_s must be above 0"
+                        hang_timeout_s, sweep_s, last_messages, n_docs, observe_tokens, \
+                        reflect_tokens and observe_max_tokens must be above 0, context_tokens \
+                        and observe_window_tokens at least 64"
                     .into(),
             );
+        }
+        if c.relevance_floor
+            .is_some_and(|f| !(-1.0..=1.0).contains(&f))
+        {
+            return Err("[memory] relevance_floor is a cosine similarity, from -1 to 1".into());
         }
         Ok(c)
     }

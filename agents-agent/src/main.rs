@@ -39,7 +39,6 @@ fn main() -> std::process::ExitCode {
             ctx.paths.locks_dir.clone(),
             ctx.paths.mcp_catalog_dir(),
         );
-        let chat = chat::Chat::new(db.clone(), config.clone(), resolver.clone());
         let downloads = models::manager::Downloads::new(
             db.clone(),
             ctx.paths.models_dir(),
@@ -56,8 +55,12 @@ fn main() -> std::process::ExitCode {
         let loader =
             models::load::Loader::new(checker.clone(), downloads.clone(), sessions.clone());
         let agents =
-            agent::executor::Agents::new(db.clone(), config.clone(), mcp.clone(), resolver);
+            agent::executor::Agents::new(db.clone(), config.clone(), mcp.clone(), resolver.clone());
         let memory = memory::Memory::new(db.clone(), config.clone(), sessions.clone());
+        // Chat answers with memory's layers (working memory, pins, recent
+        // capture, search, backfill; grounded questions' refusals).
+        let chat = chat::Chat::new(db.clone(), config.clone(), resolver.clone())
+            .with_grounding(std::sync::Arc::new(memory.clone()));
         // Before serving: cowork.db is opened and migrated (a file it
         // cannot use is reported, and nothing is written to it);
         // operations a killed agents-agent was running come back paused;
@@ -78,6 +81,9 @@ fn main() -> std::process::ExitCode {
         // Memory indexes new rows and embeds them in the background
         // (interrupted embedding jobs resume at their checkpoint).
         memory::indexer::spawn(memory.clone(), ctx.shutdown.clone());
+        // The Observer and Reflector compress history with the local
+        // model, in the background.
+        memory::observer::spawn(memory.clone(), resolver.clone(), ctx.shutdown.clone());
         let sweep = mcp.sweep_orphans();
         let resumer = downloads.clone();
         let restorer = gateway.clone();

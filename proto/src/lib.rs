@@ -19,6 +19,17 @@ pub mod status;
 pub mod uds;
 pub mod worker;
 
+/// Where one package's generated code finds another's messages: prost
+/// names them `super::super::<domain>::v1::…` from inside `pb::<domain>`
+/// (chat's messages carry memory's `Citation`).
+#[doc(hidden)]
+pub mod memory {
+    /// `cowork.memory.v1`.
+    pub mod v1 {
+        pub use crate::pb::memory::*;
+    }
+}
+
 /// Generated protobuf and gRPC code, one module per `cowork.<domain>.v1`.
 pub mod pb {
     /// `cowork.system.v1`: the supervisor's own service.

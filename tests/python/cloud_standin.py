@@ -5,7 +5,10 @@ and appends each request's path, Authorization header and JSON body to the
 file named by its first argument. With a second argument, the reply is
 read from that JSON file at each request instead ({"message": {...},
 "usage": {...}}): a test can make it ask for tool calls or report token
-counts. POST /v1/embeddings answers each input with an 8-dimensional
+counts (or, as a scripted local engine, reply with text a real model
+cannot be made to write on demand: a looping or empty reply). GET
+/v1/models lists one model, so engine detection finds it. POST
+/v1/embeddings answers each input with an 8-dimensional
 vector derived from its words (texts sharing words point alike), so memory
 can embed through it. Prints its port, then serves until killed."""
 import hashlib
@@ -42,6 +45,15 @@ class Handler(BaseHTTPRequestHandler):
             reply["usage"] = usage
         out = json.dumps(reply).encode()
         self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def do_GET(self):
+        out = json.dumps({"object": "list",
+                          "data": [{"id": "standin-model", "object": "model"}]}).encode()
+        self.send_response(200 if self.path.endswith("/models") else 404)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()

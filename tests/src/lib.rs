@@ -251,6 +251,45 @@ impl Suite {
             .await
     }
 
+    /// Wait (up to 60 s) until agents-agent serves: running, or degraded
+    /// for a reason the test expects (no engine, no embedder).
+    pub async fn agents_serving(&self) {
+        self.wait_worker("agents", "serving", Duration::from_secs(60), |w| {
+            matches!(state(w), "running" | "degraded")
+        })
+        .await;
+    }
+
+    /// `coworkctl --json ARGS`, which must succeed, as JSON.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let text = ok(&self.ctl(&a));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    /// Load all-MiniLM-L6-v2 as an embedding session Cowork runs
+    /// (`models load --embedding`).
+    pub fn load_minilm(&self) {
+        let loaded = self.ctl_json(&["models", "load", &minilm_model_path(), "--embedding"]);
+        assert_eq!(loaded["session"]["state"], "ready", "{loaded}");
+    }
+
+    /// `coworkctl memory import FILE --type KIND --collection C`, which
+    /// must succeed; its JSON.
+    pub fn memory_import(&self, file: &Path, kind: &str, collection: &str) -> serde_json::Value {
+        let file = file.display().to_string();
+        self.ctl_json(&[
+            "memory",
+            "import",
+            &file,
+            "--type",
+            kind,
+            "--collection",
+            collection,
+        ])
+    }
+
     /// Run coworkctl against this suite.
     pub fn ctl(&self, args: &[&str]) -> Output {
         Command::new(bin("coworkctl"))

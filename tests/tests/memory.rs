@@ -63,24 +63,6 @@ fn engine_config(home: &Path, id: &str, base_url: &str, api: &str, memory: &str)
     )
 }
 
-async fn agents_up(s: &Suite) {
-    s.wait_worker("agents", "serving", T, |w| {
-        matches!(state(w), "running" | "degraded")
-    })
-    .await;
-}
-
-fn load_minilm(s: &Suite) {
-    let loaded = json_of(&s.ctl(&[
-        "--json",
-        "models",
-        "load",
-        &minilm_model_path(),
-        "--embedding",
-    ]));
-    assert_eq!(loaded["session"]["state"], "ready", "{loaded}");
-}
-
 /// `memory search --json` with `args` after the query.
 fn search(s: &Suite, query: &str, args: &[&str]) -> Value {
     let mut a = vec!["--json", "memory", "search", query];
@@ -105,16 +87,6 @@ fn wait_hit(s: &Suite, query: &str, args: &[&str]) -> Value {
         let v = search(s, query, args);
         (!hits(&v).is_empty()).then_some(v)
     })
-}
-
-/// `memory import FILE --type KIND [--collection C] --json`.
-fn import(s: &Suite, file: &Path, kind: &str, collection: Option<&str>) -> Value {
-    let file = file.display().to_string();
-    let mut a = vec!["--json", "memory", "import", &file, "--type", kind];
-    if let Some(c) = collection {
-        a.extend(["--collection", c]);
-    }
-    json_of(&s.ctl(&a))
 }
 
 fn status(s: &Suite) -> Value {
@@ -177,7 +149,7 @@ async fn capture_rows_are_found_by_keyword_then_by_meaning_and_forget_reaches_ev
     let home = Suite::temp_home();
     let cfg = config(home.path(), &script(), "", "");
     let s = Suite::start_in(home, &cfg);
-    agents_up(&s).await;
+    s.agents_serving().await;
 
     // Keyword-searchable once committed, before any embedder exists.
     let v = wait_hit(&s, "invoices", &["--mode", "keyword"]);
@@ -207,7 +179,7 @@ async fn capture_rows_are_found_by_keyword_then_by_meaning_and_forget_reaches_ev
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no embedder"));
 
     // A real embedder: every activity item gets its vector.
-    load_minilm(&s);
+    s.load_minilm();
     let st = wait_embedded(&s, "activity", 4);
     assert_eq!(st["embedder"]["model"], "all-minilm-l6-v2-f16", "{st}");
     assert_eq!(st["embedder"]["dims"], 384, "{st}");
@@ -340,7 +312,7 @@ async fn imports_are_idempotent_by_id_and_hits_carry_the_files_ids() {
     let home = Suite::temp_home();
     let cfg = keyword_config(home.path(), "", "", "");
     let s = Suite::start_in(home, &cfg);
-    agents_up(&s).await;
+    s.agents_serving().await;
     let dir = tempfile::tempdir().unwrap();
     let long: String = (0..300)
         .map(|i| format!("sentence {i} about glaciers"))
@@ -354,7 +326,7 @@ async fn imports_are_idempotent_by_id_and_hits_carry_the_files_ids() {
     ];
     let file = dir.path().join("docs.jsonl");
     std::fs::write(&file, docs.iter().cloned().map(line).collect::<String>()).unwrap();
-    let first = import(&s, &file, "document", Some("notes"));
+    let first = s.memory_import(&file, "document", "notes");
     assert_eq!(first["imported"], 3, "{first}");
     assert!(
         first["chunks"].as_u64().unwrap() >= 5,
@@ -373,7 +345,7 @@ async fn imports_are_idempotent_by_id_and_hits_carry_the_files_ids() {
     );
     assert!(hits(&search(&s, "sourdough", &["--collection", "other"])).is_empty());
     // Again: nothing changes. A changed line replaces its document.
-    let again = import(&s, &file, "document", Some("notes"));
+    let again = s.memory_import(&file, "document", "notes");
     assert_eq!(
         (again["imported"].as_u64(), again["unchanged"].as_u64()),
         (Some(0), Some(3)),
@@ -386,7 +358,7 @@ async fn imports_are_idempotent_by_id_and_hits_carry_the_files_ids() {
         ),
     )
     .unwrap();
-    let changed = import(&s, &file, "document", Some("notes"));
+    let changed = s.memory_import(&file, "document", "notes");
     assert_eq!(changed["imported"], 1);
     assert!(
         hits(&search(&s, "bleaching", &[])).is_empty(),
@@ -407,7 +379,7 @@ async fn imports_are_idempotent_by_id_and_hits_carry_the_files_ids() {
     ];
     let cfile = dir.path().join("chat.jsonl");
     std::fs::write(&cfile, convo.iter().cloned().map(line).collect::<String>()).unwrap();
-    let c = import(&s, &cfile, "conversation", None);
+    let c = s.memory_import(&cfile, "conversation", "");
     assert_eq!(c["imported"], 3, "{c}");
     // A reply is indexed after the message it answers: "camp" finds the
     // answer's hit as one hit with its question.
@@ -485,7 +457,7 @@ async fn a_stream_turned_off_leaves_memory_and_comes_back_with_consent() {
     .collect::<String>();
     let cfg = keyword_config(home.path(), &script, "", "");
     let s = Suite::start_in(home, &cfg);
-    agents_up(&s).await;
+    s.agents_serving().await;
     wait_hit(&s, "parse_invoice_total", &[]);
     ok(&s.ctl(&["capture", "disable", "keystrokes"]));
     wait_until(T, "typed text leaves memory", || {
@@ -522,8 +494,8 @@ async fn rows_deleted_by_retention_leave_the_keyword_index_and_every_vector_inde
         "retention_days = 0.0001736\nretention_interval_s = 1",
     );
     let s = Suite::start_in(home, &cfg);
-    agents_up(&s).await;
-    load_minilm(&s);
+    s.agents_serving().await;
+    s.load_minilm();
     let v = wait_hit(&s, "flamingo", &["--mode", "keyword"]);
     let id = ids(&v)[0].clone();
     wait_embedded(&s, "activity", 1);
@@ -560,8 +532,8 @@ async fn a_kill_9_mid_embedding_resumes_at_its_checkpoint_with_nothing_lost_or_d
     // Small requests, so the kill lands between many checkpoints.
     let cfg = config(home.path(), "", "batch_items = 4", "");
     let mut s = Suite::start_in(home, &cfg);
-    agents_up(&s).await;
-    load_minilm(&s);
+    s.agents_serving().await;
+    s.load_minilm();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("docs.jsonl");
     let n = 600;
@@ -572,7 +544,7 @@ async fn a_kill_9_mid_embedding_resumes_at_its_checkpoint_with_nothing_lost_or_d
             .collect::<String>(),
     )
     .unwrap();
-    import(&s, &file, "document", None);
+    s.memory_import(&file, "document", "");
     // Kill agents-agent once some, not all, batches are committed.
     let embedded = |st: &Value| -> u64 {
         ["pending", "processing", "done", "paused"]
@@ -601,7 +573,7 @@ async fn a_kill_9_mid_embedding_resumes_at_its_checkpoint_with_nothing_lost_or_d
     })
     .await;
     // The session died with its agents-agent: load it again.
-    load_minilm(&s);
+    s.load_minilm();
     let st = wait_embedded(&s, "document", n);
     assert_eq!(index(&st, "document")["vectors"], n, "{st}");
     assert_eq!(st["jobs"]["failed"]["jobs"], 0, "{st}");
@@ -641,7 +613,7 @@ async fn a_hung_embedder_fails_its_job_and_searches_go_on_by_keyword() {
     let url = format!("http://127.0.0.1:{}/v1", hung.port);
     let cfg = engine_config(home.path(), "hung", &url, "openai", "hang_timeout_s = 2");
     let s = Suite::start_in(home, &cfg);
-    agents_up(&s).await;
+    s.agents_serving().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("d.jsonl");
     std::fs::write(
@@ -650,7 +622,7 @@ async fn a_hung_embedder_fails_its_job_and_searches_go_on_by_keyword() {
     )
     .unwrap();
     let t = Instant::now();
-    import(&s, &file, "document", None);
+    s.memory_import(&file, "document", "");
     let st = wait_for(T, "the job to fail", || {
         let st = status(&s);
         (st["jobs"]["failed"]["jobs"].as_u64() == Some(1)).then_some(st)
@@ -715,7 +687,7 @@ async fn a_cloud_embedder_needs_consent_and_never_sees_typed_or_copied_text() {
         &cfg(false),
         vec![("OPENROUTER_API_KEY".into(), Some("or-test-key".into()))],
     );
-    agents_up(&s).await;
+    s.agents_serving().await;
     wait_hit(&s, "copiedsecrettoken", &[]);
     wait_hit(&s, "hunter2typedsecret", &[]);
     wait_hit(&s, "design review", &[]);
@@ -767,7 +739,7 @@ async fn an_ollama_engine_embeds_through_api_embed_in_batches_bounded_by_charact
     let url = format!("http://127.0.0.1:{}", ollama.port);
     let cfg = engine_config(home.path(), "ollama", &url, "ollama", "batch_chars = 100");
     let s = Suite::start_in(home, &cfg);
-    agents_up(&s).await;
+    s.agents_serving().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("d.jsonl");
     std::fs::write(
@@ -777,7 +749,7 @@ async fn an_ollama_engine_embeds_through_api_embed_in_batches_bounded_by_charact
             .collect::<String>(),
     )
     .unwrap();
-    import(&s, &file, "document", None);
+    s.memory_import(&file, "document", "");
     let st = wait_embedded(&s, "document", 12);
     assert_eq!(st["embedder"]["model"], "nomic-embed-text:latest", "{st}");
     assert_eq!(st["embedder"]["dims"], 8);
@@ -847,7 +819,7 @@ async fn inputs_the_embedder_refuses_are_tried_shorter_then_passed_over_and_embe
     let url = format!("http://127.0.0.1:{}/v1", refusing.port);
     let cfg = engine_config(home.path(), "refusing", &url, "openai", "");
     let s = Suite::start_in(home, &cfg);
-    agents_up(&s).await;
+    s.agents_serving().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("d.jsonl");
     // Short notes, one of 200 characters (accepted once cut to 50), one
@@ -858,7 +830,7 @@ async fn inputs_the_embedder_refuses_are_tried_shorter_then_passed_over_and_embe
     lines += &line(json!({"_id": "medium", "text": "pelican ".repeat(25)}));
     lines += &line(json!({"_id": "long", "text": "cormorant ".repeat(90)}));
     std::fs::write(&file, lines).unwrap();
-    import(&s, &file, "document", None);
+    s.memory_import(&file, "document", "");
     let st = wait_for(T, "the job done", || {
         let st = status(&s);
         (st["jobs"]["done"]["jobs"].as_u64() == Some(1)).then_some(st)
@@ -881,7 +853,7 @@ async fn inputs_the_embedder_refuses_are_tried_shorter_then_passed_over_and_embe
         vec!["long"]
     );
     std::fs::write(&file, line(json!({"_id": "after", "text": "a later note"}))).unwrap();
-    import(&s, &file, "document", None);
+    s.memory_import(&file, "document", "");
     wait_for(T, "the later note embedded", || {
         (index(&status(&s), "document")["vectors"].as_u64() == Some(8)).then_some(())
     });

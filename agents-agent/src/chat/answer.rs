@@ -6,8 +6,8 @@
 //! usage ledger) → the answer stored.
 
 use super::store::{self, MessageRow};
-use super::{Ask, Chat, ChatError, Event, Route, MAX_MESSAGE};
-use crate::config::{parse_preference, AgentsConfig};
+use super::{Ask, Chat, ChatError, Event, Grounded, GroundingRequest, Route, MAX_MESSAGE};
+use crate::config::{parse_preference, AgentsConfig, MemoryConfig};
 use crate::context::{layer1, store as context_store};
 use crate::llm::client::{stream_chat, ChatMessage, ChatTarget};
 use crate::llm::detect::{Detected, LocalEngine};
@@ -69,11 +69,32 @@ impl Chat {
         } else {
             detected.main.clone()
         };
-        let context = self.context().await;
+        let memory_cfg = MemoryConfig::load(&self.config).map_err(ChatError::Config)?;
+        let message_id = new_id("m");
+        let grounded = self.ground(&ask, &opened).await?;
+        if let Some(refusal) = &grounded.refusal {
+            return self.refuse(&opened, message_id, refusal, out).await;
+        }
+        // A grounded question is answered from what memory assembled
+        // alone (its recent layer holds the newest capture); a general one
+        // also gets Layer 1, the windows of the moment.
+        let layer1 = if ask.grounded {
+            None
+        } else {
+            self.context().await
+        };
+        let context = join_context(layer1.clone(), grounded.text.clone());
         let decision = self
             .route(&cfg, &ask, &opened, &detected, local.as_ref(), &context)
             .await?;
-        let message_id = new_id("m");
+        // A cloud model never gets typed or copied text from memory.
+        let (context, citations) = match decision.target {
+            Target::Cloud(_) => (
+                join_context(layer1, grounded.text_for_cloud.clone()),
+                grounded.citations_for_cloud.clone(),
+            ),
+            Target::Local(_) => (context, grounded.citations.clone()),
+        };
         let model_id = decision.target.model_id().to_owned();
         let target = match &decision.refusal {
             Some(r) => Err(r.to_string()),
@@ -100,6 +121,9 @@ impl Chat {
                     .map(|d| d.as_millis() as u64),
             })))
             .await;
+        if !citations.is_empty() {
+            let _ = out.send(Ok(Event::Citations(citations.clone()))).await;
+        }
         let mut answer = MessageRow {
             id: message_id,
             thread_id: opened.thread_id.clone(),
@@ -113,7 +137,7 @@ impl Chat {
         let result = match target {
             Err(e) => Err(e),
             Ok(target) => {
-                let messages = prompt(&context, &opened);
+                let messages = prompt(&context, &opened, memory_cfg.last_messages);
                 let mut counted = None;
                 let r = self
                     .stream(
@@ -143,6 +167,69 @@ impl Chat {
             answer.finish_reason = "error".into();
             let _ = out.send(Ok(Event::Error(e))).await;
         }
+        self.db
+            .write(move |c| {
+                store::put_message(c, &answer)?;
+                store::put_citations(c, &answer.id, &citations)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// What memory gives this answer (nothing when chat has no memory).
+    /// A general question goes on without memory when memory fails; a
+    /// grounded one fails with why.
+    async fn ground(&self, ask: &Ask, opened: &Opened) -> Result<Grounded, ChatError> {
+        let Some(g) = &self.grounding else {
+            return Ok(Grounded::default());
+        };
+        let req = GroundingRequest {
+            question: opened.question.clone(),
+            thread_id: opened.thread_id.clone(),
+            grounded: ask.grounded,
+        };
+        match g.ground(req).await {
+            Ok(x) => Ok(x),
+            Err(e) if ask.grounded => Err(ChatError::Memory(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "memory gave nothing; answering without it");
+                Ok(Grounded::default())
+            }
+        }
+    }
+
+    /// A grounded question memory cannot ground: the refusal streamed
+    /// (a route naming no model, the text, finish "refusal") and stored,
+    /// with no model call.
+    async fn refuse(
+        &self,
+        opened: &Opened,
+        message_id: String,
+        refusal: &str,
+        out: &Events,
+    ) -> Result<(), ChatError> {
+        let _ = out
+            .send(Ok(Event::Route(Route {
+                reason: "grounded: memory holds nothing relevant; refused without a model call"
+                    .into(),
+                thread_id: opened.thread_id.clone(),
+                message_id: message_id.clone(),
+                ask_id: opened.ask_id.clone(),
+                ..Route::default()
+            })))
+            .await;
+        let _ = out.send(Ok(Event::Delta(refusal.to_owned()))).await;
+        let _ = out.send(Ok(Event::Finish(store::REFUSAL.into()))).await;
+        let answer = MessageRow {
+            id: message_id,
+            thread_id: opened.thread_id.clone(),
+            role: "assistant".into(),
+            content: refusal.to_owned(),
+            model: String::new(),
+            ask_id: opened.ask_id.clone(),
+            created_ms: now_ms(),
+            finish_reason: store::REFUSAL.into(),
+        };
         self.db
             .write(move |c| store::put_message(c, &answer))
             .await?;
@@ -372,10 +459,18 @@ impl Chat {
     }
 }
 
-/// The conversation sent to the model: the Layer 1 block, the thread's
-/// messages (empty and failed ones left out), and for a retry the
-/// question again when the thread does not end with it.
-fn prompt(context: &Option<String>, opened: &Opened) -> Vec<ChatMessage> {
+/// Layer 1 and the memory block, as one system message.
+fn join_context(layer1: Option<String>, memory: Option<String>) -> Option<String> {
+    match (layer1, memory) {
+        (Some(a), Some(b)) => Some(format!("{a}\n\n{b}")),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The conversation sent to the model: the context block, the thread's
+/// last `last` messages (empty, failed and refused ones left out), and
+/// for a retry the question again when the thread does not end with it.
+fn prompt(context: &Option<String>, opened: &Opened, last: usize) -> Vec<ChatMessage> {
     let mut messages = Vec::new();
     if let Some(ctx) = context {
         messages.push(ChatMessage {
@@ -383,10 +478,16 @@ fn prompt(context: &Option<String>, opened: &Opened) -> Vec<ChatMessage> {
             content: ctx.clone(),
         });
     }
-    for m in &opened.history {
-        if m.content.is_empty() || m.finish_reason == "error" {
-            continue;
-        }
+    let kept: Vec<&MessageRow> = opened
+        .history
+        .iter()
+        .filter(|m| {
+            !(m.content.is_empty()
+                || m.finish_reason == "error"
+                || m.finish_reason == store::REFUSAL)
+        })
+        .collect();
+    for m in &kept[kept.len().saturating_sub(last)..] {
         messages.push(ChatMessage {
             role: m.role.clone(),
             content: m.content.clone(),
@@ -432,7 +533,7 @@ mod tests {
             ],
             question: "second".into(),
         };
-        let p = prompt(&Some("ctx".into()), &opened);
+        let p = prompt(&Some("ctx".into()), &opened, 10);
         let seen: Vec<_> = p
             .iter()
             .map(|m| (m.role.as_str(), m.content.as_str()))
@@ -447,7 +548,7 @@ mod tests {
             question: "q".into(),
             ..opened
         };
-        let p = prompt(&None, &retry);
+        let p = prompt(&None, &retry, 10);
         assert_eq!(p.last().map(|m| m.content.as_str()), Some("q"));
         assert_eq!(p.len(), 3);
     }

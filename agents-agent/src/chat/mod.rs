@@ -39,6 +39,68 @@ pub struct Ask {
     pub tools: u32,
     /// A background job: to the engine's cron companion when one is up.
     pub background: bool,
+    /// A grounded question: answered from memory, refused without a
+    /// model call when memory holds nothing relevant.
+    pub grounded: bool,
+}
+
+/// One source an answer was given (stored with the answer, streamed
+/// before its text).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Citation {
+    /// activity, conversation, observation or document.
+    pub source_type: String,
+    /// The source's id (what `memory forget` and `memory pin` take).
+    pub source_id: String,
+    /// When (Unix ms).
+    pub time_ms: i64,
+    /// The start of the text given.
+    pub snippet: String,
+    /// The memory item (chunk) given.
+    pub chunk_id: i64,
+    /// The layer it came from: pinned, recent, search or backfill.
+    pub layer: String,
+}
+
+/// What memory gives one answer: the context block and its sources, or
+/// a refusal made without a model call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grounded {
+    /// The memory block for the model (working memory and the assembled
+    /// context), None when there is nothing to give.
+    pub text: Option<String>,
+    /// The same block without keystroke or clipboard text: what a cloud
+    /// model gets.
+    pub text_for_cloud: Option<String>,
+    /// The sources in `text`.
+    pub citations: Vec<Citation>,
+    /// The sources in `text_for_cloud`.
+    pub citations_for_cloud: Vec<Citation>,
+    /// A grounded question memory cannot ground: the message shown.
+    pub refusal: Option<String>,
+}
+
+/// What [`Grounding::ground`] is asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroundingRequest {
+    /// The question.
+    pub question: String,
+    /// Its thread (its earlier answers' citations backfill a follow-up).
+    pub thread_id: String,
+    /// Apply the refusal checkpoints.
+    pub grounded: bool,
+}
+
+/// A boxed future (what [`Grounding`] returns).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Memory as chat sees it: what the memory layers give an answer. The
+/// memory domain implements it (memory reads chat's tables; chat only
+/// knows this trait, so the two do not import each other).
+pub trait Grounding: Send + Sync {
+    /// The memory context for `req` (an error is logged and the answer
+    /// goes on without memory, unless the question is grounded).
+    fn ground(&self, req: GroundingRequest) -> BoxFuture<'_, Result<Grounded, String>>;
 }
 
 /// Where an answer went and why, sent before any text.
@@ -71,6 +133,8 @@ pub struct Route {
 pub enum Event {
     /// The route decision.
     Route(Route),
+    /// The sources the answer is given (before its text).
+    Citations(Vec<Citation>),
     /// Answer text.
     Delta(String),
     /// Tokens the engine counted (prompt, completion).
@@ -102,10 +166,13 @@ pub enum ChatError {
     /// A blocking task died.
     #[error("{0}")]
     Task(String),
+    /// Memory could not ground a grounded question.
+    #[error("memory could not be searched: {0}")]
+    Memory(String),
 }
 
-/// A thread with its messages.
-pub type ThreadView = (store::ThreadRow, Vec<store::MessageRow>);
+/// A thread with its messages, each with its citations.
+pub type ThreadView = (store::ThreadRow, Vec<(store::MessageRow, Vec<Citation>)>);
 
 /// The usage ledger against the plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +197,14 @@ pub struct Chat {
     db: Db,
     /// Which engine or provider answers.
     resolver: Resolver,
+    /// The memory layers (None: answers without memory).
+    grounding: Option<std::sync::Arc<dyn Grounding>>,
+}
+
+impl std::fmt::Debug for dyn Grounding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Grounding")
+    }
 }
 
 impl Chat {
@@ -139,7 +214,14 @@ impl Chat {
             db,
             config,
             resolver,
+            grounding: None,
         }
+    }
+
+    /// Give answers memory's layers.
+    pub fn with_grounding(mut self, grounding: std::sync::Arc<dyn Grounding>) -> Self {
+        self.grounding = Some(grounding);
+        self
     }
 
     fn config(&self) -> Result<AgentsConfig, ChatError> {
@@ -171,7 +253,16 @@ impl Chat {
         let id2 = id.clone();
         let (thread, messages) = self
             .db
-            .read(move |c| Ok((store::thread(c, &id2)?, store::messages(c, &id2)?)))
+            .read(move |c| {
+                let messages = store::messages(c, &id2)?
+                    .into_iter()
+                    .map(|m| {
+                        let cites = store::citations(c, &m.id)?;
+                        Ok((m, cites))
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((store::thread(c, &id2)?, messages))
+            })
             .await?;
         let thread = thread.ok_or_else(|| ChatError::NotFound(format!("no thread {id}")))?;
         Ok((thread, messages))

@@ -1,12 +1,12 @@
 //! `cowork.chat.v1.Chat`: a thin adapter from the proto to [`Chat`].
 
 use super::store::{MessageRow, ThreadRow};
-use super::{Ask, Chat, ChatError, Event};
+use super::{Ask, Chat, ChatError, Citation, Event};
 use cowork_proto::pb::chat::{
-    chat_chunk::Chunk, chat_server, ChatChunk, ChatError as ErrorChunk, Finish, GetStatusRequest,
-    GetStatusResponse, GetThreadRequest, GetThreadResponse, GetUsageRequest, GetUsageResponse,
-    ListThreadsRequest, ListThreadsResponse, Message, RouteDecision, SendMessageRequest,
-    SetProviderKeyRequest, SetProviderKeyResponse, TextDelta, Thread, Usage,
+    chat_chunk::Chunk, chat_server, ChatChunk, ChatError as ErrorChunk, Citations, Finish,
+    GetStatusRequest, GetStatusResponse, GetThreadRequest, GetThreadResponse, GetUsageRequest,
+    GetUsageResponse, ListThreadsRequest, ListThreadsResponse, Message, RouteDecision,
+    SendMessageRequest, SetProviderKeyRequest, SetProviderKeyResponse, TextDelta, Thread, Usage,
 };
 use std::pin::Pin;
 use tokio_stream::{Stream, StreamExt};
@@ -34,6 +34,7 @@ impl From<ChatError> for Status {
             ChatError::Config(_) => Status::failed_precondition(msg),
             ChatError::Secrets(_) => Status::unavailable(msg),
             ChatError::Db(_) | ChatError::Task(_) => Status::internal(msg),
+            ChatError::Memory(_) => Status::unavailable(msg),
         }
     }
 }
@@ -50,6 +51,9 @@ fn chunk(e: Event) -> ChatChunk {
             ask_id: r.ask_id,
             engine: r.engine,
             reload_ms: r.reload_ms,
+        }),
+        Event::Citations(c) => Chunk::Citations(Citations {
+            citations: c.into_iter().map(Into::into).collect(),
         }),
         Event::Delta(text) => Chunk::Delta(TextDelta { text }),
         Event::Usage(prompt_tokens, completion_tokens) => Chunk::Usage(Usage {
@@ -72,8 +76,22 @@ fn thread_pb(t: ThreadRow) -> Thread {
     }
 }
 
-fn message_pb(m: MessageRow) -> Message {
+impl From<Citation> for cowork_proto::pb::memory::Citation {
+    fn from(c: Citation) -> Self {
+        Self {
+            source_type: c.source_type,
+            source_id: c.source_id,
+            time_unix_ms: c.time_ms,
+            snippet: c.snippet,
+            chunk_id: c.chunk_id,
+            layer: c.layer,
+        }
+    }
+}
+
+fn message_pb((m, cites): (MessageRow, Vec<Citation>)) -> Message {
     Message {
+        citations: cites.into_iter().map(Into::into).collect(),
         id: m.id,
         role: m.role,
         content: m.content,
@@ -111,6 +129,7 @@ impl chat_server::Chat for ChatService {
             attachments: r.attachments,
             tools: r.tools,
             background: r.background,
+            grounded: r.grounded,
         })?;
         let chunks = tokio_stream::wrappers::ReceiverStream::new(events)
             .map(|e| e.map(chunk).map_err(Status::from));

@@ -1,6 +1,7 @@
 //! Chat's tables in cowork.db, `agents_threads` and `agents_messages`: the
 //! only SQL for them.
 
+use super::Citation;
 use crate::util::{new_id, now_ms};
 use cowork_db::{Owner, Step};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -62,6 +63,15 @@ pub const OWNER: Owner = Owner {
         Step::Sql(
             "ALTER TABLE agents_messages ADD COLUMN speaker TEXT NOT NULL DEFAULT '';
              ALTER TABLE agents_threads ADD COLUMN collection TEXT NOT NULL DEFAULT '';",
+        ),
+        // 3: the sources an answer was given (its citations), in order.
+        Step::Sql(
+            "CREATE TABLE agents_citations (
+                message_id TEXT NOT NULL, pos INTEGER NOT NULL,
+                source_type TEXT NOT NULL, source_id TEXT NOT NULL,
+                time_ms INTEGER NOT NULL, snippet TEXT NOT NULL,
+                chunk_id INTEGER NOT NULL, layer TEXT NOT NULL,
+                PRIMARY KEY (message_id, pos)) WITHOUT ROWID;",
         ),
     ],
 };
@@ -245,6 +255,116 @@ pub fn context_of(
         })
         .optional()?;
     Ok((seq, prev))
+}
+
+/// The `finish_reason` of a grounded question's refusal: shown and
+/// stored, never in a later context window, never indexed.
+pub const REFUSAL: &str = "refusal";
+
+/// Store the citations of message `message_id` (replacing any).
+pub fn put_citations(c: &Connection, message_id: &str, cites: &[Citation]) -> rusqlite::Result<()> {
+    c.execute(
+        "DELETE FROM agents_citations WHERE message_id = ?1",
+        [message_id],
+    )?;
+    let mut s = c.prepare_cached(
+        "INSERT INTO agents_citations
+            (message_id, pos, source_type, source_id, time_ms, snippet, chunk_id, layer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (i, x) in cites.iter().enumerate() {
+        s.execute(params![
+            message_id,
+            i as i64,
+            x.source_type,
+            x.source_id,
+            x.time_ms,
+            x.snippet,
+            x.chunk_id,
+            x.layer
+        ])?;
+    }
+    Ok(())
+}
+
+/// The citations of message `message_id`, in order.
+pub fn citations(c: &Connection, message_id: &str) -> rusqlite::Result<Vec<Citation>> {
+    let mut s = c.prepare_cached(
+        "SELECT source_type, source_id, time_ms, snippet, chunk_id, layer
+         FROM agents_citations WHERE message_id = ?1 ORDER BY pos",
+    )?;
+    let rows = s.query_map([message_id], |r| {
+        Ok(Citation {
+            source_type: r.get(0)?,
+            source_id: r.get(1)?,
+            time_ms: r.get(2)?,
+            snippet: r.get(3)?,
+            chunk_id: r.get(4)?,
+            layer: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The citations of the last `answers` assistant messages of a thread,
+/// newest answer first (refusals and failed answers have none).
+pub fn recent_citations(
+    c: &Connection,
+    thread_id: &str,
+    answers: u32,
+) -> rusqlite::Result<Vec<Vec<Citation>>> {
+    let ids: Vec<String> = c
+        .prepare_cached(
+            "SELECT id FROM agents_messages WHERE thread_id = ?1 AND role = 'assistant'
+             AND finish_reason NOT IN ('error', 'refusal')
+             ORDER BY created_ms DESC, rowid DESC LIMIT ?2",
+        )?
+        .query_map(params![thread_id, answers], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    ids.iter().map(|id| citations(c, id)).collect()
+}
+
+/// The ids of a thread's last `n` messages (what an answer's
+/// conversation history holds).
+pub fn last_ids(c: &Connection, thread_id: &str, n: usize) -> rusqlite::Result<Vec<String>> {
+    c.prepare_cached(
+        "SELECT id FROM agents_messages WHERE thread_id = ?1
+         ORDER BY created_ms DESC, rowid DESC LIMIT ?2",
+    )?
+    .query_map(params![thread_id, n as i64], |r| r.get(0))?
+    .collect()
+}
+
+/// The messages of a thread at positions `seq - radius ..= seq + radius`
+/// (by time, then by when stored; refusals and failed answers count
+/// but are left out), as (speaker, content): a hit with its neighbours.
+pub fn around(
+    c: &Connection,
+    thread_id: &str,
+    seq: i64,
+    radius: i64,
+) -> rusqlite::Result<Vec<(String, String)>> {
+    let from = (seq - radius).max(0);
+    let mut s = c.prepare_cached(
+        "SELECT CASE speaker WHEN '' THEN role ELSE speaker END, content, finish_reason
+         FROM agents_messages WHERE thread_id = ?1
+         ORDER BY created_ms, rowid LIMIT ?2 OFFSET ?3",
+    )?;
+    let rows = s.query_map(params![thread_id, seq + radius - from + 1, from], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (who, text, finish) = row?;
+        if finish != "error" && finish != REFUSAL && !text.trim().is_empty() {
+            out.push((who, text));
+        }
+    }
+    Ok(out)
 }
 
 /// The `finish_reason` of a message imported from a file (`memory

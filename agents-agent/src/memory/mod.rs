@@ -7,20 +7,28 @@
 //! embedding job's state machine ([`jobs`]), a search's time filter
 //! ([`query`]), keyword queries and per-source folding ([`search`]),
 //! hybrid ranking ([`fusion`]) and the binary codes of the coarse vector
-//! pass ([`quantize`]). Runtime: [`store`] (the only SQL for memory's
-//! tables), [`embedder`] (which embedder, and calling it), [`indexer`]
-//! (the background loops that index new rows and embed them), [`recall`]
-//! (a search, end to end) and [`service`] (`cowork.memory.v1.Memory`).
+//! pass ([`quantize`]), working memory's rules ([`profile`]) and a
+//! grounded context's layers, budget and refusal ([`rag`]). Runtime:
+//! [`store`] (the only SQL for memory's tables), [`embedder`] (which
+//! embedder, and calling it), [`indexer`] (the background loops that
+//! index new rows and embed them), [`recall`] (a search, end to end),
+//! [`assemble`] (a grounded context, the Context Card, and memory as
+//! chat's `Grounding`) and [`service`] (`cowork.memory.v1.Memory`).
 //! [`Memory`] is the handle the service and the indexer share.
 
+pub mod assemble;
 pub mod chunk;
 pub mod embedder;
 pub mod fusion;
 pub mod indexer;
 pub mod item;
 pub mod jobs;
+pub mod observe;
+pub mod observer;
+pub mod profile;
 pub mod quantize;
 pub mod query;
+pub mod rag;
 pub mod recall;
 pub mod search;
 pub mod service;
@@ -68,6 +76,9 @@ pub enum MemoryError {
     /// The embedder could not be reached, or refused.
     #[error("{0}")]
     Embedder(String),
+    /// No such source, or pin.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl From<rusqlite::Error> for MemoryError {
@@ -93,6 +104,8 @@ struct Inner {
     size: Mutex<Option<(Instant, u64)>>,
     /// Woken when there is new work (an import, a reindex).
     wake: Notify,
+    /// When chat last asked memory for an answer's context.
+    chat_asked: Mutex<Option<Instant>>,
 }
 
 impl Memory {
@@ -108,6 +121,7 @@ impl Memory {
                 unresponsive: Mutex::new(None),
                 size: Mutex::new(None),
                 wake: Notify::new(),
+                chat_asked: Mutex::new(None),
             }),
         }
     }
@@ -188,6 +202,23 @@ impl Memory {
         let u = self.inner.unresponsive.lock().ok()?;
         let (e, until, why) = u.as_ref()?;
         (e == engine && Instant::now() < *until).then(|| why.clone())
+    }
+
+    /// Chat is asking for an answer's context now.
+    pub fn chat_asked(&self) {
+        if let Ok(mut t) = self.inner.chat_asked.lock() {
+            *t = Some(Instant::now());
+        }
+    }
+
+    /// How long since chat last asked (a long time when it never did).
+    pub fn chat_quiet_for(&self) -> Duration {
+        self.inner
+            .chat_asked
+            .lock()
+            .ok()
+            .and_then(|t| t.map(|t| t.elapsed()))
+            .unwrap_or(Duration::MAX)
     }
 
     /// Wake the indexer (new rows or jobs to look at).
@@ -374,6 +405,25 @@ pub struct Status {
     pub oldest_unindexed_ms: Option<i64>,
     /// The oldest item the current embedder has still to embed.
     pub oldest_unembedded_ms: Option<i64>,
+    /// Observational memory.
+    pub observer: ObserverStatus,
+}
+
+/// Observational memory in [`Status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObserverStatus {
+    /// Current observations (reflections among them).
+    pub observations: u64,
+    /// Current reflections.
+    pub reflections: u64,
+    /// Observations a reflection replaced (kept, not searched).
+    pub superseded: u64,
+    /// Raw history not yet observed (tokens).
+    pub unobserved_tokens: u64,
+    /// The threshold the Observer starts at (tokens).
+    pub observe_tokens: u64,
+    /// The last run and its error ("" none).
+    pub last_run: Option<(i64, String)>,
 }
 
 /// One type in [`Status`].
@@ -397,6 +447,22 @@ impl Memory {
     pub async fn status(&self) -> Result<Status, MemoryError> {
         let embedder = self.embedder(false).await;
         let model = embedder.as_ref().ok().map(|e| e.model.clone());
+        let observe_tokens = self.config()?.observe_tokens;
+        let observer = self
+            .db()
+            .read(move |c| {
+                let (observations, reflections, superseded) = store::observation_counts(c)?;
+                Ok(ObserverStatus {
+                    observations,
+                    reflections,
+                    superseded,
+                    unobserved_tokens: store::unobserved_chars(c)?
+                        / crate::llm::tokens::CHARS_PER_TOKEN,
+                    observe_tokens,
+                    last_run: store::observer_state(c)?,
+                })
+            })
+            .await?;
         let (indexes, counts, unindexed, unembedded) = self
             .db()
             .read(move |c| {
@@ -472,6 +538,7 @@ impl Memory {
             size_bytes,
             oldest_unindexed_ms: unindexed,
             oldest_unembedded_ms: unembedded,
+            observer,
         })
     }
 

@@ -2,7 +2,7 @@
 //! times, and expressions inside the query ("yesterday", "last week",
 //! "today", "this week", "last 3 days"). Pure; days are UTC days.
 
-use crate::usage::period::{days_from_civil, period_starts};
+use crate::usage::period::{civil_from_days, days_from_civil, period_starts};
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
@@ -101,7 +101,8 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 /// The query with a time expression taken out, and the range it names
 /// (None when it names none). Recognised, case-insensitive: "today",
 /// "yesterday", "this week", "last week", "last N days|hours|weeks",
-/// "past N days|hours|weeks".
+/// "past N days|hours|weeks", and a weekday ("on Tuesday", "last
+/// Tuesday": the latest such day, today included).
 pub fn time_expression(query: &str, now_ms: i64) -> (String, Option<Range>) {
     let words: Vec<&str> = query.split_whitespace().collect();
     let lower: Vec<String> = words
@@ -125,6 +126,16 @@ pub fn time_expression(query: &str, now_ms: i64) -> (String, Option<Range>) {
             ("yesterday", _) => Some((1, range(today - DAY_MS, Some(today)))),
             ("this", Some("week")) => Some((2, range(week, None))),
             ("last", Some("week")) => Some((2, range(week - 7 * DAY_MS, Some(week)))),
+            (day, _) if weekday(day).is_some() => weekday(day).map(|d| {
+                let back = (days_of(today) + 3 - d).rem_euclid(7);
+                let since = today - back * DAY_MS;
+                (1, range(since, Some(since + DAY_MS)))
+            }),
+            ("last", Some(day)) if weekday(day).is_some() => weekday(day).map(|d| {
+                let back = (days_of(today) + 3 - d).rem_euclid(7);
+                let since = today - back * DAY_MS;
+                (2, range(since, Some(since + DAY_MS)))
+            }),
             ("last" | "past", Some(n)) => {
                 let unit = lower.get(i + 2).map(String::as_str);
                 match (n.parse::<i64>(), unit) {
@@ -169,6 +180,40 @@ pub fn time_expression(query: &str, now_ms: i64) -> (String, Option<Range>) {
     }
 }
 
+/// Monday 0 … Sunday 6, from a weekday's name.
+fn weekday(word: &str) -> Option<i64> {
+    const DAYS: [&str; 7] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    DAYS.iter().position(|d| *d == word).map(|i| i as i64)
+}
+
+/// Days since 1970-01-01 of a UTC midnight.
+fn days_of(midnight_ms: i64) -> i64 {
+    midnight_ms.div_euclid(DAY_MS)
+}
+
+/// A time as a person reads it: "2026-12-01 Tue 14:05 UTC".
+pub fn format_time(ms: i64) -> String {
+    const NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let days = ms.div_euclid(DAY_MS);
+    let (y, m, d) = civil_from_days(days);
+    let rest = ms.rem_euclid(DAY_MS);
+    // 1970-01-01 was a Thursday (3).
+    let wd = NAMES[(days + 3).rem_euclid(7) as usize];
+    format!(
+        "{y:04}-{m:02}-{d:02} {wd} {:02}:{:02} UTC",
+        rest / HOUR_MS,
+        rest % HOUR_MS / MINUTE_MS
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +252,25 @@ mod tests {
         }
         let e = parse_time("soon", NOW).unwrap_err();
         assert!(e.contains("2d") && e.contains("RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn weekdays_name_the_latest_such_day_and_times_read_with_theirs() {
+        let day0 = NOW - NOW % DAY_MS;
+        let (text, r) = time_expression("what was the invoice number I looked at on Tuesday?", NOW);
+        assert_eq!(text, "what was the invoice number I looked at");
+        let tuesday = day0 - 2 * DAY_MS;
+        assert_eq!(
+            r,
+            Some(Range {
+                since_ms: Some(tuesday),
+                until_ms: Some(tuesday + DAY_MS)
+            })
+        );
+        let (_, r) = time_expression("notes from last Thursday", NOW);
+        assert_eq!(r.unwrap().since_ms, Some(day0), "today is Thursday");
+        assert_eq!(format_time(NOW), "2026-12-03 Thu 15:00 UTC");
+        assert_eq!(format_time(tuesday + 3_600_000), "2026-12-01 Tue 01:00 UTC");
     }
 
     #[test]

@@ -44,6 +44,28 @@ pub fn fts_query(text: &str) -> Option<String> {
     (!chosen.is_empty()).then(|| chosen.join(" OR "))
 }
 
+/// A question's content words, lower case (stopwords left out; all its
+/// words when it is nothing else), once each.
+pub fn content_terms(text: &str) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()) {
+        let w = word.to_lowercase();
+        if !w.is_empty() && !all.contains(&w) {
+            all.push(w);
+        }
+    }
+    let content: Vec<String> = all
+        .iter()
+        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .cloned()
+        .collect();
+    if content.is_empty() {
+        all
+    } else {
+        content
+    }
+}
+
 /// Hits of one list folded to one per source (a document's chunks are one
 /// hit): `(source key, best item id, its score)`, best first. `source_of`
 /// names an item's source; items it does not know are dropped.

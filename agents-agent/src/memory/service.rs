@@ -1,7 +1,10 @@
 //! `cowork.memory.v1.Memory`: a thin adapter to [`Memory`].
 
+use super::assemble::Card;
 use super::item::Kind;
+use super::profile::Entry;
 use super::recall::{Found, Mode, Query};
+use super::store::Pinned;
 use super::{Forget, Memory, MemoryError, Status};
 use cowork_proto::pb::memory as pb;
 use tonic::{Request, Response};
@@ -13,6 +16,7 @@ impl From<MemoryError> for tonic::Status {
             MemoryError::Config(m) | MemoryError::Embedder(m) => {
                 tonic::Status::failed_precondition(m)
             }
+            MemoryError::NotFound(m) => tonic::Status::not_found(m),
             MemoryError::Db(e) => tonic::Status::internal(e.to_string()),
         }
     }
@@ -47,6 +51,69 @@ fn time(ms: Option<i64>, text: &str) -> Result<Option<i64>, tonic::Status> {
             .map(Some)
             .map_err(tonic::Status::invalid_argument),
     }
+}
+
+fn profile_pb(entries: Vec<Entry>) -> Vec<pb::ProfileEntry> {
+    entries
+        .into_iter()
+        .map(|e| pb::ProfileEntry {
+            key: e.key,
+            value: e.value,
+            origin: e.origin.as_str().into(),
+            updated_unix_ms: e.updated_ms,
+        })
+        .collect()
+}
+
+fn pins_pb(pins: Vec<Pinned>) -> Vec<pb::Pin> {
+    pins.into_iter()
+        .map(|p| {
+            let first = p.items.first();
+            pb::Pin {
+                source_type: first.map(|i| i.kind.as_str().into()).unwrap_or_default(),
+                time_unix_ms: first.map_or(0, |i| i.time_ms),
+                snippet: first
+                    .map(|i| super::chunk::truncate(i.text.trim(), 160).to_owned())
+                    .unwrap_or_default(),
+                source_id: p.source_id,
+                pinned_unix_ms: p.pinned_ms,
+            }
+        })
+        .collect()
+}
+
+fn card_pb(c: Card) -> pb::ContextCard {
+    let mut out = pb::ContextCard {
+        active_window: c.active_window,
+        recent_activity: c.recent_activity,
+        working_memory: profile_pb(c.profile),
+        pins: pins_pb(c.pins),
+        ..Default::default()
+    };
+    if let Some(a) = c.assembled {
+        out.layers = a
+            .block
+            .layers()
+            .into_iter()
+            .map(|(l, tokens, pieces)| pb::ContextLayer {
+                name: l.as_str().into(),
+                tokens,
+                pieces,
+            })
+            .collect();
+        out.citations = a.block.citations().into_iter().map(Into::into).collect();
+        out.context_tokens = a.block.tokens();
+        out.budget_tokens = a.budget;
+        out.refusal = a.refusal.is_some();
+        out.refusal_reason = a.refusal.map(|r| r.reason()).unwrap_or_default();
+        out.text = a.block.text.unwrap_or_default();
+        out.note = a.note;
+        out.best_similarity = a.best_similarity;
+        out.relevance_floor = a.floor;
+        out.unknown_names = a.unknown;
+        out.relevant_sources = a.relevant as u32;
+    }
+    out
 }
 
 fn found(f: Found) -> pb::SearchResponse {
@@ -129,6 +196,15 @@ fn status(s: Status) -> pb::StatusResponse {
         oldest_unembedded_ms: s.oldest_unembedded_ms,
         size_bytes: s.size_bytes,
         last_error: s.last_error.unwrap_or_default(),
+        observer: Some(pb::Observer {
+            observations: s.observer.observations,
+            reflections: s.observer.reflections,
+            superseded: s.observer.superseded,
+            unobserved_tokens: s.observer.unobserved_tokens,
+            observe_tokens: s.observer.observe_tokens,
+            last_run_unix_ms: s.observer.last_run.as_ref().map(|r| r.0),
+            last_error: s.observer.last_run.map(|r| r.1).unwrap_or_default(),
+        }),
     }
 }
 
@@ -212,5 +288,82 @@ impl pb::memory_server::Memory for MemoryService {
             chunks: done.chunks,
             errors: done.errors,
         }))
+    }
+
+    async fn get_profile(
+        &self,
+        _: Request<pb::GetProfileRequest>,
+    ) -> Result<Response<pb::Profile>, tonic::Status> {
+        Ok(Response::new(pb::Profile {
+            entries: profile_pb(self.memory.profile().await?),
+        }))
+    }
+
+    async fn set_profile(
+        &self,
+        req: Request<pb::SetProfileRequest>,
+    ) -> Result<Response<pb::Profile>, tonic::Status> {
+        let r = req.into_inner();
+        Ok(Response::new(pb::Profile {
+            entries: profile_pb(self.memory.set_profile(&r.key, &r.value).await?),
+        }))
+    }
+
+    async fn unset_profile(
+        &self,
+        req: Request<pb::UnsetProfileRequest>,
+    ) -> Result<Response<pb::Profile>, tonic::Status> {
+        let key = req.into_inner().key;
+        Ok(Response::new(pb::Profile {
+            entries: profile_pb(self.memory.unset_profile(Some(&key)).await?),
+        }))
+    }
+
+    async fn clear_profile(
+        &self,
+        _: Request<pb::ClearProfileRequest>,
+    ) -> Result<Response<pb::Profile>, tonic::Status> {
+        Ok(Response::new(pb::Profile {
+            entries: profile_pb(self.memory.unset_profile(None).await?),
+        }))
+    }
+
+    async fn pin(&self, req: Request<pb::PinRequest>) -> Result<Response<pb::Pins>, tonic::Status> {
+        Ok(Response::new(pb::Pins {
+            pins: pins_pb(self.memory.pin(&req.into_inner().source_id).await?),
+        }))
+    }
+
+    async fn unpin(
+        &self,
+        req: Request<pb::UnpinRequest>,
+    ) -> Result<Response<pb::Pins>, tonic::Status> {
+        Ok(Response::new(pb::Pins {
+            pins: pins_pb(self.memory.unpin(&req.into_inner().source_id).await?),
+        }))
+    }
+
+    async fn list_pins(
+        &self,
+        _: Request<pb::ListPinsRequest>,
+    ) -> Result<Response<pb::Pins>, tonic::Status> {
+        Ok(Response::new(pb::Pins {
+            pins: pins_pb(self.memory.pins().await?),
+        }))
+    }
+
+    async fn get_context(
+        &self,
+        req: Request<pb::GetContextRequest>,
+    ) -> Result<Response<pb::ContextCard>, tonic::Status> {
+        let r = req.into_inner();
+        if r.query.chars().count() > super::recall::MAX_QUERY {
+            return Err(tonic::Status::invalid_argument(format!(
+                "the query is over {} characters",
+                super::recall::MAX_QUERY
+            )));
+        }
+        let card = self.memory.card(&r.query, r.grounded, &r.thread_id).await?;
+        Ok(Response::new(card_pb(card)))
     }
 }

@@ -56,7 +56,8 @@ pub struct Context {
 /// (a reply such as "yes, last Tuesday" means little alone).
 pub fn from_message(m: &IndexedMessage, ctx: &Context) -> Option<Source> {
     let text = m.message.content.trim();
-    if text.is_empty() {
+    // A refusal is shown, never remembered.
+    if text.is_empty() || m.message.finish_reason == crate::chat::store::REFUSAL {
         return None;
     }
     let imported = m.message.finish_reason == crate::chat::store::IMPORTED;

@@ -20,7 +20,7 @@ pub enum Stored {
 
 /// Delete items by id from the keyword index (the trigger) and every
 /// vector index of their type, in the caller's transaction.
-fn delete_items(c: &Connection, kind: Kind, ids: &[i64]) -> rusqlite::Result<()> {
+pub(super) fn delete_items(c: &Connection, kind: Kind, ids: &[i64]) -> rusqlite::Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -478,6 +478,60 @@ pub fn items(c: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<Item>> {
         }
     }
     Ok(out)
+}
+
+/// The first `chunks` chunks of a source (any type or stream), oldest
+/// stored first.
+pub fn items_of_source(
+    c: &Connection,
+    source_id: &str,
+    chunks: usize,
+) -> rusqlite::Result<Vec<Item>> {
+    let mut s = c.prepare_cached(&format!(
+        "{ITEM_SQL} WHERE m.source_id = ?1 ORDER BY m.chunk, m.id LIMIT ?2"
+    ))?;
+    let rows = s.query_map(params![source_id, chunks as i64], item)?;
+    rows.collect()
+}
+
+/// Capture items since `since_ms` that `index` has not embedded (all of
+/// them when there is no index, or it has no vectors yet), newest first,
+/// at most `limit`: the recent buffer a search cannot find by meaning yet.
+pub fn recent_unembedded(
+    c: &Connection,
+    index: Option<&super::Index>,
+    since_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<Item>> {
+    let embedded = match index {
+        Some(i) if i.dims > 0 => format!(
+            " AND NOT EXISTS (SELECT 1 FROM {} v WHERE v.rowid = m.id)",
+            i.rescore_table()
+        ),
+        _ => String::new(),
+    };
+    let mut s = c.prepare_cached(&format!(
+        "{ITEM_SQL} WHERE m.kind = 'activity' AND m.time_ms >= ?1{embedded}
+         ORDER BY m.time_ms DESC, m.id DESC LIMIT ?2"
+    ))?;
+    let rows = s.query_map(params![since_ms, limit as i64], item)?;
+    rows.collect()
+}
+
+/// Does any item hold `phrase` (as FTS5 tokenizes it)?
+pub fn phrase_known(c: &Connection, phrase: &str) -> rusqlite::Result<bool> {
+    let q = format!("\"{}\"", phrase.replace('"', "\"\""));
+    c.prepare_cached("SELECT 1 FROM memory_fts WHERE memory_fts MATCH ?1 LIMIT 1")?
+        .exists([q])
+}
+
+/// Does memory hold nothing at all (no item, no pin)?
+pub fn is_empty(c: &Connection) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT NOT EXISTS (SELECT 1 FROM memory_items) AND NOT EXISTS (SELECT 1 FROM memory_pins)",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// One index's counts, for status.

@@ -16,10 +16,14 @@
 //! re-exported here: callers say `store::put_source`.
 
 mod items;
+mod observations;
+mod profile;
 mod queue;
 mod vectors;
 
 pub use items::*;
+pub use observations::*;
+pub use profile::*;
 pub use queue::*;
 pub use vectors::*;
 
@@ -30,8 +34,9 @@ use rusqlite::Connection;
 /// Memory as an owner of tables: its schema, oldest first (append only).
 pub const OWNER: Owner = Owner {
     name: "memory",
-    steps: &[Step::Sql(
-        "CREATE TABLE memory_items (
+    steps: &[
+        Step::Sql(
+            "CREATE TABLE memory_items (
             id INTEGER PRIMARY KEY,
             kind TEXT NOT NULL,
             stream TEXT NOT NULL,
@@ -112,7 +117,45 @@ pub const OWNER: Owner = Owner {
             app_key TEXT NOT NULL,
             forgotten_ms INTEGER NOT NULL
          );",
-    )],
+        ),
+        // 2: working memory (the profile: every value kept, the current ones
+        // not superseded) and observation anchors (pins).
+        Step::Sql(
+            "CREATE TABLE memory_profile (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            created_ms INTEGER NOT NULL,
+            superseded_ms INTEGER
+         );
+         CREATE UNIQUE INDEX memory_profile_current ON memory_profile(key)
+            WHERE superseded_ms IS NULL;
+         CREATE TABLE memory_pins (
+            source_id TEXT PRIMARY KEY,
+            pinned_ms INTEGER NOT NULL
+         );",
+        ),
+        // 3: observational memory (observations and reflections, the
+        // superseded ones kept) and the Observer's last outcome.
+        Step::Sql(
+            "CREATE TABLE memory_observations (
+            id INTEGER PRIMARY KEY,
+            norm TEXT NOT NULL UNIQUE,
+            text TEXT NOT NULL,
+            observed_ms INTEGER NOT NULL,
+            refers_ms INTEGER NOT NULL,
+            sources TEXT NOT NULL,
+            level INTEGER NOT NULL DEFAULT 0,
+            superseded_ms INTEGER
+         );
+         CREATE TABLE memory_observer (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            last_run_ms INTEGER NOT NULL,
+            last_error TEXT NOT NULL
+         );",
+        ),
+    ],
 };
 
 /// A vector index's state.

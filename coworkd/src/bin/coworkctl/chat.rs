@@ -2,7 +2,7 @@
 //! the threads, a thread, the usage ledger and cloud keys
 //! (`cowork.chat.v1`).
 
-use crate::context::{call, exit_code, Ctx};
+use crate::context::{call, exit_code, now_unix_ms, Ctx};
 use anyhow::Result;
 use cowork_proto::pb::chat::{self as pb, chat_chunk::Chunk, chat_client::ChatClient};
 use serde_json::{json, Value};
@@ -34,6 +34,10 @@ pub struct Args {
     /// companion when one is up (main/cron isolation).
     #[arg(long)]
     background: bool,
+    /// A grounded question: answered from memory only, refused (without
+    /// a model call) when memory holds nothing relevant.
+    #[arg(long)]
+    grounded: bool,
 }
 
 /// `coworkctl chat` subcommands.
@@ -195,10 +199,12 @@ async fn ask(
             attachments: 0,
             tools: 0,
             background: args.background,
+            grounded: args.grounded,
         })
         .await?
         .into_inner();
     let mut failed = false;
+    let mut sources = Vec::new();
     while let Some(c) = stream.message().await? {
         let Some(c) = c.chunk else { continue };
         failed |= matches!(c, Chunk::Error(_));
@@ -219,7 +225,17 @@ async fn ask(
                     u.prompt_tokens, u.completion_tokens
                 )
             }
-            Chunk::Finish(_) => writeln!(ctx.out)?,
+            Chunk::Citations(c) => sources = c.citations,
+            Chunk::Finish(_) => {
+                writeln!(ctx.out)?;
+                if !sources.is_empty() {
+                    write!(
+                        ctx.out,
+                        "\nSources:\n{}",
+                        crate::memory::citations_text(&sources, now_unix_ms())
+                    )?;
+                }
+            }
             Chunk::Error(e) => {
                 writeln!(ctx.out)?;
                 eprintln!("coworkctl: chat failed: {}", e.message);
@@ -230,7 +246,9 @@ async fn ask(
 }
 
 /// One streamed chunk as `chat --json` prints it: `{"route": {...}}`,
-/// `{"delta": TEXT}`, `{"usage": {...}}`, `{"finish": REASON}` or
+/// `{"citations": [...]}` (the sources the answer is given, before its
+/// text), `{"delta": TEXT}`, `{"usage": {...}}`, `{"finish": REASON}`
+/// ("refusal" for a grounded question memory could not ground) or
 /// `{"error": MESSAGE}`.
 pub fn chunk_json(c: &Chunk) -> Value {
     match c {
@@ -238,6 +256,7 @@ pub fn chunk_json(c: &Chunk) -> Value {
             "notice": r.notice, "cost_estimate_usd": r.cost_estimate_usd,
             "thread_id": r.thread_id, "message_id": r.message_id, "ask_id": r.ask_id,
             "engine": r.engine, "reload_ms": r.reload_ms}}),
+        Chunk::Citations(c) => json!({"citations": crate::memory::citations_json(&c.citations)}),
         Chunk::Delta(d) => json!({"delta": d.text}),
         Chunk::Usage(u) => json!({"usage": {"prompt_tokens": u.prompt_tokens,
             "completion_tokens": u.completion_tokens}}),
@@ -280,13 +299,27 @@ pub fn thread_line(t: &pb::Thread) -> String {
 /// One message in `chat show --json`.
 pub fn message_json(m: &pb::Message) -> Value {
     json!({"id": m.id, "role": m.role, "content": m.content,
-        "model": m.model, "ask_id": m.ask_id, "finish_reason": m.finish_reason})
+        "model": m.model, "ask_id": m.ask_id, "finish_reason": m.finish_reason,
+        "citations": crate::memory::citations_json(&m.citations)})
 }
 
 /// One message in `chat show`: who, its id, the text, a blank line.
 pub fn message_text(m: &pb::Message) -> String {
-    let who = if m.role == "user" { "you" } else { &m.model };
-    format!("[{who}] ({})\n{}\n\n", m.id, m.content)
+    let who = if m.role == "user" {
+        "you"
+    } else if m.finish_reason == "refusal" {
+        "memory (refused)"
+    } else {
+        &m.model
+    };
+    let mut out = format!("[{who}] ({})\n{}\n", m.id, m.content);
+    if !m.citations.is_empty() {
+        out += &format!(
+            "Sources:\n{}",
+            crate::memory::citations_text(&m.citations, now_unix_ms())
+        );
+    }
+    out + "\n"
 }
 
 /// `chat usage --json`.

@@ -81,11 +81,15 @@ enum Cmd {
         command: gateway::Cmd,
     },
     /// Memory: search everything captured or said; indexing status,
-    /// forget, reindex, import.
+    /// forget, reindex, import; the profile (working memory) and pins.
     Memory {
         #[command(subcommand)]
         command: memory::Cmd,
     },
+    /// The Context Card: what the agent sees right now (active window,
+    /// recent activity, working memory, pins); with --query, the context
+    /// a question would be given, without calling a model.
+    Context(memory::ContextArgs),
 }
 
 fn main() -> ExitCode {
@@ -166,6 +170,7 @@ async fn run(cmd: Cmd, ctx: &mut Ctx) -> anyhow::Result<ExitCode> {
         Cmd::System => system::system(ctx).await,
         Cmd::Gateway { command } => gateway::run(command, ctx).await,
         Cmd::Memory { command } => memory::run(command, ctx).await,
+        Cmd::Context(a) => memory::context(a, ctx).await,
     }
 }
 

@@ -93,6 +93,66 @@ pub enum Cmd {
         #[arg(long, default_value = "")]
         collection: String,
     },
+    /// Working memory: the person's profile, always in the model's
+    /// context (`show` when no action is given).
+    Profile {
+        #[command(subcommand)]
+        action: Option<ProfileCmd>,
+    },
+    /// Pin a source (as `search` shows its id) as an observation anchor:
+    /// always first in a grounded context.
+    Pin {
+        /// The source's id.
+        source_id: String,
+    },
+    /// Unpin a source.
+    Unpin {
+        /// The source's id.
+        source_id: String,
+    },
+    /// The pinned sources, newest first.
+    Pins,
+}
+
+/// `coworkctl memory profile` actions.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCmd {
+    /// The profile: each key's value, who wrote it (person or inferred)
+    /// and when.
+    Show,
+    /// Set a key (name, role, preferences, goals, communication_style,
+    /// projects, or your own) as you write it: no inferred value
+    /// replaces it.
+    Set {
+        /// The key.
+        key: String,
+        /// The value (the words are joined).
+        #[arg(required = true, num_args = 1..)]
+        value: Vec<String>,
+    },
+    /// Remove a key.
+    Unset {
+        /// The key.
+        key: String,
+    },
+    /// Remove every key.
+    Clear,
+}
+
+/// `coworkctl context`: what the agent sees right now.
+#[derive(Debug, clap::Args)]
+pub struct ContextArgs {
+    /// Also assemble the context this question would get (no model is
+    /// called).
+    #[arg(long)]
+    query: Option<String>,
+    /// With --query: apply the refusal checkpoints of a grounded question.
+    #[arg(long, requires = "query")]
+    grounded: bool,
+    /// With --query: a follow-up in this thread (its answers' citations
+    /// backfill).
+    #[arg(long, requires = "query", value_name = "ID")]
+    thread: Option<String>,
 }
 
 /// Run a `memory` command.
@@ -178,8 +238,228 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
             kind,
             collection,
         } => return import(&mut c, ctx, &file, &kind, &collection).await,
+        Cmd::Profile { action } => {
+            let p = match action.unwrap_or(ProfileCmd::Show) {
+                ProfileCmd::Show => c.get_profile(call(pb::GetProfileRequest {})).await?,
+                ProfileCmd::Set { key, value } => {
+                    c.set_profile(call(pb::SetProfileRequest {
+                        key,
+                        value: value.join(" "),
+                    }))
+                    .await?
+                }
+                ProfileCmd::Unset { key } => {
+                    c.unset_profile(call(pb::UnsetProfileRequest { key }))
+                        .await?
+                }
+                ProfileCmd::Clear => c.clear_profile(call(pb::ClearProfileRequest {})).await?,
+            }
+            .into_inner();
+            ctx.show_block(
+                || json!({"entries": profile_json(&p.entries)}),
+                || profile_text(&p.entries, now_unix_ms()),
+            )?;
+        }
+        Cmd::Pin { source_id } => {
+            let p = c
+                .pin(call(pb::PinRequest { source_id }))
+                .await?
+                .into_inner();
+            ctx.show_block(|| pins_json(&p.pins), || pins_text(&p.pins, now_unix_ms()))?;
+        }
+        Cmd::Unpin { source_id } => {
+            let p = c
+                .unpin(call(pb::UnpinRequest { source_id }))
+                .await?
+                .into_inner();
+            ctx.show_block(|| pins_json(&p.pins), || pins_text(&p.pins, now_unix_ms()))?;
+        }
+        Cmd::Pins => {
+            let p = c
+                .list_pins(call(pb::ListPinsRequest {}))
+                .await?
+                .into_inner();
+            ctx.show_block(|| pins_json(&p.pins), || pins_text(&p.pins, now_unix_ms()))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run `coworkctl context`.
+pub async fn context(a: ContextArgs, ctx: &mut Ctx) -> Result<ExitCode> {
+    let mut c = MemoryClient::new(ctx.channel.clone());
+    let card = c
+        .get_context(long(pb::GetContextRequest {
+            query: a.query.unwrap_or_default(),
+            grounded: a.grounded,
+            thread_id: a.thread.unwrap_or_default(),
+        }))
+        .await?
+        .into_inner();
+    ctx.show_block(|| card_json(&card), || card_text(&card, now_unix_ms()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn profile_json(entries: &[pb::ProfileEntry]) -> Value {
+    entries
+        .iter()
+        .map(|e| {
+            json!({"key": e.key, "value": e.value, "origin": e.origin,
+                   "updated_unix_ms": e.updated_unix_ms,
+                   "updated": rfc3339_ms(e.updated_unix_ms)})
+        })
+        .collect()
+}
+
+fn profile_text(entries: &[pb::ProfileEntry], now_ms: i64) -> String {
+    if entries.is_empty() {
+        return "the profile is empty (`coworkctl memory profile set name Ann`)\n".into();
+    }
+    let width = entries.iter().map(|e| e.key.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for e in entries {
+        let _ = writeln!(
+            out,
+            "{:<width$}  {}  ({}, {})",
+            e.key,
+            e.value.replace('\n', " / "),
+            e.origin,
+            age(now_ms, e.updated_unix_ms)
+        );
+    }
+    out
+}
+
+fn pin_json(p: &pb::Pin) -> Value {
+    json!({"source_id": p.source_id, "source_type": p.source_type,
+           "time_unix_ms": p.time_unix_ms, "snippet": p.snippet,
+           "pinned_unix_ms": p.pinned_unix_ms})
+}
+
+fn pins_json(pins: &[pb::Pin]) -> Value {
+    json!({"pins": pins.iter().map(pin_json).collect::<Vec<_>>()})
+}
+
+fn pins_text(pins: &[pb::Pin], now_ms: i64) -> String {
+    if pins.is_empty() {
+        return "nothing is pinned (`coworkctl memory pin SOURCE_ID`)\n".into();
+    }
+    let mut out = String::new();
+    for p in pins {
+        let _ = writeln!(
+            out,
+            "{}  {}  pinned {}  {}",
+            p.source_id,
+            p.source_type,
+            age(now_ms, p.pinned_unix_ms),
+            clip(&p.snippet, 80)
+        );
+    }
+    out
+}
+
+fn citation_json(c: &pb::Citation) -> Value {
+    json!({"source_type": c.source_type, "source_id": c.source_id,
+           "time_unix_ms": c.time_unix_ms, "time": rfc3339_ms(c.time_unix_ms),
+           "snippet": c.snippet, "chunk_id": c.chunk_id, "layer": c.layer})
+}
+
+/// Citations as JSON (chat prints them too).
+pub fn citations_json(cites: &[pb::Citation]) -> Value {
+    cites.iter().map(citation_json).collect()
+}
+
+/// Citations as the lines a table shows under an answer.
+pub fn citations_text(cites: &[pb::Citation], now_ms: i64) -> String {
+    let mut out = String::new();
+    for (i, c) in cites.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "[{}] {} {} ({}, {}): {}",
+            i + 1,
+            c.source_type,
+            c.source_id,
+            c.layer,
+            age(now_ms, c.time_unix_ms),
+            clip(&c.snippet, 80)
+        );
+    }
+    out
+}
+
+fn card_json(c: &pb::ContextCard) -> Value {
+    let mut v = json!({
+        "active_window": c.active_window,
+        "recent_activity": c.recent_activity,
+        "working_memory": profile_json(&c.working_memory),
+        "pins": c.pins.iter().map(pin_json).collect::<Vec<_>>(),
+    });
+    if c.budget_tokens > 0 {
+        v["layers"] = c
+            .layers
+            .iter()
+            .map(|l| json!({"name": l.name, "tokens": l.tokens, "pieces": l.pieces}))
+            .collect();
+        v["citations"] = citations_json(&c.citations);
+        v["source_ids"] = c.citations.iter().map(|x| x.source_id.clone()).collect();
+        v["context_tokens"] = json!(c.context_tokens);
+        v["budget_tokens"] = json!(c.budget_tokens);
+        v["refusal"] = json!(c.refusal);
+        v["refusal_reason"] = json!(c.refusal_reason);
+        v["text"] = json!(c.text);
+        v["note"] = json!(c.note);
+        v["best_similarity"] = json!(c.best_similarity);
+        v["relevance_floor"] = json!(c.relevance_floor);
+        v["unknown_names"] = json!(c.unknown_names);
+        v["relevant_sources"] = json!(c.relevant_sources);
+    }
+    v
+}
+
+fn card_text(c: &pb::ContextCard, now_ms: i64) -> String {
+    let mut out = String::new();
+    let or_none = |s: &str| {
+        if s.is_empty() {
+            "(none)".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    let _ = writeln!(out, "Active window: {}", or_none(&c.active_window));
+    if !c.recent_activity.is_empty() {
+        let _ = writeln!(out, "\n{}", c.recent_activity.trim_end());
+    }
+    let _ = writeln!(out, "\nWorking memory:");
+    out += &profile_text(&c.working_memory, now_ms);
+    let _ = writeln!(out, "\nPinned:");
+    out += &pins_text(&c.pins, now_ms);
+    if c.budget_tokens > 0 {
+        let _ = writeln!(
+            out,
+            "\nContext for the query: {} of {} tokens",
+            c.context_tokens, c.budget_tokens
+        );
+        for l in &c.layers {
+            let _ = writeln!(
+                out,
+                "  {:<15} {:>5} tokens  {} piece(s)",
+                l.name, l.tokens, l.pieces
+            );
+        }
+        if !c.note.is_empty() {
+            let _ = writeln!(out, "note: {}", c.note);
+        }
+        if c.refusal {
+            let _ = writeln!(out, "grounded: REFUSED ({})", c.refusal_reason);
+        } else if c.relevant_sources > 0 {
+            let _ = writeln!(out, "relevant sources: {}", c.relevant_sources);
+        }
+        if !c.citations.is_empty() {
+            let _ = writeln!(out, "\nSources:");
+            out += &citations_text(&c.citations, now_ms);
+        }
+    }
+    out
 }
 
 /// Send `file` in batches of lines; exit 1 when a line was refused.
@@ -393,6 +673,7 @@ pub fn search_table(r: &pb::SearchResponse, now_ms: i64) -> String {
 /// "oldest_unindexed_ms","oldest_unembedded_ms","size_bytes","last_error"}`.
 pub fn status_json(s: &pb::StatusResponse) -> Value {
     let e = s.embedder.clone().unwrap_or_default();
+    let o = s.observer.clone().unwrap_or_default();
     json!({
         "embedder": {"model": e.model, "dims": e.dims, "engine": e.engine,
                      "base_url": e.base_url, "note": e.note, "cloud": e.cloud},
@@ -408,6 +689,12 @@ pub fn status_json(s: &pb::StatusResponse) -> Value {
         "oldest_unembedded_ms": s.oldest_unembedded_ms,
         "size_bytes": s.size_bytes,
         "last_error": s.last_error,
+        "observer": {
+            "observations": o.observations, "reflections": o.reflections,
+            "superseded": o.superseded, "unobserved_tokens": o.unobserved_tokens,
+            "observe_tokens": o.observe_tokens, "last_run_unix_ms": o.last_run_unix_ms,
+            "last_error": o.last_error,
+        },
     })
 }
 
@@ -485,6 +772,21 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
     if !s.last_error.is_empty() {
         let _ = writeln!(out, "last failed job: {}", s.last_error);
     }
+    let o = s.observer.clone().unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "observations: {} ({} reflections, {} superseded); not yet observed: {} of {} tokens{}",
+        o.observations,
+        o.reflections,
+        o.superseded,
+        o.unobserved_tokens,
+        o.observe_tokens,
+        match (o.last_run_unix_ms, o.last_error.is_empty()) {
+            (Some(t), true) => format!("; last run {}", age(now_ms, t)),
+            (Some(t), false) => format!("; last run {}: {}", age(now_ms, t), o.last_error),
+            (None, _) => String::new(),
+        }
+    );
     out
 }
 
