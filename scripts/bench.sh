@@ -16,4 +16,5 @@ cargo bench --locked -p agents-agent --bench sessions
 cargo bench --locked -p agents-agent --bench knn
 cargo bench --locked -p cowork-e2e --bench memory_lag
 cargo bench --locked -p cowork-e2e --bench retrieval
+cargo bench --locked -p cowork-e2e --bench grounding
 cargo bench --locked -p agents-agent --bench memory_scale

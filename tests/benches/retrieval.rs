@@ -16,31 +16,18 @@
 //! The data folder is `$COWORK_DATA`, else `../shared/data` beside the
 //! checkout. `COWORK_BENCH_QUERIES=N` evaluates the first N queries only.
 
+mod common;
+
+use common::*;
 use cowork_e2e::*;
 use cowork_proto::pb::memory::{memory_client::MemoryClient, SearchRequest};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 const MODES: [&str; 3] = ["keyword", "vector", "hybrid"];
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("COWORK_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/data"))
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
-}
-
-fn json(o: &std::process::Output) -> Value {
-    let text = ok(o);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
 
 fn config() -> String {
     format!(
@@ -48,42 +35,6 @@ fn config() -> String {
          idle_unload_s = 0\n[memory]\npoll_ms = 250\n",
         llama_server_path()
     )
-}
-
-/// Wait until every item of `kind` has its vector; returns the items.
-/// Reads cowork.db directly (read only, every 50 ms): polling through
-/// coworkctl would spawn a process five times a second on a 2-core
-/// machine whose cores the embedder needs.
-fn wait_embedded(suite: &Suite, kind: &str, timeout: Duration) -> u64 {
-    let c = rusqlite::Connection::open_with_flags(
-        suite.home.path().join("cowork.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open cowork.db");
-    let deadline = Instant::now() + timeout;
-    loop {
-        let one = |sql: &str| -> i64 { c.query_row(sql, [kind], |r| r.get(0)).unwrap_or(0) };
-        let items = one("SELECT count(*) FROM memory_items WHERE kind = ?1");
-        let vectors = one(
-            "SELECT coalesce(max(vectors), 0) FROM memory_indexes WHERE kind = ?1 AND state = 'serving'",
-        );
-        let failed =
-            one("SELECT count(*) FROM memory_jobs WHERE kind = ?1 AND embed_status = 'failed'");
-        if items > 0 && items == vectors {
-            return items as u64;
-        }
-        assert_eq!(
-            failed,
-            0,
-            "an embedding job failed: {}",
-            ok(&suite.ctl(&["memory", "status"]))
-        );
-        assert!(
-            Instant::now() < deadline,
-            "not embedded in {timeout:?}: {items} items, {vectors} vectors"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 async fn search(
@@ -130,13 +81,6 @@ fn ndcg_at_10(ranked: &[String], relevant: &HashSet<String>) -> f64 {
     } else {
         dcg / ideal
     }
-}
-
-fn limit() -> usize {
-    std::env::var("COWORK_BENCH_QUERIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(usize::MAX)
 }
 
 async fn scifact(suite: &Suite, data: &Path) -> f64 {
@@ -235,96 +179,9 @@ async fn scifact(suite: &Suite, data: &Path) -> f64 {
     hybrid
 }
 
-/// "1:56 pm on 8 May, 2023" → RFC 3339.
-fn locomo_time(s: &str) -> Option<String> {
-    let (clock, date) = s.split_once(" on ")?;
-    let (hm, ampm) = clock.trim().split_once(' ')?;
-    let (h, m) = hm.split_once(':')?;
-    let mut h: u32 = h.parse().ok()?;
-    let m: u32 = m.parse().ok()?;
-    match ampm.to_lowercase().as_str() {
-        "pm" if h < 12 => h += 12,
-        "am" if h == 12 => h = 0,
-        _ => {}
-    }
-    let parts: Vec<&str> = date.split_whitespace().collect();
-    let day: u32 = parts.first()?.parse().ok()?;
-    let month_name = parts.get(1)?.trim_end_matches(',').to_lowercase();
-    let month = [
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    ]
-    .iter()
-    .position(|n| *n == month_name)?
-        + 1;
-    let year: u32 = parts.get(2)?.parse().ok()?;
-    Some(format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:00Z"))
-}
-
 async fn locomo(suite: &Suite, data: &Path) -> f64 {
-    let samples: Vec<Value> = serde_json::from_str(
-        &std::fs::read_to_string(data.join("locomo/locomo.dev.json")).expect("locomo"),
-    )
-    .expect("locomo JSON");
-    let tmp = tempfile::tempdir().expect("tmp");
-    let mut turns = 0;
-    for s in &samples {
-        let id = s["sample_id"].as_str().expect("sample_id");
-        let conv = s["conversation"].as_object().expect("conversation");
-        let mut lines = Vec::new();
-        for n in 1.. {
-            let Some(session) = conv.get(&format!("session_{n}")).and_then(Value::as_array) else {
-                if n > 60 {
-                    break;
-                }
-                continue;
-            };
-            let when = conv
-                .get(&format!("session_{n}_date_time"))
-                .and_then(Value::as_str)
-                .and_then(locomo_time)
-                .expect("session date");
-            for t in session {
-                let mut text = t["text"].as_str().unwrap_or("").to_owned();
-                if let Some(c) = t["blip_caption"].as_str() {
-                    text += &format!(" [shares a photo: {c}]");
-                }
-                lines.push(
-                    serde_json::json!({
-                        "_id": format!("{id}:{}", t["dia_id"].as_str().unwrap_or("")),
-                        "thread": format!("{id}:session_{n}"),
-                        "speaker": t["speaker"],
-                        "text": text,
-                        "time": when,
-                    })
-                    .to_string(),
-                );
-            }
-        }
-        turns += lines.len();
-        let file = tmp.path().join(format!("{id}.jsonl"));
-        std::fs::write(&file, lines.join("\n")).expect("write");
-        json(&suite.ctl(&[
-            "--json",
-            "memory",
-            "import",
-            &file.display().to_string(),
-            "--type",
-            "conversation",
-            "--collection",
-            &format!("locomo-{id}"),
-        ]));
-    }
+    let samples = locomo_samples(data);
+    let turns = import_locomo(suite, &samples);
     let t = Instant::now();
     wait_embedded(suite, "conversation", Duration::from_secs(1800));
     println!(
@@ -332,11 +189,6 @@ async fn locomo(suite: &Suite, data: &Path) -> f64 {
         samples.len(),
         t.elapsed().as_secs_f64()
     );
-    let session_of = |dia: &str| -> Option<String> {
-        // "conv-26:D3:12" or "D3:12" → "D3".
-        let d = dia.rsplit(':').nth(1)?;
-        Some(d.to_owned())
-    };
     let mut client = MemoryClient::new(suite.channel());
     println!(
         "{:<8} {:>10} {:>16} {:>8}",
@@ -349,14 +201,7 @@ async fn locomo(suite: &Suite, data: &Path) -> f64 {
         for s in &samples {
             let id = s["sample_id"].as_str().unwrap_or("");
             for qa in s["qa"].as_array().into_iter().flatten().take(limit()) {
-                let evidence: HashSet<String> = qa["evidence"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .flat_map(|e| e.split(';'))
-                    .filter_map(|e| session_of(e.trim()))
-                    .collect();
+                let evidence = evidence_sessions(qa);
                 if evidence.is_empty() {
                     continue;
                 }
@@ -435,26 +280,10 @@ async fn direct_rate(suite: &Suite, texts: &[String]) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let data = data_dir();
-    assert!(
-        data.join("scifact/corpus.jsonl").is_file(),
-        "no evaluation data in {}: set COWORK_DATA",
-        data.display()
-    );
+    let data = data_with("scifact/corpus.jsonl");
     let suite = Suite::start(&config());
-    suite
-        .wait_worker("agents", "serving", Duration::from_secs(60), |w| {
-            matches!(state(w), "running" | "degraded")
-        })
-        .await;
-    let loaded = json(&suite.ctl(&[
-        "--json",
-        "models",
-        "load",
-        &minilm_model_path(),
-        "--embedding",
-    ]));
-    assert_eq!(loaded["session"]["state"], "ready", "{loaded}");
+    suite.agents_serving().await;
+    suite.load_minilm();
     // Throughput: the same 1024 inputs (SciFact documents cut to 900
     // characters, one chunk each) through the pipeline, then straight to
     // the same session's server.
@@ -479,28 +308,10 @@ async fn main() {
     // Warm: the embedder is resolved and its session answering.
     let warm = suite.home.path().join("warm.jsonl");
     std::fs::write(&warm, "{\"_id\": \"warm\", \"text\": \"warm up\"}\n").expect("write");
-    json(&suite.ctl(&[
-        "--json",
-        "memory",
-        "import",
-        &warm.display().to_string(),
-        "--type",
-        "document",
-        "--collection",
-        "warm",
-    ]));
+    suite.memory_import(&warm, "document", "warm");
     wait_embedded(&suite, "document", Duration::from_secs(120));
     let t = Instant::now();
-    json(&suite.ctl(&[
-        "--json",
-        "memory",
-        "import",
-        &file.display().to_string(),
-        "--type",
-        "document",
-        "--collection",
-        "throughput",
-    ]));
+    suite.memory_import(&file, "document", "throughput");
     wait_embedded(&suite, "document", Duration::from_secs(1800));
     let pipeline = texts.len() as f64 / t.elapsed().as_secs_f64();
     let direct = direct_rate(&suite, &texts).await;
