@@ -197,6 +197,31 @@ async fn grounded_questions_are_refused_without_a_model_and_profile_and_pins_sha
     assert_eq!(c["refusal"], true, "{c}");
     assert_eq!(c["unknown_names"], json!(["Zorblax", "Caroline"]), "{c}");
     assert!(source_ids(&c).is_empty(), "{c}");
+    // Asked in chat, twice (a new thread, then the same one): refused
+    // each time — a refused question never becomes its own source — and
+    // the question itself leaves memory.
+    let ask = |thread: Option<&str>| {
+        let mut a = vec!["--json", "chat", "--grounded"];
+        if let Some(t) = thread {
+            a.extend(["--thread", t]);
+        }
+        a.push("When did Zorblax visit Caroline?");
+        chunks(&s.ctl(&a))
+    };
+    let first = ask(None);
+    assert_eq!(first.last().unwrap()["finish"], "refusal", "{first:?}");
+    let t = first[0]["route"]["thread_id"].as_str().unwrap().to_owned();
+    let again = ask(None);
+    assert_eq!(again.last().unwrap()["finish"], "refusal", "{again:?}");
+    let same = ask(Some(&t));
+    assert_eq!(same.last().unwrap()["finish"], "refusal", "{same:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let z = json_of(&s.ctl(&["--json", "memory", "search", "Zorblax", "--mode", "keyword"]));
+    assert_eq!(
+        z["hits"],
+        json!([]),
+        "a refused question stayed in memory: {z}"
+    );
     // A relevant question is grounded, with its source cited and the
     // tokens per layer within the budget.
     let c = card(

@@ -350,4 +350,18 @@ async fn a_looping_empty_or_longer_reflection_changes_nothing_and_a_good_one_rep
         hits[0]["snippet"].as_str().unwrap().contains("Rua Augusta"),
         "{found}"
     );
+
+    // Forgetting a source takes what was made of it: the reflection
+    // drawn from that day's turns leaves memory, superseded rows too.
+    let f = s.ctl_json(&["memory", "forget", "t0", "--collection", "past"]);
+    assert_eq!(f["sources"], 1, "{f}");
+    let st = status(&s);
+    assert_eq!(st["observer"]["observations"], 0, "{st}");
+    let left = observations(s.home.path());
+    assert!(
+        left.iter().all(|(_, norm)| !norm.contains("rua augusta")),
+        "{left:?}"
+    );
+    let found = s.ctl_json(&["memory", "search", "INV-20931", "--type", "observation"]);
+    assert_eq!(found["hits"], json!([]), "{found}");
 }

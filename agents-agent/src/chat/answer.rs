@@ -35,6 +35,9 @@ struct Opened {
     history: Vec<MessageRow>,
     /// What is being answered.
     question: String,
+    /// The question's message (None for a retry, whose question was
+    /// stored by its first ask).
+    question_id: Option<String>,
 }
 
 impl Chat {
@@ -87,6 +90,11 @@ impl Chat {
         let decision = self
             .route(&cfg, &ask, &opened, &detected, local.as_ref(), &context)
             .await?;
+        if let (Target::Cloud(_), Some(refusal)) = (&decision.target, &grounded.refusal_for_cloud) {
+            // What memory holds on it is typed or copied text, which a
+            // cloud model never gets.
+            return self.refuse(&opened, message_id, refusal, out).await;
+        }
         // A cloud model never gets typed or copied text from memory.
         let (context, citations) = match decision.target {
             Target::Cloud(_) => (
@@ -233,6 +241,11 @@ impl Chat {
         self.db
             .write(move |c| store::put_message(c, &answer))
             .await?;
+        if let (Some(g), Some(q)) = (&self.grounding, &opened.question_id) {
+            if let Err(e) = g.refused(q.clone()).await {
+                tracing::warn!(error = %e, "memory could not drop the refused question");
+            }
+        }
         Ok(())
     }
 
@@ -280,6 +293,7 @@ impl Chat {
                 ask.retry_of_message_id
             )));
         }
+        let mut question_id = None;
         let question = match &retried {
             // Retry: answer the same question again (the user message
             // before the retried answer).
@@ -308,6 +322,7 @@ impl Chat {
                     finish_reason: String::new(),
                 };
                 let u = user.clone();
+                question_id = Some(user.id.clone());
                 self.db.write(move |c| store::put_message(c, &u)).await?;
                 history.push(user);
                 ask.text.clone()
@@ -319,6 +334,7 @@ impl Chat {
             retried,
             history,
             question,
+            question_id,
         })
     }
 
@@ -532,6 +548,7 @@ mod tests {
                 row("user", "second", ""),
             ],
             question: "second".into(),
+            question_id: None,
         };
         let p = prompt(&Some("ctx".into()), &opened, 10);
         let seen: Vec<_> = p

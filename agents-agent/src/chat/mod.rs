@@ -78,6 +78,9 @@ pub struct Grounded {
     pub citations_for_cloud: Vec<Citation>,
     /// A grounded question memory cannot ground: the message shown.
     pub refusal: Option<String>,
+    /// The same when a cloud model answers (it never gets typed or
+    /// copied text, so it may have nothing where a local model would).
+    pub refusal_for_cloud: Option<String>,
 }
 
 /// What [`Grounding::ground`] is asked.
@@ -101,6 +104,10 @@ pub trait Grounding: Send + Sync {
     /// The memory context for `req` (an error is logged and the answer
     /// goes on without memory, unless the question is grounded).
     fn ground(&self, req: GroundingRequest) -> BoxFuture<'_, Result<Grounded, String>>;
+
+    /// The question stored as `message_id` was refused: memory must not
+    /// keep it (nor ever index it).
+    fn refused(&self, message_id: String) -> BoxFuture<'_, Result<(), String>>;
 }
 
 /// Where an answer went and why, sent before any text.

@@ -71,7 +71,8 @@ pub const OWNER: Owner = Owner {
                 source_type TEXT NOT NULL, source_id TEXT NOT NULL,
                 time_ms INTEGER NOT NULL, snippet TEXT NOT NULL,
                 chunk_id INTEGER NOT NULL, layer TEXT NOT NULL,
-                PRIMARY KEY (message_id, pos)) WITHOUT ROWID;",
+                PRIMARY KEY (message_id, pos)) WITHOUT ROWID;
+             CREATE INDEX agents_citations_source ON agents_citations(source_id);",
         ),
     ],
 };
@@ -227,7 +228,8 @@ pub fn messages_after(
 
 /// Where a message stands in its thread: its position (0 for the first;
 /// by time, then by when it was stored) and the message before it, as
-/// (speaker, content): what memory indexes a message with.
+/// (speaker, content), refusals and failed answers passed over: what
+/// memory indexes a message with.
 pub fn context_of(
     c: &Connection,
     thread_id: &str,
@@ -248,7 +250,8 @@ pub fn context_of(
     let prev = c
         .prepare_cached(&format!(
             "SELECT CASE speaker WHEN '' THEN role ELSE speaker END, content
-             FROM agents_messages WHERE {before} ORDER BY created_ms DESC, rowid DESC LIMIT 1"
+             FROM agents_messages WHERE {before} AND finish_reason NOT IN ('refusal', 'error')
+             ORDER BY created_ms DESC, rowid DESC LIMIT 1"
         ))?
         .query_row(params![thread_id, created_ms, rowid], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -285,6 +288,17 @@ pub fn put_citations(c: &Connection, message_id: &str, cites: &[Citation]) -> ru
         ])?;
     }
     Ok(())
+}
+
+/// Delete every citation of `sources` (they left memory; what an answer
+/// showed of them goes too). Returns the citations deleted.
+pub fn drop_citations(c: &Connection, sources: &[String]) -> rusqlite::Result<usize> {
+    let mut s = c.prepare_cached("DELETE FROM agents_citations WHERE source_id = ?1")?;
+    let mut n = 0;
+    for src in sources {
+        n += s.execute([src])?;
+    }
+    Ok(n)
 }
 
 /// The citations of message `message_id`, in order.

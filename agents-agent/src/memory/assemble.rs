@@ -44,6 +44,9 @@ pub struct Assembled {
     pub budget: u64,
     /// A grounded question's refusal.
     pub refusal: Option<Refusal>,
+    /// Its refusal when a cloud model answers (typed and copied text
+    /// left out).
+    pub cloud_refusal: Option<Refusal>,
     /// Sources that count as relevant.
     pub relevant: usize,
     /// The best cosine similarity among search hits.
@@ -85,10 +88,12 @@ fn private(stream: Stream) -> bool {
     matches!(stream, Stream::Keystrokes | Stream::Clipboard)
 }
 
-/// A memory item as a cited piece of `layer`.
-fn piece(item: &Item, layer: Layer, text: String) -> Piece {
+/// A memory item as a cited piece of `layer` (`relevant`: it counts
+/// against a grounded question's refusal).
+fn piece(item: &Item, layer: Layer, text: String, relevant: bool) -> Piece {
     Piece {
         layer,
+        relevant,
         citation: Some(Citation {
             source_type: item.kind.as_str().into(),
             source_id: item.source_id.clone(),
@@ -232,7 +237,15 @@ impl Memory {
                 .as_ref()
                 .map_or(rag::MINILM_FLOOR, |e| rag::default_floor(&e.model))
         });
-        let names = rag::named(question);
+        // Only a grounded question's names are checked: general chat
+        // takes what memory has.
+        let names = if grounded {
+            rag::named(question)
+        } else {
+            Vec::new()
+        };
+        // A search takes at most MAX_QUERY characters of a long message.
+        let question = super::chunk::truncate(question, super::recall::MAX_QUERY);
         let since = now_ms() - RECENT_MS;
         let (thread, last) = (thread_id.to_owned(), cfg.last_messages);
         let (profile, pins, recent, empty, unknown, in_context) = self
@@ -271,24 +284,21 @@ impl Memory {
                 citation: None,
                 text,
                 private: false,
+                relevant: false,
             });
         }
         let mut have: HashSet<i64> = HashSet::new();
         let pinned: HashSet<String> = pins.iter().map(|p| p.source_id.clone()).collect();
-        let mut relevant = 0;
         for p in &pins {
             for item in &p.items {
                 have.insert(item.id);
-                pieces.push(piece(item, Layer::Pinned, item.text.clone()));
+                pieces.push(piece(item, Layer::Pinned, item.text.clone(), true));
             }
-            relevant += usize::from(!p.items.is_empty());
         }
         for item in recent.iter().filter(|i| !pinned.contains(&i.source_id)) {
             have.insert(item.id);
-            if rag::coverage(&item.text, &terms) >= rag::KEYWORD_COVERAGE {
-                relevant += 1;
-            }
-            pieces.push(piece(item, Layer::Recent, item.text.clone()));
+            let words = rag::coverage(&item.text, &terms) >= rag::KEYWORD_COVERAGE;
+            pieces.push(piece(item, Layer::Recent, item.text.clone(), words));
         }
         // Search: only hits that clear the floor, and none when the
         // question names what memory has never seen.
@@ -330,10 +340,9 @@ impl Memory {
                 }
                 have.insert(h.item.id);
                 let text = self.with_neighbours(&h.item).await?;
-                pieces.push(piece(&h.item, Layer::Search, text));
+                pieces.push(piece(&h.item, Layer::Search, text, true));
                 found += 1;
             }
-            relevant += found;
         }
         // A follow-up: what the thread's recent answers cited.
         if found < cfg.n_docs && !thread_id.is_empty() {
@@ -345,27 +354,43 @@ impl Memory {
             let again = rag::backfill(&recent_cites, &have, found, cfg.n_docs);
             let ids: Vec<i64> = again.iter().map(|c| c.chunk_id).collect();
             let items = self.db().read(move |c| store::items(c, &ids)).await?;
-            for id in again.iter().map(|c| c.chunk_id) {
-                if let Some(item) = items.iter().find(|i| i.id == id) {
-                    if pinned.contains(&item.source_id) {
-                        continue;
-                    }
-                    pieces.push(piece(item, Layer::Backfill, item.text.clone()));
-                    relevant += 1;
+            for cite in &again {
+                // The chunk still holds the source cited (an id freed by
+                // a deletion may have been taken since).
+                let Some(item) = items
+                    .iter()
+                    .find(|i| i.id == cite.chunk_id && i.source_id == cite.source_id)
+                else {
+                    continue;
+                };
+                if pinned.contains(&item.source_id) {
+                    continue;
                 }
+                // A follow-up that names what memory has never seen is
+                // not grounded by what came before.
+                let counts = unknown.is_empty();
+                pieces.push(piece(item, Layer::Backfill, item.text.clone(), counts));
             }
         }
         let budget = cfg.context_tokens;
-        let refusal = if grounded {
-            rag::refusal(empty, relevant, &unknown)
+        let block = rag::fit(pieces.clone(), budget, grounded, false);
+        let cloud = rag::fit(pieces, budget, grounded, true);
+        // The checkpoints count the relevant sources the block kept.
+        let (refusal, cloud_refusal) = if grounded {
+            (
+                rag::refusal(empty, block.relevant(), &unknown),
+                rag::refusal(empty, cloud.relevant(), &unknown),
+            )
         } else {
-            None
+            (None, None)
         };
+        let relevant = block.relevant();
         Ok(Assembled {
-            block: rag::fit(pieces.clone(), budget, grounded, false),
-            cloud: rag::fit(pieces, budget, grounded, true),
+            block,
+            cloud,
             budget,
             refusal,
+            cloud_refusal,
             relevant,
             best_similarity,
             floor,
@@ -415,7 +440,23 @@ impl Grounding for Memory {
                 text: a.block.text,
                 text_for_cloud: a.cloud.text,
                 refusal: a.refusal.map(|r| r.message()),
+                refusal_for_cloud: a.cloud_refusal.map(|r| r.message()),
             })
+        })
+    }
+
+    fn refused(&self, message_id: String) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            // The question leaves every index and is never indexed: asked
+            // again, it would otherwise be its own relevant source (and
+            // make the names in it known).
+            self.forget(super::Forget::Sources {
+                ids: vec![message_id],
+                collection: Some(String::new()),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
         })
     }
 }

@@ -106,6 +106,8 @@ struct Inner {
     wake: Notify,
     /// When chat last asked memory for an answer's context.
     chat_asked: Mutex<Option<Instant>>,
+    /// Wakes a background model call that must give way to chat.
+    chat_asking: Notify,
 }
 
 impl Memory {
@@ -122,6 +124,7 @@ impl Memory {
                 size: Mutex::new(None),
                 wake: Notify::new(),
                 chat_asked: Mutex::new(None),
+                chat_asking: Notify::new(),
             }),
         }
     }
@@ -204,11 +207,18 @@ impl Memory {
         (e == engine && Instant::now() < *until).then(|| why.clone())
     }
 
-    /// Chat is asking for an answer's context now.
+    /// Chat is asking for an answer's context now: a background call on
+    /// the same engine gives way.
     pub fn chat_asked(&self) {
         if let Ok(mut t) = self.inner.chat_asked.lock() {
             *t = Some(Instant::now());
         }
+        self.inner.chat_asking.notify_waiters();
+    }
+
+    /// Wait until chat asks for an answer's context.
+    pub async fn chat_asking(&self) {
+        self.inner.chat_asking.notified().await;
     }
 
     /// How long since chat last asked (a long time when it never did).

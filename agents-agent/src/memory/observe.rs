@@ -219,12 +219,12 @@ pub fn parse_observations(reply: &str, entries: &[Raw]) -> Result<Vec<Observatio
         if !seen.insert(normalize(&text)) {
             continue;
         }
-        let mut sources: Vec<String> = entries
-            .iter()
-            .filter(|e| day_of(e.time_ms) == day)
-            .map(|e| e.source_id.clone())
-            .collect();
-        sources.dedup();
+        let mut sources: Vec<String> = Vec::new();
+        for e in entries.iter().filter(|e| day_of(e.time_ms) == day) {
+            if !sources.contains(&e.source_id) {
+                sources.push(e.source_id.clone());
+            }
+        }
         out.push(Observation {
             text,
             refers_ms: day,
@@ -292,9 +292,14 @@ pub fn said(entries: &[Raw]) -> Vec<String> {
     entries
         .iter()
         .filter(|e| e.stream == Stream::Chat)
-        .filter_map(|e| match e.text.rfind("\nuser: ") {
-            Some(i) => Some(&e.text[i + "\nuser: ".len()..]),
-            None => e.text.strip_prefix("user: "),
+        .filter_map(|e| {
+            let said = match e.text.rfind("\nuser: ") {
+                Some(i) => &e.text[i + "\nuser: ".len()..],
+                None => e.text.strip_prefix("user: ")?,
+            };
+            // An answer is indexed after the question it answers: the
+            // person's words are only those not followed by the answer.
+            (!said.contains("\nassistant: ")).then_some(said)
         })
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
@@ -437,6 +442,22 @@ mod tests {
         assert_eq!(window(&e, 300), 2);
         assert_eq!(window(&e, 1), 1);
         assert_eq!(window(&e, 100_000), 10);
+    }
+
+    #[test]
+    fn only_the_persons_own_words_are_what_they_said() {
+        let chat = |text: &str| Raw {
+            stream: Stream::Chat,
+            kind: Kind::Conversation,
+            ..raw(1, DAY, text)
+        };
+        let entries = vec![
+            chat("user: I'm Ann"),
+            chat("user: I'm Ann\nassistant: Hello Ann, I'm your assistant"),
+            chat("assistant: Hello Ann\nuser: I lead the billing team"),
+            raw(2, DAY, "user: typed in a window title"),
+        ];
+        assert_eq!(said(&entries), ["I'm Ann", "I lead the billing team"]);
     }
 
     #[test]

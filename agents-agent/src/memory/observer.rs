@@ -8,7 +8,7 @@
 //! has been asked for in the last [`QUIET`]), so the person's chat is
 //! never kept waiting behind it and nothing leaves the machine.
 
-use super::observe::{self, Reject};
+use super::observe;
 use super::profile::Origin;
 use super::{store, Memory};
 use crate::llm::client::{complete, ChatTarget};
@@ -32,7 +32,7 @@ const READ: usize = 500;
 /// Start the Observer; it stops with `shutdown`.
 pub fn spawn(memory: Memory, resolver: Resolver, shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut reflect_after = tokio::time::Instant::now();
+        let mut state = State::default();
         let mut wait = POLL;
         loop {
             tokio::select! {
@@ -40,7 +40,7 @@ pub fn spawn(memory: Memory, resolver: Resolver, shutdown: CancellationToken) {
                 _ = tokio::time::sleep(wait) => {}
             }
             wait = POLL;
-            match pass(&memory, &resolver, &mut reflect_after).await {
+            match pass(&memory, &resolver, &mut state).await {
                 Ok(Pass::Idle) => {}
                 Ok(done) => tracing::info!(?done, "observer pass"),
                 Err(e) => {
@@ -56,6 +56,20 @@ pub fn spawn(memory: Memory, resolver: Resolver, shutdown: CancellationToken) {
     });
 }
 
+/// What the Observer remembers between passes.
+#[derive(Debug, Default)]
+pub struct State {
+    /// No reflection before this (after a rejected one).
+    reflect_after: Option<tokio::time::Instant>,
+    /// The window whose reply was rejected (its first item) and how many
+    /// times.
+    rejected: Option<(i64, u32)>,
+}
+
+/// Replies rejected for one window before the Observer goes on after it
+/// (it stays in semantic recall as it is).
+const TRIES: u32 = 2;
+
 /// What one pass did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pass {
@@ -63,38 +77,55 @@ pub enum Pass {
     Idle,
     /// Observed a window: observations stored, profile values noted.
     Observed(usize, usize),
-    /// A window gave nothing usable (why); the mark moved past it.
+    /// A reply gave nothing usable (why).
     Rejected(String),
     /// Reflected: reflections stored, observations they replace.
     Reflected(usize, usize),
+    /// Gave way to chat mid-request (tried again later).
+    GaveWay,
 }
 
-/// The local model to observe with: the cron companion, else the main
-/// engine when chat has been quiet; None to wait.
-async fn model(memory: &Memory, resolver: &Resolver) -> Result<Option<ChatTarget>, String> {
+/// The local model to observe with, and whether it is chat's own (the
+/// request then gives way when chat asks): the cron companion, else the
+/// main engine when chat has been quiet; None to wait.
+async fn model(memory: &Memory, resolver: &Resolver) -> Result<Option<(ChatTarget, bool)>, String> {
     let detected = resolver.watch().current().await;
     let Some(main) = detected.main.as_ref() else {
         return Err("no local model to observe with (observations are made locally only)".into());
     };
     let companion = detected.background.as_ref().filter(|b| b.key != main.key);
-    let engine = match companion {
-        Some(c) => c,
+    let (engine, shared) = match companion {
+        Some(c) => (c, false),
         None if memory.chat_quiet_for() < QUIET => return Ok(None),
-        None => main,
+        None => (main, true),
     };
     let target = resolver
         .target(&Target::Local(engine.model.clone()), Some(engine), &[])
         .await?;
-    Ok(Some(target))
+    Ok(Some((target, shared)))
+}
+
+/// Ask the model; None when chat asked meanwhile on a `shared` engine
+/// (the request is dropped, which cancels it).
+async fn ask(
+    memory: &Memory,
+    (target, shared): &(ChatTarget, bool),
+    messages: &[serde_json::Value],
+    max_tokens: u32,
+) -> Result<Option<String>, String> {
+    let call = complete(target, messages, &[], None, Some(max_tokens));
+    if !*shared {
+        return call.await.map(|r| Some(r.content));
+    }
+    tokio::select! {
+        r = call => r.map(|r| Some(r.content)),
+        _ = memory.chat_asking() => Ok(None),
+    }
 }
 
 /// One pass: observe one window when enough history waits, else reflect
 /// when the observations have grown past theirs.
-pub async fn pass(
-    memory: &Memory,
-    resolver: &Resolver,
-    reflect_after: &mut tokio::time::Instant,
-) -> Result<Pass, String> {
+pub async fn pass(memory: &Memory, resolver: &Resolver, state: &mut State) -> Result<Pass, String> {
     let cfg = memory.config().map_err(|e| e.to_string())?;
     if !cfg.observe {
         return Ok(Pass::Idle);
@@ -105,59 +136,103 @@ pub async fn pass(
         .await
         .map_err(|e| e.to_string())?;
     if waiting / crate::llm::tokens::CHARS_PER_TOKEN >= cfg.observe_tokens {
-        let Some(target) = model(memory, resolver).await? else {
-            return Ok(Pass::Idle);
-        };
-        let entries = db
-            .read(|c| store::unobserved(c, READ))
-            .await
-            .map_err(|e| e.to_string())?;
-        let n = observe::window(&entries, cfg.observe_window_tokens);
-        let window = &entries[..n];
-        let Some(upto) = window.last().map(|e| e.item_id) else {
-            return Ok(Pass::Idle);
-        };
-        let reply = complete(
-            &target,
-            &observe::observe_prompt(window),
-            &[],
-            None,
-            Some(cfg.observe_max_tokens),
-        )
+        return observe_window(memory, resolver, state, &cfg).await;
+    }
+    if state
+        .reflect_after
+        .is_some_and(|t| tokio::time::Instant::now() < t)
+    {
+        return Ok(Pass::Idle);
+    }
+    reflect(memory, resolver, state, &cfg).await
+}
+
+/// Observe the oldest window of unobserved history.
+async fn observe_window(
+    memory: &Memory,
+    resolver: &Resolver,
+    state: &mut State,
+    cfg: &crate::config::MemoryConfig,
+) -> Result<Pass, String> {
+    let db = memory.db();
+    let Some(model) = model(memory, resolver).await? else {
+        return Ok(Pass::Idle);
+    };
+    let entries = db
+        .read(|c| store::unobserved(c, READ))
         .await
-        .map_err(|e| format!("the observer's model failed: {e}"))?;
-        let found = observe::parse_observations(&reply.content, window);
-        let profile = profile_values(memory, &target, window, cfg.observe_max_tokens).await;
-        let now = now_ms();
-        return match found {
-            Ok(obs) => {
-                let new = db
-                    .write(move |c| {
-                        let n = store::commit_observations(c, &obs, upto, now)?;
-                        store::set_observer_state(c, "", now)?;
-                        Ok(n)
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(Pass::Observed(new, profile))
-            }
-            Err(why) => {
-                // Nothing usable in this window: it stays in semantic
-                // recall as it is, and the Observer goes on after it.
-                let text = why.to_string();
-                db.write(move |c| {
-                    store::commit_observations(c, &[], upto, now)?;
-                    store::set_observer_state(c, &text, now)
+        .map_err(|e| e.to_string())?;
+    let n = observe::window(&entries, cfg.observe_window_tokens);
+    let window = &entries[..n];
+    let (Some(first), Some(upto)) = (
+        window.first().map(|e| e.item_id),
+        window.last().map(|e| e.item_id),
+    ) else {
+        return Ok(Pass::Idle);
+    };
+    let Some(reply) = ask(
+        memory,
+        &model,
+        &observe::observe_prompt(window),
+        cfg.observe_max_tokens,
+    )
+    .await
+    .map_err(|e| format!("the observer's model failed: {e}"))?
+    else {
+        return Ok(Pass::GaveWay);
+    };
+    let found = observe::parse_observations(&reply, window);
+    let profile = profile_values(memory, &model, window, cfg.observe_max_tokens).await;
+    let now = now_ms();
+    match found {
+        Ok(obs) => {
+            state.rejected = None;
+            let new = db
+                .write(move |c| {
+                    let n = store::commit_observations(c, &obs, upto, now)?;
+                    store::set_observer_state(c, "", now)?;
+                    Ok(n)
                 })
                 .await
                 .map_err(|e| e.to_string())?;
-                Ok(Pass::Rejected(why.to_string()))
-            }
-        };
+            Ok(Pass::Observed(new, profile))
+        }
+        Err(why) => {
+            // Nothing usable: asked again; after TRIES the window stays in
+            // semantic recall as it is, and the Observer goes on after it.
+            let tries = match state.rejected {
+                Some((w, n)) if w == first => n + 1,
+                _ => 1,
+            };
+            state.rejected = Some((first, tries));
+            let give_up = tries >= TRIES;
+            let text = if give_up {
+                format!("{why}; passed over after {tries} tries")
+            } else {
+                format!("{why}; trying again")
+            };
+            db.write(move |c| {
+                if give_up {
+                    store::commit_observations(c, &[], upto, now)?;
+                }
+                store::set_observer_state(c, &text, now)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(Pass::Rejected(why.to_string()))
+        }
     }
-    if tokio::time::Instant::now() < *reflect_after {
-        return Ok(Pass::Idle);
-    }
+}
+
+/// Condense the oldest observations, when they have grown past
+/// `reflect_tokens`.
+async fn reflect(
+    memory: &Memory,
+    resolver: &Resolver,
+    state: &mut State,
+    cfg: &crate::config::MemoryConfig,
+) -> Result<Pass, String> {
+    let db = memory.db();
     let current = db
         .read(store::current_observations)
         .await
@@ -166,7 +241,7 @@ pub async fn pass(
     if total < cfg.reflect_tokens || current.len() < 2 {
         return Ok(Pass::Idle);
     }
-    let Some(target) = model(memory, resolver).await? else {
+    let Some(model) = model(memory, resolver).await? else {
         return Ok(Pass::Idle);
     };
     // The oldest observations that fit one request.
@@ -185,21 +260,23 @@ pub async fn pass(
         .iter()
         .map(|o| (o.text.clone(), o.refers_ms))
         .collect();
-    let reply = complete(
-        &target,
+    let Some(reply) = ask(
+        memory,
+        &model,
         &observe::reflect_prompt(&listed),
-        &[],
-        None,
-        Some(cfg.observe_max_tokens),
+        cfg.observe_max_tokens,
     )
     .await
-    .map_err(|e| format!("the reflector's model failed: {e}"))?;
+    .map_err(|e| format!("the reflector's model failed: {e}"))?
+    else {
+        return Ok(Pass::GaveWay);
+    };
     let with_sources: Vec<(String, i64, Vec<String>)> = inputs
         .iter()
         .map(|o| (o.text.clone(), o.refers_ms, o.sources.clone()))
         .collect();
     let now = now_ms();
-    match observe::parse_reflection(&reply.content, &with_sources) {
+    match observe::parse_reflection(&reply, &with_sources) {
         Ok(reflections) => {
             let replaced = inputs.len();
             let new = db
@@ -212,9 +289,10 @@ pub async fn pass(
                 .map_err(|e| e.to_string())?;
             Ok(Pass::Reflected(new, replaced))
         }
-        Err(why @ (Reject::Empty | Reject::Looping | Reject::NotShorter(..))) => {
+        Err(why) => {
             // The observations stay as they are.
-            *reflect_after = tokio::time::Instant::now() + Duration::from_secs(cfg.reflect_retry_s);
+            state.reflect_after =
+                Some(tokio::time::Instant::now() + Duration::from_secs(cfg.reflect_retry_s));
             let text = format!("reflection rejected: {why}");
             db.write(move |c| store::set_observer_state(c, &text, now))
                 .await
@@ -228,7 +306,7 @@ pub async fn pass(
 /// value the person set is never replaced); how many were written.
 async fn profile_values(
     memory: &Memory,
-    target: &ChatTarget,
+    model: &(ChatTarget, bool),
     window: &[observe::Raw],
     max_tokens: u32,
 ) -> usize {
@@ -236,22 +314,15 @@ async fn profile_values(
     if said.is_empty() {
         return 0;
     }
-    let reply = match complete(
-        target,
-        &observe::profile_prompt(&said),
-        &[],
-        None,
-        Some(max_tokens),
-    )
-    .await
-    {
-        Ok(r) => r,
+    let reply = match ask(memory, model, &observe::profile_prompt(&said), max_tokens).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return 0,
         Err(e) => {
             tracing::warn!(error = %e, "profile inference failed");
             return 0;
         }
     };
-    let values = observe::parse_profile(&reply.content, &said);
+    let values = observe::parse_profile(&reply, &said);
     let now = now_ms();
     memory
         .db()

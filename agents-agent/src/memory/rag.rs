@@ -56,6 +56,10 @@ pub struct Piece {
     pub text: String,
     /// Keystroke or clipboard text: never sent to a cloud model.
     pub private: bool,
+    /// It counts against a grounded question's refusal (a relevant
+    /// source: pinned, recent capture with the question's words, a hit
+    /// over the floor, backfill).
+    pub relevant: bool,
 }
 
 /// A piece shorter than this (tokens) after cutting is left out.
@@ -113,6 +117,11 @@ impl Block {
         self.text.as_ref().map_or(0, |t| tokens::estimate(t.len()))
     }
 
+    /// Relevant sources kept.
+    pub fn relevant(&self) -> usize {
+        self.kept.iter().filter(|p| p.relevant).count()
+    }
+
     /// The citations of the kept pieces, in order.
     pub fn citations(&self) -> Vec<Citation> {
         self.kept
@@ -143,50 +152,102 @@ impl Block {
     }
 }
 
+/// A week, the unit of the recency weight.
+const WEEK_MS: f64 = 7.0 * 86_400_000.0;
+
+/// Working memory's share of the budget, at most (the rest is for the
+/// sources, pins first).
+pub const WORKING_MEMORY_SHARE: u64 = 4;
+
 /// Compress `pieces` into a block of at most `budget` tokens (by the one
-/// token estimate, header included): pieces go in priority order (by
-/// layer; within a layer as given: search hits by rank, the recent
-/// buffer and backfill newest first, so the oldest of those are cut
-/// first); a piece that does not fit is cut to the room left, or left
-/// out when under [`MIN_PIECE_TOKENS`]. Private pieces are left out when
-/// `cloud`.
+/// token estimate, header included). Layers are filled in priority order
+/// (working memory, capped at a [`WORKING_MEMORY_SHARE`]th of the budget;
+/// pins; recent capture; search hits; backfill). Within a layer that does
+/// not fit whole, pieces are chosen by a recency-weighted rank — their
+/// position plus one for every week they are older than the layer's
+/// newest — so an old piece gives way to a slightly lower-ranked recent
+/// one; the last chosen is cut to the room left, or left out under
+/// [`MIN_PIECE_TOKENS`]. The block shows the chosen pieces in their
+/// layer's order. Private pieces are left out when `cloud`.
 pub fn fit(mut pieces: Vec<Piece>, budget: u64, grounded: bool, cloud: bool) -> Block {
     pieces.retain(|p| !(cloud && p.private));
     // Stable: each layer keeps its own order.
     pieces.sort_by_key(|p| p.layer);
     let limit = (budget * tokens::CHARS_PER_TOKEN) as usize;
-    let mut text = header(grounded).to_owned();
+    let header = header(grounded);
     let mut block = Block::default();
-    if text.len() > limit || pieces.is_empty() {
+    if header.len() > limit || pieces.is_empty() {
         block.dropped = pieces.len();
         return block;
     }
-    let mut n = 0;
-    for p in pieces {
-        let number = n + usize::from(p.citation.is_some());
-        let full = line(&p, number, &p.text);
-        if text.len() + full.len() <= limit {
-            text += &full;
-            n = number;
-            block.kept.push(p);
-            continue;
+    // Sizes are reckoned with the widest source number the block can
+    // show, so the numbers it does show never make it longer.
+    let widest = pieces.len();
+    let mut used = header.len();
+    let mut chosen: Vec<(usize, Piece)> = Vec::new();
+    let mut start = 0;
+    while start < pieces.len() {
+        let layer = pieces[start].layer;
+        let end = start
+            + pieces[start..]
+                .iter()
+                .take_while(|p| p.layer == layer)
+                .count();
+        let newest = pieces[start..end].iter().map(time_of).max().unwrap_or(0);
+        let mut order: Vec<usize> = (start..end).collect();
+        order.sort_by(|&a, &b| {
+            let key =
+                |i: usize| (i - start) as f64 + (newest - time_of(&pieces[i])) as f64 / WEEK_MS;
+            key(a).total_cmp(&key(b)).then(a.cmp(&b))
+        });
+        let cap = if layer == Layer::WorkingMemory {
+            used + limit / WORKING_MEMORY_SHARE as usize
+        } else {
+            limit
+        };
+        for i in order {
+            let p = &pieces[i];
+            let full = line(p, widest, &p.text).len();
+            if used + full <= cap {
+                used += full;
+                chosen.push((i, p.clone()));
+                continue;
+            }
+            let frame = line(p, widest, "").len();
+            let room = cap.saturating_sub(used + frame);
+            if (room as u64) < MIN_PIECE_TOKENS * tokens::CHARS_PER_TOKEN {
+                block.dropped += 1;
+                continue;
+            }
+            let short = cut(&p.text, room);
+            used += frame + short.len();
+            chosen.push((
+                i,
+                Piece {
+                    text: short,
+                    ..p.clone()
+                },
+            ));
         }
-        let frame = line(&p, number, "").len();
-        let room = limit.saturating_sub(text.len() + frame);
-        if (room as u64) < MIN_PIECE_TOKENS * tokens::CHARS_PER_TOKEN {
-            block.dropped += 1;
-            continue;
-        }
-        let short = cut(&p.text, room);
-        text += &line(&p, number, &short);
-        n = number;
-        block.kept.push(Piece { text: short, ..p });
+        start = end;
     }
-    if block.kept.is_empty() {
+    if chosen.is_empty() {
         return block;
+    }
+    chosen.sort_by_key(|(i, _)| *i);
+    let mut text = header.to_owned();
+    let mut n = 0;
+    for (_, p) in chosen {
+        n += usize::from(p.citation.is_some());
+        text += &line(&p, n, &p.text);
+        block.kept.push(p);
     }
     block.text = Some(text);
     block
+}
+
+fn time_of(p: &Piece) -> i64 {
+    p.citation.as_ref().map_or(0, |c| c.time_ms)
 }
 
 /// Which chunks a follow-up's backfill re-injects: the citations of the
@@ -321,15 +382,31 @@ pub fn named(question: &str) -> Vec<String> {
         if word.chars().count() < 2 {
             continue;
         }
-        let has_digit = word.chars().any(|c| c.is_ascii_digit());
-        let has_alpha = word.chars().any(char::is_alphabetic);
-        let capital = word.chars().next().is_some_and(char::is_uppercase);
-        let name = (capital && !starts && !NOT_NAMES.contains(&word)) || (has_digit && has_alpha);
+        let capital = word.chars().next().is_some_and(char::is_uppercase)
+            && !word.chars().any(|c| c.is_ascii_digit());
+        let name = (capital && !starts && !NOT_NAMES.contains(&word)) || identifier(word);
         if name && !out.iter().any(|o| o.eq_ignore_ascii_case(word)) {
             out.push(word.to_owned());
         }
     }
     out
+}
+
+/// An identifier: letters and digits together in one word of at least
+/// four characters (INV-20931, PRJ-4411, build7731) — but not a time,
+/// an ordinal or a quantity ("10am", "2nd", "30min", "Q3").
+fn identifier(word: &str) -> bool {
+    let digits = word.chars().filter(char::is_ascii_digit).count();
+    let alpha = word.chars().filter(|c| c.is_alphabetic()).count();
+    if digits == 0 || alpha == 0 || word.chars().count() < 4 {
+        return false;
+    }
+    // A number with a short unit after it, or a letter or two before it.
+    let lead = word.chars().take_while(char::is_ascii_digit).count();
+    let tail = word.chars().rev().take_while(char::is_ascii_digit).count();
+    let unit = lead == digits && lead + alpha == word.chars().count() && alpha <= 3;
+    let prefixed = tail == digits && tail + alpha == word.chars().count() && alpha <= 2;
+    !(unit || prefixed)
 }
 
 /// The share of `terms` (lowercase content words) that `text` holds.
@@ -385,6 +462,7 @@ mod tests {
             }),
             text: "é".repeat(chars / 2) + &"x".repeat(chars % 2),
             private: id % 5 == 0,
+            relevant: true,
         }
     }
 
@@ -452,6 +530,35 @@ mod tests {
     }
 
     #[test]
+    fn an_old_hit_gives_way_to_a_recent_one_and_working_memory_keeps_to_its_share() {
+        const DAY: i64 = 86_400_000;
+        let mut old = piece(Layer::Search, 1, 600);
+        let mut recent = piece(Layer::Search, 2, 600);
+        let mut recent2 = piece(Layer::Search, 3, 600);
+        if let (Some(a), Some(b), Some(c)) = (
+            old.citation.as_mut(),
+            recent.citation.as_mut(),
+            recent2.citation.as_mut(),
+        ) {
+            a.time_ms = 0;
+            b.time_ms = 30 * DAY;
+            c.time_ms = 30 * DAY;
+        }
+        // Room for two: the first-ranked hit is a month older than the
+        // next two, so they are kept, shown in rank order.
+        let b = fit(vec![old, recent, recent2], 360, false, false);
+        let ids: Vec<i64> = b.citations().iter().map(|c| c.chunk_id).collect();
+        assert_eq!(ids, [2, 3]);
+        // A profile larger than the whole budget takes a quarter of it.
+        let wm = piece(Layer::WorkingMemory, 9, 20_000);
+        let pin = piece(Layer::Pinned, 4, 400);
+        let b = fit(vec![wm, pin], 1000, false, false);
+        assert_eq!(b.kept.len(), 2, "the pin still fits");
+        assert!(b.kept[0].text.len() <= 1000);
+        assert!(b.tokens() <= 1000);
+    }
+
+    #[test]
     fn backfill_walks_answers_newest_first_dedupes_and_skips_what_is_in_context() {
         let c = |id: i64| Citation {
             chunk_id: id,
@@ -493,6 +600,11 @@ mod tests {
             ["Melanie"]
         );
         assert!(named("What did I do yesterday?").is_empty());
+        assert!(named("what did I do at 10am on the 2nd, in Q3 and v2? for 30min").is_empty());
+        assert_eq!(
+            named("did build7731 pass, and PRJ-4411?"),
+            ["build7731", "PRJ-4411"]
+        );
         assert_eq!(
             coverage(
                 "Caroline: the support group",

@@ -24,6 +24,17 @@ pub(super) fn delete_items(c: &Connection, kind: Kind, ids: &[i64]) -> rusqlite:
     if ids.is_empty() {
         return Ok(());
     }
+    // What was made of raw history goes with it: the observations drawn
+    // from it, and the snippets answers cited.
+    let mut sources = std::collections::BTreeSet::new();
+    if matches!(kind, Kind::Activity | Kind::Conversation | Kind::Document) {
+        let mut s = c.prepare_cached("SELECT source_id FROM memory_items WHERE id = ?1")?;
+        for id in ids {
+            if let Some(src) = s.query_row([id], |r| r.get::<_, String>(0)).optional()? {
+                sources.insert(src);
+            }
+        }
+    }
     for index in indexes(c, Some(kind))? {
         delete_vectors(c, &index, ids)?;
     }
@@ -31,6 +42,9 @@ pub(super) fn delete_items(c: &Connection, kind: Kind, ids: &[i64]) -> rusqlite:
     for id in ids {
         s.execute([id])?;
     }
+    let sources: Vec<String> = sources.into_iter().collect();
+    super::drop_derived(c, &sources)?;
+    crate::chat::store::drop_citations(c, &sources)?;
     Ok(())
 }
 
@@ -245,6 +259,13 @@ fn forget_where(
     }
     for (collection, source) in &sources {
         tombstone(&tx, collection, source, now_ms)?;
+        // A forgotten observation is gone for good, not only from search.
+        if let Some(id) = source
+            .strip_prefix("observation:")
+            .and_then(|n| n.parse().ok())
+        {
+            super::delete_observation(&tx, id)?;
+        }
     }
     tx.commit()?;
     Ok(Forgotten {

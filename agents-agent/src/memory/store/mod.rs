@@ -149,6 +149,13 @@ pub const OWNER: Owner = Owner {
             level INTEGER NOT NULL DEFAULT 0,
             superseded_ms INTEGER
          );
+         CREATE TABLE memory_observation_sources (
+            source_id TEXT NOT NULL,
+            observation_id INTEGER NOT NULL,
+            PRIMARY KEY (source_id, observation_id)
+         ) WITHOUT ROWID;
+         CREATE INDEX memory_observation_sources_observation
+            ON memory_observation_sources(observation_id);
          CREATE TABLE memory_observer (
             id INTEGER PRIMARY KEY CHECK (id = 1),
             last_run_ms INTEGER NOT NULL,
@@ -202,7 +209,7 @@ mod tests {
 
     fn db() -> Connection {
         cowork_db::register_sqlite_vec();
-        crate::db::migrated(&[OWNER])
+        crate::db::migrated(&[crate::chat::store::OWNER, OWNER])
     }
 
     fn source(id: &str, text: &str, stream: Stream) -> Source {

@@ -14,14 +14,19 @@ use rusqlite::{params, Connection, OptionalExtension};
 /// last memory item observed).
 pub const OBSERVER: &str = "observer";
 
+/// The raw history the Observer reads: activity and conversation, but
+/// never typed or copied text (observations may reach a cloud model).
+const RAW: &str =
+    "kind IN ('activity', 'conversation') AND stream NOT IN ('keystrokes', 'clipboard')";
+
 /// Items of raw history after the Observer's mark, oldest first, at most
 /// `limit`.
 pub fn unobserved(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Raw>> {
     let (_, after) = watermark(c, OBSERVER)?;
-    let mut s = c.prepare_cached(
+    let mut s = c.prepare_cached(&format!(
         "SELECT id, kind, stream, source_id, time_ms, text FROM memory_items
-         WHERE id > ?1 AND kind IN ('activity', 'conversation') ORDER BY id LIMIT ?2",
-    )?;
+         WHERE id > ?1 AND {RAW} ORDER BY id LIMIT ?2"
+    ))?;
     let rows = s.query_map(params![after, limit as i64], |r| {
         Ok(Raw {
             item_id: r.get(0)?,
@@ -39,8 +44,7 @@ pub fn unobserved(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Raw>> {
 pub fn unobserved_chars(c: &Connection) -> rusqlite::Result<u64> {
     let (_, after) = watermark(c, OBSERVER)?;
     c.query_row(
-        "SELECT coalesce(sum(length(text)), 0) FROM memory_items
-         WHERE id > ?1 AND kind IN ('activity', 'conversation')",
+        &format!("SELECT coalesce(sum(length(text)), 0) FROM memory_items WHERE id > ?1 AND {RAW}"),
         [after],
         |r| r.get::<_, i64>(0).map(|n| n.max(0) as u64),
     )
@@ -83,7 +87,57 @@ fn insert(
             level
         ],
     )?;
-    Ok((n > 0).then(|| c.last_insert_rowid()))
+    if n == 0 {
+        return Ok(None);
+    }
+    let id = c.last_insert_rowid();
+    let mut s = c.prepare_cached(
+        "INSERT OR IGNORE INTO memory_observation_sources (source_id, observation_id)
+         VALUES (?1, ?2)",
+    )?;
+    for src in &o.sources {
+        s.execute(params![src, id])?;
+    }
+    Ok(Some(id))
+}
+
+/// Delete observation `id` (current or superseded): its row, its
+/// sources and its item, in the caller's transaction.
+pub fn delete_observation(c: &Connection, id: i64) -> rusqlite::Result<()> {
+    let items: Vec<i64> = c
+        .prepare_cached(
+            "SELECT id FROM memory_items WHERE kind = 'observation' AND source_id = ?1",
+        )?
+        .query_map([format!("observation:{id}")], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    delete_items(c, Kind::Observation, &items)?;
+    c.execute(
+        "DELETE FROM memory_observation_sources WHERE observation_id = ?1",
+        [id],
+    )?;
+    c.execute("DELETE FROM memory_observations WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Delete every observation (and reflection) made from any of `sources`
+/// (they left memory: forgotten, past retention, a stream turned off, or
+/// changed and indexed anew), in the caller's transaction.
+pub fn drop_derived(c: &Connection, sources: &[String]) -> rusqlite::Result<usize> {
+    let mut ids = std::collections::BTreeSet::new();
+    {
+        let mut s = c.prepare_cached(
+            "SELECT observation_id FROM memory_observation_sources WHERE source_id = ?1",
+        )?;
+        for src in sources {
+            for id in s.query_map([src], |r| r.get::<_, i64>(0))? {
+                ids.insert(id?);
+            }
+        }
+    }
+    for id in &ids {
+        delete_observation(c, *id)?;
+    }
+    Ok(ids.len())
 }
 
 /// Store the observations of the raw history up to item `upto` and move
@@ -227,7 +281,7 @@ mod tests {
 
     fn db() -> Connection {
         cowork_db::register_sqlite_vec();
-        crate::db::migrated(&[OWNER])
+        crate::db::migrated(&[crate::chat::store::OWNER, OWNER])
     }
 
     fn obs(text: &str) -> Observation {

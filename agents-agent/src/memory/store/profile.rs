@@ -20,7 +20,8 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
 /// The current profile, known keys first.
 pub fn profile(c: &Connection) -> rusqlite::Result<Vec<Entry>> {
     let mut s = c.prepare_cached(
-        "SELECT key, value, origin, created_ms FROM memory_profile WHERE superseded_ms IS NULL",
+        "SELECT key, value, origin, created_ms FROM memory_profile
+         WHERE superseded_ms IS NULL AND value != ''",
     )?;
     let mut out: Vec<Entry> = s.query_map([], entry)?.collect::<Result<_, _>>()?;
     profile::sort(&mut out);
@@ -62,7 +63,7 @@ pub fn set_profile(
         Write::KeepPersons => SetOutcome::KeptPersons,
         Write::Supersede => {
             let keys: i64 = tx.query_row(
-                "SELECT count(*) FROM memory_profile WHERE superseded_ms IS NULL",
+                "SELECT count(*) FROM memory_profile WHERE superseded_ms IS NULL AND value != ''",
                 [],
                 |r| r.get(0),
             )?;
@@ -87,14 +88,30 @@ pub fn set_profile(
     Ok(outcome)
 }
 
-/// Supersede `key` (all keys when None) with nothing; returns the keys
-/// removed.
+/// Supersede `key` (all keys when None) with the person's "nothing" (an
+/// empty value, not shown): a key the person removed is not inferred
+/// again. Returns the keys removed.
 pub fn unset_profile(c: &Connection, key: Option<&str>, now_ms: i64) -> rusqlite::Result<usize> {
-    c.execute(
-        "UPDATE memory_profile SET superseded_ms = ?2
-         WHERE superseded_ms IS NULL AND (?1 IS NULL OR key = ?1)",
-        params![key, now_ms],
-    )
+    let tx = begin(c)?;
+    let keys: Vec<String> = tx
+        .prepare_cached(
+            "SELECT key FROM memory_profile
+             WHERE superseded_ms IS NULL AND value != '' AND (?1 IS NULL OR key = ?1)",
+        )?
+        .query_map(params![key], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for k in &keys {
+        tx.execute(
+            "UPDATE memory_profile SET superseded_ms = ?2 WHERE key = ?1 AND superseded_ms IS NULL",
+            params![k, now_ms],
+        )?;
+        tx.execute(
+            "INSERT INTO memory_profile (key, value, origin, created_ms) VALUES (?1, '', ?2, ?3)",
+            params![k, Origin::Person.as_str(), now_ms],
+        )?;
+    }
+    tx.commit()?;
+    Ok(keys.len())
 }
 
 /// A pinned source.
@@ -165,4 +182,49 @@ pub fn pins(c: &Connection, chunks: usize) -> rusqlite::Result<Vec<Pinned>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_the_person_removed_is_not_inferred_again_and_history_is_kept() {
+        cowork_db::register_sqlite_vec();
+        let c = crate::db::migrated(&[crate::chat::store::OWNER, super::super::OWNER]);
+        assert_eq!(
+            set_profile(&c, "role", "dev", Origin::Inferred, 1).unwrap(),
+            SetOutcome::Written
+        );
+        assert_eq!(
+            set_profile(&c, "role", "lead", Origin::Person, 2).unwrap(),
+            SetOutcome::Written
+        );
+        assert_eq!(
+            set_profile(&c, "role", "intern", Origin::Inferred, 3).unwrap(),
+            SetOutcome::KeptPersons
+        );
+        assert_eq!(unset_profile(&c, Some("role"), 4).unwrap(), 1);
+        assert!(profile(&c).unwrap().is_empty());
+        assert_eq!(
+            set_profile(&c, "role", "intern", Origin::Inferred, 5).unwrap(),
+            SetOutcome::KeptPersons,
+            "removed by the person"
+        );
+        assert_eq!(
+            set_profile(&c, "role", "manager", Origin::Person, 6).unwrap(),
+            SetOutcome::Written
+        );
+        assert_eq!(profile(&c).unwrap()[0].value, "manager");
+        let rows: i64 = c
+            .query_row(
+                "SELECT count(*) FROM memory_profile WHERE key = 'role'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 4, "every value kept, superseded");
+        assert_eq!(unset_profile(&c, None, 7).unwrap(), 1);
+        assert_eq!(unset_profile(&c, None, 8).unwrap(), 0);
+    }
 }
