@@ -235,6 +235,9 @@ pub struct MemoryConfig {
     /// relevant (None: the floor calibrated for the embedder's model, see
     /// docs/BENCHMARKS.md).
     pub relevance_floor: Option<f64>,
+    /// A grounded question naming what memory has never seen (a
+    /// capitalised name, an identifier) gets no search hit.
+    pub check_names: bool,
     /// Run the Observer and Reflector (observational memory), with the
     /// local model only.
     pub observe: bool,
@@ -269,6 +272,7 @@ impl Default for MemoryConfig {
             n_docs: 4,
             context_tokens: 1500,
             relevance_floor: None,
+            check_names: true,
             observe: true,
             observe_tokens: 30_000,
             reflect_tokens: 40_000,

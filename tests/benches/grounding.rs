@@ -32,6 +32,8 @@ use tonic::transport::Channel;
 
 /// The floors swept (the shipped one is marked in the table).
 const FLOORS: [f64; 8] = [0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6];
+/// The floors swept without the check of names (`check_names = false`).
+const FLOOR_ONLY: [f64; 5] = [0.4, 0.5, 0.6, 0.7, 0.8];
 
 fn config(memory: &str) -> String {
     format!(
@@ -297,6 +299,7 @@ async fn main() {
     let mut shipped = 0.0;
     // (floor → refused own, refused others), summed over both homes.
     let mut sweep = vec![(0.0, 0.0); FLOORS.len()];
+    let mut alone = vec![(0.0, 0.0); FLOOR_ONLY.len()];
     let (mut own_n, mut other_n) = (0usize, 0usize);
     let (mut own_shipped, mut other_shipped) = (0.0, 0.0);
     let (mut recall, mut recall_n, mut tokens, mut raw_tokens) = (0.0, 0usize, 0u64, 0u64);
@@ -341,6 +344,14 @@ async fn main() {
             suite.write_config(&config(&format!("observe = false\nrelevance_floor = {f}")));
             sweep[i].0 += refused(&mut client, &own).await.0 * own.len() as f64;
             sweep[i].1 += refused(&mut client, &others).await.0 * others.len() as f64;
+        }
+        // The floor alone, without the check of names memory never saw.
+        for (i, f) in FLOOR_ONLY.iter().enumerate() {
+            suite.write_config(&config(&format!(
+                "observe = false\ncheck_names = false\nrelevance_floor = {f}"
+            )));
+            alone[i].0 += refused(&mut client, &own).await.0 * own.len() as f64;
+            alone[i].1 += refused(&mut client, &others).await.0 * others.len() as f64;
         }
         // The layers together at ten sources: evidence recall and tokens,
         // beside the whole conversation's raw turns.
@@ -391,6 +402,14 @@ async fn main() {
         other_shipped / other_n as f64
     );
     for (f, (o, x)) in FLOORS.iter().zip(&sweep) {
+        println!(
+            "{f:>8.2} {:>14.3} {:>18.3}",
+            o / own_n as f64,
+            x / other_n as f64
+        );
+    }
+    println!("without the check of names (the floor alone):");
+    for (f, (o, x)) in FLOOR_ONLY.iter().zip(&alone) {
         println!(
             "{f:>8.2} {:>14.3} {:>18.3}",
             o / own_n as f64,

@@ -239,7 +239,7 @@ impl Memory {
         });
         // Only a grounded question's names are checked: general chat
         // takes what memory has.
-        let names = if grounded {
+        let names = if grounded && cfg.check_names {
             rag::named(question)
         } else {
             Vec::new()
