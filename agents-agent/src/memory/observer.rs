@@ -187,14 +187,10 @@ async fn observe_window(
     match found {
         Ok(obs) => {
             state.rejected = None;
-            let new = db
-                .write(move |c| {
-                    let n = store::commit_observations(c, &obs, upto, now)?;
-                    store::set_observer_state(c, "", now)?;
-                    Ok(n)
-                })
-                .await
-                .map_err(|e| e.to_string())?;
+            let new = succeeded(memory, now, move |c| {
+                store::commit_observations(c, &obs, upto, now)
+            })
+            .await?;
             Ok(Pass::Observed(new, profile))
         }
         Err(why) => {
@@ -279,14 +275,10 @@ async fn reflect(
     match observe::parse_reflection(&reply, &with_sources) {
         Ok(reflections) => {
             let replaced = inputs.len();
-            let new = db
-                .write(move |c| {
-                    let n = store::commit_reflection(c, &inputs, &reflections, now)?;
-                    store::set_observer_state(c, "", now)?;
-                    Ok(n)
-                })
-                .await
-                .map_err(|e| e.to_string())?;
+            let new = succeeded(memory, now, move |c| {
+                store::commit_reflection(c, &inputs, &reflections, now)
+            })
+            .await?;
             Ok(Pass::Reflected(new, replaced))
         }
         Err(why) => {
@@ -300,6 +292,23 @@ async fn reflect(
             Ok(Pass::Rejected(why.to_string()))
         }
     }
+}
+
+/// Run `write` and note a run without error, in one write.
+async fn succeeded<T: Send + 'static>(
+    memory: &Memory,
+    now: i64,
+    write: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    memory
+        .db()
+        .write(move |c| {
+            let n = write(c)?;
+            store::set_observer_state(c, "", now)?;
+            Ok(n)
+        })
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Profile values the person stated in `window`, noted as inferred (a
