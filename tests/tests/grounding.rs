@@ -215,7 +215,10 @@ async fn grounded_questions_are_refused_without_a_model_and_profile_and_pins_sha
     assert_eq!(again.last().unwrap()["finish"], "refusal", "{again:?}");
     let same = ask(Some(&t));
     assert_eq!(same.last().unwrap()["finish"], "refusal", "{same:?}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A message stored after them (general chat: no engine answers, but
+    // the question is kept) shows the collector has read past them.
+    let _ = s.ctl(&["chat", "zebrafish marker after the refusals"]);
+    wait_hit(&s, "zebrafish");
     let z = json_of(&s.ctl(&["--json", "memory", "search", "Zorblax", "--mode", "keyword"]));
     assert_eq!(
         z["hits"],

@@ -63,6 +63,16 @@ fn engine_config(home: &Path, id: &str, base_url: &str, api: &str, memory: &str)
     )
 }
 
+/// A suite with [`engine_config`] (the engine at `base_url`), agents
+/// serving.
+async fn engine_suite(id: &str, base_url: &str, api: &str, memory: &str) -> Suite {
+    let home = Suite::temp_home();
+    let cfg = engine_config(home.path(), id, base_url, api, memory);
+    let s = Suite::start_in(home, &cfg);
+    s.agents_serving().await;
+    s
+}
+
 /// `memory search --json` with `args` after the query.
 fn search(s: &Suite, query: &str, args: &[&str]) -> Value {
     let mut a = vec!["--json", "memory", "search", query];
@@ -609,11 +619,8 @@ async fn a_kill_9_mid_embedding_resumes_at_its_checkpoint_with_nothing_lost_or_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_embedder_fails_its_job_and_searches_go_on_by_keyword() {
     let hung = hostile("embed-hang", &[]);
-    let home = Suite::temp_home();
     let url = format!("http://127.0.0.1:{}/v1", hung.port);
-    let cfg = engine_config(home.path(), "hung", &url, "openai", "hang_timeout_s = 2");
-    let s = Suite::start_in(home, &cfg);
-    s.agents_serving().await;
+    let s = engine_suite("hung", &url, "openai", "hang_timeout_s = 2").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("d.jsonl");
     std::fs::write(
@@ -735,11 +742,8 @@ async fn an_ollama_engine_embeds_through_api_embed_in_batches_bounded_by_charact
         0,
         Some(log.path()),
     );
-    let home = Suite::temp_home();
     let url = format!("http://127.0.0.1:{}", ollama.port);
-    let cfg = engine_config(home.path(), "ollama", &url, "ollama", "batch_chars = 100");
-    let s = Suite::start_in(home, &cfg);
-    s.agents_serving().await;
+    let s = engine_suite("ollama", &url, "ollama", "batch_chars = 100").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("d.jsonl");
     std::fs::write(
@@ -815,11 +819,8 @@ async fn an_ollama_engine_embeds_through_api_embed_in_batches_bounded_by_charact
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inputs_the_embedder_refuses_are_tried_shorter_then_passed_over_and_embedding_goes_on() {
     let refusing = hostile("embed-refuse-long", &[]);
-    let home = Suite::temp_home();
     let url = format!("http://127.0.0.1:{}/v1", refusing.port);
-    let cfg = engine_config(home.path(), "refusing", &url, "openai", "");
-    let s = Suite::start_in(home, &cfg);
-    s.agents_serving().await;
+    let s = engine_suite("refusing", &url, "openai", "").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("d.jsonl");
     // Short notes, one of 200 characters (accepted once cut to 50), one

@@ -207,6 +207,12 @@ mod tests {
     use crate::memory::item::Source;
     use crate::memory::jobs::{self, Progress, Status};
 
+    /// The next job of the newest activity index.
+    fn newest_job(c: &Connection) -> Job {
+        let newest = indexes(c, Some(Kind::Activity)).unwrap().pop().unwrap();
+        next_job(c, &newest).unwrap().unwrap()
+    }
+
     fn db() -> Connection {
         cowork_db::register_sqlite_vec();
         crate::db::migrated(&[crate::chat::store::OWNER, OWNER])
@@ -336,16 +342,7 @@ mod tests {
         }
         let index = create_index(&c, Kind::Activity, "m", 0).unwrap();
         assert_eq!(enqueue(&c, &index, 10, false, 0).unwrap(), 1);
-        let j = next_job(
-            &c,
-            &indexes(&c, Some(Kind::Activity))
-                .unwrap()
-                .last()
-                .unwrap()
-                .clone(),
-        )
-        .unwrap()
-        .unwrap();
+        let j = newest_job(&c);
         assert_eq!(
             j.progress.total_chunks, 1,
             "a cloud embedder gets window titles only"
@@ -363,16 +360,7 @@ mod tests {
             2,
             "3 items in jobs of 2"
         );
-        let mut p = next_job(
-            &c,
-            &indexes(&c, Some(Kind::Activity))
-                .unwrap()
-                .last()
-                .unwrap()
-                .clone(),
-        )
-        .unwrap()
-        .unwrap();
+        let mut p = newest_job(&c);
         p.progress.status = Status::Processing;
         p.progress.embed_started_at = Some(0);
         set_progress(&c, p.id, &p.progress, 0).unwrap();
