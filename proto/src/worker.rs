@@ -79,6 +79,48 @@ pub struct WorkerContext {
     pub health: HealthHandle,
     /// Cancelled when the worker must stop.
     pub shutdown: CancellationToken,
+    /// Work to finish after the socket closed, before the process exits.
+    pub on_stop: StopHooks,
+}
+
+/// Longest the worker waits for its [`StopHooks`] when stopping.
+pub const STOP_HOOKS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+type StopHook = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Futures a worker awaits after its server stopped (closing a child it
+/// owns gracefully, say), within [`STOP_HOOKS_GRACE`] in all.
+#[derive(Clone, Default)]
+pub struct StopHooks(Arc<std::sync::Mutex<Vec<StopHook>>>);
+
+impl std::fmt::Debug for StopHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StopHooks").finish_non_exhaustive()
+    }
+}
+
+impl StopHooks {
+    /// Run `hook` when the worker stops.
+    pub fn add(&self, hook: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Ok(mut h) = self.0.lock() {
+            h.push(Box::pin(hook));
+        }
+    }
+
+    async fn run(&self) {
+        let hooks: Vec<StopHook> = match self.0.lock() {
+            Ok(mut h) => std::mem::take(&mut *h),
+            Err(_) => return,
+        };
+        let all = async {
+            for h in hooks {
+                h.await;
+            }
+        };
+        if tokio::time::timeout(STOP_HOOKS_GRACE, all).await.is_err() {
+            tracing::warn!("stop hooks did not finish in time");
+        }
+    }
 }
 
 /// Errors that end a worker before or while serving.
@@ -120,6 +162,7 @@ pub async fn run(
         paths,
         health: HealthHandle::default(),
         shutdown: CancellationToken::new(),
+        on_stop: StopHooks::default(),
     };
     let contract = WorkerContract {
         name,
@@ -159,6 +202,7 @@ pub async fn run(
     }
     ctx.shutdown.cancel();
     let _ = server.await;
+    ctx.on_stop.run().await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!(worker = name, "stopped");
     Ok(())
