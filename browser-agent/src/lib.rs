@@ -1,0 +1,24 @@
+//! browser-agent: one Chromium over CDP (chromiumoxide) with a persistent
+//! profile, driven by one vocabulary of actions for people (coworkctl) and
+//! agent operations (agents-agent, through coworkd's socket).
+//!
+//! - [`config`]: `[browser]` in config.toml.
+//! - [`policy`]: the approval facts (submits, non-GET, password/payment
+//!   fields, downloads, outside origins), pure.
+//! - [`singleton`]: Chromium's profile lock, removed only when stale.
+//! - [`chromium`]: the Chromium process (group, lockfile, stderr tail).
+//! - [`snapshot`]: the accessibility-tree snapshot with refs (the walk
+//!   runs in the page: `page.js`), rendered in a budget.
+//! - [`driver`]: actions on the live browser, with timeouts, hang and
+//!   crash recovery.
+//! - [`store`]: the `browser_actions` execution log in cowork.db.
+//! - [`service`]: `cowork.browser.v1.Browser` ⇄ the driver.
+
+pub mod chromium;
+pub mod config;
+pub mod driver;
+pub mod policy;
+pub mod service;
+pub mod singleton;
+pub mod snapshot;
+pub mod store;
