@@ -11,7 +11,7 @@
 //! Reports itself degraded while no model engine can answer, or while
 //! cowork.db cannot be used (e.g. it was migrated by a newer build).
 
-use agents_agent::{agent, chat, db, gateway, llm, mcp, memory, models, schema};
+use agents_agent::{agent, browser, chat, db, gateway, llm, mcp, memory, models, schema};
 use cowork_proto::pb;
 
 /// The health part under which a cowork.db that cannot be used is reported.
@@ -54,8 +54,13 @@ fn main() -> std::process::ExitCode {
         let checker = models::check::Checker::new(config.clone(), ctx.paths.models_dir());
         let loader =
             models::load::Loader::new(checker.clone(), downloads.clone(), sessions.clone());
+        // Browser tools go through coworkd's public socket, never to
+        // browser-agent directly: a crash of either side stays contained.
         let agents =
-            agent::executor::Agents::new(db.clone(), config.clone(), mcp.clone(), resolver.clone());
+            agent::executor::Agents::new(db.clone(), config.clone(), mcp.clone(), resolver.clone())
+                .with_browser(browser::client::BrowserTools::new(
+                    ctx.paths.public_socket(),
+                ));
         let memory = memory::Memory::new(db.clone(), config.clone(), sessions.clone());
         // Chat answers with memory's layers (working memory, pins, recent
         // capture, search, backfill; grounded questions' refusals).

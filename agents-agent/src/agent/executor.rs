@@ -11,6 +11,9 @@ use super::operation::{
     Pending, Reply, Status, ToolCall,
 };
 use super::store;
+use crate::browser::client::{Answer, BrowserTools};
+use crate::browser::tools::{self as browser_tools, AgentSettings};
+use crate::browser::SERVER as BROWSER;
 use crate::config::AgentsConfig;
 use crate::db::{Db, DbError};
 use crate::llm::client::{complete, ChatTarget, Completion};
@@ -86,6 +89,8 @@ pub struct Agents {
     resolver: Resolver,
     /// Operations a task is driving now (never two drivers at once).
     active: Arc<Mutex<HashSet<String>>>,
+    /// The browser's tools, through coworkd's socket (none: not offered).
+    browser: Option<BrowserTools>,
 }
 
 impl std::fmt::Debug for Agents {
@@ -103,7 +108,15 @@ impl Agents {
             mcp,
             resolver,
             active: Default::default(),
+            browser: None,
         }
+    }
+
+    /// Offer the browser's actions as `browser__*` tools, called through
+    /// `browser` (coworkd's socket), unless `[browser] agent_tools = false`.
+    pub fn with_browser(mut self, browser: BrowserTools) -> Self {
+        self.browser = Some(browser);
+        self
     }
 
     /// At start, before serving (it blocks): operations a killed
@@ -241,7 +254,7 @@ impl Agents {
         };
         let p = op.pending.remove(pos);
         if approve {
-            self.run_calls(&mut op, vec![p.call]).await;
+            self.run_calls(&mut op, vec![p.call], true).await;
         } else {
             op.messages.push(tool_message(
                 &p.call.id,
@@ -289,6 +302,16 @@ impl Agents {
     async fn tools(&self) -> (Vec<serde_json::Value>, HashMap<String, (String, String)>) {
         let mut specs = Vec::new();
         let mut names = HashMap::new();
+        if self.browser.is_some() && AgentSettings::load(&self.config).agent_tools {
+            for (tool, description, schema) in browser_tools::all() {
+                let f = function_name(BROWSER, tool);
+                specs.push(serde_json::json!({"type": "function", "function": {
+                    "name": f, "description": description,
+                    "parameters": serde_json::Value::Object(schema),
+                }}));
+                names.insert(f, (BROWSER.to_string(), tool.to_string()));
+            }
+        }
         let servers = self.mcp.list().await.unwrap_or_default();
         for s in servers.into_iter().filter(|s| s.row.spec.enabled) {
             let server = s.row.spec.name.clone();
@@ -329,10 +352,16 @@ impl Agents {
     async fn steps(&self, op: &mut Operation) -> Result<(), String> {
         let cfg = AgentsConfig::load(&self.config)?;
         let servers = self.mcp.list().await.map_err(|e| e.to_string())?;
-        let policies: BTreeMap<_, _> = servers
+        let mut policies: BTreeMap<_, _> = servers
             .iter()
             .map(|s| (s.row.spec.name.clone(), s.row.spec.approval_policy))
             .collect();
+        // The browser's own phase 4 (default auto: its facts decide).
+        if self.browser.is_some() {
+            let b =
+                AgentSettings::parse(&std::fs::read_to_string(&self.config).unwrap_or_default())?;
+            policies.insert(BROWSER.to_string(), b.policy()?);
+        }
         let settings = cfg.approval_settings(&policies)?;
         // No model now is a pause, not a failure: resume when one is up.
         let (target, tier) = match self.resolver.for_operation().await {
@@ -470,7 +499,7 @@ impl Agents {
                             });
                         }
                     }
-                    Instruction::CallToolsBatch(calls) => self.run_calls(op, calls).await,
+                    Instruction::CallToolsBatch(calls) => self.run_calls(op, calls, false).await,
                     Instruction::RequestHumanApprove(p) => op.pending.extend(p),
                     Instruction::Finish(text) => {
                         op.status = Status::Done;
@@ -539,8 +568,10 @@ impl Agents {
         }
     }
 
-    /// Run calls in parallel; append their results in order.
-    async fn run_calls(&self, op: &mut Operation, calls: Vec<ToolCall>) {
+    /// Run calls in parallel; append their results in order. A browser
+    /// call browser-agent stops for its facts is parked for a person
+    /// instead (`approved`: a person already said yes to these calls).
+    async fn run_calls(&self, op: &mut Operation, calls: Vec<ToolCall>, approved: bool) {
         let futures = calls.iter().map(|c| {
             let args = match serde_json::from_str::<serde_json::Value>(&c.arguments) {
                 Ok(serde_json::Value::Object(m)) => Ok(m),
@@ -550,24 +581,45 @@ impl Agents {
                 )),
             };
             let mcp = self.mcp.clone();
+            let browser = self.browser.clone();
             let call_id = format!("{}:{}", op.id, c.id);
+            let op_id = op.id.clone();
             let (server, tool) = (c.server.clone(), c.tool.clone());
             async move {
-                match args {
-                    Err(e) => Err(e),
-                    Ok(a) => mcp
-                        .call(&server, &tool, a, DEFAULT_CALL_TIMEOUT, call_id, "agent")
+                let args = args.map_err(|e| (e, false))?;
+                match (server.as_str(), browser) {
+                    (BROWSER, Some(b)) => {
+                        let call = browser_tools::parse(&tool, &args).map_err(|e| (e, false))?;
+                        match b.call(call, &op_id, approved).await {
+                            Ok(Answer::Done(text)) => Ok(text),
+                            Ok(Answer::NeedsApproval(reasons)) => Err((reasons.join("; "), true)),
+                            Err(e) => Err((e, false)),
+                        }
+                    }
+                    _ => match mcp
+                        .call(&server, &tool, args, DEFAULT_CALL_TIMEOUT, call_id, "agent")
                         .await
-                        .map_err(|e| e.to_string()),
+                    {
+                        Ok(o) if o.is_error => Err((o.text, false)),
+                        Ok(o) => Ok(o.text),
+                        Err(e) => Err((e.to_string(), false)),
+                    },
                 }
             }
         });
         let results = futures::future::join_all(futures).await;
         for (c, r) in calls.into_iter().zip(results) {
             let (outcome, text, failed) = match r {
-                Ok(o) if o.is_error => ("failed", o.text, true),
-                Ok(o) => ("ran", o.text, false),
-                Err(e) => ("failed", e, true),
+                Err((reason, true)) => {
+                    op.pending.push(Pending {
+                        call: c,
+                        phase: 1,
+                        reason,
+                    });
+                    continue;
+                }
+                Ok(text) => ("ran", text, false),
+                Err((e, false)) => ("failed", e, true),
             };
             op.messages.push(tool_message(&c.id, &text));
             op.steps.push(guardrails::Step {
