@@ -7,6 +7,7 @@
 
 mod agent;
 mod approvals;
+mod browser;
 mod capture;
 mod chat;
 mod context;
@@ -90,6 +91,12 @@ enum Cmd {
     /// recent activity, working memory, pins); with --query, the context
     /// a question would be given, without calling a model.
     Context(memory::ContextArgs),
+    /// The browser: open, snapshot (elements with refs), click, type,
+    /// press, select, scroll, text, eval, screenshot, tabs, back, log.
+    Browser {
+        #[command(subcommand)]
+        command: browser::Cmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -171,6 +178,7 @@ async fn run(cmd: Cmd, ctx: &mut Ctx) -> anyhow::Result<ExitCode> {
         Cmd::Gateway { command } => gateway::run(command, ctx).await,
         Cmd::Memory { command } => memory::run(command, ctx).await,
         Cmd::Context(a) => memory::context(a, ctx).await,
+        Cmd::Browser { command } => browser::run(command, ctx).await,
     }
 }
 
@@ -215,6 +223,7 @@ mod tests {
             "system",
             "gateway",
             "memory",
+            "browser",
         ] {
             assert!(names.contains(&name), "{name} missing: {names:?}");
         }
