@@ -10,28 +10,26 @@
 //! other than GET is stopped before it is sent; downloads land in
 //! `browser-downloads/`; dialogs are answered by policy, never left open.
 
+use crate::action::{check_upload_paths, normalize_url, Action, Caller, Outcome, TabInfo};
+use crate::cdp::{
+    eval, js_str, press, target, target_raw, title, within, FormFacts, Target, ACTIVE_FORM_JS,
+};
 use crate::chromium::{self, Chromium, LaunchSpec};
-use crate::config::{BrowserConfig, ConfigError};
+use crate::config::BrowserConfig;
+pub use crate::error::BrowserError;
+use crate::events::{adopt, download_tasks, lock, set_broke, Broke, SharedRef, Tab};
 use crate::policy::{self, Fact, Gate, OriginPattern};
 use crate::snapshot::{self, PageElements, PAGE_JS};
-use crate::store::{Log, LoggedAction, StoreError};
+use crate::store::{Log, LoggedAction};
 use chromiumoxide::cdp::browser_protocol::browser::{
-    CancelDownloadParams, CloseParams, DownloadProgressState, EventDownloadProgress,
-    EventDownloadWillBegin, SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
+    CloseParams, SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
 };
 use chromiumoxide::cdp::browser_protocol::dom::SetFileInputFilesParams;
-use chromiumoxide::cdp::browser_protocol::fetch::{
-    ContinueRequestParams, EnableParams, EventRequestPaused, FailRequestParams, RequestPattern,
-    RequestStage,
-};
-use chromiumoxide::cdp::browser_protocol::input::{
-    DispatchKeyEventParams, DispatchKeyEventType, InsertTextParams,
-};
-use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
+use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
 use chromiumoxide::cdp::browser_protocol::page::{
-    CaptureScreenshotFormat, EventJavascriptDialogOpening, GetNavigationHistoryParams,
-    HandleJavaScriptDialogParams, NavigateToHistoryEntryParams,
+    CaptureScreenshotFormat, GetNavigationHistoryParams, NavigateToHistoryEntryParams,
 };
+use chromiumoxide::cdp::browser_protocol::target::EventTargetCrashed;
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::handler::HandlerConfig;
 use chromiumoxide::layout::Point;
@@ -40,9 +38,7 @@ use chromiumoxide::{Browser, Page};
 use cowork_proto::paths::CoworkPaths;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -53,271 +49,12 @@ pub const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_TEXT: usize = 100_000;
 /// How long an action waits for a navigation it started to finish.
 pub const SETTLE: Duration = Duration::from_secs(10);
+/// How long an action that may navigate looks for a navigation it caused.
+pub const SETTLE_PEEK: Duration = Duration::from_millis(25);
 /// How long an action waits for a download it started to complete.
 pub const DOWNLOAD_WAIT: Duration = Duration::from_secs(15);
 /// The longest WaitFor.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
-
-/// Why an action failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BrowserError {
-    /// config.toml's `[browser]` cannot be used.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Chromium could not be opened.
-    #[error("cannot open the browser: {0}")]
-    Launch(String),
-    /// The page stopped answering, Chromium died or its socket was lost:
-    /// it was killed and opens again at the next action.
-    #[error(
-        "{0}; Chromium was stopped and opens again, with the same profile, at the next action"
-    )]
-    Lost(String),
-    /// Bad input: an unknown or stale ref, a bad URL, no such tab.
-    #[error("{0}")]
-    Invalid(String),
-    /// What was waited for did not happen.
-    #[error("{0}")]
-    NotFound(String),
-    /// The page refused (a script threw, a command failed).
-    #[error("{0}")]
-    Page(String),
-    /// The execution log could not be written or read.
-    #[error("execution log: {0}")]
-    Log(#[from] StoreError),
-}
-
-/// Who asks (see [`Gate`]), and for which operation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Caller {
-    /// The agent operation ("" for a person).
-    pub operation_id: String,
-    /// An agent's action.
-    pub agent: bool,
-    /// A person approved it.
-    pub approved: bool,
-}
-
-/// One action, in the vocabulary people and agents share.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Load a URL in the current tab.
-    Navigate {
-        /// The URL.
-        url: String,
-    },
-    /// The page's elements with refs, in a budget (0: the default).
-    Snapshot {
-        /// Character budget.
-        max_chars: usize,
-    },
-    /// Click an element.
-    Click {
-        /// Its ref.
-        reference: String,
-    },
-    /// Replace a field's text.
-    Type {
-        /// Its ref.
-        reference: String,
-        /// The text.
-        text: String,
-        /// Press Enter afterwards.
-        submit: bool,
-    },
-    /// A key to the focused element.
-    Press {
-        /// Enter, Tab, Escape, ArrowDown, a character, ...
-        key: String,
-    },
-    /// Choose an option.
-    Select {
-        /// The select's ref.
-        reference: String,
-        /// The option's value or label.
-        value: String,
-    },
-    /// Scroll an element into view, or the page by `dy` pixels.
-    Scroll {
-        /// The element (empty: the page).
-        reference: String,
-        /// Pixels (0: a screenful).
-        dy: i32,
-    },
-    /// Move the mouse over an element.
-    Hover {
-        /// Its ref.
-        reference: String,
-    },
-    /// Give a file input local files.
-    Upload {
-        /// Its ref.
-        reference: String,
-        /// Absolute paths.
-        paths: Vec<String>,
-    },
-    /// Visible text of the page or an element.
-    ExtractText {
-        /// The element (empty: the page).
-        reference: String,
-    },
-    /// A JavaScript expression's JSON value.
-    Evaluate {
-        /// The expression.
-        expression: String,
-    },
-    /// A PNG of the viewport or the whole page.
-    Screenshot {
-        /// The whole page.
-        full_page: bool,
-    },
-    /// The tabs.
-    Tabs,
-    /// Open a tab (and make it current).
-    NewTab {
-        /// Its URL (empty: about:blank).
-        url: String,
-    },
-    /// Close a tab.
-    CloseTab {
-        /// Its index.
-        index: usize,
-    },
-    /// Make a tab current.
-    SwitchTab {
-        /// Its index.
-        index: usize,
-    },
-    /// The previous page of the current tab.
-    Back,
-    /// Wait until a text is on the page.
-    WaitFor {
-        /// The text.
-        text: String,
-        /// How long (zero: 10 s).
-        timeout: Duration,
-    },
-}
-
-impl Action {
-    /// The action's name in the log.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Action::Navigate { .. } => "navigate",
-            Action::Snapshot { .. } => "snapshot",
-            Action::Click { .. } => "click",
-            Action::Type { .. } => "type",
-            Action::Press { .. } => "press",
-            Action::Select { .. } => "select",
-            Action::Scroll { .. } => "scroll",
-            Action::Hover { .. } => "hover",
-            Action::Upload { .. } => "upload",
-            Action::ExtractText { .. } => "extract_text",
-            Action::Evaluate { .. } => "evaluate",
-            Action::Screenshot { .. } => "screenshot",
-            Action::Tabs => "tabs",
-            Action::NewTab { .. } => "new_tab",
-            Action::CloseTab { .. } => "close_tab",
-            Action::SwitchTab { .. } => "switch_tab",
-            Action::Back => "back",
-            Action::WaitFor { .. } => "wait_for",
-        }
-    }
-
-    /// The ref it targets, if any.
-    pub fn reference(&self) -> &str {
-        match self {
-            Action::Click { reference }
-            | Action::Type { reference, .. }
-            | Action::Select { reference, .. }
-            | Action::Scroll { reference, .. }
-            | Action::Hover { reference }
-            | Action::Upload { reference, .. }
-            | Action::ExtractText { reference } => reference,
-            _ => "",
-        }
-    }
-
-    /// What the log keeps of the request: URLs and keys as they are, typed
-    /// text and scripts only as their length (they may hold secrets).
-    pub fn detail(&self) -> String {
-        match self {
-            Action::Navigate { url } | Action::NewTab { url } => url.clone(),
-            Action::Type { text, submit, .. } => format!(
-                "{} characters{}",
-                text.chars().count(),
-                if *submit { ", then Enter" } else { "" }
-            ),
-            Action::Press { key } => key.clone(),
-            Action::Select { value, .. } => value.clone(),
-            Action::Scroll { dy, .. } => format!("dy {dy}"),
-            Action::Upload { paths, .. } => format!("{} file(s)", paths.len()),
-            Action::Evaluate { expression } => {
-                format!("{} characters of JavaScript", expression.chars().count())
-            }
-            Action::Screenshot { full_page } => {
-                if *full_page {
-                    "full page".into()
-                } else {
-                    "viewport".into()
-                }
-            }
-            Action::CloseTab { index } | Action::SwitchTab { index } => format!("tab {index}"),
-            Action::WaitFor { text, timeout } => {
-                format!("{text:?} within {} ms", timeout.as_millis())
-            }
-            Action::Snapshot { max_chars } => format!("max {max_chars} characters"),
-            _ => String::new(),
-        }
-    }
-}
-
-/// A tab as people see it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TabInfo {
-    /// Its index.
-    pub index: usize,
-    /// Its URL.
-    pub url: String,
-    /// Its title.
-    pub title: String,
-    /// The current tab.
-    pub current: bool,
-}
-
-/// What an action did.
-#[derive(Debug, Clone, Default)]
-pub struct Outcome {
-    /// Why it waits for a person (nothing, or nothing more, was done);
-    /// empty: it ran.
-    pub approval_reasons: Vec<String>,
-    /// The page after.
-    pub url: String,
-    /// Its title.
-    pub title: String,
-    /// ExtractText's text, Evaluate's JSON, a snapshot's lines.
-    pub text: String,
-    /// A snapshot's element count and how many were elided.
-    pub elements: (usize, usize),
-    /// A screenshot.
-    pub png: Vec<u8>,
-    /// Its SHA-256.
-    pub png_sha256: String,
-    /// Dialogs answered meanwhile.
-    pub dialogs: Vec<String>,
-    /// Files downloaded meanwhile.
-    pub downloads: Vec<String>,
-    /// Tabs opened meanwhile.
-    pub new_tabs: Vec<TabInfo>,
-    /// Every tab after.
-    pub tabs: Vec<TabInfo>,
-    /// How long it took.
-    pub duration_ms: u64,
-    /// The log row.
-    pub action_id: i64,
-    /// The target's accessible name.
-    pub target_name: String,
-}
 
 /// What GetStatus reports, kept current without waiting for an action.
 #[derive(Debug, Clone, Default)]
@@ -334,42 +71,13 @@ pub struct Status {
     pub last_failure: String,
 }
 
-/// What the event tasks share with actions.
-#[derive(Debug, Default)]
-struct Shared {
-    gate: Gate,
-    allowed: Vec<OriginPattern>,
-    blocked: Vec<String>,
-    dialogs: Vec<String>,
-    downloads: Vec<String>,
-    downloading: HashMap<String, String>,
-    documents: u64,
-}
-
-type SharedRef = Arc<Mutex<Shared>>;
-
-fn lock(s: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-struct Tab {
-    page: Page,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Tab {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
 struct Session {
     chromium: Chromium,
     browser: Arc<Browser>,
     tasks: Tasks,
-    lost: Arc<AtomicBool>,
+    /// Why the session broke without Chromium exiting (a lost socket, a
+    /// crashed renderer), set by event tasks.
+    broke: Broke,
     tabs: Vec<Tab>,
     current: usize,
     headless: bool,
@@ -400,9 +108,7 @@ impl Session {
         if let Some(e) = self.chromium.exit() {
             return Some(e.to_string());
         }
-        self.lost
-            .load(Ordering::SeqCst)
-            .then(|| "the DevTools connection to Chromium was lost".to_string())
+        self.broke.lock().ok().and_then(|b| b.clone())
     }
 }
 
@@ -594,10 +300,11 @@ impl Driver {
 
     async fn after_failure(&self, guard: &mut Option<Session>, e: BrowserError) -> BrowserError {
         let broken = guard.as_ref().and_then(|s| s.broken());
-        let e = match (e, broken) {
-            (BrowserError::Lost(why), _) => BrowserError::Lost(why),
-            (_, Some(why)) => BrowserError::Lost(why),
-            (e, None) => return e,
+        // What broke the session says more than how the action noticed.
+        let e = match (broken, e) {
+            (Some(why), _) => BrowserError::Lost(why),
+            (None, BrowserError::Lost(why)) => BrowserError::Lost(why),
+            (None, e) => return e,
         };
         if let Some(s) = guard.take() {
             let pid = s.chromium.pid;
@@ -673,22 +380,22 @@ impl Driver {
                 ));
             }
         };
-        let lost = Arc::new(AtomicBool::new(false));
-        let lost2 = lost.clone();
+        let broke: Broke = Default::default();
+        let broke2 = broke.clone();
         let handler_task = tokio::spawn(async move {
             while let Some(r) = handler.next().await {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "CDP handler");
                 }
             }
-            lost2.store(true, Ordering::SeqCst);
+            set_broke(&broke2, "the DevTools connection to Chromium was lost");
         });
         let browser = Arc::new(browser);
         let mut session = Session {
             chromium,
             browser: browser.clone(),
             tasks: Tasks(vec![handler_task]),
-            lost,
+            broke,
             tabs: Vec::new(),
             current: 0,
             headless: cfg.headless,
@@ -708,7 +415,22 @@ impl Driver {
             ),
         )
         .await?;
-        session.tasks.0.extend(self.download_tasks(&browser).await?);
+        session
+            .tasks
+            .0
+            .extend(download_tasks(&browser, &self.shared, &self.downloads).await?);
+        // A crashed renderer: the session is replaced at the next action.
+        let mut crashes = browser
+            .event_listener::<EventTargetCrashed>()
+            .await
+            .map_err(|e| BrowserError::Launch(e.to_string()))?;
+        let b = session.broke.clone();
+        session.tasks.0.push(tokio::spawn(async move {
+            if let Some(ev) = crashes.next().await {
+                tracing::warn!(status = %ev.status, "a page's renderer crashed");
+                set_broke(&b, &format!("a page's renderer crashed ({})", ev.status));
+            }
+        }));
         let page = within(cdp, "opening a tab", browser.new_page("about:blank")).await?;
         let first = page.target_id().clone();
         session.tabs.push(adopt(page, &self.shared, cdp).await?);
@@ -725,72 +447,6 @@ impl Driver {
             st.headless = session.headless;
         }
         Ok(session)
-    }
-
-    async fn download_tasks(
-        &self,
-        browser: &Arc<Browser>,
-    ) -> Result<Vec<JoinHandle<()>>, BrowserError> {
-        let mut begins = browser
-            .event_listener::<EventDownloadWillBegin>()
-            .await
-            .map_err(|e| BrowserError::Launch(e.to_string()))?;
-        let mut progress = browser
-            .event_listener::<EventDownloadProgress>()
-            .await
-            .map_err(|e| BrowserError::Launch(e.to_string()))?;
-        let (shared, b) = (self.shared.clone(), browser.clone());
-        let begin_task = tokio::spawn(async move {
-            while let Some(ev) = begins.next().await {
-                let stop = {
-                    let mut sh = lock(&shared);
-                    if sh.gate.checks() {
-                        let fact = Fact::Download {
-                            file: ev.suggested_filename.clone(),
-                            url: ev.url.clone(),
-                        };
-                        let r = sh.gate.asks(&[fact]);
-                        sh.blocked.extend(r);
-                        true
-                    } else {
-                        sh.downloading
-                            .insert(ev.guid.clone(), ev.suggested_filename.clone());
-                        false
-                    }
-                };
-                if stop {
-                    let _ = b.execute(CancelDownloadParams::new(ev.guid.clone())).await;
-                }
-            }
-        });
-        let (shared, dir) = (self.shared.clone(), self.downloads.clone());
-        let progress_task = tokio::spawn(async move {
-            while let Some(ev) = progress.next().await {
-                let mut sh = lock(&shared);
-                match ev.state {
-                    DownloadProgressState::Completed => {
-                        let name = sh.downloading.remove(&ev.guid).unwrap_or_default();
-                        let path = ev
-                            .file_path
-                            .clone()
-                            .map(PathBuf::from)
-                            .unwrap_or_else(|| dir.join(&name));
-                        // Sandboxed like models: only a file inside the dir
-                        // is reported as ours.
-                        if path.starts_with(&dir) {
-                            sh.downloads.push(path.display().to_string());
-                        } else {
-                            tracing::error!(path = %path.display(), "a download landed outside browser-downloads/");
-                        }
-                    }
-                    DownloadProgressState::Canceled => {
-                        sh.downloading.remove(&ev.guid);
-                    }
-                    _ => {}
-                }
-            }
-        });
-        Ok(vec![begin_task, progress_task])
     }
 
     async fn run(
@@ -1171,7 +827,21 @@ impl Driver {
     /// script (then Chromium is killed), else a slow page.
     async fn goto(&self, s: &mut Session, url: &str, cdp: Duration) -> Result<(), BrowserError> {
         let page = s.page()?;
-        match tokio::time::timeout(cdp, page.goto(url)).await {
+        // A renderer that crashes meanwhile ends the wait at once.
+        let broke = s.broke.clone();
+        let crashed = async move {
+            loop {
+                if broke.lock().map(|b| b.is_some()).unwrap_or(true) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let load = tokio::select! {
+            r = tokio::time::timeout(cdp, page.goto(url)) => r,
+            _ = crashed => return Err(BrowserError::Lost(format!("loading {url} failed"))),
+        };
+        match load {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 if !lock(&self.shared).blocked.is_empty() {
@@ -1200,7 +870,9 @@ impl Driver {
     /// request was made, wait (bounded) for the new page to load, and for
     /// downloads it started to complete.
     async fn settle(&self, s: &Session, cdp: Duration, docs_before: u64) {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // The request arrives before the input's acknowledgement; a moment
+        // lets the event task count it.
+        tokio::time::sleep(SETTLE_PEEK).await;
         let started = lock(&self.shared).documents != docs_before;
         if started {
             let deadline = Instant::now() + SETTLE.min(cdp);
@@ -1339,250 +1011,12 @@ async fn close_session(s: Session) {
     tracing::info!(status = %exit.status, "Chromium closed");
 }
 
-/// Interception and dialogs for one tab.
-async fn adopt(page: Page, shared: &SharedRef, cdp: Duration) -> Result<Tab, BrowserError> {
-    let pattern = RequestPattern::builder()
-        .url_pattern("*")
-        .resource_type(ResourceType::Document)
-        .request_stage(RequestStage::Request)
-        .build();
-    let mut paused = within(
-        cdp,
-        "listening to requests",
-        page.event_listener::<EventRequestPaused>(),
-    )
-    .await?;
-    let mut dialogs = within(
-        cdp,
-        "listening to dialogs",
-        page.event_listener::<EventJavascriptDialogOpening>(),
-    )
-    .await?;
-    within(
-        cdp,
-        "intercepting navigations",
-        page.execute(EnableParams::builder().pattern(pattern).build()),
-    )
-    .await?;
-    let (p, sh) = (page.clone(), shared.clone());
-    let requests = tokio::spawn(async move {
-        while let Some(ev) = paused.next().await {
-            let main = p.mainframe().await.ok().flatten();
-            let reasons = if main.as_ref() == Some(&ev.frame_id) {
-                let mut s = lock(&sh);
-                s.documents += 1;
-                let mut facts: Vec<Fact> = policy::origin_fact(&s.allowed, &ev.request.url)
-                    .into_iter()
-                    .collect();
-                if !ev.request.method.eq_ignore_ascii_case("GET") {
-                    facts.push(Fact::NonGetNavigation {
-                        method: ev.request.method.clone(),
-                        url: ev.request.url.clone(),
-                    });
-                }
-                let r = s.gate.asks(&facts);
-                s.blocked.extend(r.iter().cloned());
-                r
-            } else {
-                Vec::new()
-            };
-            let id = ev.request_id.clone();
-            let sent = if reasons.is_empty() {
-                p.execute(ContinueRequestParams::new(id)).await.map(|_| ())
-            } else {
-                tracing::info!(url = %ev.request.url, "navigation stopped for approval");
-                p.execute(FailRequestParams::new(id, ErrorReason::BlockedByClient))
-                    .await
-                    .map(|_| ())
-            };
-            if let Err(e) = sent {
-                tracing::debug!(error = %e, "cannot answer an intercepted request");
-            }
-        }
-    });
-    let (p, sh) = (page.clone(), shared.clone());
-    let dialog_task = tokio::spawn(async move {
-        while let Some(ev) = dialogs.next().await {
-            let kind = ev.r#type.as_ref().to_string();
-            // Alerts are only read; leaving a page is allowed; a confirm or
-            // a prompt usually guards a step a person should take: no.
-            let accept = matches!(kind.as_str(), "alert" | "beforeunload");
-            lock(&sh).dialogs.push(format!(
-                "{kind} {:?}: {}",
-                ev.message,
-                if accept { "accepted" } else { "dismissed" }
-            ));
-            if let Err(e) = p.execute(HandleJavaScriptDialogParams::new(accept)).await {
-                tracing::warn!(error = %e, "cannot answer a dialog");
-            }
-        }
-    });
-    Ok(Tab {
-        page,
-        tasks: vec![requests, dialog_task],
-    })
-}
-
-/// A CDP call with the per-call limit: over it, the page counts as hung.
-async fn within<T, E: std::fmt::Display>(
-    limit: Duration,
-    what: &str,
-    fut: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, BrowserError> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(BrowserError::Page(format!("{what}: {e}"))),
-        Err(_) => Err(BrowserError::Lost(format!(
-            "the page did not answer {what} within {} s (a hung renderer?)",
-            limit.as_secs()
-        ))),
-    }
-}
-
-/// Evaluate `template` with `{js}` replaced by the page helper.
-async fn eval<T: serde::de::DeserializeOwned>(
-    page: &Page,
-    cdp: Duration,
-    template: &str,
-    _args: &[&str],
-) -> Result<T, BrowserError> {
-    let expr = template.replace("{js}", PAGE_JS);
-    let r = within(cdp, "running a script", page.evaluate(expr)).await?;
-    r.into_value::<T>()
-        .map_err(|e| BrowserError::Page(format!("the page answered something unexpected: {e}")))
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct FormFacts {
-    method: String,
-    action: String,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct ElementFacts {
-    submits: Option<FormFacts>,
-    download: Option<String>,
-    href: Option<String>,
-    #[serde(default)]
-    sensitive: String,
-    form: Option<FormFacts>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-struct Target {
-    error: Option<String>,
-    role: String,
-    name: String,
-    x: f64,
-    y: f64,
-    width: f64,
-    height: f64,
-    facts: ElementFacts,
-    text: String,
-}
-
-/// The element behind a ref, through `page.js`'s `act` (`how`: point,
-/// focus, select, scroll, text); an unknown or stale ref is an error that
-/// says to take a new snapshot.
-async fn target(
-    page: &Page,
-    cdp: Duration,
-    reference: &str,
-    how: &str,
-    arg: &str,
-) -> Result<Target, BrowserError> {
-    let t: Target = target_raw(page, cdp, reference, how, arg).await?;
-    match t.error {
-        Some(e) => Err(BrowserError::Invalid(e)),
-        None => Ok(t),
-    }
-}
-
-async fn target_raw<T: serde::de::DeserializeOwned>(
-    page: &Page,
-    cdp: Duration,
-    reference: &str,
-    how: &str,
-    arg: &str,
-) -> Result<T, BrowserError> {
-    if reference.is_empty() {
-        return Err(BrowserError::Invalid(
-            "a ref (such as e12, from `browser snapshot`) is needed".into(),
-        ));
-    }
-    let expr = format!(
-        "(\n{PAGE_JS}\n).act({}, {}, {})",
-        js_str(reference),
-        js_str(how),
-        js_str(arg)
-    );
-    let r = within(cdp, "finding the element", page.evaluate(expr)).await?;
-    let v: serde_json::Value = r.into_value().unwrap_or(serde_json::Value::Null);
-    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-        return Err(BrowserError::Invalid(e.to_owned()));
-    }
-    serde_json::from_value(v)
-        .map_err(|e| BrowserError::Page(format!("the page answered something unexpected: {e}")))
-}
-
-const ACTIVE_FORM_JS: &str = "(() => { let a = document.activeElement; \
-    while (a && (a.tagName === 'IFRAME' || a.tagName === 'FRAME')) { try { a = a.contentDocument.activeElement; } catch (e) { break; } } \
-    if (!a || a.tagName !== 'INPUT' || !a.form) return null; \
-    return {method: (a.form.getAttribute('method') || 'get').toUpperCase(), action: a.form.action}; })()";
-
-/// Press one key (chromiumoxide's US layout names: Enter, Tab, ArrowDown,
-/// a character).
-async fn press(page: &Page, cdp: Duration, key: &str) -> Result<(), BrowserError> {
-    let def = chromiumoxide::keys::get_key_definition(key).ok_or_else(|| {
-        BrowserError::Invalid(format!(
-            "unknown key {key:?} (Enter, Tab, Escape, Backspace, ArrowUp, ArrowDown, PageDown, a character, ...)"
-        ))
-    })?;
-    let mut cmd = DispatchKeyEventParams::builder()
-        .key(def.key)
-        .code(def.code)
-        .windows_virtual_key_code(def.key_code)
-        .native_virtual_key_code(def.key_code);
-    let down = if let Some(t) = def.text {
-        cmd = cmd.text(t);
-        DispatchKeyEventType::KeyDown
-    } else if def.key.len() == 1 {
-        cmd = cmd.text(def.key);
-        DispatchKeyEventType::KeyDown
-    } else {
-        DispatchKeyEventType::RawKeyDown
-    };
-    let down = cmd
-        .clone()
-        .r#type(down)
-        .build()
-        .map_err(BrowserError::Page)?;
-    let up = cmd
-        .r#type(DispatchKeyEventType::KeyUp)
-        .build()
-        .map_err(BrowserError::Page)?;
-    within(cdp, "pressing a key", page.execute(down)).await?;
-    within(cdp, "releasing a key", page.execute(up)).await?;
-    Ok(())
-}
-
 async fn current_url(s: &Session, cfg: &BrowserConfig) -> String {
     let Ok(page) = s.page() else {
         return String::new();
     };
     let limit = cfg.cdp_timeout().min(Duration::from_secs(2));
     tokio::time::timeout(limit, page.url())
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .flatten()
-        .unwrap_or_default()
-}
-
-async fn title(page: &Page, cdp: Duration) -> String {
-    let limit = cdp.min(Duration::from_secs(2));
-    tokio::time::timeout(limit, page.get_title())
         .await
         .ok()
         .and_then(|r| r.ok())
@@ -1617,55 +1051,6 @@ fn no_tab(index: usize, n: usize) -> BrowserError {
     ))
 }
 
-/// A URL people may type: with a scheme, or a host (https:// is added).
-pub fn normalize_url(url: &str) -> Result<String, BrowserError> {
-    let url = url.trim();
-    let parsed = url::Url::parse(url).or_else(|e| {
-        if url.contains("://") || url.is_empty() || url.contains(' ') {
-            Err(e)
-        } else {
-            url::Url::parse(&format!("https://{url}"))
-        }
-    });
-    match parsed {
-        Ok(u) if matches!(u.scheme(), "http" | "https" | "file" | "about" | "data") => {
-            Ok(u.to_string())
-        }
-        Ok(u) => Err(BrowserError::Invalid(format!(
-            "{url:?}: {} URLs are not opened (http, https, file, about, data are)",
-            u.scheme()
-        ))),
-        Err(e) => Err(BrowserError::Invalid(format!("{url:?} is not a URL: {e}"))),
-    }
-}
-
-/// Upload paths must be absolute and name regular files.
-fn check_upload_paths(paths: &[String]) -> Result<Vec<String>, BrowserError> {
-    if paths.is_empty() {
-        return Err(BrowserError::Invalid("no file to upload".into()));
-    }
-    paths
-        .iter()
-        .map(|p| {
-            let path = Path::new(p);
-            if !path.is_absolute() {
-                return Err(BrowserError::Invalid(format!(
-                    "{p:?} is not an absolute path"
-                )));
-            }
-            match std::fs::metadata(path) {
-                Ok(m) if m.is_file() => Ok(p.clone()),
-                Ok(_) => Err(BrowserError::Invalid(format!("{p} is not a file"))),
-                Err(e) => Err(BrowserError::Invalid(format!("{p}: {e}"))),
-            }
-        })
-        .collect()
-}
-
-fn js_str(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
-}
-
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -1675,52 +1060,4 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_people_type_and_ones_that_are_refused() {
-        assert_eq!(
-            normalize_url("example.com").unwrap(),
-            "https://example.com/"
-        );
-        assert_eq!(
-            normalize_url("http://127.0.0.1:8080/a?b=1").unwrap(),
-            "http://127.0.0.1:8080/a?b=1"
-        );
-        assert_eq!(normalize_url("about:blank").unwrap(), "about:blank");
-        assert!(normalize_url("javascript:alert(1)").is_err());
-        assert!(normalize_url("chrome://settings").is_err());
-        assert!(normalize_url("not a url").is_err());
-        assert!(normalize_url("").is_err());
-    }
-
-    #[test]
-    fn the_log_never_keeps_typed_text_or_scripts() {
-        let a = Action::Type {
-            reference: "e1".into(),
-            text: "hunter2".into(),
-            submit: true,
-        };
-        assert_eq!(a.detail(), "7 characters, then Enter");
-        assert_eq!(a.reference(), "e1");
-        let e = Action::Evaluate {
-            expression: "document.cookie".into(),
-        };
-        assert!(!e.detail().contains("cookie"));
-    }
-
-    #[test]
-    fn upload_paths_are_checked() {
-        assert!(check_upload_paths(&[]).is_err());
-        assert!(check_upload_paths(&["relative.txt".into()]).is_err());
-        assert!(check_upload_paths(&["/".into()]).is_err());
-        assert!(check_upload_paths(&["/nonexistent/x".into()]).is_err());
-        let f = tempfile::NamedTempFile::new().unwrap();
-        let p = f.path().display().to_string();
-        assert_eq!(check_upload_paths(std::slice::from_ref(&p)).unwrap(), [p]);
-    }
 }

@@ -9,14 +9,24 @@
 //! - [`chromium`]: the Chromium process (group, lockfile, stderr tail).
 //! - [`snapshot`]: the accessibility-tree snapshot with refs (the walk
 //!   runs in the page: `page.js`), rendered in a budget.
+//! - [`action`]: the actions and what an action did (pure).
 //! - [`driver`]: actions on the live browser, with timeouts, hang and
-//!   crash recovery.
+//!   crash recovery; `cdp` (calls with their limit, the page helper's
+//!   calls) and `events` (interception, navigations, dialogs, downloads)
+//!   beside it.
+//! - [`error`]: why an action failed.
 //! - [`store`]: the `browser_actions` execution log in cowork.db.
 //! - [`service`]: `cowork.browser.v1.Browser` ⇄ the driver.
 
+#![warn(missing_docs)]
+
+pub mod action;
+mod cdp;
 pub mod chromium;
 pub mod config;
 pub mod driver;
+pub mod error;
+mod events;
 pub mod policy;
 pub mod service;
 pub mod singleton;

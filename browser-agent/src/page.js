@@ -11,7 +11,7 @@
   let next = 1;
   const INTERACTIVE = new Set(['link', 'button', 'textbox', 'searchbox', 'checkbox', 'radio',
     'combobox', 'listbox', 'slider', 'spinbutton', 'switch', 'tab', 'menuitem', 'menuitemcheckbox',
-    'menuitemradio', 'option', 'treeitem']);
+    'menuitemradio', 'option', 'treeitem', 'clickable']);
   const NAMED = new Set(['heading', 'img', 'dialog', 'alertdialog', 'alert', 'form', 'navigation',
     'main', 'region', 'iframe', 'table', 'progressbar']);
   const INPUT_ROLES = {button: 'button', submit: 'button', reset: 'button', image: 'button',
@@ -42,6 +42,13 @@
     }
     if (el.isContentEditable && !(el.parentElement && el.parentElement.isContentEditable)) return 'textbox';
     if (el.hasAttribute('onclick') || (el.tabIndex >= 0 && el.hasAttribute('tabindex'))) return 'button';
+    // Script-only click targets show as the outermost element with a
+    // pointer cursor (the cursor is inherited: its parent has none).
+    const view = el.ownerDocument.defaultView;
+    if (view && view.getComputedStyle(el).cursor === 'pointer') {
+      const p = el.parentElement;
+      if (!p || view.getComputedStyle(p).cursor !== 'pointer') return 'clickable';
+    }
     return null;
   }
   function textOf(el) { return el.innerText !== undefined ? el.innerText : el.textContent; }
@@ -57,7 +64,7 @@
     if (el.labels && el.labels.length) return clip(Array.from(el.labels).map(textOf).join(' '), 80);
     if (el.tagName === 'INPUT' && ['submit', 'button', 'reset'].includes(el.type)) return clip(el.value || (el.type === 'submit' ? 'Submit' : ''), 80);
     if (el.tagName === 'IMG' || el.tagName === 'AREA' || (el.tagName === 'INPUT' && el.type === 'image')) return clip(el.getAttribute('alt'), 80);
-    if (['link', 'button', 'heading', 'tab', 'menuitem', 'option', 'treeitem', 'checkbox', 'radio', 'switch'].includes(r) && el.tagName !== 'INPUT') {
+    if (['link', 'button', 'heading', 'tab', 'menuitem', 'option', 'treeitem', 'checkbox', 'radio', 'switch', 'clickable'].includes(r) && el.tagName !== 'INPUT') {
       const t = clip(textOf(el), 80);
       if (t) return t;
     }

@@ -1,7 +1,8 @@
 //! `cowork.browser.v1.Browser`: converts requests to [`Action`]s and
 //! [`Outcome`]s to responses; nothing else.
 
-use crate::driver::{Action, BrowserError, Caller, Driver, Outcome, TabInfo};
+use crate::action::{Action, Caller, Outcome, TabInfo};
+use crate::driver::{BrowserError, Driver};
 use crate::store::LoggedAction;
 use cowork_proto::pb::browser::{self as pb, browser_server};
 use std::time::Duration;
