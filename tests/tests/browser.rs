@@ -622,3 +622,53 @@ async fn gemma_navigates_with_a_forced_tool_choice_and_reads_the_page() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_crashed_renderer_is_replaced_and_the_next_action_works() {
+    let site = Site::start(None);
+    let s = Suite::start(&config(&site, ""));
+    browser(&s, &["open", &site.url("/article")]);
+    let chromium = status(&s)["chromium_pid"].as_u64().unwrap() as u32;
+    // The renderers are Chromium's children with --type=renderer.
+    let renderers: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|p| {
+            // Field 5 of stat, after the command in parentheses: the group.
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let group = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(2));
+            group == Some(chromium.to_string().as_str())
+                && std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.windows(15).any(|w| w == b"--type=renderer"))
+        })
+        .collect();
+    assert!(!renderers.is_empty(), "no renderer of {chromium}");
+    for r in &renderers {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*r as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    wait_until(T, "the crash to be seen", || {
+        // The next action either meets the crash (and fails saying so) or
+        // finds it already seen and opens a new Chromium first.
+        let out = browser_out(&s, &["open", &site.url("/article")]);
+        out.status.success() && status(&s)["relaunches"] == 1
+    });
+    let st = status(&s);
+    assert!(
+        st["last_failure"]
+            .as_str()
+            .unwrap()
+            .contains("renderer crashed"),
+        "{st}"
+    );
+    assert_ne!(st["chromium_pid"].as_u64().unwrap() as u32, chromium);
+    assert!(!alive(chromium));
+    let t = browser(&s, &["text"]);
+    assert!(t["text"].as_str().unwrap().contains("PURPLE-42"), "{t}");
+}
