@@ -172,6 +172,16 @@ pub struct ApprovalEntry {
     pub always_ask: Vec<String>,
     /// Extra tool-name patterns for the security denylist (phase 1).
     pub denylist_extra: Vec<String>,
+    /// Seconds a call waits for a person before it is rejected — fail
+    /// closed: it never runs (default 900; 0: wait for ever).
+    pub timeout_s: Option<u64>,
+}
+
+impl ApprovalEntry {
+    /// [`Self::timeout_s`] in ms (default 15 minutes; 0: never).
+    pub fn timeout_ms(&self) -> i64 {
+        (self.timeout_s.unwrap_or(900) as i64).saturating_mul(1000)
+    }
 }
 
 impl Default for AgentsConfig {

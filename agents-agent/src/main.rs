@@ -71,6 +71,8 @@ fn main() -> std::process::ExitCode {
         // operations a killed agents-agent was running come back paused;
         // servers it left behind are reaped before any new one starts;
         // ours end when the worker stops.
+        // Calls nobody approves in time are rejected (fail closed).
+        agents.spawn_expiry(ctx.shutdown.clone());
         match agents.recover() {
             Ok(0) => {}
             Ok(n) => tracing::warn!(operations = n, "interrupted operations paused"),

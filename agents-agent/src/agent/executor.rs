@@ -7,11 +7,11 @@
 
 use super::guardrails;
 use super::operation::{
-    after_reply, before_step, function_name, unanswered_calls, CallRecord, Instruction, Operation,
-    Pending, Reply, Status, ToolCall,
+    after_reply, before_step, expired, function_name, unanswered_calls, CallRecord, Instruction,
+    Operation, Pending, Reply, Status, ToolCall,
 };
 use super::store;
-use crate::browser::client::{Answer, BrowserTools};
+use crate::browser::client::{Answer as BrowserAnswer, BrowserTools};
 use crate::browser::tools::{self as browser_tools, AgentSettings};
 use crate::browser::SERVER as BROWSER;
 use crate::config::AgentsConfig;
@@ -27,6 +27,18 @@ use crate::util::{new_id, now_ms};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+/// How often waiting calls are checked for their approval timeout.
+pub const EXPIRY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A person's (or the clock's) answer to a waiting call.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Approve,
+    Reject,
+    /// Nobody answered within this many seconds.
+    Expire(i64),
+}
 
 /// Longest reply asked of the model per step.
 pub const STEP_MAX_TOKENS: u32 = 256;
@@ -244,6 +256,21 @@ impl Agents {
         approve: bool,
         wait: bool,
     ) -> Result<Operation, AgentError> {
+        let answer = if approve {
+            Answer::Approve
+        } else {
+            Answer::Reject
+        };
+        self.answer(op_id, call_id, answer, wait).await
+    }
+
+    async fn answer(
+        &self,
+        op_id: &str,
+        call_id: &str,
+        answer: Answer,
+        wait: bool,
+    ) -> Result<Operation, AgentError> {
         let claim = self.claim(op_id)?;
         let (mut op, _, _) = self.get(op_id).await?;
         let Some(pos) = op.pending.iter().position(|p| p.call.id == call_id) else {
@@ -253,24 +280,81 @@ impl Agents {
             });
         };
         let p = op.pending.remove(pos);
-        if approve {
-            self.run_calls(&mut op, vec![p.call], true).await;
-        } else {
-            op.messages.push(tool_message(
-                &p.call.id,
-                "The person rejected this tool call.",
-            ));
-            op.calls.push(CallRecord {
-                call: p.call,
-                outcome: "rejected".into(),
-                result: String::new(),
-            });
+        match answer {
+            Answer::Approve => self.run_calls(&mut op, vec![p.call], true).await,
+            Answer::Reject | Answer::Expire(_) => {
+                let (told, outcome) = match answer {
+                    Answer::Expire(after_s) => (
+                        format!(
+                            "No one approved this tool call within {after_s} s; it was not run."
+                        ),
+                        "expired",
+                    ),
+                    _ => (
+                        "The person rejected this tool call.".to_string(),
+                        "rejected",
+                    ),
+                };
+                op.messages.push(tool_message(&p.call.id, &told));
+                op.calls.push(CallRecord {
+                    call: p.call,
+                    outcome: outcome.into(),
+                    result: String::new(),
+                });
+            }
         }
         if !op.pending.is_empty() {
             self.save(&op).await?;
             return Ok(op);
         }
         self.drive(op, wait, claim).await
+    }
+
+    /// Fail closed: every call that has waited for a person longer than
+    /// `[agents.approval] timeout_s` is rejected (it never runs; the model
+    /// is told) and its operation goes on. Returns how many expired.
+    pub async fn expire_waiting(&self) -> Result<usize, AgentError> {
+        let timeout_ms = AgentsConfig::load(&self.config)
+            .map(|c| c.approval.timeout_ms())
+            .unwrap_or(900_000);
+        let now = now_ms();
+        let mut n = 0;
+        for op in self.db.read(store::waiting).await? {
+            for p in op
+                .pending
+                .iter()
+                .filter(|p| expired(p.asked_ms, now, timeout_ms))
+            {
+                match self
+                    .answer(&op.id, &p.call.id, Answer::Expire(timeout_ms / 1000), false)
+                    .await
+                {
+                    Ok(_) => n += 1,
+                    // Busy (a person is deciding it right now) or gone.
+                    Err(AgentError::State { .. } | AgentError::NoPending { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Check for expired approvals every [`EXPIRY_CHECK`] until `shutdown`.
+    pub fn spawn_expiry(&self, shutdown: tokio_util::sync::CancellationToken) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(EXPIRY_CHECK) => {}
+                }
+                match me.expire_waiting().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(calls = n, "approvals expired: rejected"),
+                    Err(e) => tracing::error!(error = %e, "cannot expire approvals"),
+                }
+            }
+        });
     }
 
     /// Run the loop in its own task (a client that goes away does not cut
@@ -500,7 +584,11 @@ impl Agents {
                         }
                     }
                     Instruction::CallToolsBatch(calls) => self.run_calls(op, calls, false).await,
-                    Instruction::RequestHumanApprove(p) => op.pending.extend(p),
+                    Instruction::RequestHumanApprove(p) => {
+                        let now = now_ms();
+                        op.pending
+                            .extend(p.into_iter().map(|p| Pending { asked_ms: now, ..p }));
+                    }
                     Instruction::Finish(text) => {
                         op.status = Status::Done;
                         op.result = text;
@@ -591,8 +679,10 @@ impl Agents {
                     (BROWSER, Some(b)) => {
                         let call = browser_tools::parse(&tool, &args).map_err(|e| (e, false))?;
                         match b.call(call, &op_id, approved).await {
-                            Ok(Answer::Done(text)) => Ok(text),
-                            Ok(Answer::NeedsApproval(reasons)) => Err((reasons.join("; "), true)),
+                            Ok(BrowserAnswer::Done(text)) => Ok(text),
+                            Ok(BrowserAnswer::NeedsApproval(reasons)) => {
+                                Err((reasons.join("; "), true))
+                            }
                             Err(e) => Err((e, false)),
                         }
                     }
@@ -615,6 +705,7 @@ impl Agents {
                         call: c,
                         phase: 1,
                         reason,
+                        asked_ms: now_ms(),
                     });
                     continue;
                 }

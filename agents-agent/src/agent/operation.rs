@@ -84,6 +84,16 @@ pub struct Pending {
     pub phase: u8,
     /// Its reason.
     pub reason: String,
+    /// When it began to wait (Unix ms; 0 in operations saved before this
+    /// was recorded: those wait for a person, as before).
+    #[serde(default)]
+    pub asked_ms: i64,
+}
+
+/// Whether a call waiting since `asked_ms` has waited longer than
+/// `timeout_ms` by `now_ms` (a timeout of 0 never expires).
+pub fn expired(asked_ms: i64, now_ms: i64, timeout_ms: i64) -> bool {
+    timeout_ms > 0 && asked_ms > 0 && now_ms - asked_ms >= timeout_ms
 }
 
 /// What happened to a tool call.
@@ -236,6 +246,7 @@ pub fn after_reply(op: &Operation, reply: &Reply, settings: &Settings) -> Vec<In
                 call: c.clone(),
                 phase: d.phase,
                 reason: d.reason,
+                asked_ms: 0,
             }),
             Verdict::Block => block.push((c.clone(), d.reason)),
         }
@@ -296,6 +307,15 @@ pub fn function_name(server: &str, tool: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_waiting_call_expires_after_its_timeout_and_never_with_zero() {
+        assert!(!expired(1_000, 1_500, 1_000));
+        assert!(expired(1_000, 2_000, 1_000));
+        assert!(!expired(1_000, 99_000, 0));
+        // Not stamped yet: never expired on a guess.
+        assert!(!expired(0, 99_000, 1_000));
+    }
 
     fn call(id: &str, server: &str, tool: &str) -> ToolCall {
         ToolCall {
