@@ -387,18 +387,21 @@ fn reply_text(file: &Path, text: &str) {
     std::fs::write(file, reply.to_string()).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agents_submit_password_download_and_cross_origin_redirect_wait_for_approval() {
-    let site = Site::start(None);
-    let dir = tempfile::tempdir().unwrap();
-    let (log, reply) = (dir.path().join("log"), dir.path().join("reply.json"));
-    reply_text(&reply, "nothing");
-    let cloud = cloud_standin_with(&log, Some(&reply));
+/// A suite whose model is the cloud stand-in answering from `reply`.
+async fn with_scripted_model(
+    site: &Site,
+    reply: &Path,
+    log: &Path,
+    approval: &str,
+) -> (CloudStandin, Suite) {
+    reply_text(reply, "nothing");
+    let cloud = cloud_standin_with(log, Some(reply));
     let cfg = format!(
         "{}\n[agents]\nprobe_ports = false\nplan = \"boost\"\n\
          [agents.caps]\nper_interaction = 100.0\ndaily = 100.0\nweekly = 100.0\nmonthly = 100.0\n\
-         [agents.providers.openrouter]\nbase_url = \"http://127.0.0.1:{}/v1\"\n",
-        config(&site, ""),
+         [agents.providers.openrouter]\nbase_url = \"http://127.0.0.1:{}/v1\"\n\
+         [agents.approval]\n{approval}\n",
+        config(site, ""),
         cloud.port
     );
     let s = Suite::start_with_env(
@@ -410,6 +413,49 @@ async fn an_agents_submit_password_download_and_cross_origin_redirect_wait_for_a
         ],
     );
     s.agents_serving().await;
+    (cloud, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_approval_expires_and_the_call_never_runs() {
+    let site = Site::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let (log, reply) = (dir.path().join("log"), dir.path().join("reply.json"));
+    let (_cloud, s) = with_scripted_model(&site, &reply, &log, "timeout_s = 2").await;
+    browser(&s, &["open", &site.url("/form")]);
+    let snap = browser(&s, &["snapshot"]);
+    reply_call(
+        &reply,
+        "click",
+        serde_json::json!({"ref": ref_of(&snap, "button \"Send\"")}),
+    );
+    let op = s.ctl_json(&["agent", "run", "--max-steps", "4", "send the form"]);
+    assert_eq!(op["status"], "waiting_for_human", "{op}");
+    reply_text(&reply, "Nobody approved; I stopped.");
+    let id = op["id"].as_str().unwrap().to_owned();
+    let done = wait_for(Duration::from_secs(30), "the approval to expire", || {
+        let o = s.ctl_json(&["agent", "show", &id]);
+        (o["status"] != "waiting_for_human" && o["status"] != "running").then_some(o)
+    });
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["tool_calls"][0]["outcome"], "expired", "{done}");
+    assert!(
+        !site.requests().iter().any(|r| r["method"] == "POST"),
+        "the form was sent"
+    );
+    let sent = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        sent.contains("No one approved this tool call within 2 s"),
+        "the model was not told"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_submit_password_download_and_cross_origin_redirect_wait_for_approval() {
+    let site = Site::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let (log, reply) = (dir.path().join("log"), dir.path().join("reply.json"));
+    let (_cloud, s) = with_scripted_model(&site, &reply, &log, "").await;
     let run = |task: &str| s.ctl_json(&["agent", "run", "--max-steps", "4", task]);
     let posts = || {
         site.requests()
