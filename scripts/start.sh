@@ -5,5 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+# The browser worker drives Debian's Chromium: install it once (the rest of
+# the suite runs without it; browser calls then say how to install it).
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
+    || echo "could not install chromium; the browser will be unavailable until it is" >&2
+fi
 cargo build --locked --release --workspace --bins
 exec target/release/coworkd "$@"

@@ -48,6 +48,9 @@ customElements.define('x-card', class extends HTMLElement { constructor() { supe
     "/dialog": """<title>Dialog</title><button onclick="document.title = confirm('Delete everything?') ? 'yes' : 'no'">Delete</button>""",
     "/change": """<title>Change</title><button id="b">First</button>
 <button onclick="document.getElementById('b').textContent = 'Second'">Rename</button>""",
+    "/bench": """<title>Bench</title><h1>Round trip</h1>
+<input id="q" aria-label="Query"><button id="go" onclick="document.getElementById('out').textContent = 'Echo: ' + document.getElementById('q').value">Go</button>
+<p id="out"></p>""",
     "/popup": """<title>Popup</title><a href="http://localhost:{port}/article" target="_blank">Elsewhere</a>""",
 }
 
