@@ -239,23 +239,7 @@ pub async fn launch(spec: &LaunchSpec, timeout: Duration) -> Result<Chromium, La
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let parent = nix::unistd::getpid();
-    // SAFETY: between fork and exec only async-signal-safe syscalls.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
-            #[cfg(target_os = "linux")]
-            {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-                if nix::unistd::getppid() != parent {
-                    return Err(std::io::Error::other("browser-agent exited during spawn"));
-                }
-            }
-            #[cfg(not(target_os = "linux"))]
-            let _ = parent;
-            Ok(())
-        });
-    }
+    cowork_proto::child::own_group_with_parent_death(&mut cmd, nix::sys::signal::Signal::SIGKILL);
     let mut child = cmd.spawn().map_err(|e| LaunchError::Spawn {
         program: argv[0].clone(),
         error: e.to_string(),

@@ -9,6 +9,7 @@
 //! ([`logging`]) and the skeleton every worker binary runs ([`worker`]).
 
 pub mod backoff;
+pub mod child;
 pub mod grpc;
 pub mod lockfile;
 pub mod logging;
