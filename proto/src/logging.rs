@@ -1,5 +1,6 @@
 //! Logging setup shared by every binary: `tracing` with the filter from
-//! `COWORK_LOG` (default `info`), to stderr and optionally to a log file.
+//! `COWORK_LOG` (default [`DEFAULT_FILTER`]), to stderr and optionally to a
+//! log file.
 
 use std::path::Path;
 use tracing_subscriber::layer::SubscriberExt;
@@ -9,10 +10,16 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 /// Environment variable holding the log filter (`tracing` directives).
 pub const LOG_ENV: &str = "COWORK_LOG";
 
+/// `info`, but only errors from chromiumoxide: its warnings are about CDP
+/// events newer than its schema (one a page load), which say nothing a
+/// person can act on.
+pub const DEFAULT_FILTER: &str = "info,chromiumoxide=error";
+
 /// Install the global subscriber: stderr, plus `file` (appended) when given.
 /// Workers log to stderr only; coworkd sends their stderr to their log file.
 pub fn init(file: Option<&Path>) -> std::io::Result<()> {
-    let filter = || EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        || EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let stderr = fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)

@@ -718,3 +718,40 @@ async fn a_crashed_renderer_is_replaced_and_the_next_action_works() {
     let t = browser(&s, &["text"]);
     assert!(t["text"].as_str().unwrap().contains("PURPLE-42"), "{t}");
 }
+
+#[tokio::test]
+async fn a_chromium_killed_under_the_agent_is_reaped_and_the_next_action_relaunches_it() {
+    let site = Site::start(None);
+    let s = Suite::start(&config(&site, ""));
+    browser(&s, &["open", &site.url("/article")]);
+    let st = status(&s);
+    let (agent, chromium) = (
+        st["pid"].as_u64().unwrap(),
+        st["chromium_pid"].as_u64().unwrap() as u32,
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(chromium as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Reaped by browser-agent: no zombie is left.
+    wait_until(T, "Chromium to be reaped", || {
+        !Path::new(&format!("/proc/{chromium}")).exists()
+    });
+    let r = browser(&s, &["open", &site.url("/article")]);
+    assert_eq!(r["title"], "Article", "{r}");
+    let st = status(&s);
+    assert_eq!(
+        st["pid"].as_u64().unwrap(),
+        agent,
+        "browser-agent itself stayed up"
+    );
+    assert_ne!(st["chromium_pid"].as_u64().unwrap() as u32, chromium);
+    assert_eq!(st["relaunches"], 1, "{st}");
+    let why = st["last_failure"].as_str().unwrap();
+    assert!(
+        why.contains("Chromium exited (signal: 9")
+            || why.contains("connection to Chromium was lost"),
+        "{st}"
+    );
+}
