@@ -5,6 +5,7 @@
 use crate::error::BrowserError;
 use crate::snapshot::PAGE_JS;
 use chromiumoxide::cdp::browser_protocol::input::{DispatchKeyEventParams, DispatchKeyEventType};
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::Page;
 use std::time::Duration;
 
@@ -24,6 +25,33 @@ pub(crate) async fn within<T, E: std::fmt::Display>(
     }
 }
 
+/// Run `expr` in the page's current document and return its JSON value.
+/// Raw `Runtime.evaluate` without a context id: the document that is
+/// there now, never an execution context cached from the one before a
+/// navigation (chromiumoxide's `evaluate` can use one).
+pub(crate) async fn evaluate(
+    page: &Page,
+    expr: impl Into<String>,
+) -> Result<serde_json::Value, String> {
+    let params = EvaluateParams::builder()
+        .expression(expr)
+        .return_by_value(true)
+        .build()?;
+    let r = page.execute(params).await.map_err(|e| e.to_string())?;
+    if let Some(ex) = &r.result.exception_details {
+        return Err(ex
+            .exception
+            .as_ref()
+            .and_then(|e| e.description.clone())
+            .unwrap_or_else(|| ex.text.clone()));
+    }
+    Ok(r.result
+        .result
+        .value
+        .clone()
+        .unwrap_or(serde_json::Value::Null))
+}
+
 /// Evaluate `template` with `{js}` replaced by the page helper.
 pub(crate) async fn eval<T: serde::de::DeserializeOwned>(
     page: &Page,
@@ -32,8 +60,8 @@ pub(crate) async fn eval<T: serde::de::DeserializeOwned>(
     _args: &[&str],
 ) -> Result<T, BrowserError> {
     let expr = template.replace("{js}", PAGE_JS);
-    let r = within(cdp, "running a script", page.evaluate(expr)).await?;
-    r.into_value::<T>()
+    let v = within(cdp, "running a script", evaluate(page, expr)).await?;
+    serde_json::from_value(v)
         .map_err(|e| BrowserError::Page(format!("the page answered something unexpected: {e}")))
 }
 
@@ -65,6 +93,8 @@ pub(crate) struct Target {
     pub(crate) height: f64,
     pub(crate) facts: ElementFacts,
     pub(crate) text: String,
+    /// What covers the element's centre, if something else does.
+    pub(crate) covered: String,
 }
 
 /// The element behind a ref, through `page.js`'s `act` (`how`: point,
@@ -102,8 +132,7 @@ pub(crate) async fn target_raw<T: serde::de::DeserializeOwned>(
         js_str(how),
         js_str(arg)
     );
-    let r = within(cdp, "finding the element", page.evaluate(expr)).await?;
-    let v: serde_json::Value = r.into_value().unwrap_or(serde_json::Value::Null);
+    let v = within(cdp, "finding the element", evaluate(page, expr)).await?;
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
         return Err(BrowserError::Invalid(e.to_owned()));
     }
@@ -111,10 +140,22 @@ pub(crate) async fn target_raw<T: serde::de::DeserializeOwned>(
         .map_err(|e| BrowserError::Page(format!("the page answered something unexpected: {e}")))
 }
 
-pub(crate) const ACTIVE_FORM_JS: &str = "(() => { let a = document.activeElement; \
-    while (a && (a.tagName === 'IFRAME' || a.tagName === 'FRAME')) { try { a = a.contentDocument.activeElement; } catch (e) { break; } } \
-    if (!a || a.tagName !== 'INPUT' || !a.form) return null; \
-    return {method: (a.form.getAttribute('method') || 'get').toUpperCase(), action: a.form.action}; })()";
+/// What pressing a key would do (`page.js`'s `keyFacts`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct KeyFacts {
+    pub(crate) submits: Option<FormFacts>,
+    pub(crate) sensitive: String,
+}
+
+/// Whether the page still runs scripts (answers `1` within a second): a
+/// slow call on a live page is the page's business, on a dead one a hang.
+pub(crate) async fn probe(page: &Page) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), evaluate(page, "1")).await,
+        Ok(Ok(_))
+    )
+}
 
 /// Press one key (chromiumoxide's US layout names: Enter, Tab, ArrowDown,
 /// a character).
@@ -154,12 +195,10 @@ pub(crate) async fn press(page: &Page, cdp: Duration, key: &str) -> Result<(), B
 
 pub(crate) async fn title(page: &Page, cdp: Duration) -> String {
     let limit = cdp.min(Duration::from_secs(2));
-    tokio::time::timeout(limit, page.get_title())
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .flatten()
-        .unwrap_or_default()
+    match tokio::time::timeout(limit, evaluate(page, "document.title")).await {
+        Ok(Ok(serde_json::Value::String(t))) => t,
+        _ => String::new(),
+    }
 }
 
 pub(crate) fn js_str(s: &str) -> String {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 /// Lines of Chromium's stderr kept for an error message.
 pub const TAIL_LINES: usize = 12;
@@ -91,8 +91,9 @@ pub fn argv(spec: &LaunchSpec, root: bool) -> Vec<String> {
     let mut a = vec![
         spec.executable.clone(),
         format!("--user-data-dir={}", spec.profile.display()),
-        "--remote-debugging-port=0".into(),
-        "--remote-debugging-address=127.0.0.1".into(),
+        // DevTools on fds 3 and 4, never on a port another process could
+        // reach (crate::devtools).
+        "--remote-debugging-pipe".into(),
         "--no-first-run".into(),
         "--no-default-browser-check".into(),
         // This machine's network is closed: no background connections.
@@ -120,22 +121,20 @@ pub fn argv(spec: &LaunchSpec, root: bool) -> Vec<String> {
     a
 }
 
-/// The DevTools address in one stderr line, if it is that line.
-pub fn devtools_url(line: &str) -> Option<&str> {
-    let rest = line.trim().strip_prefix("DevTools listening on ")?;
-    rest.starts_with("ws://").then_some(rest)
-}
-
 /// A running Chromium. Dropping it kills the whole group.
 #[derive(Debug)]
 pub struct Chromium {
     /// The group leader's pid.
     pub pid: u32,
-    /// The DevTools websocket.
+    /// The private websocket in front of its DevTools pipe.
     pub ws_url: String,
     exited: watch::Receiver<Option<Exit>>,
     tail: Arc<Mutex<VecDeque<String>>>,
     lock: Option<Lockfile>,
+    /// Killed and reaped (or stopped) already: nothing left to signal.
+    ended: bool,
+    /// The private websocket in front of its DevTools pipe.
+    bridge: Option<crate::devtools::Bridge>,
 }
 
 impl Chromium {
@@ -153,6 +152,7 @@ impl Chromium {
     pub async fn kill(mut self) -> Exit {
         signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
         let exit = wait_exit(self.exited.clone()).await;
+        self.ended = true;
         if let Some(l) = self.lock.take() {
             l.remove();
         }
@@ -179,6 +179,7 @@ impl Chromium {
             }
         };
         signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
+        self.ended = true;
         if let Some(l) = self.lock.take() {
             l.remove();
         }
@@ -187,9 +188,13 @@ impl Chromium {
 }
 
 impl Drop for Chromium {
+    /// Dropped without [`Chromium::kill`] or [`Chromium::stop`] (an error
+    /// on the way, a lockfile that could not be written): the group goes.
     fn drop(&mut self) {
-        if let Some(l) = self.lock.take() {
+        if !self.ended {
             signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Some(l) = self.lock.take() {
             l.remove();
         }
     }
@@ -225,14 +230,22 @@ fn noise(line: &str) -> bool {
     line.contains("dbus/") || line.contains("unexpected operator")
 }
 
-/// Start Chromium and wait up to `timeout` for its DevTools address.
-pub async fn launch(spec: &LaunchSpec, timeout: Duration) -> Result<Chromium, LaunchError> {
+/// Start Chromium with its DevTools on a pipe served as a private
+/// websocket ([`crate::devtools`]); an exit within `settle` is an error
+/// with its status and last lines.
+pub async fn launch(spec: &LaunchSpec, settle: Duration) -> Result<Chromium, LaunchError> {
     match crate::singleton::clear_stale(&spec.profile) {
         Ok(Some(why)) => tracing::warn!(profile = %spec.profile.display(), "{why}"),
         Ok(None) => {}
         Err(why) => return Err(LaunchError::Profile(why)),
     }
     let argv = argv(spec, nix::unistd::geteuid().is_root());
+    let spawn_err = |error: String| LaunchError::Spawn {
+        program: argv[0].clone(),
+        error,
+    };
+    let (child_ends, parent_ends) =
+        crate::devtools::pipes().map_err(|e| spawn_err(format!("no pipe: {e}")))?;
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(std::process::Stdio::null())
@@ -240,15 +253,13 @@ pub async fn launch(spec: &LaunchSpec, timeout: Duration) -> Result<Chromium, La
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     cowork_proto::child::own_group_with_parent_death(&mut cmd, nix::sys::signal::Signal::SIGKILL);
-    let mut child = cmd.spawn().map_err(|e| LaunchError::Spawn {
-        program: argv[0].clone(),
-        error: e.to_string(),
-    })?;
+    crate::devtools::attach(&mut cmd, &child_ends);
+    let spawned = cmd.spawn();
+    // Only the child holds its ends now: its exit closes the pipe.
+    drop(child_ends);
+    let mut child = spawned.map_err(|e| spawn_err(e.to_string()))?;
     let Some(pid) = child.id() else {
-        return Err(LaunchError::Spawn {
-            program: argv[0].clone(),
-            error: "it exited at once".into(),
-        });
+        return Err(spawn_err("it exited at once".into()));
     };
     let lock = match LockRecord::for_child(LOCK_NAME, pid)
         .and_then(|r| Lockfile::write(&spec.locks_dir, LOCK_NAME, r))
@@ -260,21 +271,13 @@ pub async fn launch(spec: &LaunchSpec, timeout: Duration) -> Result<Chromium, La
         }
     };
     let tail: Arc<Mutex<VecDeque<String>>> = Default::default();
-    let (url_tx, url_rx) = oneshot::channel::<String>();
     let (exit_tx, exit_rx) = watch::channel(None);
     let stderr = child.stderr.take();
     let tail2 = tail.clone();
     let reader = tokio::spawn(async move {
         let Some(stderr) = stderr else { return };
         let mut lines = tokio::io::BufReader::new(stderr).lines();
-        let mut url_tx = Some(url_tx);
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(u) = devtools_url(&line) {
-                if let Some(tx) = url_tx.take() {
-                    let _ = tx.send(u.to_owned());
-                }
-                continue;
-            }
             if noise(&line) {
                 continue;
             }
@@ -306,35 +309,27 @@ pub async fn launch(spec: &LaunchSpec, timeout: Duration) -> Result<Chromium, La
         exited: exit_rx,
         tail,
         lock,
+        ended: false,
+        bridge: None,
     };
-    let mut exit_watch = running.exited.clone();
-    let url = tokio::select! {
-        u = url_rx => u.ok(),
-        _ = tokio::time::sleep(timeout) => None,
-        e = async { wait_exit(exit_watch.clone()).await } => {
-            let _ = exit_watch.borrow_and_update();
-            return Err(LaunchError::Exited { status: e.status, tail: e.tail });
+    let bridge = match crate::devtools::serve(parent_ends).await {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = running.kill().await;
+            return Err(spawn_err(format!("cannot serve its DevTools pipe: {e}")));
         }
     };
-    match url {
-        Some(u) => {
-            running.ws_url = u;
-            tracing::info!(pid, profile = %spec.profile.display(), "Chromium started");
-            Ok(running)
-        }
-        None => {
-            let tail = running.tail_text();
-            let exit = running.kill().await;
-            Err(LaunchError::Exited {
-                status: format!(
-                    "no DevTools address within {}s; {}",
-                    timeout.as_secs(),
-                    exit.status
-                ),
-                tail,
-            })
-        }
+    running.ws_url = bridge.ws_url.clone();
+    running.bridge = Some(bridge);
+    if let Some(e) = running.exited_within(settle).await {
+        running.ended = true;
+        return Err(LaunchError::Exited {
+            status: e.status,
+            tail: e.tail,
+        });
     }
+    tracing::info!(pid, profile = %spec.profile.display(), "Chromium started");
+    Ok(running)
 }
 
 fn describe(s: std::process::ExitStatus) -> String {
@@ -377,10 +372,7 @@ mod tests {
         assert!(!windowed
             .iter()
             .any(|x| x.starts_with("--headless") || x == "--no-sandbox"));
-        assert_eq!(
-            devtools_url("DevTools listening on ws://127.0.0.1:45593/devtools/browser/4d7a\n"),
-            Some("ws://127.0.0.1:45593/devtools/browser/4d7a")
-        );
-        assert_eq!(devtools_url("[1:2:ERROR:bus.cc] nope"), None);
+        assert!(a.contains(&"--remote-debugging-pipe".to_string()));
+        assert!(!a.iter().any(|x| x.starts_with("--remote-debugging-port")));
     }
 }

@@ -12,12 +12,12 @@
 
 use crate::action::{check_upload_paths, normalize_url, Action, Caller, Outcome, TabInfo};
 use crate::cdp::{
-    eval, js_str, press, target, target_raw, title, within, FormFacts, Target, ACTIVE_FORM_JS,
+    eval, evaluate, js_str, press, probe, target, target_raw, title, within, KeyFacts, Target,
 };
 use crate::chromium::{self, Chromium, LaunchSpec};
 use crate::config::BrowserConfig;
 pub use crate::error::BrowserError;
-use crate::events::{adopt, download_tasks, lock, set_broke, Broke, SharedRef, Tab};
+use crate::events::{adopt, download_tasks, lock, set_broke, Broke, Mark, SharedRef, Tab};
 use crate::policy::{self, Fact, Gate, OriginPattern};
 use crate::snapshot::{self, PageElements, PAGE_JS};
 use crate::store::{Log, LoggedAction};
@@ -29,7 +29,7 @@ use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
 use chromiumoxide::cdp::browser_protocol::page::{
     CaptureScreenshotFormat, GetNavigationHistoryParams, NavigateToHistoryEntryParams,
 };
-use chromiumoxide::cdp::browser_protocol::target::EventTargetCrashed;
+use chromiumoxide::cdp::browser_protocol::target::{EventTargetCrashed, EventTargetCreated};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::handler::HandlerConfig;
 use chromiumoxide::layout::Point;
@@ -43,8 +43,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-/// How long Chromium gets to print its DevTools address.
-pub const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a Chromium that exits at once is waited for (its status and
+/// last lines make the launch error).
+pub const LAUNCH_SETTLE: Duration = Duration::from_millis(100);
 /// Longest ExtractText returns (characters).
 pub const MAX_TEXT: usize = 100_000;
 /// How long an action waits for a navigation it started to finish.
@@ -203,6 +204,9 @@ impl Driver {
             sh.blocked.clear();
             sh.dialogs.clear();
             sh.downloads.clear();
+            // Only downloads this action starts are waited for (one a kill
+            // cut off never reports its end).
+            sh.downloading.clear();
         }
         let mut url_before = String::new();
         let result = async {
@@ -248,6 +252,9 @@ impl Driver {
         if let Ok(mut st) = self.status.lock() {
             st.tabs = tabs.clone();
         }
+        // What the page does after this action (a timer, a refresh, a
+        // download) is not covered by its approval.
+        lock(&self.shared).gate.approved = false;
         drop(guard);
         let duration_ms = started.elapsed().as_millis() as u64;
         let (outcome_text, target_name, sha) = match &result {
@@ -356,28 +363,31 @@ impl Driver {
             headless: cfg.headless,
             locks_dir: self.locks.clone(),
         };
-        let chromium = chromium::launch(&spec, LAUNCH_TIMEOUT)
+        let chromium = chromium::launch(&spec, LAUNCH_SETTLE)
             .await
             .map_err(|e| BrowserError::Launch(e.to_string()))?;
         let handler_config = HandlerConfig {
             request_timeout: cfg.cdp_timeout() + Duration::from_secs(5),
             viewport: None,
+            // A certificate error is an error: never a silent stranger
+            // under an allowed origin's name, with the person's logins.
+            ignore_https_errors: false,
             ..Default::default()
         };
         let connect = Browser::connect_with_config(chromium.ws_url.clone(), handler_config);
         let (browser, mut handler) = match tokio::time::timeout(cfg.cdp_timeout(), connect).await {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
-                let _ = chromium.kill().await;
+                let exit = chromium.kill().await;
                 return Err(BrowserError::Launch(format!(
-                    "cannot connect over CDP: {e}"
+                    "cannot connect over CDP: {e}; {exit}"
                 )));
             }
             Err(_) => {
-                let _ = chromium.kill().await;
-                return Err(BrowserError::Launch(
-                    "Chromium's DevTools did not answer".into(),
-                ));
+                let exit = chromium.kill().await;
+                return Err(BrowserError::Launch(format!(
+                    "Chromium's DevTools did not answer; {exit}"
+                )));
             }
         };
         let broke: Broke = Default::default();
@@ -419,6 +429,19 @@ impl Driver {
             .tasks
             .0
             .extend(download_tasks(&browser, &self.shared, &self.downloads).await?);
+        let mut created = browser
+            .event_listener::<EventTargetCreated>()
+            .await
+            .map_err(|e| BrowserError::Launch(e.to_string()))?;
+        let sh = self.shared.clone();
+        session.tasks.0.push(tokio::spawn(async move {
+            while let Some(ev) = created.next().await {
+                // Opened by a page (ours, from NewTab, have no opener).
+                if ev.target_info.r#type == "page" && ev.target_info.opener_id.is_some() {
+                    lock(&sh).opened += 1;
+                }
+            }
+        }));
         // A crashed renderer: the session is replaced at the next action.
         let mut crashes = browser
             .event_listener::<EventTargetCrashed>()
@@ -465,7 +488,33 @@ impl Driver {
                 ..Default::default()
             })
         };
-        let docs_before = lock(&self.shared).documents;
+        // An agent acts only on pages of the allowed origins (a tab a
+        // person opened elsewhere, or that a page opened, asks first).
+        let on_page = !matches!(
+            action,
+            Action::Navigate { .. }
+                | Action::NewTab { .. }
+                | Action::Tabs
+                | Action::CloseTab { .. }
+                | Action::SwitchTab { .. }
+        );
+        let page_url = match action {
+            Action::SwitchTab { index } => match s.tabs.get(*index) {
+                Some(t) => tab_url(&t.page, cdp).await,
+                None => String::new(),
+            },
+            _ if on_page => tab_url(s.page()?, cdp).await,
+            _ => String::new(),
+        };
+        if !page_url.is_empty() {
+            if let Some(o) = ask(policy::origin_fact(&allowed, &page_url)
+                .into_iter()
+                .collect())
+            {
+                return Ok(o);
+            }
+        }
+        let mark = lock(&self.shared).mark();
         let mut out = Outcome::default();
         match action {
             Action::Navigate { url } => {
@@ -522,8 +571,14 @@ impl Driver {
                         t.role, t.name
                     )));
                 }
+                if !t.covered.is_empty() {
+                    return Err(BrowserError::Invalid(format!(
+                        "ref {reference} ({} {:?}) is covered by <{}> at its centre: the click would land there; close or scroll what covers it",
+                        t.role, t.name, t.covered
+                    )));
+                }
                 within(cdp, "clicking", s.page()?.click(Point { x: t.x, y: t.y })).await?;
-                self.settle(s, cdp, docs_before).await;
+                self.settle(s, cdp, mark).await;
             }
             Action::Type {
                 reference,
@@ -550,8 +605,15 @@ impl Driver {
                     o.target_name = t.name;
                     return Ok(o);
                 }
-                let _: serde_json::Value =
+                let focused: serde_json::Value =
                     target_raw(s.page()?, cdp, reference, "focus", "").await?;
+                if focused["focused"] != true {
+                    // Text must never land in whatever had the focus before.
+                    return Err(BrowserError::Invalid(format!(
+                        "ref {reference} ({} {:?}) cannot take the focus, so nothing was typed",
+                        t.role, t.name
+                    )));
+                }
                 within(
                     cdp,
                     "typing",
@@ -560,30 +622,36 @@ impl Driver {
                 .await?;
                 if *submit {
                     press(s.page()?, cdp, "Enter").await?;
-                    self.settle(s, cdp, docs_before).await;
+                    self.settle(s, cdp, mark).await;
                 }
             }
             Action::Press { key } => {
-                if key == "Enter" {
-                    let f: Option<FormFacts> = eval(s.page()?, cdp, ACTIVE_FORM_JS, &[]).await?;
-                    if let Some(f) = f {
-                        let mut facts = vec![Fact::SubmitsForm {
-                            method: f.method.clone(),
-                            action: f.action.clone(),
-                        }];
-                        facts.extend(policy::origin_fact(&allowed, &f.action));
-                        if let Some(o) = ask(facts) {
-                            return Ok(o);
-                        }
-                    }
+                let js = format!("(\n{{js}}\n).keyFacts({})", js_str(key));
+                let k: KeyFacts = eval(s.page()?, cdp, &js, &[]).await?;
+                let mut facts = Vec::new();
+                if let Some(f) = &k.submits {
+                    facts.push(Fact::SubmitsForm {
+                        method: f.method.clone(),
+                        action: f.action.clone(),
+                    });
+                    facts.extend(policy::origin_fact(&allowed, &f.action));
+                }
+                // A printable key types into the focused field.
+                if !k.sensitive.is_empty() && key.chars().count() == 1 {
+                    facts.push(Fact::SensitiveField {
+                        kind: k.sensitive.clone(),
+                    });
+                }
+                if let Some(o) = ask(facts) {
+                    return Ok(o);
                 }
                 press(s.page()?, cdp, key).await?;
-                self.settle(s, cdp, docs_before).await;
+                self.settle(s, cdp, mark).await;
             }
             Action::Select { reference, value } => {
                 let t: Target = target(s.page()?, cdp, reference, "select", value).await?;
                 out.target_name = t.name;
-                self.settle(s, cdp, docs_before).await;
+                self.settle(s, cdp, mark).await;
             }
             Action::Scroll { reference, dy } => {
                 if reference.is_empty() {
@@ -671,7 +739,7 @@ impl Driver {
                 if let Some(o) = ask(vec![Fact::RunsScript]) {
                     return Ok(o);
                 }
-                let r = within(
+                let r = match within(
                     cdp,
                     "evaluating",
                     s.page()?.execute(
@@ -683,7 +751,17 @@ impl Driver {
                             .map_err(BrowserError::Page)?,
                     ),
                 )
-                .await?;
+                .await
+                {
+                    // A slow script on a live page is not a hang.
+                    Err(BrowserError::Lost(_)) if probe(s.page()?).await => {
+                        return Err(BrowserError::Page(format!(
+                            "the script did not finish within {} s",
+                            cdp.as_secs()
+                        )))
+                    }
+                    r => r?,
+                };
                 if let Some(ex) = &r.result.exception_details {
                     let msg = ex
                         .exception
@@ -699,7 +777,7 @@ impl Driver {
                     .clone()
                     .unwrap_or(serde_json::Value::Null)
                     .to_string();
-                self.settle(s, cdp, docs_before).await;
+                self.settle(s, cdp, mark).await;
             }
             Action::Screenshot { full_page } => {
                 let png = within(
@@ -738,7 +816,19 @@ impl Driver {
                     return Err(no_tab(*index, s.tabs.len()));
                 }
                 let tab = s.tabs.remove(*index);
+                let gone = tab.page.target_id().clone();
                 let _ = within(cdp, "closing the tab", tab.page.clone().close()).await;
+                // Until its target is detached it is still listed: wait, so
+                // it is not taken for a tab the page opened.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < deadline {
+                    match tokio::time::timeout(cdp, s.browser.pages()).await {
+                        Ok(Ok(pages)) if pages.iter().any(|p| p.target_id() == &gone) => {
+                            tokio::time::sleep(Duration::from_millis(20)).await
+                        }
+                        _ => break,
+                    }
+                }
                 if s.tabs.is_empty() {
                     let page =
                         within(cdp, "opening a tab", s.browser.new_page("about:blank")).await?;
@@ -790,22 +880,36 @@ impl Driver {
                     page.execute(NavigateToHistoryEntryParams::new(prev.id)),
                 )
                 .await?;
-                self.settle(s, cdp, docs_before).await;
+                self.settle(s, cdp, mark).await;
             }
             Action::WaitFor { text, timeout } => {
+                // Inside the action's cap (with a second to spare), so a
+                // long wait ends as "not found", never as a hang.
+                let cap = cfg.action_timeout().saturating_sub(Duration::from_secs(1));
                 let limit = if timeout.is_zero() {
                     Duration::from_secs(10)
                 } else {
                     (*timeout).min(MAX_WAIT)
-                };
+                }
+                .min(cap);
                 let deadline = Instant::now() + limit;
                 let js = format!("(\n{PAGE_JS}\n).pageText().includes({})", js_str(text));
                 loop {
-                    let found: bool = eval(s.page()?, cdp, &js, &[]).await?;
+                    // A navigation meanwhile destroys the context: try again.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let found = matches!(
+                        tokio::time::timeout(left.min(cdp), evaluate(s.page()?, js.as_str())).await,
+                        Ok(Ok(serde_json::Value::Bool(true)))
+                    );
                     if found {
                         break;
                     }
                     if Instant::now() >= deadline {
+                        if !probe(s.page()?).await {
+                            return Err(BrowserError::Lost(
+                                "the page stopped answering while waiting".into(),
+                            ));
+                        }
                         return Err(BrowserError::NotFound(format!(
                             "{text:?} did not appear on the page within {} ms",
                             limit.as_millis()
@@ -815,7 +919,7 @@ impl Driver {
                 }
             }
         }
-        out.new_tabs = self.sync_tabs(s, cdp, &allowed).await;
+        out.new_tabs = self.sync_tabs(s, cdp, &allowed, mark).await;
         if out.title.is_empty() {
             out.title = title(s.page()?, cdp).await;
         }
@@ -851,41 +955,44 @@ impl Driver {
                 Err(BrowserError::Page(format!("cannot load {url}: {e}")))
             }
             Err(_) => {
-                let probe = page.evaluate("1");
-                match tokio::time::timeout(Duration::from_secs(1), probe).await {
-                    Ok(Ok(_)) => Err(BrowserError::Page(format!(
+                if probe(page).await {
+                    Err(BrowserError::Page(format!(
                         "{url} did not finish loading within {} s",
                         cdp.as_secs()
-                    ))),
-                    _ => Err(BrowserError::Lost(format!(
+                    )))
+                } else {
+                    Err(BrowserError::Lost(format!(
                         "the page at {url} stopped answering (a hung renderer) for {} s",
                         cdp.as_secs()
-                    ))),
+                    )))
                 }
             }
         }
     }
 
-    /// After an action that may navigate: when a main-frame document
-    /// request was made, wait (bounded) for the new page to load, and for
-    /// downloads it started to complete.
-    async fn settle(&self, s: &Session, cdp: Duration, docs_before: u64) {
+    /// After an action that may navigate: when the page asked for a
+    /// main-frame load, wait (bounded) until that load stopped — a new
+    /// document, an error page, a download or an empty answer — and the
+    /// document is complete; then for downloads the action started.
+    async fn settle(&self, s: &Session, cdp: Duration, mark: Mark) {
         // The request arrives before the input's acknowledgement; a moment
         // lets the event task count it.
         tokio::time::sleep(SETTLE_PEEK).await;
-        let started = lock(&self.shared).documents != docs_before;
-        if started {
+        if lock(&self.shared).documents != mark.documents {
             let deadline = Instant::now() + SETTLE.min(cdp);
+            while lock(&self.shared).stopped == mark.stopped && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             while Instant::now() < deadline {
                 if let Ok(page) = s.page() {
-                    let probe = page.evaluate("document.readyState");
-                    if let Ok(Ok(v)) = tokio::time::timeout(Duration::from_secs(2), probe).await {
-                        if v.into_value::<String>().is_ok_and(|r| r == "complete") {
+                    let state = evaluate(page, "document.readyState");
+                    if let Ok(Ok(v)) = tokio::time::timeout(Duration::from_secs(2), state).await {
+                        if v == "complete" {
                             break;
                         }
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         let deadline = Instant::now() + DOWNLOAD_WAIT;
@@ -902,9 +1009,21 @@ impl Driver {
         s: &mut Session,
         cdp: Duration,
         allowed: &[OriginPattern],
+        mark: Mark,
     ) -> Vec<TabInfo> {
-        let Ok(Ok(pages)) = tokio::time::timeout(cdp, s.browser.pages()).await else {
-            return Vec::new();
+        // A tab the page opened is attached a moment after it is created:
+        // wait (bounded) until every one created during the action is.
+        let created = lock(&self.shared).opened - mark.opened;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let pages = loop {
+            let Ok(Ok(pages)) = tokio::time::timeout(cdp, s.browser.pages()).await else {
+                return Vec::new();
+            };
+            let known = s.tabs.len() as u64;
+            if pages.len() as u64 >= known + created || Instant::now() >= deadline {
+                break pages;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let live: Vec<_> = pages.iter().map(|p| p.target_id().clone()).collect();
         let before = s.tabs.len();
@@ -1017,6 +1136,15 @@ async fn current_url(s: &Session, cfg: &BrowserConfig) -> String {
     };
     let limit = cfg.cdp_timeout().min(Duration::from_secs(2));
     tokio::time::timeout(limit, page.url())
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .flatten()
+        .unwrap_or_default()
+}
+
+async fn tab_url(page: &Page, cdp: Duration) -> String {
+    tokio::time::timeout(cdp.min(Duration::from_secs(2)), page.url())
         .await
         .ok()
         .and_then(|r| r.ok())

@@ -18,7 +18,8 @@ use chromiumoxide::cdp::browser_protocol::fetch::{
 };
 use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
 use chromiumoxide::cdp::browser_protocol::page::{
-    EventFrameRequestedNavigation, EventJavascriptDialogOpening, HandleJavaScriptDialogParams,
+    EventFrameRequestedNavigation, EventFrameStoppedLoading, EventJavascriptDialogOpening,
+    HandleJavaScriptDialogParams,
 };
 use chromiumoxide::{Browser, Page};
 use futures::StreamExt;
@@ -38,6 +39,11 @@ pub(crate) struct Shared {
     pub(crate) downloads: Vec<String>,
     pub(crate) downloading: HashMap<String, String>,
     pub(crate) documents: u64,
+    /// Main-frame loads that stopped (finished, failed, or ended as a
+    /// download or an empty answer).
+    pub(crate) stopped: u64,
+    /// Page targets created (tabs a page opened).
+    pub(crate) opened: u64,
 }
 
 pub(crate) type SharedRef = Arc<Mutex<Shared>>;
@@ -53,6 +59,25 @@ pub(crate) fn set_broke(b: &Broke, why: &str) {
 
 pub(crate) fn lock(s: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where the counters stood when an action began.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Mark {
+    pub(crate) documents: u64,
+    pub(crate) stopped: u64,
+    pub(crate) opened: u64,
+}
+
+impl Shared {
+    /// The counters now.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            documents: self.documents,
+            stopped: self.stopped,
+            opened: self.opened,
+        }
+    }
 }
 
 /// One tab: its page and the tasks listening to it.
@@ -150,6 +175,20 @@ pub(crate) async fn adopt(
             }
         }
     });
+    let mut stops = within(
+        cdp,
+        "listening to loads",
+        page.event_listener::<EventFrameStoppedLoading>(),
+    )
+    .await?;
+    let (p, sh) = (page.clone(), shared.clone());
+    let stop_task = tokio::spawn(async move {
+        while let Some(ev) = stops.next().await {
+            if p.mainframe().await.ok().flatten().as_ref() == Some(&ev.frame_id) {
+                lock(&sh).stopped += 1;
+            }
+        }
+    });
     let (p, sh) = (page.clone(), shared.clone());
     let dialog_task = tokio::spawn(async move {
         while let Some(ev) = dialogs.next().await {
@@ -169,7 +208,7 @@ pub(crate) async fn adopt(
     });
     Ok(Tab {
         page,
-        tasks: vec![requests, dialog_task, nav_task],
+        tasks: vec![requests, dialog_task, nav_task, stop_task],
     })
 }
 

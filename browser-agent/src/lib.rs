@@ -7,6 +7,7 @@
 //!   fields, downloads, outside origins), pure.
 //! - [`singleton`]: Chromium's profile lock, removed only when stale.
 //! - [`chromium`]: the Chromium process (group, lockfile, stderr tail).
+//! - [`devtools`]: its DevTools pipe, served on a private websocket.
 //! - [`snapshot`]: the accessibility-tree snapshot with refs (the walk
 //!   runs in the page: `page.js`), rendered in a budget.
 //! - [`action`]: the actions and what an action did (pure).
@@ -24,6 +25,7 @@ pub mod action;
 mod cdp;
 pub mod chromium;
 pub mod config;
+pub mod devtools;
 pub mod driver;
 pub mod error;
 mod events;

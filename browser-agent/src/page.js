@@ -166,27 +166,69 @@
       x += fb.left + f.clientLeft; y += fb.top + f.clientTop;
       w = w.parent;
     }
-    return {x, y, width: b.width, height: b.height};
+    // What a click at the centre would really hit (an overlay, a cookie
+    // banner): the element itself, inside it, or a label around it.
+    const root = el.getRootNode();
+    const at = (root.elementFromPoint ? root : el.ownerDocument).elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);
+    let covered = '';
+    if (at && at !== el && !el.contains(at) && !(at.tagName === 'LABEL' && (at.control === el || at.contains(el)))) {
+      covered = at.tagName.toLowerCase() + (at.id ? '#' + at.id : '') + (typeof at.className === 'string' && at.className ? '.' + at.className.trim().split(/\s+/).join('.') : '');
+    }
+    return {x, y, width: b.width, height: b.height, covered};
   }
-  function formFacts(form) {
+  function formFacts(form, submitter) {
     if (!form) return null;
-    const method = (form.getAttribute('method') || 'get').toUpperCase();
-    return {method, action: form.action || location.href};
+    const attr = (n) => (submitter && submitter.getAttribute('form' + n)) || form.getAttribute(n);
+    const method = (attr('method') || 'get').toUpperCase();
+    let action = form.action || location.href;
+    if (submitter && submitter.getAttribute('formaction')) action = submitter.formAction;
+    return {method, action, target: attr('target') || ''};
+  }
+  // The submit button a click on `el` reaches (a span inside a button, a
+  // label for one), if any.
+  function submitterOf(el) {
+    let c = el.closest('button, input[type=submit], input[type=image], label');
+    if (c && c.tagName === 'LABEL') c = c.control;
+    if (!c) return null;
+    const ty = (c.getAttribute('type') || '').toLowerCase();
+    const sub = (c.tagName === 'BUTTON' && (ty === '' || ty === 'submit')) || (c.tagName === 'INPUT' && (ty === 'submit' || ty === 'image'));
+    return sub && c.form ? c : null;
+  }
+  // The element that has the focus, through frames and shadow roots.
+  function deepActive() {
+    let a = document.activeElement;
+    for (;;) {
+      if (a && a.shadowRoot && a.shadowRoot.activeElement) { a = a.shadowRoot.activeElement; continue; }
+      if (a && (a.tagName === 'IFRAME' || a.tagName === 'FRAME')) {
+        let d = null; try { d = a.contentDocument; } catch (e) { d = null; }
+        if (d && d.activeElement) { a = d.activeElement; continue; }
+      }
+      return a;
+    }
   }
   function facts(el, how) {
     const f = {};
-    const tag = el.tagName;
-    const ty = (el.getAttribute('type') || '').toLowerCase();
     if (how === 'click') {
-      const submitter = (tag === 'BUTTON' && (ty === '' || ty === 'submit')) || (tag === 'INPUT' && (ty === 'submit' || ty === 'image'));
-      if (submitter && el.form) f.submits = formFacts(el.form);
-      const a = el.closest('a[href]');
+      const sub = submitterOf(el);
+      if (sub) f.submits = formFacts(sub.form, sub);
+      const a = el.closest('a[href], area[href]');
       if (a) { f.href = a.href; if (a.hasAttribute('download')) f.download = a.href; }
     }
     if (how === 'type') {
       f.sensitive = sensitive(el);
-      if (el.form) f.form = formFacts(el.form);
+      if (el.form) f.form = formFacts(el.form, null);
     }
+    return f;
+  }
+  // What a key press would do: Enter in a field of a form, or Enter or
+  // Space on a submit button, submits it; a printable key types into the
+  // focused field (is it a password or payment one?).
+  function keyFacts(key) {
+    const a = deepActive();
+    const f = {sensitive: a ? sensitive(a) : ''};
+    if (!a) return f;
+    if ((key === 'Enter' || key === ' ') && submitterOf(a)) f.submits = formFacts(a.form, a);
+    else if (key === 'Enter' && a.form && a.tagName === 'INPUT') f.submits = formFacts(a.form, null);
     return f;
   }
   function act(ref, how, arg) {
@@ -225,6 +267,6 @@
     }
     return s;
   }
-  window.__cowork = {v: 1, snapshot, act, pageText};
+  window.__cowork = {v: 1, snapshot, act, pageText, keyFacts};
   return window.__cowork;
 })()

@@ -178,17 +178,19 @@ fn default_port(scheme: &str) -> Option<u16> {
     }
 }
 
-/// Whether a page at `url` may be reached without asking: URLs with no
-/// origin of their own (about:blank, data:, blob:) always may; the
-/// browser's own pages (chrome:, devtools:) never may; the rest when an
-/// entry of `allowed` matches.
+/// Whether a page at `url` may be reached without asking: `about:` pages
+/// always may; a `blob:` URL when the origin it belongs to may; http(s)
+/// when an entry of `allowed` matches. Everything else asks: `data:` (a
+/// page the agent writes itself runs its script), `file:` (this
+/// machine's files), the browser's own pages.
 pub fn origin_allowed(allowed: &[OriginPattern], url: &str) -> bool {
     let Ok(u) = url::Url::parse(url) else {
         return false;
     };
     match u.scheme() {
-        "about" | "data" | "blob" => true,
-        "http" | "https" | "file" | "ws" | "wss" => allowed.iter().any(|p| p.matches(&u)),
+        "about" => true,
+        "blob" => origin_allowed(allowed, u.path()),
+        "http" | "https" => allowed.iter().any(|p| p.matches(&u)),
         _ => false,
     }
 }
@@ -230,7 +232,10 @@ mod tests {
         assert!(!origin_allowed(&a, "https://notexample.com/"));
         assert!(!origin_allowed(&a, "http://example.com/"));
         assert!(origin_allowed(&a, "about:blank"));
-        assert!(origin_allowed(&a, "data:text/html,hi"));
+        assert!(!origin_allowed(&a, "data:text/html,hi"));
+        assert!(!origin_allowed(&allowed(&["*"]), "file:///etc/passwd"));
+        assert!(origin_allowed(&a, "blob:http://127.0.0.1:8080/4f1e"));
+        assert!(!origin_allowed(&a, "blob:http://evil.org/4f1e"));
         assert!(!origin_allowed(&a, "chrome://settings"));
         assert!(!origin_allowed(&a, "not a url"));
         assert!(origin_allowed(&allowed(&["*"]), "https://anything.org/"));

@@ -155,6 +155,8 @@ impl browser_server::Browser for BrowserService {
             )
             .await?;
         Ok(Response::new(pb::SnapshotResponse {
+            outcome: outcome_name(&o).into(),
+            approval_reasons: o.approval_reasons,
             url: o.url,
             title: o.title,
             text: o.text,
@@ -288,6 +290,8 @@ impl browser_server::Browser for BrowserService {
             )
             .await?;
         Ok(Response::new(pb::ScreenshotResponse {
+            outcome: outcome_name(&o).into(),
+            approval_reasons: o.approval_reasons,
             png: o.png,
             sha256: o.png_sha256,
             action_id: o.action_id,

@@ -9,6 +9,9 @@ use serde::Deserialize;
 /// The in-page helper, installed once per document.
 pub const PAGE_JS: &str = include_str!("page.js");
 
+/// Deepest frame nesting shown as indentation.
+pub const MAX_DEPTH: u32 = 8;
+
 /// The default character budget.
 pub const DEFAULT_MAX_CHARS: usize = 12_000;
 
@@ -44,7 +47,8 @@ pub struct PageElements {
 /// One element as a line: `- role "name" [e3]: value [state ...]`,
 /// indented two spaces per frame.
 pub fn line(e: &Element) -> String {
-    let mut s = "  ".repeat(e.depth as usize);
+    // The page says how deep: never more indent than a few frames' worth.
+    let mut s = "  ".repeat(e.depth.min(MAX_DEPTH) as usize);
     s.push_str("- ");
     s.push_str(&e.role);
     if !e.name.is_empty() {

@@ -51,6 +51,8 @@ customElements.define('x-card', class extends HTMLElement { constructor() { supe
     "/bench": """<title>Bench</title><h1>Round trip</h1>
 <input id="q" aria-label="Query"><button id="go" onclick="document.getElementById('out').textContent = 'Echo: ' + document.getElementById('q').value">Go</button>
 <p id="out"></p>""",
+    "/overlay": """<title>Overlay</title><button onclick="document.title='clicked'">Buy</button>
+<div id="banner" style="position:fixed;inset:0;background:rgba(0,0,0,0.1)">Accept cookies</div>""",
     "/popup": """<title>Popup</title><a href="http://localhost:{port}/article" target="_blank">Elsewhere</a>""",
 }
 

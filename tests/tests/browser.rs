@@ -218,6 +218,17 @@ async fn people_drive_pages_by_ref_through_frames_shadow_roots_dialogs_downloads
     let unknown = browser_out(&s, &["click", "e999"]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("not on this page"));
 
+    // A button under an overlay is not clicked through it.
+    browser(&s, &["open", &site.url("/overlay")]);
+    let snap = browser(&s, &["snapshot"]);
+    let covered = browser_out(&s, &["click", &ref_of(&snap, "button \"Buy\"")]);
+    let err = String::from_utf8_lossy(&covered.stderr);
+    assert!(err.contains("covered by <div#banner>"), "{err}");
+    assert_eq!(
+        browser(&s, &["eval", "document.title"])["text"],
+        "\"Overlay\""
+    );
+
     // A download lands in browser-downloads/ and the session goes on.
     browser(&s, &["open", &site.url("/download")]);
     let snap = browser(&s, &["snapshot"]);
@@ -276,6 +287,12 @@ async fn people_drive_pages_by_ref_through_frames_shadow_roots_dialogs_downloads
         .collect();
     assert!(stored.is_empty(), "typed text was stored in {stored:?}");
 
+    // Its DevTools are on a pipe: no port another process could reach.
+    let chromium = status(&s)["chromium_pid"].as_u64().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{chromium}/cmdline")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(cmdline.contains("--remote-debugging-pipe"), "{cmdline}");
+    assert!(!cmdline.contains("--remote-debugging-port"), "{cmdline}");
     let closed = browser(&s, &["close"]);
     assert_eq!(closed["was_open"], true);
     assert!(chromium_pids(home).is_empty());
@@ -564,6 +581,28 @@ async fn an_agents_submit_password_download_and_cross_origin_redirect_wait_for_a
         "{op}"
     );
 
+    // So does a key typed into a focused password field.
+    browser(&s, &["click", &ref_of(&snap, "textbox \"Password\"")]);
+    reply_call(&reply, "press", serde_json::json!({"key": "a"}));
+    let op = run("type a letter");
+    assert_eq!(op["status"], "waiting_for_human", "{op}");
+    assert!(
+        op["pending"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("password field"),
+        "{op}"
+    );
+
+    // And a page the agent writes itself (a data: URL runs its script).
+    reply_call(
+        &reply,
+        "navigate",
+        serde_json::json!({"url": "data:text/html,<script>fetch('http://localhost/')</script>"}),
+    );
+    let op = run("open my page");
+    assert_eq!(op["status"], "waiting_for_human", "{op}");
+
     // So does a download.
     browser(&s, &["open", &site.url("/download")]);
     let snap = browser(&s, &["snapshot"]);
@@ -738,6 +777,16 @@ async fn a_chromium_killed_under_the_agent_is_reaped_and_the_next_action_relaunc
     wait_until(T, "Chromium to be reaped", || {
         !Path::new(&format!("/proc/{chromium}")).exists()
     });
+    // The action that meets the dead Chromium may fail, saying so; the
+    // next one works.
+    let first = browser_out(&s, &["open", &site.url("/article")]);
+    if !first.status.success() {
+        let err = String::from_utf8_lossy(&first.stderr);
+        assert!(
+            err.contains("Chromium exited") || err.contains("connection to Chromium was lost"),
+            "{err}"
+        );
+    }
     let r = browser(&s, &["open", &site.url("/article")]);
     assert_eq!(r["title"], "Article", "{r}");
     let st = status(&s);

@@ -656,7 +656,8 @@ impl Agents {
         }
     }
 
-    /// Run calls in parallel; append their results in order. A browser
+    /// Run calls (in parallel, or in order when the browser is among them);
+    /// append their results in order. A browser
     /// call browser-agent stops for its facts is parked for a person
     /// instead (`approved`: a person already said yes to these calls).
     async fn run_calls(&self, op: &mut Operation, calls: Vec<ToolCall>, approved: bool) {
@@ -697,7 +698,17 @@ impl Agents {
                 }
             }
         });
-        let results = futures::future::join_all(futures).await;
+        // Browser calls act on one page, in the order the model gave them
+        // (type, then click): one after another. MCP calls run at once.
+        let results = if calls.iter().any(|c| c.server == BROWSER) {
+            let mut r = Vec::with_capacity(calls.len());
+            for f in futures {
+                r.push(f.await);
+            }
+            r
+        } else {
+            futures::future::join_all(futures).await
+        };
         for (c, r) in calls.into_iter().zip(results) {
             let (outcome, text, failed) = match r {
                 Err((reason, true)) => {

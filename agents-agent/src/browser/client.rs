@@ -80,6 +80,9 @@ impl BrowserTools {
                     .await
                     .map_err(e)?
                     .into_inner();
+                if s.outcome == "needs_approval" {
+                    return Ok(Answer::NeedsApproval(s.approval_reasons));
+                }
                 return Ok(Answer::Done(format!("{} — {}\n{}", s.url, s.title, s.text)));
             }
             Call::Screenshot(full_page) => {
@@ -88,6 +91,9 @@ impl BrowserTools {
                     .await
                     .map_err(e)?
                     .into_inner();
+                if s.outcome == "needs_approval" {
+                    return Ok(Answer::NeedsApproval(s.approval_reasons));
+                }
                 return Ok(Answer::Done(format!(
                     "took a PNG screenshot: {} bytes, sha256 {}",
                     s.png.len(),
@@ -228,7 +234,10 @@ impl BrowserTools {
                 }))
                 .await
             {
-                let _ = write!(out, "Elements:\n{}\n", s.into_inner().text);
+                let s = s.into_inner();
+                if s.outcome != "needs_approval" {
+                    let _ = write!(out, "Elements:\n{}\n", s.text);
+                }
             }
         }
         if then_text {
@@ -239,13 +248,11 @@ impl BrowserTools {
                 }))
                 .await
             {
-                let text: String = t
-                    .into_inner()
-                    .text
-                    .chars()
-                    .take(NAVIGATE_TEXT_CHARS)
-                    .collect();
-                let _ = write!(out, "Text:\n{text}\n");
+                let t = t.into_inner();
+                if t.outcome != "needs_approval" {
+                    let text: String = t.text.chars().take(NAVIGATE_TEXT_CHARS).collect();
+                    let _ = write!(out, "Text:\n{text}\n");
+                }
             }
         }
         Ok(Answer::Done(out))
