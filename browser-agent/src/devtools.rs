@@ -83,6 +83,8 @@ fn token() -> io::Result<String> {
 
 /// Serve `ends` on a loopback websocket; one client at a time (a
 /// reconnect takes over the same pipe).
+// The handshake callback's error type is tungstenite's, not ours.
+#[allow(clippy::result_large_err)]
 pub async fn serve(ends: ParentEnds) -> io::Result<Bridge> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let path = format!("/devtools/browser/{}", token()?);
