@@ -99,6 +99,9 @@ pub async fn serve(ends: ParentEnds) -> io::Result<Bridge> {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            // Many small messages each way: Nagle's algorithm with delayed
+            // ACKs would hold some for 40 ms.
+            let _ = stream.set_nodelay(true);
             let want = path.clone();
             let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
                 if req.uri().path() == want {
