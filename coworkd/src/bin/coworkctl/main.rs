@@ -204,6 +204,48 @@ mod tests {
     }
 
     #[test]
+    fn the_browser_commands_keep_their_names_and_flags() {
+        let cli = Args::command();
+        let browser = cli
+            .get_subcommands()
+            .find(|c| c.get_name() == "browser")
+            .expect("a browser command");
+        let names: Vec<&str> = browser.get_subcommands().map(|c| c.get_name()).collect();
+        for name in [
+            "open",
+            "snapshot",
+            "click",
+            "type",
+            "press",
+            "select",
+            "scroll",
+            "text",
+            "eval",
+            "screenshot",
+            "tabs",
+            "back",
+            "log",
+            "close",
+        ] {
+            assert!(names.contains(&name), "browser {name} missing: {names:?}");
+        }
+        let flag = |sub: &str, long: &str| {
+            browser
+                .get_subcommands()
+                .find(|c| c.get_name() == sub)
+                .is_some_and(|c| c.get_arguments().any(|a| a.get_long() == Some(long)))
+        };
+        assert!(flag("type", "submit"));
+        assert!(flag("snapshot", "max-chars"));
+        // `--json` is global: `browser snapshot --json`, `browser log --json`.
+        assert!(Args::try_parse_from(["coworkctl", "browser", "snapshot", "--json"]).is_ok());
+        assert!(Args::try_parse_from(["coworkctl", "browser", "log", "--json"]).is_ok());
+        assert!(
+            Args::try_parse_from(["coworkctl", "browser", "type", "e3", "hi", "--submit"]).is_ok()
+        );
+    }
+
+    #[test]
     fn every_command_keeps_its_name() {
         let cli = Args::command();
         let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
