@@ -17,7 +17,9 @@ use crate::cdp::{
 use crate::chromium::{self, Chromium, LaunchSpec};
 use crate::config::BrowserConfig;
 pub use crate::error::BrowserError;
-use crate::events::{adopt, download_tasks, lock, set_broke, Broke, Mark, SharedRef, Tab};
+use crate::events::{
+    adopt, download_tasks, intercept_loads, lock, set_broke, Broke, Mark, SharedRef, Tab,
+};
 use crate::policy::{self, Fact, Gate, OriginPattern};
 use crate::snapshot::{self, PageElements, PAGE_JS};
 use crate::store::{Log, LoggedAction};
@@ -211,6 +213,9 @@ impl Driver {
         let mut url_before = String::new();
         let result = async {
             let s = self.ensure(&mut guard, &cfg).await?;
+            if let Ok(page) = s.page() {
+                lock(&self.shared).current_frame = page.target_id().inner().clone();
+            }
             url_before = current_url(s, &cfg).await;
             match tokio::time::timeout(cfg.action_timeout(), self.run(s, &cfg, &action)).await {
                 Ok(r) => r,
@@ -429,6 +434,10 @@ impl Driver {
             .tasks
             .0
             .extend(download_tasks(&browser, &self.shared, &self.downloads).await?);
+        session
+            .tasks
+            .0
+            .extend(intercept_loads(&browser, &self.shared).await?);
         let mut created = browser
             .event_listener::<EventTargetCreated>()
             .await

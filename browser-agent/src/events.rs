@@ -21,6 +21,7 @@ use chromiumoxide::cdp::browser_protocol::page::{
     EventFrameRequestedNavigation, EventFrameStoppedLoading, EventJavascriptDialogOpening,
     HandleJavaScriptDialogParams,
 };
+use chromiumoxide::cdp::browser_protocol::target::{GetTargetInfoParams, TargetId};
 use chromiumoxide::{Browser, Page};
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -39,6 +40,9 @@ pub(crate) struct Shared {
     pub(crate) downloads: Vec<String>,
     pub(crate) downloading: HashMap<String, String>,
     pub(crate) documents: u64,
+    /// The current tab's target id (its main frame's id): only its loads
+    /// are waited for.
+    pub(crate) current_frame: String,
     /// Main-frame loads that stopped (finished, failed, or ended as a
     /// download or an empty answer).
     pub(crate) stopped: u64,
@@ -94,71 +98,18 @@ impl Drop for Tab {
     }
 }
 
-/// Interception and dialogs for one tab.
+/// Navigation and load counters, and dialogs, for one tab.
 pub(crate) async fn adopt(
     page: Page,
     shared: &SharedRef,
     cdp: Duration,
 ) -> Result<Tab, BrowserError> {
-    let pattern = RequestPattern::builder()
-        .url_pattern("*")
-        .resource_type(ResourceType::Document)
-        .request_stage(RequestStage::Request)
-        .build();
-    let mut paused = within(
-        cdp,
-        "listening to requests",
-        page.event_listener::<EventRequestPaused>(),
-    )
-    .await?;
     let mut dialogs = within(
         cdp,
         "listening to dialogs",
         page.event_listener::<EventJavascriptDialogOpening>(),
     )
     .await?;
-    within(
-        cdp,
-        "intercepting navigations",
-        page.execute(EnableParams::builder().pattern(pattern).build()),
-    )
-    .await?;
-    let (p, sh) = (page.clone(), shared.clone());
-    let requests = tokio::spawn(async move {
-        while let Some(ev) = paused.next().await {
-            let main = p.mainframe().await.ok().flatten();
-            let reasons = if main.as_ref() == Some(&ev.frame_id) {
-                let mut s = lock(&sh);
-                s.documents += 1;
-                let mut facts: Vec<Fact> = policy::origin_fact(&s.allowed, &ev.request.url)
-                    .into_iter()
-                    .collect();
-                if !ev.request.method.eq_ignore_ascii_case("GET") {
-                    facts.push(Fact::NonGetNavigation {
-                        method: ev.request.method.clone(),
-                        url: ev.request.url.clone(),
-                    });
-                }
-                let r = s.gate.asks(&facts);
-                s.blocked.extend(r.iter().cloned());
-                r
-            } else {
-                Vec::new()
-            };
-            let id = ev.request_id.clone();
-            let sent = if reasons.is_empty() {
-                p.execute(ContinueRequestParams::new(id)).await.map(|_| ())
-            } else {
-                tracing::info!(url = %ev.request.url, "navigation stopped for approval");
-                p.execute(FailRequestParams::new(id, ErrorReason::BlockedByClient))
-                    .await
-                    .map(|_| ())
-            };
-            if let Err(e) = sent {
-                tracing::debug!(error = %e, "cannot answer an intercepted request");
-            }
-        }
-    });
     // A navigation the page asked for (a submit, a link, a script):
     // counted as it is requested, so an action knows to wait for it.
     let mut requested = within(
@@ -208,7 +159,7 @@ pub(crate) async fn adopt(
     });
     Ok(Tab {
         page,
-        tasks: vec![requests, dialog_task, nav_task, stop_task],
+        tasks: vec![dialog_task, nav_task, stop_task],
     })
 }
 
@@ -279,4 +230,74 @@ pub(crate) async fn download_tasks(
         }
     });
     Ok(vec![begin_task, progress_task])
+}
+
+/// Every tab's document loads, intercepted at the browser (so a tab a
+/// script opens is covered from its first load): a top-level load an
+/// unapproved agent action would make to an origin outside
+/// `allowed_origins`, or with a method other than GET — and a frame's
+/// non-GET load — is failed before it is sent, its facts kept as the
+/// action's approval reasons. Everything else continues.
+pub(crate) async fn intercept_loads(
+    browser: &Arc<Browser>,
+    shared: &SharedRef,
+) -> Result<Vec<JoinHandle<()>>, BrowserError> {
+    let launch = |e: chromiumoxide::error::CdpError| BrowserError::Launch(e.to_string());
+    let mut paused = browser
+        .event_listener::<EventRequestPaused>()
+        .await
+        .map_err(launch)?;
+    let pattern = RequestPattern::builder()
+        .url_pattern("*")
+        .resource_type(ResourceType::Document)
+        .request_stage(RequestStage::Request)
+        .build();
+    browser
+        .execute(EnableParams::builder().pattern(pattern).build())
+        .await
+        .map_err(launch)?;
+    let (b, sh) = (browser.clone(), shared.clone());
+    let task = tokio::spawn(async move {
+        while let Some(ev) = paused.next().await {
+            // A page target's id is its main frame's: a frame that is a
+            // page is a top-level load.
+            let target = TargetId::new(ev.frame_id.inner().clone());
+            let top = b
+                .execute(GetTargetInfoParams::builder().target_id(target).build())
+                .await
+                .is_ok_and(|r| r.result.target_info.r#type == "page");
+            let reasons = {
+                let mut s = lock(&sh);
+                let mut facts: Vec<Fact> = Vec::new();
+                if top {
+                    if ev.frame_id.inner() == &s.current_frame {
+                        s.documents += 1;
+                    }
+                    facts.extend(policy::origin_fact(&s.allowed, &ev.request.url));
+                }
+                if !ev.request.method.eq_ignore_ascii_case("GET") {
+                    facts.push(Fact::NonGetNavigation {
+                        method: ev.request.method.clone(),
+                        url: ev.request.url.clone(),
+                    });
+                }
+                let r = s.gate.asks(&facts);
+                s.blocked.extend(r.iter().cloned());
+                r
+            };
+            let id = ev.request_id.clone();
+            let sent = if reasons.is_empty() {
+                b.execute(ContinueRequestParams::new(id)).await.map(|_| ())
+            } else {
+                tracing::info!(url = %ev.request.url, "load stopped for approval");
+                b.execute(FailRequestParams::new(id, ErrorReason::BlockedByClient))
+                    .await
+                    .map(|_| ())
+            };
+            if let Err(e) = sent {
+                tracing::debug!(error = %e, "cannot answer an intercepted request");
+            }
+        }
+    });
+    Ok(vec![task])
 }

@@ -53,6 +53,7 @@ customElements.define('x-card', class extends HTMLElement { constructor() { supe
 <p id="out"></p>""",
     "/overlay": """<title>Overlay</title><button onclick="document.title='clicked'">Buy</button>
 <div id="banner" style="position:fixed;inset:0;background:rgba(0,0,0,0.1)">Accept cookies</div>""",
+    "/opener": """<title>Opener</title><button onclick="window.open('http://localhost:{port}/article')">Open it</button>""",
     "/popup": """<title>Popup</title><a href="http://localhost:{port}/article" target="_blank">Elsewhere</a>""",
 }
 

@@ -603,6 +603,31 @@ async fn an_agents_submit_password_download_and_cross_origin_redirect_wait_for_a
     let op = run("open my page");
     assert_eq!(op["status"], "waiting_for_human", "{op}");
 
+    // A tab a script opens is stopped at its first load, before it is sent.
+    browser(&s, &["open", &site.url("/opener")]);
+    let snap = browser(&s, &["snapshot"]);
+    reply_call(
+        &reply,
+        "click",
+        serde_json::json!({"ref": ref_of(&snap, "Open it")}),
+    );
+    let op = run("open it");
+    assert_eq!(op["status"], "waiting_for_human", "{op}");
+    assert!(
+        op["pending"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("localhost"),
+        "{op}"
+    );
+    assert!(
+        !site
+            .requests()
+            .iter()
+            .any(|r| r["host"].as_str().unwrap_or("").starts_with("localhost")),
+        "the other origin was reached"
+    );
+
     // So does a download.
     browser(&s, &["open", &site.url("/download")]);
     let snap = browser(&s, &["snapshot"]);
