@@ -57,7 +57,6 @@ pub(crate) async fn eval<T: serde::de::DeserializeOwned>(
     page: &Page,
     cdp: Duration,
     template: &str,
-    _args: &[&str],
 ) -> Result<T, BrowserError> {
     let expr = template.replace("{js}", PAGE_JS);
     let v = within(cdp, "running a script", evaluate(page, expr)).await?;

@@ -535,7 +535,7 @@ impl Driver {
             }
             Action::Snapshot { max_chars } => {
                 let page = s.page()?;
-                let v: PageElements = eval(page, cdp, "(\n{js}\n).snapshot()", &[]).await?;
+                let v: PageElements = eval(page, cdp, "(\n{js}\n).snapshot()").await?;
                 let max = if *max_chars == 0 {
                     cfg.snapshot_max_chars as usize
                 } else {
@@ -636,7 +636,7 @@ impl Driver {
             }
             Action::Press { key } => {
                 let js = format!("(\n{{js}}\n).keyFacts({})", js_str(key));
-                let k: KeyFacts = eval(s.page()?, cdp, &js, &[]).await?;
+                let k: KeyFacts = eval(s.page()?, cdp, &js).await?;
                 let mut facts = Vec::new();
                 if let Some(f) = &k.submits {
                     facts.push(Fact::SubmitsForm {
@@ -672,7 +672,7 @@ impl Driver {
                             dy.to_string()
                         }
                     );
-                    let _: serde_json::Value = eval(s.page()?, cdp, &js, &[]).await?;
+                    let _: serde_json::Value = eval(s.page()?, cdp, &js).await?;
                 } else {
                     let t = target(s.page()?, cdp, reference, "scroll", "").await?;
                     out.target_name = t.name;
@@ -736,7 +736,7 @@ impl Driver {
             }
             Action::ExtractText { reference } => {
                 let text: String = if reference.is_empty() {
-                    eval(s.page()?, cdp, "(\n{js}\n).pageText()", &[]).await?
+                    eval(s.page()?, cdp, "(\n{js}\n).pageText()").await?
                 } else {
                     let t = target(s.page()?, cdp, reference, "text", "").await?;
                     out.target_name = t.name;

@@ -389,6 +389,13 @@ async fn kill_9_of_browser_agent_leaves_no_chromium_and_the_next_call_relaunches
     assert!(log.contains("removed a stale SingletonLock"), "{log}");
 }
 
+/// The operation waits for a person, for a reason that names `why`.
+fn waits_for(op: &Value, why: &str) {
+    assert_eq!(op["status"], "waiting_for_human", "{op}");
+    let reason = op["pending"][0]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains(why), "{why:?} not in {op}");
+}
+
 /// The cloud stand-in's next reply: one browser tool call.
 fn reply_call(file: &Path, tool: &str, args: Value) {
     let reply = serde_json::json!({
@@ -572,27 +579,13 @@ async fn an_agents_submit_password_download_and_cross_origin_redirect_wait_for_a
         serde_json::json!({"ref": ref_of(&snap, "textbox \"Password\""), "text": "hunter2"}),
     );
     let op = run("log in");
-    assert_eq!(op["status"], "waiting_for_human", "{op}");
-    assert!(
-        op["pending"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("password field"),
-        "{op}"
-    );
+    waits_for(&op, "password field");
 
     // So does a key typed into a focused password field.
     browser(&s, &["click", &ref_of(&snap, "textbox \"Password\"")]);
     reply_call(&reply, "press", serde_json::json!({"key": "a"}));
     let op = run("type a letter");
-    assert_eq!(op["status"], "waiting_for_human", "{op}");
-    assert!(
-        op["pending"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("password field"),
-        "{op}"
-    );
+    waits_for(&op, "password field");
 
     // And a page the agent writes itself (a data: URL runs its script).
     reply_call(
@@ -601,7 +594,7 @@ async fn an_agents_submit_password_download_and_cross_origin_redirect_wait_for_a
         serde_json::json!({"url": "data:text/html,<script>fetch('http://localhost/')</script>"}),
     );
     let op = run("open my page");
-    assert_eq!(op["status"], "waiting_for_human", "{op}");
+    waits_for(&op, "data:text/html");
 
     // A tab a script opens is stopped at its first load, before it is sent.
     browser(&s, &["open", &site.url("/opener")]);
@@ -612,14 +605,7 @@ async fn an_agents_submit_password_download_and_cross_origin_redirect_wait_for_a
         serde_json::json!({"ref": ref_of(&snap, "Open it")}),
     );
     let op = run("open it");
-    assert_eq!(op["status"], "waiting_for_human", "{op}");
-    assert!(
-        op["pending"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("localhost"),
-        "{op}"
-    );
+    waits_for(&op, "localhost");
     assert!(
         !site
             .requests()
@@ -637,14 +623,7 @@ async fn an_agents_submit_password_download_and_cross_origin_redirect_wait_for_a
         serde_json::json!({"ref": ref_of(&snap, "Get the file")}),
     );
     let op = run("get the file");
-    assert_eq!(op["status"], "waiting_for_human", "{op}");
-    assert!(
-        op["pending"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("downloads"),
-        "{op}"
-    );
+    waits_for(&op, "downloads");
     assert!(!s.home.path().join("browser-downloads/notes.txt").exists());
 
     // The model was offered the browser's tools.

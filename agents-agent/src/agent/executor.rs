@@ -383,10 +383,13 @@ impl Agents {
 
     /// The tools offered to the model: every running server's tools, as
     /// OpenAI functions, with the name → (server, tool) map.
-    async fn tools(&self) -> (Vec<serde_json::Value>, HashMap<String, (String, String)>) {
+    async fn tools(
+        &self,
+        offer_browser: bool,
+    ) -> (Vec<serde_json::Value>, HashMap<String, (String, String)>) {
         let mut specs = Vec::new();
         let mut names = HashMap::new();
-        if self.browser.is_some() && AgentSettings::load(&self.config).agent_tools {
+        if offer_browser {
             for (tool, description, schema) in browser_tools::all() {
                 let f = function_name(BROWSER, tool);
                 specs.push(serde_json::json!({"type": "function", "function": {
@@ -440,10 +443,15 @@ impl Agents {
             .iter()
             .map(|s| (s.row.spec.name.clone(), s.row.spec.approval_policy))
             .collect();
-        // The browser's own phase 4 (default auto: its facts decide).
-        if self.browser.is_some() {
-            let b =
-                AgentSettings::parse(&std::fs::read_to_string(&self.config).unwrap_or_default())?;
+        // The browser's own phase 4 (default auto: its facts decide),
+        // read once with whether its tools are offered at all.
+        let browser = match &self.browser {
+            Some(_) => Some(AgentSettings::parse(
+                &std::fs::read_to_string(&self.config).unwrap_or_default(),
+            )?),
+            None => None,
+        };
+        if let Some(b) = &browser {
             policies.insert(BROWSER.to_string(), b.policy()?);
         }
         let settings = cfg.approval_settings(&policies)?;
@@ -456,7 +464,8 @@ impl Agents {
                 return Ok(());
             }
         };
-        let (tools, names) = self.tools().await;
+        let offer_browser = browser.is_some_and(|b| b.agent_tools);
+        let (tools, names) = self.tools(offer_browser).await;
         loop {
             match before_step(op, now_ms()) {
                 Some(Instruction::Pause(r)) => {

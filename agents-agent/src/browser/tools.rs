@@ -84,16 +84,6 @@ impl AgentSettings {
         Ok(s)
     }
 
-    /// Read `[browser]` from config.toml (missing or unreadable: defaults,
-    /// logged).
-    pub fn load(path: &std::path::Path) -> Self {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        Self::parse(&text).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "config.toml [browser]: using defaults");
-            Self::default()
-        })
-    }
-
     /// The phase-4 policy.
     pub fn policy(&self) -> Result<ServerPolicy, String> {
         ServerPolicy::parse(&self.approval_policy).ok_or_else(|| {
