@@ -15,6 +15,9 @@ const FILES: &[&str] = &[
     "cowork/models/v1/models.proto",
     "cowork/gateway/v1/gateway.proto",
     "cowork/memory/v1/memory.proto",
+    "cowork/automations/v1/automations.proto",
+    "cowork/notifications/v1/notifications.proto",
+    "cowork/thermal/v1/thermal.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

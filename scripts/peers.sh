@@ -30,6 +30,10 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v curl >/dev/null || need_apt+=(curl)
 # The browser tests and browser-agent itself: Debian's Chromium.
 command -v chromium >/dev/null || need_apt+=(chromium)
+# Proactive notifications are checked against a real notification server
+# (dunst) on a private session bus.
+command -v dunst >/dev/null || need_apt+=(dunst)
+command -v dbus-daemon >/dev/null || need_apt+=(dbus-daemon)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod automation;
 pub mod browser;
 pub mod chat;
 pub mod config;
@@ -16,7 +17,9 @@ pub mod llm;
 pub mod mcp;
 pub mod memory;
 pub mod models;
+pub mod notifications;
 pub mod schema;
 pub mod secrets;
+pub mod thermal;
 pub mod usage;
 pub mod util;

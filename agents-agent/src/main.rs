@@ -11,7 +11,10 @@
 //! Reports itself degraded while no model engine can answer, or while
 //! cowork.db cannot be used (e.g. it was migrated by a newer build).
 
-use agents_agent::{agent, browser, chat, db, gateway, llm, mcp, memory, models, schema};
+use agents_agent::{
+    agent, automation, browser, chat, db, gateway, llm, mcp, memory, models, notifications, schema,
+    thermal,
+};
 use cowork_proto::pb;
 
 /// The health part under which a cowork.db that cannot be used is reported.
@@ -56,11 +59,30 @@ fn main() -> std::process::ExitCode {
             models::load::Loader::new(checker.clone(), downloads.clone(), sessions.clone());
         // Browser tools go through coworkd's public socket, never to
         // browser-agent directly: a crash of either side stays contained.
+        let browser_tools = browser::client::BrowserTools::new(ctx.paths.public_socket());
         let agents =
             agent::executor::Agents::new(db.clone(), config.clone(), mcp.clone(), resolver.clone())
-                .with_browser(browser::client::BrowserTools::new(
-                    ctx.paths.public_socket(),
-                ));
+                .with_browser(browser_tools.clone());
+        // Notifications are decided here and shown by coworkd (its
+        // public socket); automations run flows; the heat coworkd reads
+        // pauses local AI.
+        let notifier =
+            notifications::Notifier::new(db.clone(), config.clone(), ctx.paths.public_socket());
+        let automations = automation::runner::Automations::new(
+            db.clone(),
+            config.clone(),
+            mcp.clone(),
+            agents.clone(),
+            Some(browser_tools),
+            notifier.clone(),
+        );
+        agents.set_flows(std::sync::Arc::new(automations.clone()));
+        let heat = thermal::Thermal::new(sessions.clone(), notifier.clone(), config.clone());
+        notifier.set_accept_handler(accept_handler(
+            automations.clone(),
+            agents.clone(),
+            heat.clone(),
+        ));
         let memory = memory::Memory::new(db.clone(), config.clone(), sessions.clone());
         // Chat answers with memory's layers (working memory, pins, recent
         // capture, search, backfill; grounded questions' refusals).
@@ -85,6 +107,16 @@ fn main() -> std::process::ExitCode {
             }
             Err(e) => tracing::error!(error = %e, "cannot recover operations"),
         }
+        // Runs a killed agents-agent was driving go on from their last
+        // committed step (a step in flight is never re-run on a guess).
+        let interrupted = automations.interrupted().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read interrupted automation runs");
+            Vec::new()
+        });
+        let resumer_runs = automations.clone();
+        tokio::spawn(async move { resumer_runs.resume_interrupted(interrupted).await });
+        automation::triggers::spawn(automations.clone(), ctx.shutdown.clone());
+        notifier.spawn(ctx.shutdown.clone());
         // Memory indexes new rows and embeds them in the background
         // (interrupted embedding jobs resume at their checkpoint).
         memory::indexer::spawn(memory.clone(), ctx.shutdown.clone());
@@ -138,5 +170,66 @@ fn main() -> std::process::ExitCode {
             .add_service(pb::engines::engines_server::EnginesServer::new(
                 llm::service::EnginesService::new(config, sessions),
             ))
+            .add_service(pb::automations::automations_server::AutomationsServer::new(
+                automation::service::AutomationsService::new(automations),
+            ))
+            .add_service(
+                pb::notifications::notifications_server::NotificationsServer::new(
+                    notifications::service::NotificationsService::new(notifier),
+                ),
+            )
+            .add_service(pb::thermal::thermal_server::ThermalServer::new(
+                thermal::service::ThermalService::new(heat),
+            ))
+    })
+}
+
+/// What an accepted notification does: its action's `kind` decides.
+fn accept_handler(
+    automations: automation::runner::Automations,
+    agents: agent::executor::Agents,
+    heat: thermal::Thermal,
+) -> notifications::AcceptHandler {
+    std::sync::Arc::new(move |action: serde_json::Value| {
+        let (automations, agents, heat) = (automations.clone(), agents.clone(), heat.clone());
+        Box::pin(async move {
+            let s = |k: &str| {
+                action
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            match s("kind").as_str() {
+                "restore_local" => {
+                    let st = heat.restore_local().await;
+                    Ok(format!("local AI {}", st.mode.name()))
+                }
+                "approval" => {
+                    let id = s("id");
+                    let (run, call) = id.split_once('/').ok_or("a malformed approval id")?;
+                    let op = agents
+                        .decide(run, call, true, false)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(format!("approved {id}: {}", op.status.name()))
+                }
+                "run_flow" => {
+                    let r = automations
+                        .run_now(&s("flow"), Default::default(), false)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(format!("started run {}", r.id))
+                }
+                "agent" => {
+                    let op = agents
+                        .start(s("task"), None, false, 8, false)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(format!("started operation {}", op.id))
+                }
+                other => Err(format!("nothing to do for {other:?}")),
+            }
+        })
     })
 }

@@ -14,4 +14,6 @@ pub const OWNERS: &[Owner] = &[
     crate::models::store::OWNER,
     crate::gateway::store::OWNER,
     crate::memory::store::OWNER,
+    crate::automation::store::OWNER,
+    crate::notifications::store::OWNER,
 ];

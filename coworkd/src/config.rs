@@ -38,6 +38,35 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     /// `[workers.<capture|agents|browser>]`.
     pub workers: BTreeMap<String, WorkerConfig>,
+    /// `[thermal]`: how the machine's heat is read.
+    pub thermal: ThermalConfig,
+}
+
+/// `[thermal]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThermalConfig {
+    /// Read the heat at all.
+    pub enabled: bool,
+    /// How often (s).
+    pub interval_s: u64,
+    /// Where Linux's thermal zones are (tests point it at a directory of
+    /// their own).
+    pub sysfs_root: std::path::PathBuf,
+    /// How far below a trip point a zone must cool before its level drops
+    /// (°C): a reading flapping at the trip point does not toggle.
+    pub hysteresis_c: f64,
+}
+
+impl Default for ThermalConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_s: 30,
+            sysfs_root: "/sys/class/thermal".into(),
+            hysteresis_c: 3.0,
+        }
+    }
 }
 
 /// `[supervisor]`: timings of readiness, liveness and restarts.
@@ -158,6 +187,11 @@ impl Config {
         };
         let cfg: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         cfg.supervisor.validate().map_err(invalid)?;
+        if cfg.thermal.interval_s == 0 || cfg.thermal.hysteresis_c < 0.0 {
+            return Err(invalid(
+                "[thermal] interval_s is above 0 and hysteresis_c is not negative".into(),
+            ));
+        }
         for (name, w) in &cfg.workers {
             if name.parse::<WorkerName>().is_err() {
                 return Err(invalid(format!(

@@ -9,8 +9,10 @@
 /// The restart policy (shared with agents-agent's llama-server sessions).
 pub use cowork_proto::backoff;
 pub mod config;
+pub mod desktop;
 pub mod relay;
 pub mod route;
 pub mod state;
 pub mod supervisor;
 pub mod system_service;
+pub mod thermal;

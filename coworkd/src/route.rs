@@ -42,6 +42,9 @@ const DOMAINS: &[(&str, Option<WorkerName>)] = &[
     ("models", Some(WorkerName::Agents)),
     ("gateway", Some(WorkerName::Agents)),
     ("memory", Some(WorkerName::Agents)),
+    ("automations", Some(WorkerName::Agents)),
+    ("notifications", Some(WorkerName::Agents)),
+    ("thermal", Some(WorkerName::Agents)),
     ("browser", Some(WorkerName::Browser)),
 ];
 

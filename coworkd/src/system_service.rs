@@ -1,6 +1,7 @@
 //! `cowork.system.v1.System`: a thin adapter from the proto to the
 //! [`Supervisor`].
 
+use crate::desktop::Desktop;
 use crate::state::{HealthEvent, WorkerName, WorkerSnapshot, WorkerState};
 use crate::supervisor::Supervisor;
 use cowork_proto::paths::CoworkPaths;
@@ -21,6 +22,10 @@ pub struct SystemService {
     started: Instant,
     /// Previous CPU sample per pid, for CPU % between two Status calls.
     cpu: Mutex<HashMap<u32, (Instant, Duration)>>,
+    /// Desktop notifications.
+    desktop: Desktop,
+    /// The machine's heat as last read.
+    heat: crate::thermal::Reading,
 }
 
 impl SystemService {
@@ -29,6 +34,8 @@ impl SystemService {
         supervisor: Arc<Supervisor>,
         paths: CoworkPaths,
         shutdown: CancellationToken,
+        desktop: Desktop,
+        heat: crate::thermal::Reading,
     ) -> Self {
         Self {
             supervisor,
@@ -36,6 +43,8 @@ impl SystemService {
             shutdown,
             started: Instant::now(),
             cpu: Mutex::new(HashMap::new()),
+            desktop,
+            heat,
         }
     }
 
@@ -165,7 +174,16 @@ impl pb::system_server::System for SystemService {
                 .unwrap_or(0),
             home: self.paths.home.display().to_string(),
             socket_path: self.paths.public_socket().display().to_string(),
+            notifications: self.desktop.state(),
+            thermal: self.heat.lock().map(|h| h.clone()).unwrap_or_default(),
         }))
+    }
+
+    async fn notify(
+        &self,
+        r: Request<pb::NotifyRequest>,
+    ) -> Result<Response<pb::NotifyResponse>, Status> {
+        Ok(Response::new(self.desktop.notify(r.into_inner()).await))
     }
 
     type WatchHealthStream =

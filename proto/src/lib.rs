@@ -77,6 +77,19 @@ pub mod pb {
     pub mod browser {
         tonic::include_proto!("cowork.browser.v1");
     }
+    /// `cowork.automations.v1`: flows and their runs (agents-agent).
+    pub mod automations {
+        tonic::include_proto!("cowork.automations.v1");
+    }
+    /// `cowork.notifications.v1`: proactive notifications (agents-agent
+    /// decides, coworkd dispatches).
+    pub mod notifications {
+        tonic::include_proto!("cowork.notifications.v1");
+    }
+    /// `cowork.thermal.v1`: the machine's heat (coworkd reads, agents-agent acts).
+    pub mod thermal {
+        tonic::include_proto!("cowork.thermal.v1");
+    }
 
     /// Encoded `FileDescriptorSet` of every Cowork proto, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -6,6 +6,7 @@
 //! `operation.rs`'s; this module only carries them out.
 
 use super::guardrails;
+use super::hooks::{FlowHooks, FLOWS};
 use super::operation::{
     after_reply, before_step, expired, function_name, unanswered_calls, CallRecord, Instruction,
     Operation, Pending, Reply, Status, ToolCall,
@@ -103,6 +104,8 @@ pub struct Agents {
     active: Arc<Mutex<HashSet<String>>>,
     /// The browser's tools, through coworkd's socket (none: not offered).
     browser: Option<BrowserTools>,
+    /// Automations (flows as tools, runs' waiting calls), set once they exist.
+    flows: Arc<std::sync::OnceLock<Arc<dyn FlowHooks>>>,
 }
 
 impl std::fmt::Debug for Agents {
@@ -121,7 +124,14 @@ impl Agents {
             resolver,
             active: Default::default(),
             browser: None,
+            flows: Default::default(),
         }
+    }
+
+    /// Offer enabled flows as `flow_<id>` tools and list runs' waiting
+    /// calls in `approvals` (set once, after automations exist).
+    pub fn set_flows(&self, hooks: Arc<dyn FlowHooks>) {
+        let _ = self.flows.set(hooks);
     }
 
     /// Offer the browser's actions as `browser__*` tools, called through
@@ -162,16 +172,21 @@ impl Agents {
         Ok(self.db.read(move |c| store::list(c, limit)).await?)
     }
 
-    /// Every call waiting for a person.
+    /// Every call waiting for a person: operations', then automation runs'
+    /// (their run id in place of an operation id).
     pub async fn pending(&self) -> Result<Vec<(String, Pending)>, AgentError> {
         let ops = self.db.read(store::waiting).await?;
-        Ok(ops
+        let mut all: Vec<(String, Pending)> = ops
             .into_iter()
             .flat_map(|o| {
                 let id = o.id.clone();
                 o.pending.into_iter().map(move |p| (id.clone(), p))
             })
-            .collect())
+            .collect();
+        if let Some(h) = self.flows.get() {
+            all.extend(h.pending().await.into_iter().map(|r| (r.run_id, r.pending)));
+        }
+        Ok(all)
     }
 
     /// Claim `id` so no other request drives or decides it meanwhile; the
@@ -256,6 +271,22 @@ impl Agents {
         approve: bool,
         wait: bool,
     ) -> Result<Operation, AgentError> {
+        // A run's call: automations decide it; the run stands in for an
+        // operation in the answer.
+        if op_id.starts_with("run-") {
+            if let Some(h) = self.flows.get() {
+                let (status, reason) = h
+                    .decide(op_id.to_owned(), call_id.to_owned(), approve)
+                    .await
+                    .map_err(AgentError::Invalid)?;
+                let mut op =
+                    Operation::new(op_id.to_owned(), "automation run".into(), 0, true, now_ms());
+                op.status = Status::parse(&status).unwrap_or(Status::Running);
+                op.reason = reason;
+                op.result = status;
+                return Ok(op);
+            }
+        }
         let answer = if approve {
             Answer::Approve
         } else {
@@ -399,6 +430,16 @@ impl Agents {
                 names.insert(f, (BROWSER.to_string(), tool.to_string()));
             }
         }
+        if let Some(h) = self.flows.get() {
+            for t in h.tools().await {
+                let f = format!("flow_{}", t.id);
+                specs.push(serde_json::json!({"type": "function", "function": {
+                    "name": f, "description": t.description,
+                    "parameters": serde_json::Value::Object(t.schema),
+                }}));
+                names.insert(f, (FLOWS.to_string(), t.id));
+            }
+        }
         let servers = self.mcp.list().await.unwrap_or_default();
         for s in servers.into_iter().filter(|s| s.row.spec.enabled) {
             let server = s.row.spec.name.clone();
@@ -454,6 +495,9 @@ impl Agents {
         if let Some(b) = &browser {
             policies.insert(BROWSER.to_string(), b.policy()?);
         }
+        // A flow runs in automation context: its own steps are gated
+        // (phases 1 and 2 still ask), so starting it runs.
+        policies.insert(FLOWS.to_string(), crate::mcp::ServerPolicy::Auto);
         let settings = cfg.approval_settings(&policies)?;
         // No model now is a pause, not a failure: resume when one is up.
         let (target, tier) = match self.resolver.for_operation().await {
@@ -680,11 +724,18 @@ impl Agents {
             };
             let mcp = self.mcp.clone();
             let browser = self.browser.clone();
+            let flows = self.flows.get().cloned();
             let call_id = format!("{}:{}", op.id, c.id);
             let op_id = op.id.clone();
             let (server, tool) = (c.server.clone(), c.tool.clone());
             async move {
                 let args = args.map_err(|e| (e, false))?;
+                if server == FLOWS {
+                    return match flows {
+                        Some(h) => h.call(tool, args).await.map_err(|e| (e, false)),
+                        None => Err(("automations are not available".to_string(), false)),
+                    };
+                }
                 match (server.as_str(), browser) {
                     (BROWSER, Some(b)) => {
                         let call = browser_tools::parse(&tool, &args).map_err(|e| (e, false))?;

@@ -9,6 +9,7 @@
 pub mod approval;
 pub mod executor;
 pub mod guardrails;
+pub mod hooks;
 pub mod operation;
 pub mod service;
 pub mod store;

@@ -105,6 +105,14 @@ impl Chat {
         };
         let model_id = decision.target.model_id().to_owned();
         let target = match &decision.refusal {
+            // No engine because local AI is paused: say so, and how to
+            // bring it back.
+            Some(crate::llm::router::Refusal::NoEngine) => {
+                Err(match self.resolver.watch().sessions().paused() {
+                    Some(p) => crate::llm::detect::paused_message(&p.reason),
+                    None => crate::llm::router::Refusal::NoEngine.to_string(),
+                })
+            }
             Some(r) => Err(r.to_string()),
             None => {
                 self.resolver

@@ -27,6 +27,56 @@ pub fn recent_windows(c: &Connection, recent: u32) -> Vec<Window> {
     rows.filter_map(Result::ok).collect()
 }
 
+/// The app in focus and since when it has been (its activities back to
+/// the last change of app), from capture's activities; None when capture
+/// has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Focus {
+    /// The app in focus now.
+    pub app: String,
+    /// The newest window's title.
+    pub title: String,
+    /// When this app came into focus (Unix ms).
+    pub since_ms: i64,
+    /// The newest activity's row id.
+    pub activity_id: i64,
+}
+
+/// Where the person's focus is (read only; the newest 200 activities).
+pub fn focus(c: &Connection) -> Option<Focus> {
+    let mut s = c
+        .prepare(
+            "SELECT id, app_name, window_title, started_ms FROM capture_activities
+             ORDER BY started_ms DESC, id DESC LIMIT 200",
+        )
+        .ok()?;
+    let rows: Vec<(i64, String, String, i64)> = s
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                r.get(3)?,
+            ))
+        })
+        .ok()?
+        .filter_map(Result::ok)
+        .collect();
+    let (id, app, title, mut since) = rows.first().cloned()?;
+    for (_, a, _, started) in &rows[1..] {
+        if *a != app {
+            break;
+        }
+        since = *started;
+    }
+    Some(Focus {
+        app,
+        title,
+        since_ms: since,
+        activity_id: id,
+    })
+}
+
 /// One changed capture row, as memory reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureRow {

@@ -131,6 +131,16 @@ impl EngineWatch {
             d.main = Some(e.clone());
             d.background = Some(e);
         }
+        // Local AI paused (the machine was getting hot): no local engine
+        // answers, ours or probed; a cloud provider may.
+        if let Some(p) = self.sessions.paused() {
+            d.main = None;
+            d.background = None;
+            if d.cloud.is_empty() {
+                self.health.set_degraded(paused_message(&p.reason));
+                return d;
+            }
+        }
         match d.degraded_reason() {
             Some(r) => self.health.set_degraded(r),
             None => self.health.set_ready(),
@@ -166,6 +176,11 @@ impl EngineWatch {
             }
         });
     }
+}
+
+/// What chat and health say while local AI is paused.
+pub fn paused_message(reason: &str) -> String {
+    format!("local AI is paused: {reason}; `coworkctl system restore-local` brings it back")
 }
 
 /// Probe every engine instance the `[agents]` of `config` names, now.

@@ -117,9 +117,32 @@ pub enum McpError {
 
 /// The client side of one connection: clears the cached tool list when the
 /// server says it changed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Handler {
     tools: Arc<Mutex<Option<Vec<rmcp::model::Tool>>>>,
+    /// The server's name, for the notifications it sends.
+    server: String,
+    /// Where its notifications go (automations' triggers listen).
+    events: tokio::sync::broadcast::Sender<ServerNotification>,
+}
+
+/// A notification an MCP server sent: (server, method).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerNotification {
+    /// The server's name.
+    pub server: String,
+    /// The JSON-RPC method (`notifications/tools/list_changed`, ...).
+    pub method: String,
+}
+
+impl Handler {
+    fn tell(&self, method: &str) {
+        // Nobody listening is fine.
+        let _ = self.events.send(ServerNotification {
+            server: self.server.clone(),
+            method: method.to_owned(),
+        });
+    }
 }
 
 impl ClientHandler for Handler {
@@ -130,7 +153,25 @@ impl ClientHandler for Handler {
         if let Ok(mut t) = self.tools.lock() {
             *t = None;
         }
-        tracing::info!("an MCP server's tool list changed; cache cleared");
+        tracing::info!(server = %self.server, "an MCP server's tool list changed; cache cleared");
+        self.tell("notifications/tools/list_changed");
+        std::future::ready(())
+    }
+
+    fn on_resource_updated(
+        &self,
+        _: rmcp::model::ResourceUpdatedNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) -> impl std::future::Future<Output = ()> + Send + '_ {
+        self.tell("notifications/resources/updated");
+        std::future::ready(())
+    }
+
+    fn on_resource_list_changed(
+        &self,
+        _: NotificationContext<RoleClient>,
+    ) -> impl std::future::Future<Output = ()> + Send + '_ {
+        self.tell("notifications/resources/list_changed");
         std::future::ready(())
     }
 
@@ -209,6 +250,8 @@ pub struct Manager {
     /// Held for writing until the orphan sweep is done: no server starts
     /// (and rewrites a lock the sweep has yet to read) before that.
     swept: Arc<tokio::sync::RwLock<()>>,
+    /// Notifications servers send, for whoever subscribes.
+    events: tokio::sync::broadcast::Sender<ServerNotification>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -230,7 +273,13 @@ impl Manager {
             slots: Default::default(),
             calls: Default::default(),
             swept: Default::default(),
+            events: tokio::sync::broadcast::channel(256).0,
         }
+    }
+
+    /// Every notification a connected server sends from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ServerNotification> {
+        self.events.subscribe()
     }
 
     fn slot(&self, name: &str) -> Arc<Slot> {

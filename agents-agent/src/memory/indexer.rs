@@ -252,7 +252,30 @@ async fn embed_loop(memory: Memory, shutdown: CancellationToken) {
         Ok(n) => tracing::info!(jobs = n, "embedding jobs resumed after a restart"),
         Err(e) => tracing::warn!(error = %e, "cannot recover embedding jobs"),
     }
+    let mut was_paused = false;
     loop {
+        // Local AI paused (the machine was getting hot): open jobs are
+        // `paused`; restored, they go on at their checkpoints.
+        let paused = memory.local_paused();
+        if paused != was_paused {
+            let r = if paused {
+                memory.db().write(store::pause_open_jobs).await
+            } else {
+                memory.db().write(store::resume_paused_jobs).await
+            };
+            match r {
+                Ok(n) => tracing::info!(jobs = n, paused, "embedding jobs follow local AI"),
+                Err(e) => tracing::warn!(error = %e, "cannot pause or resume embedding jobs"),
+            }
+            was_paused = paused;
+        }
+        if paused {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(IDLE) => {}
+            }
+            continue;
+        }
         let wait = match embed_pass(&memory, &shutdown).await {
             Ok(true) => Duration::ZERO,
             Ok(false) => IDLE,

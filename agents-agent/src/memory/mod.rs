@@ -111,7 +111,12 @@ struct Inner {
 }
 
 impl Memory {
-    /// Memory over `db`, configured by `[memory]` in `config`, embedding
+    /// Whether local AI is paused (embedding jobs wait).
+    pub fn local_paused(&self) -> bool {
+        self.sessions().paused().is_some()
+    }
+
+    /// A memory over cowork.db, configured by `config`'s `[memory]`, embedding
     /// through `sessions` (or the engines config names).
     pub fn new(db: Db, config: PathBuf, sessions: Sessions) -> Self {
         Self {

@@ -47,7 +47,7 @@ impl From<SessionError> for Status {
             SessionError::Conflict(_) => Status::already_exists(msg),
             SessionError::Config(_) | SessionError::GaveUp(_) => Status::failed_precondition(msg),
             SessionError::Start(_) => Status::unavailable(msg),
-            SessionError::Stopping => Status::unavailable(msg),
+            SessionError::Stopping | SessionError::Paused(_) => Status::unavailable(msg),
         }
     }
 }

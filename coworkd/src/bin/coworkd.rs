@@ -176,7 +176,19 @@ async fn run(paths: CoworkPaths) -> Result<()> {
     let (reporter, health) = cowork_proto::grpc::health();
     reporter.set_serving::<SystemServer<SystemService>>().await;
     spawn_health_mirror(supervisor.clone(), reporter, shutdown.clone());
-    let system = SystemService::new(supervisor.clone(), paths.clone(), shutdown.clone());
+    // Desktop notifications agents-agent decides on; the machine's heat,
+    // read here and acted on by agents-agent.
+    let desktop = coworkd::desktop::Desktop::new(paths.worker_socket("agents"));
+    let thermal_cfg = cfg_rx.borrow().thermal.clone();
+    let heat =
+        coworkd::thermal::spawn(thermal_cfg, paths.worker_socket("agents"), shutdown.clone());
+    let system = SystemService::new(
+        supervisor.clone(),
+        paths.clone(),
+        shutdown.clone(),
+        desktop,
+        heat,
+    );
     let local = cowork_proto::grpc::add_reflection(
         tonic::service::Routes::new(SystemServer::new(system)).add_service(health),
     );

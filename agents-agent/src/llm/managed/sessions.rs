@@ -61,6 +61,19 @@ pub enum SessionError {
     /// agents-agent is stopping.
     #[error("agents-agent is stopping")]
     Stopping,
+    /// Local AI is paused (the machine was getting hot) until the person
+    /// restores it.
+    #[error("{0}")]
+    Paused(String),
+}
+
+/// Why local AI is paused, and how far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPause {
+    /// What the person reads.
+    pub reason: String,
+    /// Embedding sessions too (critical), not only chat.
+    pub all: bool,
 }
 
 /// A session serving one request: where to send it and with which key.
@@ -135,6 +148,8 @@ struct Inner {
     backoff: BackoffPolicy,
     /// Loads one at a time: two loads of one model make one session.
     loading: tokio::sync::Mutex<()>,
+    /// Local AI paused (none: running as usual).
+    paused: Mutex<Option<LocalPause>>,
 }
 
 impl Inner {
@@ -180,6 +195,7 @@ impl Sessions {
                     max_restarts: 5,
                 },
                 loading: Default::default(),
+                paused: Default::default(),
             }),
         }
     }
@@ -467,6 +483,67 @@ impl Sessions {
         Some(self.lease_id(&id).await)
     }
 
+    /// Whether local AI is paused, and why.
+    pub fn paused(&self) -> Option<LocalPause> {
+        self.inner
+            .paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether sessions of `mode` may not run now.
+    pub fn is_paused(&self, mode: Mode) -> bool {
+        self.paused().is_some_and(|p| p.all || mode == Mode::Chat)
+    }
+
+    /// Pause local AI: stop the servers of chat sessions (`all`: of every
+    /// session); none starts again until [`Self::resume_local`]. Sessions
+    /// stay registered. Returns how many servers were stopped.
+    pub async fn pause_local(&self, reason: String, all: bool) -> usize {
+        *self.inner.paused.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(LocalPause { reason, all });
+        let slots: Vec<(String, Mode, Arc<Slot>)> = {
+            let reg = self.inner.registry();
+            let slots = self.inner.slots();
+            reg.all()
+                .filter(|s| all || s.mode == Mode::Chat)
+                .filter_map(|s| slots.get(&s.id).map(|x| (s.id.clone(), s.mode, x.clone())))
+                .collect()
+        };
+        let mut stopped = 0;
+        for (id, mode, slot) in slots {
+            let mut run = slot.run.lock().await;
+            if let Some(r) = run.take() {
+                r.stop().await;
+                self.inner.registry().update(&id, |s| {
+                    s.state = State::Idle;
+                    s.pid = 0;
+                    s.port = 0;
+                });
+                tracing::info!(%id, mode = mode.name(), "session stopped: local AI paused");
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+
+    /// Restore local AI: sessions may run again, and their servers start
+    /// now (in the background). Returns how many sessions reload.
+    pub fn resume_local(&self) -> usize {
+        *self.inner.paused.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let ids: Vec<String> = self.inner.registry().all().map(|s| s.id.clone()).collect();
+        for id in &ids {
+            let (me, id) = (self.clone(), id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = me.lease_id(&id).await {
+                    tracing::warn!(%id, error = %e, "session did not reload");
+                }
+            });
+        }
+        ids.len()
+    }
+
     /// A lease on session `id`.
     pub async fn lease_id(&self, id: &str) -> Result<Lease, SessionError> {
         let slot = self
@@ -475,6 +552,17 @@ impl Sessions {
             .get(id)
             .cloned()
             .ok_or_else(|| SessionError::NotFound(format!("no session {id}")))?;
+        let mode = self
+            .inner
+            .registry()
+            .all()
+            .find(|s| s.id == id)
+            .map(|s| s.mode);
+        if let (Some(p), Some(m)) = (self.paused(), mode) {
+            if p.all || m == Mode::Chat {
+                return Err(SessionError::Paused(p.reason));
+            }
+        }
         slot.in_flight.fetch_add(1, Ordering::Relaxed);
         self.inner.touch(id);
         // From here the lease's drop undoes the count.

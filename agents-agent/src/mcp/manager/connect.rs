@@ -64,7 +64,11 @@ impl Manager {
 
     async fn open_inner(&self, spec: &ServerSpec) -> Result<Arc<Conn>, String> {
         drop(self.swept.read().await);
-        let handler = Handler::default();
+        let handler = Handler {
+            tools: Default::default(),
+            server: spec.name.clone(),
+            events: self.events.clone(),
+        };
         let tools = handler.tools.clone();
         let broken = Arc::new(Mutex::new(None::<String>));
         let (service, pid, spawned) = match &spec.transport {

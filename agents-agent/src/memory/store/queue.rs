@@ -235,3 +235,20 @@ pub fn oldest_unembedded(c: &Connection, index: &Index) -> rusqlite::Result<Opti
         (a, b) => a.or(b),
     })
 }
+
+/// Local AI paused: every open job (pending or processing) is `paused`
+/// until [`resume_paused_jobs`]. Returns how many.
+pub fn pause_open_jobs(c: &Connection) -> rusqlite::Result<usize> {
+    c.execute(
+        "UPDATE memory_jobs SET embed_status = 'paused' WHERE embed_status IN ('pending', 'processing')",
+        [],
+    )
+}
+
+/// Local AI restored: paused jobs are pending again (at their checkpoint).
+pub fn resume_paused_jobs(c: &Connection) -> rusqlite::Result<usize> {
+    c.execute(
+        "UPDATE memory_jobs SET embed_status = 'pending' WHERE embed_status = 'paused'",
+        [],
+    )
+}

@@ -7,6 +7,7 @@
 
 mod agent;
 mod approvals;
+mod automations;
 mod browser;
 mod capture;
 mod chat;
@@ -16,6 +17,7 @@ mod gateway;
 mod mcp;
 mod memory;
 mod models;
+mod notifications;
 mod system;
 
 use clap::{Parser, Subcommand};
@@ -74,8 +76,23 @@ enum Cmd {
         command: models::Cmd,
     },
     /// The machine: memory, CPU load, GPUs and VRAM (the numbers `models
-    /// fit` uses).
-    System,
+    /// fit` uses); `system restore-local` brings local AI back after the
+    /// machine cooled down.
+    System {
+        #[command(subcommand)]
+        command: Option<system::SystemCmd>,
+    },
+    /// Automations: flows that run on a schedule, a capture pattern, an MCP
+    /// notification or by hand; their runs.
+    Automations {
+        #[command(subcommand)]
+        command: automations::Cmd,
+    },
+    /// Proactive notifications: list, accept, dismiss, expand; the throttle.
+    Notifications {
+        #[command(subcommand)]
+        command: notifications::Cmd,
+    },
     /// The local OpenAI-compatible API on 127.0.0.1 (off by default).
     Gateway {
         #[command(subcommand)]
@@ -174,7 +191,10 @@ async fn run(cmd: Cmd, ctx: &mut Ctx) -> anyhow::Result<ExitCode> {
         Cmd::Approvals { command } => approvals::run(command, ctx).await,
         Cmd::Mcp { command } => mcp::run(command, ctx).await,
         Cmd::Models { command } => models::run(command, ctx).await,
-        Cmd::System => system::system(ctx).await,
+        Cmd::System { command: None } => system::system(ctx).await,
+        Cmd::System { command: Some(c) } => system::system_cmd(c, ctx).await,
+        Cmd::Automations { command } => automations::run(command, ctx).await,
+        Cmd::Notifications { command } => notifications::run(command, ctx).await,
         Cmd::Gateway { command } => gateway::run(command, ctx).await,
         Cmd::Memory { command } => memory::run(command, ctx).await,
         Cmd::Context(a) => memory::context(a, ctx).await,

@@ -114,6 +114,42 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `coworkctl system <command>`.
+#[derive(Debug, Subcommand)]
+pub enum SystemCmd {
+    /// Bring local AI back after it was paused because the machine was
+    /// getting hot (sessions reload, embedding goes on).
+    RestoreLocal,
+    /// What local AI is doing about the machine's heat.
+    Heat,
+}
+
+/// Run a `system` subcommand.
+pub async fn system_cmd(cmd: SystemCmd, ctx: &mut Ctx) -> Result<ExitCode> {
+    use cowork_proto::pb::thermal::{
+        thermal_client::ThermalClient, GetRequest, RestoreLocalRequest,
+    };
+    let mut c = ThermalClient::new(ctx.channel.clone());
+    let s = match cmd {
+        SystemCmd::RestoreLocal => c.restore_local(call(RestoreLocalRequest {})).await?,
+        SystemCmd::Heat => c.get(call(GetRequest {})).await?,
+    }
+    .into_inner();
+    ctx.show(
+        || {
+            json!({"level": s.level, "mode": s.mode, "source": s.source, "since_ms": s.since_ms,
+                  "cloud_allowed": s.cloud_allowed, "detail": s.detail})
+        },
+        || {
+            format!(
+                "local AI: {} (machine {}; {}) {}",
+                s.mode, s.level, s.source, s.detail
+            )
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `coworkctl system`: memory, CPU load, GPUs and VRAM (the numbers
 /// `models fit` uses).
 pub async fn system(ctx: &mut Ctx) -> Result<ExitCode> {
@@ -192,6 +228,8 @@ pub fn status_json(s: &pb::StatusResponse) -> Value {
             "rss_bytes": s.coworkd_rss_bytes,
             "home": s.home,
             "socket": s.socket_path,
+            "notifications": s.notifications,
+            "thermal": s.thermal,
         }
     })
 }
@@ -275,6 +313,12 @@ pub fn status_table(s: &pb::StatusResponse) -> String {
     for r in &rows {
         out.push_str(&line(r));
         out.push('\n');
+    }
+    if !s.notifications.is_empty() {
+        out.push_str(&format!("notifications: {}\n", s.notifications));
+    }
+    if !s.thermal.is_empty() {
+        out.push_str(&format!("heat: {}\n", s.thermal));
     }
     for w in &s.workers {
         if !w.last_log_lines.is_empty() && state_name(w.state) != "running" {

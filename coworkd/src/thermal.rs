@@ -1,0 +1,258 @@
+//! The machine's heat, read by coworkd and reported to agents-agent, which
+//! acts on it (seed 003 "Thermal Management"). Pure: [`classify`], the
+//! level of Linux thermal zones against their trip points, with
+//! hysteresis. Runtime: [`spawn`], the poll (macOS reads its
+//! `ProcessInfo.thermalState` behind `cfg`, kept out of this build).
+
+use crate::config::ThermalConfig;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A level, ordered from cool to very hot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Cool.
+    Nominal,
+    /// Within 10 °C of a passive trip point.
+    Fair,
+    /// At or past a passive (throttling) trip point.
+    Serious,
+    /// At or past a hot or critical trip point.
+    Critical,
+}
+
+impl Level {
+    /// Its name (`cowork.thermal.v1.Reading.level`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Nominal => "nominal",
+            Self::Fair => "fair",
+            Self::Serious => "serious",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// One zone: its temperature and trip points (m°C, with their type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    /// `thermal_zone0`.
+    pub name: String,
+    /// Now (m°C).
+    pub temp: i64,
+    /// (type, m°C): passive, active, hot, critical.
+    pub trips: Vec<(String, i64)>,
+}
+
+/// The level one zone is at: `previous` holds while the zone has not
+/// cooled `hysteresis` (m°C) below the trip point it passed.
+fn zone_level(z: &Zone, previous: Level, hysteresis: i64) -> Level {
+    let at = |t: i64, margin: i64| z.temp >= t - margin;
+    let trip = |kinds: &[&str]| {
+        z.trips
+            .iter()
+            .filter(|(k, _)| kinds.contains(&k.as_str()))
+            .map(|(_, t)| *t)
+            .filter(|t| *t > 0)
+            .min()
+    };
+    let margin = |l: Level| if previous >= l { hysteresis } else { 0 };
+    if trip(&["hot", "critical"]).is_some_and(|t| at(t, margin(Level::Critical))) {
+        return Level::Critical;
+    }
+    if let Some(p) = trip(&["passive"]) {
+        if at(p, margin(Level::Serious)) {
+            return Level::Serious;
+        }
+        if at(p - 10_000, margin(Level::Fair)) {
+            return Level::Fair;
+        }
+    }
+    Level::Nominal
+}
+
+/// The machine's level: its hottest zone's.
+pub fn classify(zones: &[Zone], previous: Level, hysteresis: i64) -> Level {
+    zones
+        .iter()
+        .map(|z| zone_level(z, previous, hysteresis))
+        .max()
+        .unwrap_or(Level::Nominal)
+}
+
+/// Read every `thermal_zone*` under `root` that has trip points.
+pub fn read_zones(root: &Path) -> Result<Vec<Zone>, String> {
+    let entries = std::fs::read_dir(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let num = |p: &Path| -> Option<i64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
+    let mut zones = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("thermal_zone") {
+            continue;
+        }
+        let dir = e.path();
+        let Some(temp) = num(&dir.join("temp")) else {
+            continue;
+        };
+        let mut trips = Vec::new();
+        for i in 0..32 {
+            let Some(t) = num(&dir.join(format!("trip_point_{i}_temp"))) else {
+                break;
+            };
+            let kind = std::fs::read_to_string(dir.join(format!("trip_point_{i}_type")))
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            trips.push((kind, t));
+        }
+        if !trips.is_empty() {
+            zones.push(Zone { name, temp, trips });
+        }
+    }
+    zones.sort_by(|a, b| a.name.cmp(&b.name));
+    if zones.is_empty() {
+        return Err(format!(
+            "no thermal zone with trip points under {}",
+            root.display()
+        ));
+    }
+    Ok(zones)
+}
+
+/// What `status` shows: the last level, or why there is none.
+pub type Reading = Arc<Mutex<String>>;
+
+/// Poll every `interval_s` and report each reading to agents-agent (at
+/// `agents_socket`); agents-agent acts on changes only.
+pub fn spawn(
+    cfg: ThermalConfig,
+    agents_socket: std::path::PathBuf,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Reading {
+    let reading: Reading = Arc::new(Mutex::new("unknown: not read yet".into()));
+    if !cfg.enabled {
+        if let Ok(mut r) = reading.lock() {
+            *r = "unknown: [thermal] enabled = false".into();
+        }
+        return reading;
+    }
+    let out = reading.clone();
+    tokio::spawn(async move {
+        let mut level = Level::Nominal;
+        let hysteresis = (cfg.hysteresis_c * 1000.0) as i64;
+        loop {
+            let (text, source) = match read_zones(&cfg.sysfs_root) {
+                Ok(zones) => {
+                    level = classify(&zones, level, hysteresis);
+                    let hottest = zones
+                        .iter()
+                        .max_by_key(|z| z.temp)
+                        .map(|z| format!("{} {:.1} °C", z.name, z.temp as f64 / 1000.0))
+                        .unwrap_or_default();
+                    (level.name().to_string(), Some(hottest))
+                }
+                Err(e) => (format!("unknown: {e}"), None),
+            };
+            if let Ok(mut r) = out.lock() {
+                *r = text;
+            }
+            if let Some(source) = source {
+                report(&agents_socket, level, source).await;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(cfg.interval_s)) => {}
+            }
+        }
+    });
+    reading
+}
+
+async fn report(socket: &Path, level: Level, source: String) {
+    use cowork_proto::pb::thermal::{thermal_client::ThermalClient, Reading};
+    let r = async {
+        let ch = cowork_proto::uds::connect(socket)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut req = tonic::Request::new(Reading {
+            level: level.name().into(),
+            source,
+        });
+        req.set_timeout(Duration::from_secs(20));
+        ThermalClient::new(ch)
+            .report(req)
+            .await
+            .map_err(|e| e.message().to_string())
+    }
+    .await;
+    if let Err(e) = r {
+        // agents-agent is restarting: the next poll reports again.
+        tracing::debug!(error = %e, "the heat reading did not reach agents-agent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone(temp: i64) -> Zone {
+        Zone {
+            name: "thermal_zone0".into(),
+            temp,
+            trips: vec![("passive".into(), 80_000), ("critical".into(), 100_000)],
+        }
+    }
+
+    #[test]
+    fn trip_points_give_levels() {
+        assert_eq!(
+            classify(&[zone(50_000)], Level::Nominal, 3000),
+            Level::Nominal
+        );
+        assert_eq!(classify(&[zone(72_000)], Level::Nominal, 3000), Level::Fair);
+        assert_eq!(
+            classify(&[zone(80_000)], Level::Nominal, 3000),
+            Level::Serious
+        );
+        assert_eq!(
+            classify(&[zone(101_000)], Level::Nominal, 3000),
+            Level::Critical
+        );
+        // The hottest zone decides.
+        assert_eq!(
+            classify(&[zone(50_000), zone(85_000)], Level::Nominal, 3000),
+            Level::Serious
+        );
+        assert_eq!(classify(&[], Level::Serious, 3000), Level::Nominal);
+    }
+
+    #[test]
+    fn a_reading_flapping_at_a_trip_point_does_not_toggle() {
+        let mut l = Level::Nominal;
+        let mut changes = 0;
+        for t in [80_100, 79_900, 80_050, 78_500, 80_000, 77_100] {
+            let n = classify(&[zone(t)], l, 3000);
+            changes += (n != l) as u32;
+            l = n;
+        }
+        assert_eq!((l, changes), (Level::Serious, 1));
+        // Cooled past the margin: down it goes.
+        assert_eq!(classify(&[zone(76_900)], l, 3000), Level::Fair);
+    }
+
+    #[test]
+    fn zones_are_read_from_a_sysfs_root() {
+        let d = tempfile::tempdir().unwrap();
+        let z = d.path().join("thermal_zone3");
+        std::fs::create_dir(&z).unwrap();
+        std::fs::write(z.join("temp"), "90000\n").unwrap();
+        std::fs::write(z.join("trip_point_0_temp"), "85000\n").unwrap();
+        std::fs::write(z.join("trip_point_0_type"), "passive\n").unwrap();
+        std::fs::create_dir(d.path().join("cooling_device0")).unwrap();
+        let zones = read_zones(d.path()).unwrap();
+        assert_eq!(zones.len(), 1);
+        assert_eq!(classify(&zones, Level::Nominal, 3000), Level::Serious);
+        assert!(read_zones(&d.path().join("none")).is_err());
+    }
+}
