@@ -312,3 +312,137 @@ async fn a_schedule_runs_each_occurrence_once() {
         "{flow}"
     );
 }
+
+#[tokio::test]
+async fn an_agent_calls_a_flow_as_a_tool() {
+    // The cloud stand-in, declared as a local engine, scripted to call
+    // the flow's tool (a real model cannot be made to on demand).
+    let dir = tempfile::tempdir().unwrap();
+    let (log, reply) = (dir.path().join("log"), dir.path().join("reply.json"));
+    let engine = cloud_standin_with(&log, Some(&reply));
+    let config = format!(
+        "[agents]\nprobe_ports = false\n[[agents.engines]]\nid = \"scripted\"\nbase_url = \"http://127.0.0.1:{}/v1\"\n",
+        engine.port
+    );
+    let suite = Suite::start(&config);
+    suite.agents_serving().await;
+    add_time_server(&suite);
+    let id = add(
+        &suite,
+        "tool.json",
+        r#"{"name": "Time in a zone", "description": "the time in a zone",
+            "inputs": [{"name": "tz", "description": "an IANA zone"}],
+            "steps": [{"id": "now", "type": "mcpToolCall", "server": "time", "tool": "get_current_time",
+                       "arguments": {"timezone": "${tz}"}, "directOutput": true}]}"#,
+    );
+    let reply_json = serde_json::json!({"message": {"role": "assistant", "content": null, "tool_calls": [{
+        "id": "c1", "type": "function",
+        "function": {"name": format!("flow_{id}"), "arguments": "{\"tz\": \"Asia/Tokyo\"}"}}]}});
+    std::fs::write(&reply, reply_json.to_string()).unwrap();
+    let o = suite.ctl(&[
+        "--json",
+        "agent",
+        "run",
+        "--max-steps",
+        "2",
+        "what time is it in Tokyo",
+    ]);
+    let op: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"));
+    let call = &op["tool_calls"][0];
+    assert_eq!(call["server"], "flows", "{op}");
+    assert_eq!(call["tool"], id.as_str(), "{op}");
+    assert_eq!(call["outcome"], "ran", "{op}");
+    assert!(
+        call["result"].as_str().unwrap().contains("Asia/Tokyo"),
+        "{op}"
+    );
+    // The model was offered the flow with its inputs as parameters.
+    let sent = std::fs::read_to_string(&log).unwrap();
+    let first: Value = serde_json::from_str(sent.lines().next().unwrap()).unwrap();
+    let tool = first["body"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["function"]["name"] == format!("flow_{id}"))
+        .cloned()
+        .unwrap_or_else(|| panic!("flow not offered: {first}"));
+    assert_eq!(
+        tool["function"]["parameters"]["required"][0], "tz",
+        "{tool}"
+    );
+    // The run it made is in the log, as a tool run.
+    let runs = suite.ctl_json(&["automations", "runs", &id]);
+    assert_eq!(runs["runs"][0]["trigger"], "tool", "{runs}");
+    assert_eq!(runs["runs"][0]["status"], "done", "{runs}");
+}
+
+#[tokio::test]
+async fn capture_patterns_and_mcp_notifications_start_flows() {
+    let home = Suite::temp_home();
+    // Capture replays a window switch 15 s in (the sim source, real time).
+    std::fs::write(
+        home.path().join("script.jsonl"),
+        "{\"t_ms\":0,\"kind\":\"window\",\"app\":\"Editor\",\"title\":\"notes.txt\"}\n\
+         {\"t_ms\":15000,\"kind\":\"window\",\"app\":\"Mail\",\"title\":\"Invoice 42 - Inbox\"}\n",
+    )
+    .unwrap();
+    let suite = Suite::start_in(
+        home,
+        "[capture]\nsource = \"sim\"\nsim_script = \"script.jsonl\"\n",
+    );
+    suite.agents_serving().await;
+    let title = add(
+        &suite,
+        "title.json",
+        r#"{"name": "Invoices", "trigger": {"type": "capture", "title": "*invoice*"},
+            "steps": [{"id": "seen", "type": "condition", "if": {"left": "${trigger.app}", "op": "eq", "right": "Mail"}}]}"#,
+    );
+    let switch = add(
+        &suite,
+        "switch.json",
+        r#"{"name": "To mail", "trigger": {"type": "capture", "event": "context_switch", "app": "mail"},
+            "steps": [{"id": "a", "type": "delay", "seconds": 0}]}"#,
+    );
+    let script = repo_root().join("tests/python/growing_mcp_server.py");
+    ok(&suite.ctl(&[
+        "mcp",
+        "add",
+        "grow",
+        "--",
+        &python().display().to_string(),
+        &script.display().to_string(),
+    ]));
+    let grown = add(
+        &suite,
+        "grown.json",
+        r#"{"name": "On new tools", "trigger": {"type": "mcp", "server": "grow", "method": "notifications/tools/list_changed"},
+            "steps": [{"id": "x", "type": "mcpToolCall", "server": "grow", "tool": "extra"}]}"#,
+    );
+    // A real SDK server says its tool list changed: the flow runs and
+    // calls the tool that just appeared.
+    ok(&suite.ctl(&["mcp", "call", "grow", "grow"]));
+    let runs = |id: &str| {
+        suite.ctl_json(&["automations", "runs", id])["runs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let r = wait_for(T, "the mcp-triggered run", || {
+        runs(&grown).into_iter().find(|r| r["status"] == "done")
+    });
+    assert_eq!(r["trigger"], "mcp", "{r}");
+    let full = run_of(&suite, r["id"].as_str().unwrap());
+    assert_eq!(full["steps"][0]["output"]["text"], "extra!", "{full}");
+    // The switch to Mail, whose title matches: each flow runs once for it.
+    let r = wait_for(Duration::from_secs(90), "the title run", || {
+        runs(&title).into_iter().next()
+    });
+    assert_eq!(r["trigger"], "capture", "{r}");
+    let full = wait_run(&suite, r["id"].as_str().unwrap(), "done", T);
+    assert_eq!(full["steps"][0]["output"]["result"], true, "{full}");
+    let s = wait_for(T, "the switch run", || runs(&switch).into_iter().next());
+    assert_eq!(s["trigger"], "capture", "{s}");
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(runs(&title).len(), 1);
+    assert_eq!(runs(&switch).len(), 1);
+}

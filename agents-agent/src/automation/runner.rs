@@ -410,6 +410,7 @@ impl Automations {
             let mut attempt = 1;
             let mut deadline = 0;
             let mut resume_row: Option<StepRow> = None;
+            let mut last_error = String::new();
             if let Some(prev) = last.take() {
                 match prev.status.as_str() {
                     "running" => match after_crash(&f, i) {
@@ -444,18 +445,15 @@ impl Automations {
                         resume_row = Some(prev);
                     }
                     "waiting_for_human" => resume_row = Some(prev),
-                    "failed" => attempt = prev.attempt + 1,
+                    "failed" => {
+                        attempt = prev.attempt + 1;
+                        last_error = prev.error.clone();
+                    }
                     _ => {}
                 }
             }
             if attempt > 1 + step.retry.max {
-                let n = self.next(
-                    &f,
-                    i,
-                    Outcome::Failed("no attempts left".into()),
-                    &mut vars,
-                    &mut run,
-                );
+                let n = self.next(&f, i, Outcome::Failed(last_error), &mut vars, &mut run);
                 match n {
                     Next::Step(j) => {
                         run.cursor = j;
@@ -769,68 +767,68 @@ impl Automations {
                 }
             }
             Block::AgentStep { task, max_steps } => {
-                // Resumed while its operation waits: look at it again.
-                if !row.operation_id.is_empty() {
-                    return self.agent_outcome(&row.operation_id, &call_id).await;
-                }
-                let task = match vars::substitute_str(task, vars) {
-                    Value::String(s) => s,
-                    v => v.to_string(),
-                };
-                match self.agents.start(task, None, true, *max_steps, false).await {
-                    Ok(op) => {
-                        row.operation_id = op.id.clone();
-                        let (rid, s) = (run.id.clone(), row.clone());
-                        let _ = self
-                            .db
-                            .write(move |c| {
-                                store::mark_step(c, &rid, s.seq, "running", &s.operation_id)
-                            })
-                            .await;
-                        // Wait for it to stop (it runs in its own task).
-                        loop {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            match self.agent_outcome(&op.id, &call_id).await {
-                                Exec::Failed(e) if e.is_empty() => continue,
-                                other => return other,
-                            }
+                // Started before a pause for a person: follow the same
+                // operation, never start a second one.
+                if row.operation_id.is_empty() {
+                    let task = match vars::substitute_str(task, vars) {
+                        Value::String(s) => s,
+                        v => v.to_string(),
+                    };
+                    match self.agents.start(task, None, true, *max_steps, false).await {
+                        Ok(op) => {
+                            row.operation_id = op.id.clone();
+                            let (rid, s) = (run.id.clone(), row.clone());
+                            let _ = self
+                                .db
+                                .write(move |c| {
+                                    store::mark_step(c, &rid, s.seq, "running", &s.operation_id)
+                                })
+                                .await;
                         }
+                        Err(e) => return Exec::Failed(e.to_string()),
                     }
-                    Err(e) => Exec::Failed(e.to_string()),
+                }
+                // Wait for it to stop (it runs in its own task).
+                loop {
+                    if let Some(done) = self.agent_outcome(&row.operation_id, &call_id).await {
+                        return done;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
         }
     }
 
-    /// Where an agent step's operation stands: done, failed, waiting for a
-    /// person, or still running (`Failed("")`).
-    async fn agent_outcome(&self, op_id: &str, call_id: &str) -> Exec {
-        match self.agents.get(op_id).await {
-            Ok((op, _, _)) => match op.status {
-                Status::Done => Exec::Done(json!({"text": op.result, "operation": op.id})),
-                Status::WaitingForHuman => Exec::Ask(Waiting {
-                    call_id: call_id.into(),
-                    server: "agent".into(),
-                    tool: op.id.clone(),
-                    arguments: String::new(),
-                    phase: op.pending.first().map_or(0, |p| p.phase),
-                    reason: format!(
-                        "its agent operation {} waits: `coworkctl approvals list`",
-                        op.id
-                    ),
-                    asked_ms: now_ms(),
-                    operation_id: op.id.clone(),
-                }),
-                Status::Running | Status::Idle => Exec::Failed(String::new()),
-                Status::Error | Status::Paused => Exec::Failed(format!(
-                    "agent operation {} stopped ({}): {}",
-                    op.id,
-                    op.status.name(),
-                    op.reason
-                )),
-            },
-            Err(e) => Exec::Failed(e.to_string()),
-        }
+    /// Where an agent step's operation stands: done, failed or waiting for
+    /// a person; None while it runs.
+    async fn agent_outcome(&self, op_id: &str, call_id: &str) -> Option<Exec> {
+        let op = match self.agents.get(op_id).await {
+            Ok((op, _, _)) => op,
+            Err(e) => return Some(Exec::Failed(e.to_string())),
+        };
+        Some(match op.status {
+            Status::Done => Exec::Done(json!({"text": op.result, "operation": op.id})),
+            Status::WaitingForHuman => Exec::Ask(Waiting {
+                call_id: call_id.into(),
+                server: "agent".into(),
+                tool: op.id.clone(),
+                arguments: String::new(),
+                phase: op.pending.first().map_or(0, |p| p.phase),
+                reason: format!(
+                    "its agent operation {} waits: `coworkctl approvals list`",
+                    op.id
+                ),
+                asked_ms: now_ms(),
+                operation_id: op.id.clone(),
+            }),
+            Status::Running | Status::Idle => return None,
+            Status::Error | Status::Paused => Exec::Failed(format!(
+                "agent operation {} stopped ({}): {}",
+                op.id,
+                op.status.name(),
+                op.reason
+            )),
+        })
     }
 
     /// The approval policy in automation context (phase 3): None when the

@@ -94,10 +94,7 @@ async fn schedules(a: &Automations) {
         let Ok(c) = Cron::parse(cron) else { continue };
         let state: Value = serde_json::from_str(&row.trigger_state).unwrap_or_else(|_| json!({}));
         // First look after adding or enabling: from now on.
-        let last = state
-            .get("last_ms")
-            .and_then(Value::as_i64)
-            .unwrap_or(now.min(row.updated_ms.max(now - 1)));
+        let last = state.get("last_ms").and_then(Value::as_i64).unwrap_or(now);
         let (occurrence, missed_n) = schedule::due(&c, *missed, last, now);
         let mut note = row.trigger_note.clone();
         if let Some(o) = occurrence {
@@ -155,6 +152,7 @@ async fn capture_patterns(a: &Automations) {
             .is_none_or(|g| glob_match(&lower(g), &lower(&focus.app)));
         let mut state: Value =
             serde_json::from_str(&row.trigger_state).unwrap_or_else(|_| json!({}));
+        let before = state.clone();
         let key = match kind {
             CaptureKind::Focus => {
                 let need = p.minutes.unwrap_or(0) as i64 * 60_000;
@@ -186,7 +184,7 @@ async fn capture_patterns(a: &Automations) {
                 Err(e) => note = format!("could not start: {e}"),
             }
         }
-        if state.to_string() != row.trigger_state || note != row.trigger_note {
+        if state != before || note != row.trigger_note {
             a.set_trigger_state(&row.id, state, note).await;
         }
     }

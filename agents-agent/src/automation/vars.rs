@@ -19,11 +19,14 @@ enum Seg {
 fn parse_path(path: &str) -> Option<Vec<Seg>> {
     let mut segs = Vec::new();
     let mut cur = String::new();
+    // Just after `]`: a `.` may follow with nothing before it.
+    let mut closed = false;
     let mut chars = path.trim().chars().peekable();
     while let Some(c) = chars.next() {
+        let was_closed = std::mem::replace(&mut closed, false);
         match c {
             '.' => {
-                if cur.is_empty() && !matches!(segs.last(), Some(Seg::Index(_))) {
+                if cur.is_empty() && !was_closed {
                     return None;
                 }
                 if !cur.is_empty() {
@@ -52,6 +55,7 @@ fn parse_path(path: &str) -> Option<Vec<Seg>> {
                     }
                     segs.push(Seg::Key(k.to_owned()));
                 }
+                closed = true;
             }
             c if c.is_whitespace() => return None,
             c => cur.push(c),
