@@ -101,6 +101,11 @@ if ! "$venv/bin/python" -c 'import gguf, openai' 2>/dev/null; then
   echo "== installing gguf and openai"
   "$venv/bin/pip" install --quiet --disable-pip-version-check gguf openai
 fi
+# A D-Bus library for the power-profiles-daemon stand-in (the heat tests).
+if ! "$venv/bin/python" -c 'import dbus_fast' 2>/dev/null; then
+  echo "== installing dbus-fast"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check dbus-fast==5.2.0
+fi
 # MCP peers: the reference time server from PyPI, the official Python SDK
 # (its client is the benchmark baseline), and the reference "everything"
 # server from npm (stdio and streamable HTTP).

@@ -77,7 +77,8 @@ fn main() -> std::process::ExitCode {
             notifier.clone(),
         );
         agents.set_flows(std::sync::Arc::new(automations.clone()));
-        let heat = thermal::Thermal::new(sessions.clone(), notifier.clone(), config.clone());
+        let heat =
+            thermal::Thermal::new(resolver.watch().clone(), notifier.clone(), config.clone());
         notifier.set_accept_handler(accept_handler(
             automations.clone(),
             agents.clone(),

@@ -56,6 +56,9 @@ pub struct ThermalConfig {
     /// How far below a trip point a zone must cool before its level drops
     /// (°C): a reading flapping at the trip point does not toggle.
     pub hysteresis_c: f64,
+    /// Also read power-profiles-daemon's `PerformanceDegraded` on the
+    /// system bus, where it runs.
+    pub power_profiles: bool,
 }
 
 impl Default for ThermalConfig {
@@ -65,6 +68,7 @@ impl Default for ThermalConfig {
             interval_s: 30,
             sysfs_root: "/sys/class/thermal".into(),
             hysteresis_c: 3.0,
+            power_profiles: true,
         }
     }
 }

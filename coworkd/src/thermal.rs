@@ -81,6 +81,61 @@ pub fn classify(zones: &[Zone], previous: Level, hysteresis: i64) -> Level {
         .unwrap_or(Level::Nominal)
 }
 
+/// The level power-profiles-daemon's `PerformanceDegraded` says: its
+/// "high-operating-temperature" is serious (it is already throttling);
+/// empty or any other reason (a lap detected) says nothing about heat.
+pub fn ppd_level(degraded: &str) -> Level {
+    if degraded
+        .split(',')
+        .any(|r| r.trim() == "high-operating-temperature")
+    {
+        Level::Serious
+    } else {
+        Level::Nominal
+    }
+}
+
+/// power-profiles-daemon on the system bus, where present (its newer name
+/// first, then the one Debian 12's 0.12 uses).
+#[cfg(all(unix, not(target_os = "macos")))]
+struct Ppd {
+    conn: Option<zbus::Connection>,
+}
+
+#[cfg(all(unix, not(target_os = "macos")))]
+impl Ppd {
+    /// `PerformanceDegraded`, or why it cannot be read.
+    async fn degraded(&mut self) -> Result<String, String> {
+        if self.conn.is_none() {
+            let c = tokio::time::timeout(Duration::from_secs(3), zbus::Connection::system())
+                .await
+                .map_err(|_| "the system bus did not answer".to_string())?
+                .map_err(|e| format!("no system bus: {e}"))?;
+            self.conn = Some(c);
+        }
+        let conn = self.conn.as_ref().ok_or("no system bus")?;
+        let mut last = String::new();
+        for (name, path) in [
+            (
+                "org.freedesktop.UPower.PowerProfiles",
+                "/org/freedesktop/UPower/PowerProfiles",
+            ),
+            ("net.hadess.PowerProfiles", "/net/hadess/PowerProfiles"),
+        ] {
+            let read = async {
+                let p = zbus::Proxy::new(conn, name, path, name).await?;
+                p.get_property::<String>("PerformanceDegraded").await
+            };
+            match tokio::time::timeout(Duration::from_secs(3), read).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = format!("{name} did not answer"),
+            }
+        }
+        Err(format!("power-profiles-daemon is not running ({last})"))
+    }
+}
+
 /// Read every `thermal_zone*` under `root` that has trip points.
 pub fn read_zones(root: &Path) -> Result<Vec<Zone>, String> {
     let entries = std::fs::read_dir(root).map_err(|e| format!("{}: {e}", root.display()))?;
@@ -139,25 +194,13 @@ pub fn spawn(
     }
     let out = reading.clone();
     tokio::spawn(async move {
-        let mut level = Level::Nominal;
-        let hysteresis = (cfg.hysteresis_c * 1000.0) as i64;
+        let mut reader = Reader::new(cfg.power_profiles);
         loop {
-            let (text, source) = match read_zones(&cfg.sysfs_root) {
-                Ok(zones) => {
-                    level = classify(&zones, level, hysteresis);
-                    let hottest = zones
-                        .iter()
-                        .max_by_key(|z| z.temp)
-                        .map(|z| format!("{} {:.1} °C", z.name, z.temp as f64 / 1000.0))
-                        .unwrap_or_default();
-                    (level.name().to_string(), Some(hottest))
-                }
-                Err(e) => (format!("unknown: {e}"), None),
-            };
+            let (level, text, source) = reader.read(&cfg).await;
             if let Ok(mut r) = out.lock() {
                 *r = text;
             }
-            if let Some(source) = source {
+            if let (Some(level), Some(source)) = (level, source) {
                 report(&agents_socket, level, source).await;
             }
             tokio::select! {
@@ -167,6 +210,74 @@ pub fn spawn(
         }
     });
     reading
+}
+
+/// One reading after another: the zones (with hysteresis against the last
+/// level) and, where it runs, power-profiles-daemon; the hotter wins.
+struct Reader {
+    level: Level,
+    #[cfg(all(unix, not(target_os = "macos")))]
+    ppd: Option<Ppd>,
+}
+
+impl Reader {
+    fn new(power_profiles: bool) -> Self {
+        #[cfg(not(all(unix, not(target_os = "macos"))))]
+        let _ = power_profiles;
+        Self {
+            level: Level::Nominal,
+            #[cfg(all(unix, not(target_os = "macos")))]
+            ppd: power_profiles.then_some(Ppd { conn: None }),
+        }
+    }
+
+    /// The level (None: nothing could be read), what `status` shows, and
+    /// the source in words.
+    async fn read(&mut self, cfg: &ThermalConfig) -> (Option<Level>, String, Option<String>) {
+        let zones = read_zones(&cfg.sysfs_root);
+        #[cfg(all(unix, not(target_os = "macos")))]
+        let degraded = match &mut self.ppd {
+            Some(p) => p.degraded().await,
+            None => Err("[thermal] power_profiles = false".into()),
+        };
+        #[cfg(not(all(unix, not(target_os = "macos"))))]
+        let degraded: Result<String, String> = Err("not on this platform".into());
+        let hysteresis = (cfg.hysteresis_c * 1000.0) as i64;
+        let mut parts = Vec::new();
+        let zl = match &zones {
+            Ok(z) => {
+                if let Some(h) = z.iter().max_by_key(|z| z.temp) {
+                    parts.push(format!("{} {:.1} °C", h.name, h.temp as f64 / 1000.0));
+                }
+                Some(classify(z, self.level, hysteresis))
+            }
+            Err(_) => None,
+        };
+        let pl = degraded.as_ref().ok().map(|d| {
+            parts.push(format!(
+                "power-profiles-daemon: {}",
+                if d.is_empty() {
+                    "not degraded"
+                } else {
+                    d.as_str()
+                }
+            ));
+            ppd_level(d)
+        });
+        match (zl, pl, zones) {
+            (None, None, Err(e)) => (None, format!("unknown: {e}"), None),
+            (zl, pl, _) => {
+                self.level = zl
+                    .unwrap_or(Level::Nominal)
+                    .max(pl.unwrap_or(Level::Nominal));
+                (
+                    Some(self.level),
+                    self.level.name().into(),
+                    Some(parts.join("; ")),
+                )
+            }
+        }
+    }
 }
 
 async fn report(socket: &Path, level: Level, source: String) {
@@ -239,6 +350,14 @@ mod tests {
         assert_eq!((l, changes), (Level::Serious, 1));
         // Cooled past the margin: down it goes.
         assert_eq!(classify(&[zone(76_900)], l, 3000), Level::Fair);
+    }
+
+    #[test]
+    fn power_profiles_daemon_degraded_by_heat_is_serious() {
+        assert_eq!(ppd_level(""), Level::Nominal);
+        assert_eq!(ppd_level("lap-detected"), Level::Nominal);
+        assert_eq!(ppd_level("high-operating-temperature"), Level::Serious);
+        assert_eq!(ppd_level("lap-detected,high-operating-temperature"), Level::Serious);
     }
 
     #[test]

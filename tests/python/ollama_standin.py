@@ -77,6 +77,11 @@ class Handler(BaseHTTPRequestHandler):
                 vectors.append(v)
             self.send_json({"model": req.get("model"), "embeddings": vectors})
             return
+        if self.path == "/api/generate" and req.get("keep_alive") == 0:
+            # As Ollama answers an unload request.
+            self.send_json({"model": req.get("model"), "response": "", "done": True,
+                            "done_reason": "unload"})
+            return
         if self.path != "/api/chat":
             self.send_response(404)
             self.send_header("Content-Length", "0")

@@ -266,7 +266,8 @@ async fn heat_pauses_local_ai_and_only_the_person_restores_it() {
     std::fs::write(zone.join("trip_point_0_type"), "passive\n").unwrap();
     std::fs::write(zone.join("trip_point_1_temp"), "100000\n").unwrap();
     std::fs::write(zone.join("trip_point_1_type"), "critical\n").unwrap();
-    let standin = ollama_standin(&["gemma3:270m"], 0, None);
+    let log = sys.path().join("ollama.log");
+    let standin = ollama_standin(&["gemma3:270m"], 0, Some(&log));
     let config = format!(
         "[thermal]\ninterval_s = 1\nsysfs_root = \"{}\"\n[agents]\nprobe_ports = false\n[[agents.engines]]\nid = \"ollama\"\napi = \"ollama\"\nbase_url = \"http://127.0.0.1:{}\"\n",
         sys.path().display(),
@@ -290,6 +291,14 @@ async fn heat_pauses_local_ai_and_only_the_person_restores_it() {
         Some(heat()).filter(|h| h["mode"] == "local_paused")
     });
     assert_eq!(h["cloud_allowed"], false, "{h}");
+    // Ollama was asked to unload its model (keep_alive 0).
+    let asked = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        asked
+            .lines()
+            .any(|l| l.contains("\"keep_alive\": 0") && l.contains("gemma3:270m")),
+        "{asked}"
+    );
     assert_eq!(suite.ctl_json(&["status"])["coworkd"]["thermal"], "serious");
     let refused = chat("hello again");
     assert!(!refused.status.success());
@@ -338,4 +347,89 @@ async fn heat_pauses_local_ai_and_only_the_person_restores_it() {
         suite.ctl_json(&["system", "restore-local"])["mode"],
         "normal"
     );
+}
+
+#[tokio::test]
+async fn power_profiles_daemon_degraded_by_heat_pauses_local_ai() {
+    // A private bus in the role of the system bus, with a stand-in for
+    // power-profiles-daemon on it (tests/python/ppd_standin.py).
+    let dir = tempfile::tempdir().unwrap();
+    let mut bus = Command::new("dbus-daemon")
+        .args(["--session", "--nofork", "--print-address=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dbus-daemon");
+    let mut address = String::new();
+    {
+        use std::io::BufRead;
+        std::io::BufReader::new(bus.stdout.take().unwrap())
+            .read_line(&mut address)
+            .unwrap();
+    }
+    let address = address.trim().to_owned();
+    let state = dir.path().join("degraded");
+    std::fs::write(&state, "").unwrap();
+    let mut ppd = Command::new(python())
+        .arg(repo_root().join("tests/python/ppd_standin.py"))
+        .arg(&state)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ppd stand-in");
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(ppd.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+    }
+    let empty = dir.path().join("no-zones");
+    std::fs::create_dir(&empty).unwrap();
+    let config = format!(
+        "[thermal]\ninterval_s = 1\nsysfs_root = \"{}\"\n",
+        empty.display()
+    );
+    let suite = Suite::start_with_env(
+        Suite::temp_home(),
+        &config,
+        vec![
+            ("DBUS_SYSTEM_BUS_ADDRESS".into(), Some(address.clone())),
+            ("DBUS_SESSION_BUS_ADDRESS".into(), None),
+        ],
+    );
+    suite.agents_serving().await;
+    let heat = || suite.ctl_json(&["system", "heat"]);
+    let h = wait_for(T, "a reading", || {
+        Some(heat())
+            .filter(|h| h["level"] == "nominal" && !h["source"].as_str().unwrap_or("").is_empty())
+    });
+    assert!(
+        h["source"]
+            .as_str()
+            .unwrap()
+            .contains("power-profiles-daemon: not degraded"),
+        "{h}"
+    );
+    std::fs::write(&state, "high-operating-temperature").unwrap();
+    let h = wait_for(T, "paused", || {
+        Some(heat()).filter(|h| h["mode"] == "local_paused")
+    });
+    assert!(
+        h["source"]
+            .as_str()
+            .unwrap()
+            .contains("high-operating-temperature"),
+        "{h}"
+    );
+    // A lap on the sensor is not heat.
+    std::fs::write(&state, "lap-detected").unwrap();
+    wait_for(T, "cooled", || {
+        Some(heat()).filter(|h| h["mode"] == "cooled")
+    });
+    let _ = ppd.kill();
+    let _ = bus.kill();
+    let _ = ppd.wait();
+    let _ = bus.wait();
 }

@@ -157,6 +157,39 @@ impl EngineWatch {
         self.with_sessions(d)
     }
 
+    /// Ask every detected Ollama to unload its model now (`keep_alive: 0`);
+    /// the engines we run ourselves are stopped through their sessions
+    /// instead. Returns the engines that confirmed.
+    pub async fn unload_ollama(&self) -> Vec<String> {
+        let last = self.last.lock().ok().and_then(|g| g.clone());
+        let Some(d) = last else { return Vec::new() };
+        let mut engines: Vec<LocalEngine> = d.main.into_iter().chain(d.background).collect();
+        engines.dedup_by(|a, b| a.key == b.key);
+        let mut done = Vec::new();
+        for e in engines
+            .into_iter()
+            .filter(|e| e.api == ApiFamily::Ollama && e.session.is_none())
+        {
+            let target = super::client::ChatTarget {
+                name: e.key.clone(),
+                base_url: e.base_url.clone(),
+                api: e.api,
+                model: e.model.clone(),
+                transport: super::client::Transport::Local { session: None },
+            };
+            let url = format!("{}/api/generate", e.base_url.trim_end_matches('/'));
+            let body = serde_json::json!({"model": e.model, "keep_alive": 0}).to_string();
+            match super::client::post(&target, &url, body).await {
+                Ok(r) if (200..300).contains(&r.status) => done.push(e.key),
+                Ok(r) => {
+                    tracing::warn!(engine = %e.key, status = %r.status, "Ollama did not unload")
+                }
+                Err(err) => tracing::warn!(engine = %e.key, error = %err, "Ollama did not unload"),
+            }
+        }
+        done
+    }
+
     /// Forget the last detection (an engine just failed).
     pub fn forget(&self) {
         if let Ok(mut g) = self.last.lock() {

@@ -10,7 +10,7 @@
 pub mod service;
 
 use crate::config::AgentsConfig;
-use crate::llm::managed::sessions::Sessions;
+use crate::llm::detect::EngineWatch;
 use crate::notifications::{Notifier, Raise};
 use crate::util::now_ms;
 use std::path::PathBuf;
@@ -127,7 +127,7 @@ pub struct State {
 /// The runtime (cheap to clone).
 #[derive(Clone)]
 pub struct Thermal {
-    sessions: Sessions,
+    engines: EngineWatch,
     notifier: Notifier,
     config: PathBuf,
     state: Arc<Mutex<State>>,
@@ -142,10 +142,11 @@ impl std::fmt::Debug for Thermal {
 }
 
 impl Thermal {
-    /// Acting on `sessions`, telling the person through `notifier`.
-    pub fn new(sessions: Sessions, notifier: Notifier, config: PathBuf) -> Self {
+    /// Acting on the engines `engines` sees (our sessions, a detected
+    /// Ollama), telling the person through `notifier`.
+    pub fn new(engines: EngineWatch, notifier: Notifier, config: PathBuf) -> Self {
         Self {
-            sessions,
+            engines,
             notifier,
             config,
             state: Arc::new(Mutex::new(State {
@@ -183,7 +184,7 @@ impl Thermal {
         let (detail, title, body) = match action {
             Action::Nothing => (None, None, String::new()),
             Action::PauseLocal => {
-                let n = self.sessions.pause_local(pause_reason(), false).await;
+                let n = self.pause(false).await;
                 let title = if cloud {
                     "Switched to cloud — machine was getting hot"
                 } else {
@@ -201,7 +202,7 @@ impl Thermal {
                 )
             }
             Action::PauseAll => {
-                let n = self.sessions.pause_local(pause_reason(), true).await;
+                let n = self.pause(true).await;
                 let title = if cloud {
                     "All AI moved to cloud"
                 } else {
@@ -257,10 +258,25 @@ impl Thermal {
         self.get()
     }
 
+    /// Stop our sessions (chat ones, or `all`) and unload a detected
+    /// Ollama's model: how many models were stopped.
+    async fn pause(&self, all: bool) -> usize {
+        let n = self
+            .engines
+            .sessions()
+            .pause_local(pause_reason(), all)
+            .await;
+        let ollama = self.engines.unload_ollama().await;
+        if !ollama.is_empty() {
+            tracing::info!(engines = ?ollama, "Ollama unloaded its model");
+        }
+        n + ollama.len()
+    }
+
     /// The person restores local AI: sessions reload, embedding goes on.
     pub async fn restore_local(&self) -> State {
         let _one = self.acting.lock().await;
-        let n = self.sessions.resume_local();
+        let n = self.engines.sessions().resume_local();
         {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             s.mode = Mode::Normal;
