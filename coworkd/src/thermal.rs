@@ -357,7 +357,10 @@ mod tests {
         assert_eq!(ppd_level(""), Level::Nominal);
         assert_eq!(ppd_level("lap-detected"), Level::Nominal);
         assert_eq!(ppd_level("high-operating-temperature"), Level::Serious);
-        assert_eq!(ppd_level("lap-detected,high-operating-temperature"), Level::Serious);
+        assert_eq!(
+            ppd_level("lap-detected,high-operating-temperature"),
+            Level::Serious
+        );
     }
 
     #[test]
