@@ -1,8 +1,9 @@
 //! The machine's heat, read by coworkd and reported to agents-agent, which
 //! acts on it (seed 003 "Thermal Management"). Pure: [`classify`], the
 //! level of Linux thermal zones against their trip points, with
-//! hysteresis. Runtime: [`spawn`], the poll (macOS reads its
-//! `ProcessInfo.thermalState` behind `cfg`, kept out of this build).
+//! hysteresis; [`ppd_level`]. Runtime: [`spawn`], the poll, with the
+//! platform's own word where it has one (power-profiles-daemon on Linux;
+//! macOS's `ProcessInfo.thermalState` behind `cfg`, not compiled here).
 
 use crate::config::ThermalConfig;
 use std::path::Path;
@@ -231,17 +232,44 @@ impl Reader {
         }
     }
 
+    /// The platform's own word on the heat, where it has one: Linux's
+    /// power-profiles-daemon, macOS's `ProcessInfo.thermalState`.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    async fn platform(&mut self) -> Option<(Level, String)> {
+        let d = self.ppd.as_mut()?.degraded().await.ok()?;
+        let words = if d.is_empty() {
+            "not degraded"
+        } else {
+            d.as_str()
+        };
+        Some((ppd_level(&d), format!("power-profiles-daemon: {words}")))
+    }
+
+    #[cfg(target_os = "macos")]
+    async fn platform(&mut self) -> Option<(Level, String)> {
+        use objc2_foundation::{NSProcessInfo, NSProcessInfoThermalState as S};
+        let state = NSProcessInfo::processInfo().thermalState();
+        let level = if state == S::Critical {
+            Level::Critical
+        } else if state == S::Serious {
+            Level::Serious
+        } else if state == S::Fair {
+            Level::Fair
+        } else {
+            Level::Nominal
+        };
+        Some((level, format!("macOS: {}", level.name())))
+    }
+
+    #[cfg(not(unix))]
+    async fn platform(&mut self) -> Option<(Level, String)> {
+        None
+    }
+
     /// The level (None: nothing could be read), what `status` shows, and
     /// the source in words.
     async fn read(&mut self, cfg: &ThermalConfig) -> (Option<Level>, String, Option<String>) {
         let zones = read_zones(&cfg.sysfs_root);
-        #[cfg(all(unix, not(target_os = "macos")))]
-        let degraded = match &mut self.ppd {
-            Some(p) => p.degraded().await,
-            None => Err("[thermal] power_profiles = false".into()),
-        };
-        #[cfg(not(all(unix, not(target_os = "macos"))))]
-        let degraded: Result<String, String> = Err("not on this platform".into());
         let hysteresis = (cfg.hysteresis_c * 1000.0) as i64;
         let mut parts = Vec::new();
         let zl = match &zones {
@@ -253,16 +281,9 @@ impl Reader {
             }
             Err(_) => None,
         };
-        let pl = degraded.as_ref().ok().map(|d| {
-            parts.push(format!(
-                "power-profiles-daemon: {}",
-                if d.is_empty() {
-                    "not degraded"
-                } else {
-                    d.as_str()
-                }
-            ));
-            ppd_level(d)
+        let pl = self.platform().await.map(|(l, words)| {
+            parts.push(words);
+            l
         });
         match (zl, pl, zones) {
             (None, None, Err(e)) => (None, format!("unknown: {e}"), None),
