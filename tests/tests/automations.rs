@@ -374,12 +374,35 @@ async fn an_agent_calls_a_flow_as_a_tool() {
     let runs = suite.ctl_json(&["automations", "runs", &id]);
     assert_eq!(runs["runs"][0]["trigger"], "tool", "{runs}");
     assert_eq!(runs["runs"][0]["status"], "done", "{runs}");
+
+    // An agentStep: an agent operation with the substituted task; its
+    // answer is the step's output.
+    std::fs::write(
+        &reply,
+        r#"{"message": {"role": "assistant", "content": "Hello, Ada."}}"#,
+    )
+    .unwrap();
+    let greet = add(
+        &suite,
+        "greet.json",
+        r#"{"name": "Greet", "inputs": [{"name": "who"}],
+            "steps": [{"id": "hi", "type": "agentStep", "task": "Greet ${who} in three words", "max_steps": 2}]}"#,
+    );
+    let r = suite.ctl_json(&["automations", "run", &greet, "--var", "who=Ada"]);
+    assert_eq!(r["status"], "done", "{r}");
+    assert_eq!(r["output"]["text"], "Hello, Ada.", "{r}");
+    let op = r["output"]["operation"].as_str().unwrap().to_owned();
+    let shown = suite.ctl_json(&["agent", "show", &op]);
+    assert_eq!(shown["task"], "Greet Ada in three words", "{shown}");
+    assert_eq!(shown["status"], "done", "{shown}");
 }
 
 #[tokio::test]
 async fn capture_patterns_and_mcp_notifications_start_flows() {
     let home = Suite::temp_home();
-    // Capture replays a window switch 15 s in (the sim source, real time).
+    // Capture replays a window switch 15 s in (the sim source, real time),
+    // its clock two minutes back: Editor has been in focus for two minutes
+    // when the replay starts.
     std::fs::write(
         home.path().join("script.jsonl"),
         "{\"t_ms\":0,\"kind\":\"window\",\"app\":\"Editor\",\"title\":\"notes.txt\"}\n\
@@ -388,7 +411,7 @@ async fn capture_patterns_and_mcp_notifications_start_flows() {
     .unwrap();
     let suite = Suite::start_in(
         home,
-        "[capture]\nsource = \"sim\"\nsim_script = \"script.jsonl\"\n",
+        "[capture]\nsource = \"sim\"\nsim_script = \"script.jsonl\"\nsim_clock_offset_s = -120\n",
     );
     suite.agents_serving().await;
     let title = add(
@@ -396,6 +419,12 @@ async fn capture_patterns_and_mcp_notifications_start_flows() {
         "title.json",
         r#"{"name": "Invoices", "trigger": {"type": "capture", "title": "*invoice*"},
             "steps": [{"id": "seen", "type": "condition", "if": {"left": "${trigger.app}", "op": "eq", "right": "Mail"}}]}"#,
+    );
+    let focus = add(
+        &suite,
+        "focus.json",
+        r#"{"name": "Long edit", "trigger": {"type": "capture", "app": "editor", "minutes": 1},
+            "steps": [{"id": "a", "type": "delay", "seconds": 0}]}"#,
     );
     let switch = add(
         &suite,
@@ -442,7 +471,12 @@ async fn capture_patterns_and_mcp_notifications_start_flows() {
     assert_eq!(full["steps"][0]["output"]["result"], true, "{full}");
     let s = wait_for(T, "the switch run", || runs(&switch).into_iter().next());
     assert_eq!(s["trigger"], "capture", "{s}");
+    // Editor had been in focus for over a minute: that session ran once.
+    let f = runs(&focus);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0]["trigger"], "capture");
     std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(runs(&focus).len(), 1);
     assert_eq!(runs(&title).len(), 1);
     assert_eq!(runs(&switch).len(), 1);
 }

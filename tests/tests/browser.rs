@@ -808,3 +808,65 @@ async fn a_chromium_killed_under_the_agent_is_reaped_and_the_next_action_relaunc
         "{st}"
     );
 }
+
+/// An automation's browser steps: they read a page, branch on its text,
+/// and a step the browser stops for its facts (a load outside
+/// `allowed_origins`) pauses the run until a person approves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_automation_drives_the_browser_and_waits_for_approval_on_its_facts() {
+    let site = Site::start(None);
+    let s = Suite::start(&config(&site, ""));
+    s.agents_serving().await;
+    let flow = s.home.path().join("browse.json");
+    std::fs::write(
+        &flow,
+        format!(
+            r#"{{"name": "Read and go", "steps": [
+              {{"id": "open", "type": "browser", "action": "navigate", "arguments": {{"url": "{}"}}}},
+              {{"id": "read", "type": "browser", "action": "extract_text"}},
+              {{"id": "check", "type": "condition", "if": {{"left": "${{read.text}}", "op": "contains", "right": "Lighthouse"}},
+               "then": "away", "else": "end"}},
+              {{"id": "away", "type": "browser", "action": "navigate", "arguments": {{"url": "{}"}}}}]}}"#,
+            site.url("/article"),
+            format!("http://localhost:{}/article", site.peer.port),
+        ),
+    )
+    .unwrap();
+    let id = s.ctl_json(&["automations", "add", &flow.display().to_string()])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run = s.ctl_json(&["automations", "run", &id]);
+    assert_eq!(run["status"], "waiting_for_human", "{run}");
+    assert_eq!(run["steps"][2]["output"]["result"], true, "{run}");
+    assert!(
+        run["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_origins"),
+        "{run}"
+    );
+    // Nothing reached the other origin yet.
+    let other = |site: &Site| {
+        site.requests()
+            .iter()
+            .filter(|r| r.to_string().contains("localhost"))
+            .count()
+    };
+    assert_eq!(other(&site), 0);
+    let call = run["waiting_call"].as_str().unwrap().to_owned();
+    ok(&s.ctl(&["approvals", "approve", &call]));
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    let done = wait_for(Duration::from_secs(60), "the run done", || {
+        let r = s.ctl_json(&["automations", "runs", &run_id]);
+        (r["status"] == "done").then_some(r)
+    });
+    assert!(
+        done["output"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("localhost"),
+        "{done}"
+    );
+    assert!(other(&site) >= 1, "{:?}", site.requests());
+}
