@@ -818,6 +818,7 @@ async fn an_automation_drives_the_browser_and_waits_for_approval_on_its_facts() 
     let s = Suite::start(&config(&site, ""));
     s.agents_serving().await;
     let flow = s.home.path().join("browse.json");
+    let elsewhere = format!("http://localhost:{}/article", site.peer.port);
     std::fs::write(
         &flow,
         format!(
@@ -828,7 +829,7 @@ async fn an_automation_drives_the_browser_and_waits_for_approval_on_its_facts() 
                "then": "away", "else": "end"}},
               {{"id": "away", "type": "browser", "action": "navigate", "arguments": {{"url": "{}"}}}}]}}"#,
             site.url("/article"),
-            format!("http://localhost:{}/article", site.peer.port),
+            elsewhere,
         ),
     )
     .unwrap();
