@@ -348,6 +348,28 @@ impl MemoryConfig {
     }
 }
 
+/// The table `[name]` of the config file at `path` as `T`: its defaults
+/// when the file or the table is absent.
+pub fn section<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+    name: &str,
+) -> Result<T, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("[{name}] is invalid: {e}"))?;
+    match table.get(name) {
+        None => Ok(T::default()),
+        Some(v) => v
+            .clone()
+            .try_into()
+            .map_err(|e| format!("[{name}] is invalid: {e}")),
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct File {
     #[serde(default)]

@@ -1,4 +1,5 @@
-//! What one gateway connection may cost us: at most [`MAX_CONNECTIONS`] at
+//! The loopback HTTP/1.1 servers' connections (the gateway's and the
+//! apps'): [`serve`] accepts, one task per connection. What one connection may cost us: at most [`MAX_CONNECTIONS`] at
 //! once (the rest refused at accept), [`HEADER_TIMEOUT`] to send a request
 //! head once its first byte arrived, [`BODY_TIMEOUT`] for its body,
 //! [`IDLE_TIMEOUT`] of silence between
@@ -157,6 +158,101 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A server's request handler: a request in, its response out.
+pub type Handler<B> = Arc<
+    dyn Fn(
+            hyper::Request<hyper::body::Incoming>,
+        ) -> futures::future::BoxFuture<'static, hyper::Response<B>>
+        + Send
+        + Sync,
+>;
+
+/// Accept on `listener` until `stop`: at most [`MAX_CONNECTIONS`] at once
+/// (the rest refused at accept), one task per connection serving HTTP/1.1
+/// through `handler`, each closed by [`verdict`], drained gracefully at
+/// `stop`. `name` labels the logs.
+pub async fn serve<B>(
+    listener: tokio::net::TcpListener,
+    stop: tokio_util::sync::CancellationToken,
+    handler: Handler<B>,
+    name: &'static str,
+) where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stop.cancelled() => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait for some to
+                    // close instead of spinning.
+                    tracing::warn!(error = %e, server = name, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Refused at once, without a task: it costs nothing beyond
+            // this line.
+            let _ = stream.try_write(REFUSAL);
+            tracing::debug!(server = name, "connection refused: at the cap");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (handler, stop) = (handler.clone(), stop.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let activity = shared();
+            let svc = {
+                let activity = activity.clone();
+                hyper::service::service_fn(move |req| {
+                    let (handler, busy) = (handler.clone(), Busy::start(&activity));
+                    async move {
+                        let resp = handler(req).await;
+                        // Busy until the body is sent (a stream).
+                        Ok::<_, std::convert::Infallible>(resp.map(|b| {
+                            b.map_frame(move |f| {
+                                let _busy = &busy;
+                                f
+                            })
+                        }))
+                    }
+                })
+            };
+            let io = Tracked::new(stream, activity.clone());
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+            tokio::pin!(conn);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, server = name, "connection ended");
+                        }
+                        break;
+                    }
+                    _ = tick.tick() => if let Some(why) = verdict(&activity) {
+                        tracing::debug!(?why, server = name, "connection closed");
+                        break;
+                    },
+                    _ = stop.cancelled() => {
+                        // Let an answer in flight finish, then close.
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                        break;
+                    }
+                }
+            }
+        });
     }
 }
 

@@ -232,78 +232,12 @@ impl Gateway {
         }
         tracing::info!(port, "gateway listening on 127.0.0.1");
         let me = self.clone();
-        let slots = Arc::new(tokio::sync::Semaphore::new(conn::MAX_CONNECTIONS));
+        let handler: conn::Handler<Body> = Arc::new(move |req| {
+            let me = me.clone();
+            Box::pin(async move { me.handle(req, port).await })
+        });
         tokio::spawn(async move {
-            loop {
-                let (stream, _) = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    a = listener.accept() => match a {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of descriptors, most likely: wait for
-                            // some to close instead of spinning.
-                            tracing::warn!(error = %e, "gateway accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    // Refused at once, without a task: it costs nothing
-                    // beyond this line.
-                    let _ = stream.try_write(conn::REFUSAL);
-                    tracing::debug!("gateway connection refused: at the cap");
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let (me, stop) = (me.clone(), stop.clone());
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    let activity = conn::shared();
-                    let svc = {
-                        let activity = activity.clone();
-                        hyper::service::service_fn(move |req| {
-                            let (me, busy) = (me.clone(), conn::Busy::start(&activity));
-                            async move {
-                                let resp = me.handle(req, port).await;
-                                // Busy until the body is sent (a stream).
-                                Ok::<_, std::convert::Infallible>(resp.map(|b| {
-                                    b.map_frame(move |f| {
-                                        let _busy = &busy;
-                                        f
-                                    })
-                                    .boxed()
-                                }))
-                            }
-                        })
-                    };
-                    let io = conn::Tracked::new(stream, activity.clone());
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
-                    tokio::pin!(conn);
-                    let mut tick = tokio::time::interval(Duration::from_secs(1));
-                    loop {
-                        tokio::select! {
-                            r = conn.as_mut() => {
-                                if let Err(e) = r {
-                                    tracing::debug!(error = %e, "gateway connection ended");
-                                }
-                                break;
-                            }
-                            _ = tick.tick() => if let Some(why) = conn::verdict(&activity) {
-                                tracing::debug!(?why, "gateway connection closed");
-                                break;
-                            },
-                            _ = stop.cancelled() => {
-                                // Let an answer in flight finish, then close.
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.await;
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
+            conn::serve(listener, stop, handler, "gateway").await;
             tracing::info!(port, "gateway stopped");
         });
         Ok(())

@@ -138,23 +138,10 @@ impl Default for Settings {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct File {
-    #[serde(default)]
-    notifications: Settings,
-}
-
 impl Settings {
     /// `[notifications]` of `path` (defaults when absent).
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
-        let s = toml::from_str::<File>(&text)
-            .map_err(|e| format!("[notifications] is invalid: {e}"))?
-            .notifications;
+        let s: Self = crate::config::section(path, "notifications")?;
         if s.interval_s == 0
             || s.deep_work_min < 0.0
             || s.long_session_min < 0.0
