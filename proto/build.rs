@@ -18,6 +18,7 @@ const FILES: &[&str] = &[
     "cowork/automations/v1/automations.proto",
     "cowork/notifications/v1/notifications.proto",
     "cowork/thermal/v1/thermal.proto",
+    "cowork/apps/v1/apps.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod apps;
 pub mod automation;
 pub mod browser;
 pub mod chat;

@@ -7,13 +7,14 @@
 //! the llama-server sessions it runs itself),
 //! `cowork.gateway.v1.Gateway` (the local OpenAI-compatible API) and
 //! `cowork.memory.v1.Memory` (everything captured or said, indexed for
-//! keyword and vector search in the background).
+//! keyword and vector search in the background) and `cowork.apps.v1.Apps`
+//! (installed web apps, served on loopback with their read lane).
 //! Reports itself degraded while no model engine can answer, or while
 //! cowork.db cannot be used (e.g. it was migrated by a newer build).
 
 use agents_agent::{
-    agent, automation, browser, chat, db, gateway, llm, mcp, memory, models, notifications, schema,
-    thermal,
+    agent, apps, automation, browser, chat, db, gateway, llm, mcp, memory, models, notifications,
+    schema, thermal,
 };
 use cowork_proto::pb;
 
@@ -87,8 +88,19 @@ fn main() -> std::process::ExitCode {
         let memory = memory::Memory::new(db.clone(), config.clone(), sessions.clone());
         // Chat answers with memory's layers (working memory, pins, recent
         // capture, search, backfill; grounded questions' refusals).
+        // Installed apps read context through their lane (data, never
+        // tools); a chat thread may belong to one.
+        let installed_apps = apps::Apps::new(
+            db.clone(),
+            memory.clone(),
+            config.clone(),
+            ctx.paths.apps_dir(),
+            ctx.paths.logs_dir.clone(),
+            ctx.shutdown.clone(),
+        );
         let chat = chat::Chat::new(db.clone(), config.clone(), resolver.clone())
-            .with_grounding(std::sync::Arc::new(memory.clone()));
+            .with_grounding(std::sync::Arc::new(memory.clone()))
+            .with_apps(std::sync::Arc::new(installed_apps.clone()));
         // Before serving: cowork.db is opened and migrated (a file it
         // cannot use is reported, and nothing is written to it);
         // operations a killed agents-agent was running come back paused;
@@ -117,6 +129,12 @@ fn main() -> std::process::ExitCode {
         let resumer_runs = automations.clone();
         tokio::spawn(async move { resumer_runs.resume_interrupted(interrupted).await });
         automation::triggers::spawn(automations.clone(), ctx.shutdown.clone());
+        let recovering = installed_apps.clone();
+        tokio::spawn(async move {
+            if let Err(e) = recovering.recover().await {
+                tracing::warn!(error = %e, "installed apps are not served");
+            }
+        });
         notifier.spawn(ctx.shutdown.clone());
         // Memory indexes new rows and embeds them in the background
         // (interrupted embedding jobs resume at their checkpoint).
@@ -182,6 +200,12 @@ fn main() -> std::process::ExitCode {
             .add_service(pb::thermal::thermal_server::ThermalServer::new(
                 thermal::service::ThermalService::new(heat),
             ))
+            .add_service(
+                pb::apps::apps_server::AppsServer::new(apps::service::AppsService::new(
+                    installed_apps,
+                ))
+                .max_decoding_message_size(apps::service::MAX_MESSAGE),
+            )
     })
 }
 

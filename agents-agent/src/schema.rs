@@ -16,4 +16,5 @@ pub const OWNERS: &[Owner] = &[
     crate::memory::store::OWNER,
     crate::automation::store::OWNER,
     crate::notifications::store::OWNER,
+    crate::apps::store::OWNER,
 ];

@@ -45,6 +45,7 @@ const DOMAINS: &[(&str, Option<WorkerName>)] = &[
     ("automations", Some(WorkerName::Agents)),
     ("notifications", Some(WorkerName::Agents)),
     ("thermal", Some(WorkerName::Agents)),
+    ("apps", Some(WorkerName::Agents)),
     ("browser", Some(WorkerName::Browser)),
 ];
 

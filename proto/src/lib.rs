@@ -90,6 +90,10 @@ pub mod pb {
     pub mod thermal {
         tonic::include_proto!("cowork.thermal.v1");
     }
+    /// `cowork.apps.v1`: installed web apps and their read lane (agents-agent).
+    pub mod apps {
+        tonic::include_proto!("cowork.apps.v1");
+    }
 
     /// Encoded `FileDescriptorSet` of every Cowork proto, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -107,6 +107,12 @@ impl CoworkPaths {
         self.home.join("mcp").join("catalog.d")
     }
 
+    /// Installed apps: `apps/<id>/` each (agents-agent writes nothing of
+    /// an install elsewhere).
+    pub fn apps_dir(&self) -> PathBuf {
+        self.home.join("apps")
+    }
+
     /// `models/` in the home directory: downloaded model files. Downloads
     /// never write outside it.
     pub fn models_dir(&self) -> PathBuf {

@@ -58,6 +58,8 @@ pub struct AgentSettings {
     /// (default: the browser's facts decide what asks), "manual" (every
     /// call asks) or "default" (later phases decide).
     pub approval_policy: String,
+    /// The Chromium executable (installed apps' windows use it too).
+    pub executable: String,
 }
 
 impl Default for AgentSettings {
@@ -65,6 +67,7 @@ impl Default for AgentSettings {
         Self {
             agent_tools: true,
             approval_policy: "auto".into(),
+            executable: "chromium".into(),
         }
     }
 }

@@ -264,6 +264,12 @@ impl Chat {
         let text = ask.text.clone();
         let retry_of = ask.retry_of_message_id.clone();
         let thread_id = ask.thread_id.clone();
+        let app_id = ask.app_id.clone();
+        if !app_id.is_empty() && !self.apps.as_ref().is_some_and(|a| a.is_installed(&app_id)) {
+            return Err(ChatError::NotFound(format!(
+                "no installed app {app_id} (see `coworkctl apps list`)"
+            )));
+        }
         let (thread_id, ask_id, retried, exists, mut history) = self
             .db
             .write(move |c| {
@@ -274,7 +280,7 @@ impl Chat {
                 };
                 let thread_id = match (&retried, thread_id.is_empty()) {
                     (Some(m), _) => m.thread_id.clone(),
-                    (None, true) => store::create_thread(c, &text)?,
+                    (None, true) => store::create_app_thread(c, &text, &app_id)?,
                     (None, false) => thread_id,
                 };
                 let exists = store::thread_exists(c, &thread_id)?;

@@ -42,6 +42,15 @@ pub struct Ask {
     /// A grounded question: answered from memory, refused without a
     /// model call when memory holds nothing relevant.
     pub grounded: bool,
+    /// The installed app a new thread belongs to ("" for none).
+    pub app_id: String,
+}
+
+/// Which apps are installed (the apps domain answers; chat only asks, so
+/// a thread never belongs to an app that is not there).
+pub trait InstalledApps: Send + Sync {
+    /// Whether `id` is an installed app.
+    fn is_installed(&self, id: &str) -> bool;
 }
 
 /// One source an answer was given (stored with the answer, streamed
@@ -206,6 +215,14 @@ pub struct Chat {
     resolver: Resolver,
     /// The memory layers (None: answers without memory).
     grounding: Option<std::sync::Arc<dyn Grounding>>,
+    /// The installed apps (None: no thread may name one).
+    apps: Option<std::sync::Arc<dyn InstalledApps>>,
+}
+
+impl std::fmt::Debug for dyn InstalledApps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InstalledApps")
+    }
 }
 
 impl std::fmt::Debug for dyn Grounding {
@@ -222,7 +239,14 @@ impl Chat {
             config,
             resolver,
             grounding: None,
+            apps: None,
         }
+    }
+
+    /// Chat whose threads may belong to installed apps.
+    pub fn with_apps(mut self, apps: std::sync::Arc<dyn InstalledApps>) -> Self {
+        self.apps = Some(apps);
+        self
     }
 
     /// Give answers memory's layers.

@@ -73,6 +73,7 @@ fn thread_pb(t: ThreadRow) -> Thread {
         created_unix_ms: t.created_ms,
         updated_unix_ms: t.updated_ms,
         message_count: t.message_count,
+        app_id: t.app_id,
     }
 }
 
@@ -130,6 +131,7 @@ impl chat_server::Chat for ChatService {
             tools: r.tools,
             background: r.background,
             grounded: r.grounded,
+            app_id: r.app_id,
         })?;
         let chunks = tokio_stream::wrappers::ReceiverStream::new(events)
             .map(|e| e.map(chunk).map_err(Status::from));

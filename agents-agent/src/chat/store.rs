@@ -19,6 +19,8 @@ pub struct ThreadRow {
     pub updated_ms: i64,
     /// Messages in it.
     pub message_count: u32,
+    /// The installed app it belongs to ("" for none).
+    pub app_id: String,
 }
 
 /// A message row.
@@ -74,19 +76,78 @@ pub const OWNER: Owner = Owner {
                 PRIMARY KEY (message_id, pos)) WITHOUT ROWID;
              CREATE INDEX agents_citations_source ON agents_citations(source_id);",
         ),
+        // 4: an installed app's conversations (`chat --app`): what its read
+        // lane's `data.conversations` returns, deleted with the app.
+        Step::Sql(
+            "ALTER TABLE agents_threads ADD COLUMN app_id TEXT NOT NULL DEFAULT '';
+             CREATE INDEX agents_threads_app ON agents_threads(app_id, updated_ms) WHERE app_id != '';",
+        ),
     ],
 };
 
 /// Create a thread titled after its first message.
 pub fn create_thread(c: &Connection, first_message: &str) -> rusqlite::Result<String> {
+    create_app_thread(c, first_message, "")
+}
+
+/// Create a thread that belongs to the installed app `app_id` ("" none).
+pub fn create_app_thread(
+    c: &Connection,
+    first_message: &str,
+    app_id: &str,
+) -> rusqlite::Result<String> {
     let id = new_id("th");
     let title: String = first_message.chars().take(60).collect();
     let now = now_ms();
     c.execute(
-        "INSERT INTO agents_threads (id, title, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)",
-        params![id, title, now],
+        "INSERT INTO agents_threads (id, title, created_ms, updated_ms, app_id)
+         VALUES (?1, ?2, ?3, ?3, ?4)",
+        params![id, title, now, app_id],
     )?;
     Ok(id)
+}
+
+/// The app's threads, most recently updated first.
+pub fn app_threads(c: &Connection, app_id: &str, limit: u32) -> rusqlite::Result<Vec<ThreadRow>> {
+    let mut s = c.prepare(&format!(
+        "{THREAD_SQL} WHERE t.app_id = ?1 AND t.app_id != '' ORDER BY t.updated_ms DESC LIMIT ?2"
+    ))?;
+    let rows = s.query_map(params![app_id, limit], thread_row)?;
+    rows.collect()
+}
+
+/// The ids of the app's messages (what memory indexed of them).
+pub fn app_message_ids(c: &Connection, app_id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut s = c.prepare(
+        "SELECT m.id FROM agents_messages m JOIN agents_threads t ON t.id = m.thread_id
+         WHERE t.app_id = ?1 AND t.app_id != ''",
+    )?;
+    let rows = s.query_map([app_id], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Delete the app's threads with their messages and citations, in one
+/// transaction; returns (threads, messages) deleted.
+pub fn delete_app_threads(c: &Connection, app_id: &str) -> rusqlite::Result<(u32, u32)> {
+    if app_id.is_empty() {
+        return Ok((0, 0));
+    }
+    let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
+    let mine = "SELECT id FROM agents_threads WHERE app_id = ?1";
+    tx.execute(
+        &format!(
+            "DELETE FROM agents_citations WHERE message_id IN
+             (SELECT id FROM agents_messages WHERE thread_id IN ({mine}))"
+        ),
+        [app_id],
+    )?;
+    let messages = tx.execute(
+        &format!("DELETE FROM agents_messages WHERE thread_id IN ({mine})"),
+        [app_id],
+    )?;
+    let threads = tx.execute("DELETE FROM agents_threads WHERE app_id = ?1", [app_id])?;
+    tx.commit()?;
+    Ok((threads as u32, messages as u32))
 }
 
 /// Does the thread exist?
@@ -163,11 +224,13 @@ fn thread_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThreadRow> {
         created_ms: r.get(2)?,
         updated_ms: r.get(3)?,
         message_count: r.get(4)?,
+        app_id: r.get(5)?,
     })
 }
 
 const THREAD_SQL: &str = "SELECT t.id, t.title, t.created_ms, t.updated_ms,
-    (SELECT count(*) FROM agents_messages m WHERE m.thread_id = t.id) FROM agents_threads t";
+    (SELECT count(*) FROM agents_messages m WHERE m.thread_id = t.id), t.app_id
+    FROM agents_threads t";
 
 /// Threads, most recently updated first.
 pub fn threads(c: &Connection, limit: u32) -> rusqlite::Result<Vec<ThreadRow>> {

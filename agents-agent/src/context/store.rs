@@ -27,6 +27,45 @@ pub fn recent_windows(c: &Connection, recent: u32) -> Vec<Window> {
     rows.filter_map(Result::ok).collect()
 }
 
+/// One activity (a window's interval), as the apps' read lane gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activity {
+    /// The app.
+    pub app: String,
+    /// The window's title.
+    pub title: String,
+    /// The URL, when capture knows it.
+    pub url: Option<String>,
+    /// Unix ms.
+    pub started_ms: i64,
+    /// Unix ms (None: still in focus).
+    pub ended_ms: Option<i64>,
+}
+
+/// Activities that started at `since_ms` or later (or are still open),
+/// newest first, at most `limit`; empty without capture's tables.
+pub fn activities_since(c: &Connection, since_ms: i64, limit: u32) -> Vec<Activity> {
+    let Ok(mut s) = c.prepare_cached(
+        "SELECT app_name, window_title, url, started_ms, ended_ms FROM capture_activities
+         WHERE started_ms >= ?1 OR ended_ms IS NULL OR ended_ms >= ?1
+         ORDER BY started_ms DESC, id DESC LIMIT ?2",
+    ) else {
+        return Vec::new();
+    };
+    let Ok(rows) = s.query_map(rusqlite::params![since_ms, limit], |r| {
+        Ok(Activity {
+            app: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+            title: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            url: r.get(2)?,
+            started_ms: r.get(3)?,
+            ended_ms: r.get(4)?,
+        })
+    }) else {
+        return Vec::new();
+    };
+    rows.filter_map(Result::ok).collect()
+}
+
 /// The app in focus and since when it has been (its activities back to
 /// the last change of app), from capture's activities; None when capture
 /// has none.

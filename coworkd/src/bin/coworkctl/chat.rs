@@ -38,6 +38,10 @@ pub struct Args {
     /// a model call) when memory holds nothing relevant.
     #[arg(long)]
     grounded: bool,
+    /// Start the thread as an installed app's conversation (its read
+    /// lane's `data.conversations` returns it; `apps remove` deletes it).
+    #[arg(long = "app", value_name = "APP_ID")]
+    app_id: Option<String>,
 }
 
 /// `coworkctl chat` subcommands.
@@ -61,7 +65,7 @@ pub enum Cmd {
 }
 
 /// `chat`'s options that take a value (the global `--home` too).
-const VALUE_OPTIONS: [&str; 3] = ["--thread", "--retry-smarter", "--home"];
+const VALUE_OPTIONS: [&str; 4] = ["--thread", "--retry-smarter", "--home", "--app"];
 
 /// Keep `coworkctl chat WORDS...` a message whatever its words: only
 /// `threads`, `show ID`, `usage` and `key PROVIDER`, exactly, are
@@ -200,6 +204,7 @@ async fn ask(
             tools: 0,
             background: args.background,
             grounded: args.grounded,
+            app_id: args.app_id.unwrap_or_default(),
         })
         .await?
         .into_inner();
@@ -288,7 +293,7 @@ pub fn route_text(r: &pb::RouteDecision) -> String {
 /// One thread in `chat threads --json`.
 pub fn thread_json(t: &pb::Thread) -> Value {
     json!({"id": t.id, "title": t.title, "messages": t.message_count,
-        "updated_unix_ms": t.updated_unix_ms})
+        "updated_unix_ms": t.updated_unix_ms, "app_id": t.app_id})
 }
 
 /// One thread in `chat threads`.

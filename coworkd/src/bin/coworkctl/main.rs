@@ -7,6 +7,7 @@
 
 mod agent;
 mod approvals;
+mod apps;
 mod automations;
 mod browser;
 mod capture;
@@ -92,6 +93,11 @@ enum Cmd {
     Notifications {
         #[command(subcommand)]
         command: notifications::Cmd,
+    },
+    /// Installed web apps: install a zip, list, show, open, audit, remove.
+    Apps {
+        #[command(subcommand)]
+        command: apps::Cmd,
     },
     /// The local OpenAI-compatible API on 127.0.0.1 (off by default).
     Gateway {
@@ -195,6 +201,7 @@ async fn run(cmd: Cmd, ctx: &mut Ctx) -> anyhow::Result<ExitCode> {
         Cmd::System { command: Some(c) } => system::system_cmd(c, ctx).await,
         Cmd::Automations { command } => automations::run(command, ctx).await,
         Cmd::Notifications { command } => notifications::run(command, ctx).await,
+        Cmd::Apps { command } => apps::run(command, ctx).await,
         Cmd::Gateway { command } => gateway::run(command, ctx).await,
         Cmd::Memory { command } => memory::run(command, ctx).await,
         Cmd::Context(a) => memory::context(a, ctx).await,
