@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests and benchmarks need, idempotently, and export where
 # it is (COWORK_TEST_PYTHON, COWORK_TEST_NPM, COWORK_TEST_GEMMA, COWORK_TEST_MINILM,
-# COWORK_TEST_LLAMA_SERVER). Sourced by test.sh and
+# COWORK_TEST_LLAMA_SERVER, COWORK_TEST_APPS_RUNTIME). Sourced by test.sh and
 # bench.sh; run it alone to install the peers without testing.
 # A virtualenv with grpcio, the gguf and openai packages and the model
 # packages (cached in ~/.cache/cowork/venv; override with COWORK_TEST_VENV),
@@ -120,6 +120,10 @@ if [ ! -f "$npm_dir/node_modules/@modelcontextprotocol/server-everything/package
   mkdir -p "$npm_dir"
   npm install --silent --no-audit --no-fund --prefix "$npm_dir" @modelcontextprotocol/server-everything
 fi
+# The apps runtime: esbuild and the packages AI Studio exports import
+# (installed apps are bundled with it, offline).
+apps_runtime="${COWORK_TEST_APPS_RUNTIME:-$HOME/.cache/cowork/apps-runtime}"
+scripts/apps-runtime.sh "$apps_runtime"
 # Model files are assembled here, once, and the tests only read their paths
 # (two tests assembling the same file at the same moment saw each other's
 # half-written file). Written beside its final name and renamed once its
@@ -156,6 +160,7 @@ if [ ! -s "$minilm" ] || [ "$(cat "$minilm.stamp" 2>/dev/null)" != "$minilm_stam
 fi
 export COWORK_TEST_PYTHON="$venv/bin/python"
 export COWORK_TEST_NPM="$npm_dir"
+export COWORK_TEST_APPS_RUNTIME="$apps_runtime"
 export COWORK_TEST_GEMMA="$gemma"
 export COWORK_TEST_MINILM="$minilm"
 export COWORK_TEST_LLAMA_SERVER="$llama_server"

@@ -12,5 +12,8 @@ if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
   { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
     || echo "could not install chromium; the browser will be unavailable until it is" >&2
 fi
+# Installed apps are bundled with esbuild and the packages AI Studio
+# exports import, from npm, once (apps stay unavailable without them).
+scripts/apps-runtime.sh || echo "could not install the apps runtime; installing apps will say why" >&2
 cargo build --locked --release --workspace --bins
 exec target/release/coworkd "$@"

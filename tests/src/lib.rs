@@ -320,6 +320,23 @@ impl Suite {
         child.wait_with_output().expect("coworkctl output")
     }
 
+    /// Run coworkctl against this suite with environment changes (`None`
+    /// removes a variable).
+    pub fn ctl_env(&self, args: &[&str], env: &[(&str, Option<&str>)]) -> Output {
+        let mut cmd = Command::new(bin("coworkctl"));
+        cmd.arg("--home")
+            .arg(self.home.path())
+            .args(args)
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.output().expect("run coworkctl")
+    }
+
     /// Replace config.toml (coworkd reloads it live).
     pub fn write_config(&self, config: &str) {
         let tmp = self.home.path().join("config.toml.new");
@@ -599,6 +616,23 @@ pub fn gemma_model_path() -> String {
 /// it with scripts/st2gguf_bert.py and sets `COWORK_TEST_MINILM`).
 pub fn minilm_model_path() -> String {
     peer_file("COWORK_TEST_MINILM", "the all-MiniLM-L6-v2 GGUF")
+}
+
+/// The apps runtime (esbuild, react, react-dom, @google/genai) that
+/// scripts/apps-runtime.sh installs (`COWORK_TEST_APPS_RUNTIME`, set by
+/// scripts/peers.sh): `[apps] runtime_dir` of the apps tests.
+pub fn apps_runtime_dir() -> String {
+    let dir = std::env::var("COWORK_TEST_APPS_RUNTIME").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/cowork/apps-runtime",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    assert!(
+        Path::new(&dir).join("node_modules/.bin/esbuild").exists(),
+        "the apps runtime is missing in {dir}: run scripts/peers.sh (scripts/test.sh does)"
+    );
+    dir
 }
 
 /// The `llama-server` binary scripts/peers.sh built
@@ -947,6 +981,58 @@ pub fn record_fault(fault: &str, tries: u32, lost: &str) {
         "at": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs()).unwrap_or(0)});
     let _ = std::fs::write(dir.join(format!("{slug}.json")), row.to_string());
+}
+
+/// A bare Xvfb on a display it picks itself (`-displayfd`), ready once
+/// this returns; killed on drop.
+pub struct Xvfb {
+    child: Child,
+    /// `:N`, for `DISPLAY`.
+    pub display: String,
+    _displayfd: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Xvfb {
+    /// Start one (one at a time: two at once may claim one display).
+    pub fn start() -> Self {
+        use std::io::BufRead;
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1024x768x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (scripts/peers.sh installs it)");
+        let mut reader = std::io::BufReader::new(child.stdout.take().expect("Xvfb stdout"));
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let n: u32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Xvfb printed {line:?}, not a display number"));
+        Self {
+            child,
+            display: format!(":{n}"),
+            _displayfd: reader,
+        }
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Free loopback TCP port (bound and released).

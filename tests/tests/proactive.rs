@@ -17,6 +17,7 @@ struct Desktop {
     children: Vec<Child>,
     bus: String,
     display: String,
+    _xvfb: Xvfb,
 }
 
 impl Drop for Desktop {
@@ -30,20 +31,8 @@ impl Drop for Desktop {
 
 impl Desktop {
     fn start() -> Self {
-        let display = format!(":{}", 200 + std::process::id() % 300);
-        let xvfb = Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                "800x600x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb (scripts/peers.sh installs it)");
+        let xvfb = Xvfb::start();
+        let display = xvfb.display.clone();
         let mut dbus = Command::new("dbus-daemon")
             .args(["--session", "--nofork", "--print-address=1"])
             .stdout(Stdio::piped())
@@ -58,9 +47,10 @@ impl Desktop {
         }
         let bus = line.trim().to_owned();
         let mut d = Desktop {
-            children: vec![xvfb, dbus],
+            children: vec![dbus],
             bus,
             display,
+            _xvfb: xvfb,
         };
         wait_until(Duration::from_secs(10), "Xvfb", || {
             std::path::Path::new(&format!("/tmp/.X11-unix/X{}", &d.display[1..])).exists()
