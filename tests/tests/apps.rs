@@ -114,23 +114,21 @@ fn page_out(url: &str) -> Value {
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
 }
 
-/// One raw HTTP/1.1 request to the apps' port: (status, body).
+/// One raw HTTP/1.1 request to the apps' port with `headers` (whole
+/// lines): (status, head, body).
 fn raw(
     port: u16,
     method: &str,
     host: &str,
     path: &str,
-    origin: Option<&str>,
+    headers: &str,
     body: &str,
-) -> (u16, String) {
+) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let origin = origin
-        .map(|o| format!("Origin: {o}\r\n"))
-        .unwrap_or_default();
     write!(
         c,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
@@ -143,16 +141,69 @@ fn raw(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (status, response_body(&text))
+    let head = text.split("\r\n\r\n").next().unwrap_or("").to_owned();
+    (status, head, response_body(&text))
 }
 
-fn read_as(port: u16, app: &str, origin_app: &str, body: &str) -> (u16, Value) {
-    let (status, text) = raw(
+/// Header lines: an Origin and a Cookie, when given.
+fn hdrs(origin: Option<&str>, cookie: Option<&str>) -> String {
+    let mut h = String::new();
+    if let Some(o) = origin {
+        h.push_str(&format!("Origin: {o}\r\n"));
+    }
+    if let Some(c) = cookie {
+        h.push_str(&format!("Cookie: {c}\r\n"));
+    }
+    h
+}
+
+fn host(app: &str, port: u16) -> String {
+    format!("{app}.apps.localhost:{port}")
+}
+
+/// A launch link for app `id` (`apps open --print`).
+fn launch(s: &Suite, id: &str) -> String {
+    let o = json_of(&s.ctl(&["--json", "apps", "open", id, "--print"]));
+    o["url"].as_str().unwrap().to_owned()
+}
+
+/// Trade a launch link for the app's cookie, as a browser does:
+/// `cowork_app=…`.
+fn admit(port: u16, id: &str, url: &str) -> String {
+    let path = url.split_once(&format!(":{port}")).unwrap().1;
+    let (st, head, _) = raw(port, "GET", &host(id, port), path, "", "");
+    assert_eq!(st, 303, "{head}");
+    let line = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {head}"));
+    assert!(
+        line.contains("HttpOnly") && line.contains("SameSite=Strict"),
+        "{line}"
+    );
+    line["set-cookie:".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// A read-lane call to `app`'s host from `origin_app`'s origin.
+fn read_as(
+    port: u16,
+    app: &str,
+    origin_app: &str,
+    cookie: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
+    let origin = format!("http://{origin_app}.apps.localhost:{port}");
+    let (status, _, text) = raw(
         port,
         "POST",
-        &format!("{app}.apps.localhost:{port}"),
+        &host(app, port),
         "/__cowork/read",
-        Some(&format!("http://{origin_app}.apps.localhost:{port}")),
+        &hdrs(Some(&origin), cookie),
         body,
     );
     (
@@ -188,6 +239,7 @@ async fn hostile_zips_and_broken_apps_are_refused_and_leave_nothing() {
     }
     assert!(!Path::new("/tmp/escaped-absolute.txt").exists());
     assert!(!s.home.path().join("escaped-by-traversal.txt").exists());
+    assert!(!s.home.path().join("apps/escaped-by-traversal.txt").exists());
     assert!(!s
         .home
         .path()
@@ -219,6 +271,29 @@ async fn hostile_zips_and_broken_apps_are_refused_and_leave_nothing() {
         "{err}"
     );
     assert!(err.contains("docs/apps.md#compatibility"), "{err}");
+
+    // An import of a file outside the app (its JSON would be served in
+    // the bundle): refused after esbuild, nothing installed.
+    let secret = work.path().join("secret.json");
+    std::fs::write(&secret, r#"{"token": "not-for-apps"}"#).unwrap();
+    let greedy = work.path().join("greedy");
+    std::fs::create_dir_all(&greedy).unwrap();
+    std::fs::write(
+        greedy.join("index.tsx"),
+        format!(
+            "import s from {:?};\nconsole.log(s);\n",
+            secret.display().to_string()
+        ),
+    )
+    .unwrap();
+    let z = zip(work.path(), "dir", Some(&greedy));
+    let o = s.ctl(&["apps", "install", z.to_str().unwrap(), "--yes"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("outside its own files"),
+        "{err}"
+    );
+    assert!(err.contains("secret.json"), "{err}");
 
     // No --yes and no terminal: the disclosure is printed, nothing installed.
     let z = zip(work.path(), "dir", Some(&notes_dir()));
@@ -287,6 +362,21 @@ async fn an_app_reads_its_lane_in_chromium_and_nothing_else() {
         "{threads}"
     );
 
+    let (cookie_a, cookie_b) = (
+        admit(port, &ida, &launch(&s, &ida)),
+        admit(port, &idb, &launch(&s, &idb)),
+    );
+    assert_ne!(cookie_a, cookie_b);
+    // A launch link works once.
+    let used = launch(&s, &ida);
+    admit(port, &ida, &used);
+    let path = used.split_once(&format!(":{port}")).unwrap().1;
+    let (st, _, body) = raw(port, "GET", &host(&ida, port), path, "", "");
+    assert!(
+        st == 403 && body.contains("used or has expired"),
+        "{st} {body}"
+    );
+
     // The sim's Editor window is indexed before the page searches it.
     let mut last = (0, Value::Null);
     let started = std::time::Instant::now();
@@ -300,6 +390,7 @@ async fn an_app_reads_its_lane_in_chromium_and_nothing_else() {
             port,
             &ida,
             &ida,
+            Some(&cookie_a),
             r#"{"ns":"data","method":"search","args":{"query":"invoice"}}"#,
         );
     }
@@ -309,7 +400,8 @@ async fn an_app_reads_its_lane_in_chromium_and_nothing_else() {
 
     let other_origin = format!("http://{idb}.apps.localhost:{port}");
     let out = page_out(&format!(
-        "http://{ida}.apps.localhost:{port}/#gw={gw}&other={idb}&other_origin={other_origin}"
+        "{}#gw={gw}&other={idb}&other_origin={other_origin}",
+        launch(&s, &ida)
     ));
     assert_eq!(
         out["genai"], true,
@@ -376,8 +468,13 @@ async fn an_app_reads_its_lane_in_chromium_and_nothing_else() {
         .contains("no mcp.callTool"));
     assert_eq!(out["storage"], format!("{ida}.apps.localhost:{port}"));
 
-    // B's page: its own conversations only (none), and the same lane.
-    let out_b = page_out(&format!("http://{idb}.apps.localhost:{port}/"));
+    // B's page: its own conversations only (none), and A's id refused.
+    let out_b = page_out(&format!("{}#other={ida}", launch(&s, &idb)));
+    assert_eq!(out_b["forgedAppId"]["ok"], false, "{out_b}");
+    assert!(out_b["forgedAppId"]["error"]
+        .as_str()
+        .unwrap()
+        .contains(&ida));
     assert_eq!(
         out_b["conversations"]["value"],
         Value::Array(vec![]),
@@ -385,46 +482,54 @@ async fn an_app_reads_its_lane_in_chromium_and_nothing_else() {
     );
     assert_eq!(out_b["activeWindow"]["value"]["app"], "Editor");
 
-    // Forged requests: another app's origin, no origin, another Host.
+    // Forged requests: another app's origin, no origin, no cookie or the
+    // other app's cookie, another Host, a path out of the site.
     let conv = r#"{"ns":"data","method":"conversations"}"#;
-    let (st, v) = read_as(port, &ida, &idb, conv);
+    let (st, v) = read_as(port, &ida, &idb, Some(&cookie_a), conv);
     assert_eq!(st, 403, "{v}");
-    let (st, _) = raw(
+    let (st, _, _) = raw(
         port,
         "POST",
-        &format!("{ida}.apps.localhost:{port}"),
+        &host(&ida, port),
         "/__cowork/read",
-        None,
+        &hdrs(None, Some(&cookie_a)),
         conv,
     );
     assert_eq!(st, 403);
+    let (st, v) = read_as(port, &ida, &ida, None, conv);
+    assert_eq!(st, 401, "no cookie: {v}");
+    let (st, v) = read_as(port, &ida, &ida, Some(&cookie_b), conv);
+    assert_eq!(st, 401, "B's cookie is not A's: {v}");
+    let (st, _, body) = raw(port, "GET", &host(&ida, port), "/app.js", "", "");
+    assert_eq!(st, 401, "the app's files need its cookie too: {body}");
     let (st, v) = read_as(
         port,
         &idb,
         &idb,
+        Some(&cookie_b),
         &format!(r#"{{"ns":"data","method":"conversations","args":{{"appId":"{ida}"}}}}"#),
     );
     assert_eq!(st, 403, "{v}");
-    let (st, v) = read_as(port, &idb, &idb, conv);
+    let (st, v) = read_as(port, &idb, &idb, Some(&cookie_b), conv);
     assert_eq!(
         (st, &v["result"]),
         (200, &Value::Array(vec![])),
         "B sees none of A's"
     );
-    for host in [
+    for h in [
         format!("127.0.0.1:{port}"),
         format!("evil.example:{port}"),
         format!("nosuch-000000.apps.localhost:{port}"),
     ] {
-        let (st, _) = raw(port, "GET", &host, "/", None, "");
-        assert_eq!(st, 403, "{host}");
+        let (st, _, _) = raw(port, "GET", &h, "/", &hdrs(None, Some(&cookie_a)), "");
+        assert_eq!(st, 403, "{h}");
     }
-    let (st, _) = raw(
+    let (st, _, _) = raw(
         port,
         "GET",
-        &format!("{ida}.apps.localhost:{port}"),
+        &host(&ida, port),
         "/%2e%2e/%2e%2e/config.toml",
-        None,
+        &hdrs(None, Some(&cookie_a)),
         "",
     );
     assert_eq!(st, 400);
@@ -493,21 +598,21 @@ async fn an_app_reads_its_lane_in_chromium_and_nothing_else() {
         Value::Array(vec![]),
         "memory forgot A's conversation: {after}"
     );
-    let (st, _) = raw(
+    let (st, _, _) = raw(
         port,
         "GET",
-        &format!("{ida}.apps.localhost:{port}"),
+        &host(&ida, port),
         "/",
-        None,
+        &hdrs(None, Some(&cookie_a)),
         "",
     );
     assert_eq!(st, 403);
-    let (st, _) = raw(
+    let (st, _, _) = raw(
         port,
         "GET",
-        &format!("{idb}.apps.localhost:{port}"),
+        &host(&idb, port),
         "/",
-        None,
+        &hdrs(None, Some(&cookie_b)),
         "",
     );
     assert_eq!(st, 200, "the other app stays");
@@ -527,10 +632,8 @@ async fn open_starts_an_app_window_with_its_own_profile() {
 
     let printed = json_of(&s.ctl(&["--json", "apps", "open", &id, "--print"]));
     let argv: Vec<String> = serde_json::from_value(printed["command"].clone()).unwrap();
-    assert!(
-        argv.contains(&format!("--app=http://{id}.apps.localhost:{port}/")),
-        "{argv:?}"
-    );
+    let app_url = format!("--app=http://{id}.apps.localhost:{port}/?cowork_launch=");
+    assert!(argv.iter().any(|a| a.starts_with(&app_url)), "{argv:?}");
     assert!(
         argv.contains(&format!("--user-data-dir={}", profile.display())),
         "{argv:?}"

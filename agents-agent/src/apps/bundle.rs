@@ -72,6 +72,12 @@ pub enum BundleError {
     /// esbuild took too long.
     #[error("bundling took longer than {0:?}; nothing was installed")]
     Timeout(Duration),
+    /// The sources import a file outside the app and the shared runtime.
+    #[error("refused: the app imports {0}, outside its own files and the shared packages; nothing was installed (see {RULES})")]
+    Outside(String),
+    /// index.html runs an inline module script (the CSP would block it).
+    #[error("index.html has an inline module script: move it into a file and load it with src (see {RULES})")]
+    InlineModule,
     /// Files could not be read or written.
     #[error("{0}")]
     Io(String),
@@ -128,6 +134,7 @@ pub fn plan(files: &[PathBuf], index_html: Option<&str>, title: &str) -> Result<
     };
     let mut entry = None;
     let mut missing = None;
+    let mut inline = false;
     let out = SCRIPT_TAG.replace_all(html, |c: &regex::Captures<'_>| {
         let attrs = c.get(1).map_or("", |m| m.as_str());
         let kind = attr(attrs, "type").unwrap_or_default().to_ascii_lowercase();
@@ -135,6 +142,9 @@ pub fn plan(files: &[PathBuf], index_html: Option<&str>, title: &str) -> Result<
             return String::new();
         }
         if kind == "module" && entry.is_none() {
+            if attr(attrs, "src").is_none() {
+                inline = true;
+            }
             if let Some(p) = attr(attrs, "src").as_deref().and_then(local) {
                 if has(&p) {
                     entry = Some(p);
@@ -148,6 +158,9 @@ pub fn plan(files: &[PathBuf], index_html: Option<&str>, title: &str) -> Result<
     if entry.is_none() {
         if let Some(m) = missing {
             return Err(BundleError::MissingEntry(m));
+        }
+        if inline {
+            return Err(BundleError::InlineModule);
         }
     }
     Ok(Plan {
@@ -225,7 +238,12 @@ fn escape(s: &str) -> String {
 
 /// esbuild's arguments for `entry` (relative to the source folder, its
 /// working directory) into `out`.
-pub fn esbuild_args(entry: &Path, out: &Path, defines: &[(String, String)]) -> Vec<String> {
+pub fn esbuild_args(
+    entry: &Path,
+    out: &Path,
+    meta: &Path,
+    defines: &[(String, String)],
+) -> Vec<String> {
     let mut a = vec![
         entry.display().to_string(),
         "--bundle".into(),
@@ -239,6 +257,7 @@ pub fn esbuild_args(entry: &Path, out: &Path, defines: &[(String, String)]) -> V
         "--log-level=error".into(),
         "--log-limit=20".into(),
         format!("--outdir={}", out.display()),
+        format!("--metafile={}", meta.display()),
         "--entry-names=app".into(),
         "--asset-names=assets/[name]-[hash]".into(),
     ];
@@ -276,8 +295,9 @@ pub async fn run(
     timeout: Duration,
 ) -> Result<Built, BundleError> {
     let started = Instant::now();
+    let meta = out.with_file_name("bundle-meta.json");
     let mut cmd = tokio::process::Command::new(esbuild);
-    cmd.args(esbuild_args(entry, out, defines))
+    cmd.args(esbuild_args(entry, out, &meta, defines))
         .current_dir(src)
         .env_clear()
         .env("NODE_PATH", node_path)
@@ -305,6 +325,13 @@ pub async fn run(
             output.status
         )));
     }
+    // Every file the bundle read must be the app's or the runtime's: a
+    // path that climbs out, an absolute path or a tsconfig alias could
+    // otherwise pull any readable file into what the app serves.
+    let inputs = std::fs::read_to_string(&meta)
+        .map_err(|e| BundleError::Io(format!("esbuild wrote no metafile: {e}")))?;
+    let _ = std::fs::remove_file(&meta);
+    check_inputs(&inputs, src, &[src.to_path_buf(), node_path.to_path_buf()])?;
     let bytes = std::fs::metadata(out.join(SCRIPT))
         .map(|m| m.len())
         .map_err(|e| BundleError::Io(format!("esbuild wrote no {SCRIPT}: {e}")))?;
@@ -313,6 +340,35 @@ pub async fn run(
         styles: out.join(STYLES).is_file(),
         took: started.elapsed(),
     })
+}
+
+/// Check esbuild's metafile: every input (relative to `src`, esbuild's
+/// working directory) must resolve, links followed, under one of `roots`.
+/// Inputs in a namespace of esbuild's own (`(disabled):…`, `<stdin>`) are
+/// not files. Returns how many files were read.
+pub fn check_inputs(metafile: &str, src: &Path, roots: &[PathBuf]) -> Result<usize, BundleError> {
+    let v: serde_json::Value = serde_json::from_str(metafile)
+        .map_err(|e| BundleError::Io(format!("esbuild's metafile: {e}")))?;
+    let roots: Vec<PathBuf> = roots.iter().filter_map(|r| r.canonicalize().ok()).collect();
+    let inputs = v
+        .get("inputs")
+        .and_then(|i| i.as_object())
+        .ok_or_else(|| BundleError::Io("esbuild's metafile lists no inputs".into()))?;
+    let mut n = 0;
+    for key in inputs.keys() {
+        if key.starts_with('(') || key.starts_with('<') {
+            continue;
+        }
+        let path = src.join(key);
+        let real = path
+            .canonicalize()
+            .map_err(|_| BundleError::Outside(key.clone()))?;
+        if !roots.iter().any(|r| real.starts_with(r)) {
+            return Err(BundleError::Outside(real.display().to_string()));
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -385,6 +441,53 @@ mod tests {
     }
 
     #[test]
+    fn an_inline_module_script_is_refused_not_silently_blocked() {
+        let html = r#"<script type="module">import x from "./a.js"</script>"#;
+        let e = plan(&files(&["index.html", "a.js"]), Some(html), "x").unwrap_err();
+        assert!(matches!(e, BundleError::InlineModule), "{e}");
+    }
+
+    #[test]
+    fn the_bundle_reads_only_the_app_and_the_runtime() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, rt) = (
+            d.path().join("app/src"),
+            d.path().join("runtime/node_modules"),
+        );
+        std::fs::create_dir_all(src.join("lib")).unwrap();
+        std::fs::create_dir_all(rt.join("react")).unwrap();
+        std::fs::write(src.join("index.tsx"), "").unwrap();
+        std::fs::write(src.join("lib/a.ts"), "").unwrap();
+        std::fs::write(rt.join("react/index.js"), "").unwrap();
+        std::fs::write(d.path().join("secret.json"), "{}").unwrap();
+        let roots = [src.clone(), rt.clone()];
+        let meta = |keys: &[&str]| {
+            let inputs: serde_json::Map<String, serde_json::Value> = keys
+                .iter()
+                .map(|k| (k.to_string(), serde_json::json!({})))
+                .collect();
+            serde_json::json!({"inputs": inputs, "outputs": {}}).to_string()
+        };
+        let ok = meta(&[
+            "index.tsx",
+            "lib/a.ts",
+            "../../runtime/node_modules/react/index.js",
+            "(disabled):fs",
+        ]);
+        assert_eq!(check_inputs(&ok, &src, &roots).unwrap(), 3);
+        for bad in [
+            "../../secret.json".to_owned(),
+            d.path().join("secret.json").display().to_string(),
+        ] {
+            let e = check_inputs(&meta(&["index.tsx", &bad]), &src, &roots).unwrap_err();
+            assert!(matches!(e, BundleError::Outside(_)), "{bad}: {e}");
+        }
+        // A link inside the app that points out is followed, and refused.
+        std::os::unix::fs::symlink(d.path().join("secret.json"), src.join("link.json")).unwrap();
+        assert!(check_inputs(&meta(&["link.json"]), &src, &roots).is_err());
+    }
+
+    #[test]
     fn sources_and_secrets_are_never_served() {
         for (f, served) in [
             ("logo.png", true),
@@ -415,7 +518,12 @@ mod tests {
         )));
         let d = env_defines(None);
         assert!(d.contains(&("process.env.GEMINI_API_KEY".into(), "\"\"".into())));
-        let a = esbuild_args(Path::new("index.tsx"), Path::new("/o"), &d);
+        let a = esbuild_args(
+            Path::new("index.tsx"),
+            Path::new("/o"),
+            Path::new("/m.json"),
+            &d,
+        );
         assert!(a.contains(&"--bundle".to_string()) && a.contains(&"--outdir=/o".to_string()));
     }
 }

@@ -57,6 +57,12 @@ pub enum ManifestError {
 fn text(v: &Value, key: &str, file: &str, max: usize) -> Result<String, ManifestError> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(ManifestError::Field {
+            file: file.into(),
+            why: format!(
+                "{key} holds control characters (they could rewrite what you are asked to accept)"
+            ),
+        }),
         Some(Value::String(s)) if s.chars().count() <= max => Ok(s.trim().to_owned()),
         Some(Value::String(_)) => Err(ManifestError::Field {
             file: file.into(),
@@ -151,12 +157,16 @@ pub fn read(
         }
     }
     if m.name.is_empty() {
-        let stem = zip_name
+        let stem: String = zip_name
             .rsplit('/')
             .next()
             .unwrap_or("")
-            .trim_end_matches(".zip");
-        m.name = if stem.is_empty() { "app" } else { stem }.into();
+            .trim_end_matches(".zip")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(80)
+            .collect();
+        m.name = if stem.is_empty() { "app".into() } else { stem };
     }
     m.api_hosts.sort();
     m.api_hosts.dedup();
@@ -251,10 +261,10 @@ pub fn disclosure(m: &Manifest) -> String {
         m.name
     );
     if m.api_hosts.is_empty() {
-        out.push_str("Its pages may connect to no server but its own.\n");
+        out.push_str("Its scripts may send requests to no other server.\n");
     } else {
         out.push_str(&format!(
-            "Its pages may connect to: {} (with keys of its own).\n",
+            "Its scripts may send requests to: {} (with keys of its own), and no other server.\n",
             m.api_hosts.join(", ")
         ));
     }
@@ -296,6 +306,9 @@ mod tests {
         assert!(e.to_string().contains("cowork.manifest.json"), "{e}");
         let e = read(Some(br#"{"name": 3}"#), None, "a.zip").unwrap_err();
         assert!(e.to_string().contains("name is not a string"), "{e}");
+        let e = read(Some(b"{\"name\": \"Notes\\u001b[2K\"}"), None, "a.zip").unwrap_err();
+        assert!(e.to_string().contains("control characters"), "{e}");
+        assert_eq!(read(None, None, "a\u{1b}[2Kb.zip").unwrap().name, "a[2Kb");
         let e = read(None, Some(b"{"), "a.zip").unwrap_err();
         assert!(e.to_string().contains("package.json"), "{e}");
     }

@@ -44,6 +44,12 @@ pub const PROFILE: &str = "profile";
 const MAX_METADATA: u64 = 64 << 10;
 /// The largest index.html read (bytes).
 const MAX_HTML: u64 = 1 << 20;
+/// How long a launch link (`apps open`) may wait to be used.
+const LAUNCH_TTL: Duration = Duration::from_secs(120);
+/// The credential-store name of the key app cookies are derived from.
+pub const COOKIE_KEY_SECRET: &str = "apps-cookie-key";
+/// The prefix of a folder being removed (swept at start if left).
+const REMOVING: &str = ".removing-";
 
 /// `[apps]` in config.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -244,7 +250,8 @@ pub struct Removed {
 /// What opening an app takes (the client starts the window).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opening {
-    /// The app's URL.
+    /// The app's launch link: its URL with a one-time code the server
+    /// trades for the app's cookie (valid 2 minutes).
     pub url: String,
     /// Its own Chromium profile.
     pub profile_dir: PathBuf,
@@ -287,6 +294,12 @@ pub(crate) struct Inner {
     listening: Mutex<Option<Listening>>,
     listen_error: Mutex<String>,
     serve_lock: tokio::sync::Mutex<()>,
+    /// One-time launch codes: code → (app, when made).
+    launches: Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+    /// The key app cookies are derived from (from the credential store).
+    cookie_key: Mutex<Option<String>>,
+    /// True once the start-up sweep is done (installs wait for it).
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 /// The apps runtime (cheap to clone).
@@ -370,6 +383,9 @@ impl Apps {
                 listening: Mutex::new(None),
                 listen_error: Mutex::new(String::new()),
                 serve_lock: tokio::sync::Mutex::new(()),
+                launches: Mutex::new(std::collections::HashMap::new()),
+                cookie_key: Mutex::new(None),
+                ready: tokio::sync::watch::channel(false).0,
             }),
         }
     }
@@ -388,27 +404,87 @@ impl Apps {
     }
 
     /// At start: the installed apps known, folders an interrupted install
-    /// left deleted, and apps served when there are any.
+    /// or removal left deleted, and apps served when there are any. Until
+    /// it is done, installs, removals and opens wait.
     pub async fn recover(&self) -> Result<(), AppsError> {
+        let done = self.sweep().await;
+        self.inner.ready.send_replace(true);
+        done?;
+        if !self
+            .inner
+            .installed
+            .read()
+            .map(|s| s.is_empty())
+            .unwrap_or(true)
+        {
+            self.serve().await?;
+        }
+        Ok(())
+    }
+
+    async fn sweep(&self) -> Result<(), AppsError> {
         let rows = self.inner.db.read(store::list).await?;
         let ids: HashSet<String> = rows.into_iter().map(|r| r.id).collect();
         if let Ok(rd) = std::fs::read_dir(&self.inner.apps_dir) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if manifest::is_app_id(&name) && !ids.contains(&name) {
-                    tracing::warn!(app = %name, "removing an install that never finished");
+                let orphan = (manifest::is_app_id(&name) && !ids.contains(&name))
+                    || name.starts_with(REMOVING);
+                if orphan {
+                    tracing::warn!(folder = %name, "removing what an interrupted install or removal left");
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
         }
-        let any = !ids.is_empty();
         if let Ok(mut s) = self.inner.installed.write() {
-            *s = ids;
-        }
-        if any {
-            self.serve().await?;
+            s.extend(ids);
         }
         Ok(())
+    }
+
+    /// Wait for the start-up sweep (at most 30 s).
+    async fn ready(&self) {
+        let mut rx = self.inner.ready.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|r| *r)).await;
+    }
+
+    /// The cookie that admits a browser to app `id`: SHA-256 of a key kept
+    /// in the OS credential store and the id.
+    pub(crate) fn cookie_of(&self, id: &str) -> Result<String, AppsError> {
+        let mut key = lock(&self.inner.cookie_key);
+        if key.is_none() {
+            let stored = crate::secrets::get(COOKIE_KEY_SECRET)
+                .map_err(|e| AppsError::Io(format!("the credential store: {e}")))?;
+            let k = match stored {
+                Some(k) => k,
+                None => {
+                    let k = crate::util::random_key("apps")
+                        .map_err(|e| AppsError::Io(format!("no randomness: {e}")))?;
+                    crate::secrets::put(COOKIE_KEY_SECRET, &k)
+                        .map_err(|e| AppsError::Io(format!("the credential store: {e}")))?;
+                    k
+                }
+            };
+            *key = Some(k);
+        }
+        let k = key.as_deref().unwrap_or_default();
+        Ok(format!(
+            "{:x}",
+            sha2::Sha256::digest(format!("{k}:{id}").as_bytes())
+        ))
+    }
+
+    /// Use a launch code for app `id` (once, within [`LAUNCH_TTL`]).
+    pub(crate) fn take_launch(&self, id: &str, code: &str) -> bool {
+        let mut l = lock(&self.inner.launches);
+        l.retain(|_, (_, at)| at.elapsed() < LAUNCH_TTL);
+        match l.get(code) {
+            Some((app, _)) if app == id => {
+                l.remove(code);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Start serving (once; again after a failure), returning the port.
@@ -562,6 +638,7 @@ impl Apps {
     /// Everything install does, kept nowhere: the metadata, the disclosure
     /// and the bundle's figures.
     pub async fn inspect(&self, zip: Vec<u8>, file_name: &str) -> Result<Prepared, AppsError> {
+        self.ready().await;
         let (p, _cleanup) = self.prepare(Arc::new(zip), file_name).await?;
         Ok(p)
     }
@@ -575,6 +652,7 @@ impl Apps {
         accepted: bool,
         expected_sha256: &str,
     ) -> Result<AppView, AppsError> {
+        self.ready().await;
         let zip = Arc::new(zip);
         if !expected_sha256.is_empty() {
             let got = format!("{:x}", sha2::Sha256::digest(zip.as_slice()));
@@ -667,7 +745,19 @@ impl Apps {
     /// Delete the app: its conversations (and what memory indexed of
     /// them), its record and audit, then its folder.
     pub async fn remove(&self, id: &str) -> Result<Removed, AppsError> {
+        self.ready().await;
         self.row(id).await?;
+        // The folder moves aside first: if it cannot (a window holding
+        // it), nothing is deleted and the app stays whole.
+        let dir = self.inner.apps_dir.join(id);
+        let trash = self
+            .inner
+            .apps_dir
+            .join(format!("{REMOVING}{id}-{}", random_hex(6)?));
+        if dir.exists() {
+            std::fs::rename(&dir, &trash)
+                .map_err(|e| AppsError::Io(format!("cannot move {} aside: {e}", dir.display())))?;
+        }
         if let Ok(mut s) = self.inner.installed.write() {
             s.remove(id);
         }
@@ -685,11 +775,12 @@ impl Apps {
                 Ok((threads, messages, audit))
             })
             .await?;
-        let dir = self.inner.apps_dir.join(id);
-        let files = count_files(&dir);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| AppsError::Io(format!("cannot delete {}: {e}", dir.display())))?;
+        let files = count_files(&trash);
+        if trash.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&trash) {
+                // The next start sweeps it.
+                tracing::warn!(error = %e, folder = %trash.display(), "not all files deleted yet");
+            }
         }
         tracing::info!(app = %id, files, conversations, "app removed");
         Ok(Removed {
@@ -702,8 +793,16 @@ impl Apps {
 
     /// What the client needs to open the app's window (and serving on).
     pub async fn open(&self, id: &str) -> Result<Opening, AppsError> {
+        self.ready().await;
         self.row(id).await?;
         self.serve().await?;
+        self.cookie_of(id)?;
+        let code = random_hex(32)?;
+        {
+            let mut l = lock(&self.inner.launches);
+            l.retain(|_, (_, at)| at.elapsed() < LAUNCH_TTL);
+            l.insert(code.clone(), (id.to_owned(), std::time::Instant::now()));
+        }
         let key = id.to_owned();
         self.inner
             .db
@@ -715,7 +814,7 @@ impl Apps {
             .unwrap_or_default()
             .executable;
         Ok(Opening {
-            url: self.url(id),
+            url: format!("{}?{}={code}", self.url(id), server::LAUNCH_PARAM),
             profile_dir: self.inner.apps_dir.join(id).join(PROFILE),
             chromium,
             log_file: self.inner.logs_dir.join(format!("app-{id}.log")),

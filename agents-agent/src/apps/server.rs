@@ -27,6 +27,25 @@ pub const SDK_PATH: &str = "/__cowork/sdk.js";
 pub const READ_PATH: &str = "/__cowork/read";
 /// The parent domain of every app's origin.
 pub const APPS_DOMAIN: &str = "apps.localhost";
+/// The query parameter of a launch link (`apps open`): a one-time code
+/// traded for the app's cookie.
+pub const LAUNCH_PARAM: &str = "cowork_launch";
+/// The cookie that admits a browser to one app (HttpOnly, host-only).
+pub const COOKIE: &str = "cowork_app";
+
+/// The launch code in a request's query, if any.
+pub fn launch_code(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(LAUNCH_PARAM)?.strip_prefix('='))
+}
+
+/// The value of cookie `name` in a Cookie header.
+pub fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
+    header?
+        .split(';')
+        .find_map(|kv| kv.trim().strip_prefix(name)?.strip_prefix('='))
+}
 
 /// An app's origin.
 pub fn origin(id: &str, port: u16) -> String {
@@ -45,13 +64,14 @@ pub fn app_of_host(host: Option<&str>, port: u16) -> Option<String> {
     super::manifest::is_app_id(id).then(|| id.to_owned())
 }
 
-/// The page's Content-Security-Policy: its own origin, and the API hosts it
-/// declared (https only); no inline scripts, frames, plugins or other
-/// local servers.
+/// The page's Content-Security-Policy: scripts only from its own origin
+/// (what was bundled and checked at install); requests, images, styles
+/// and fonts from it and the API hosts it declared (https only); no inline
+/// scripts, frames, plugins or other local servers.
 pub fn csp(hosts: &[String]) -> String {
     let extra: String = hosts.iter().map(|h| format!(" https://{h}")).collect();
     format!(
-        "default-src 'self'; script-src 'self'{extra}; style-src 'self' 'unsafe-inline'{extra}; \
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'{extra}; \
          img-src 'self' data: blob:{extra}; font-src 'self' data:{extra}; \
          connect-src 'self'{extra}; media-src 'self' data: blob:; worker-src 'self' blob:; \
          frame-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; \
@@ -131,10 +151,13 @@ pub fn content_type(p: &Path) -> &'static str {
 pub fn inject_sdk(html: &str) -> String {
     let tag = format!("<script src=\"{SDK_PATH}\"></script>");
     let lower = html.to_ascii_lowercase();
-    match lower
-        .find("<head")
-        .and_then(|i| lower[i..].find('>').map(|j| i + j + 1))
-    {
+    let head = lower.match_indices("<head").find(|(i, _)| {
+        matches!(
+            lower.as_bytes().get(i + 5),
+            Some(b'>' | b' ' | b'\t' | b'\n' | b'\r')
+        )
+    });
+    match head.and_then(|(i, _)| lower[i..].find('>').map(|j| i + j + 1)) {
         Some(at) => format!("{}{tag}{}", &html[..at], &html[at..]),
         None => format!("{tag}{html}"),
     }
@@ -193,6 +216,64 @@ impl Apps {
             );
         };
         let path = req.uri().path().to_owned();
+        // A launch link is traded for the cookie, once.
+        if let Some(code) = launch_code(req.uri().query()) {
+            if !self.take_launch(&id, code) {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "this link was used or has expired: run `coworkctl apps open {id}` again"
+                    ),
+                );
+            }
+            return match self.cookie_of(&id) {
+                Ok(value) => Response::builder()
+                    .status(StatusCode::SEE_OTHER)
+                    .header(hyper::header::LOCATION, path.as_str())
+                    .header(
+                        hyper::header::SET_COOKIE,
+                        format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict"),
+                    )
+                    .header(hyper::header::CACHE_CONTROL, "no-store")
+                    .body(Full::new(Bytes::new()).map_err(|n| match n {}).boxed())
+                    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "no redirect")),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            };
+        }
+        // Everything else needs the app's cookie: its files hold its own
+        // keys, and its lane the person's context, for this browser only.
+        let sent = req
+            .headers()
+            .get_all(hyper::header::COOKIE)
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .find_map(|h| cookie(Some(h), COOKIE));
+        let admitted = match (sent, self.cookie_of(&id)) {
+            (Some(got), Ok(want)) => got == want,
+            _ => false,
+        };
+        if !admitted {
+            let msg = format!("open this app with `coworkctl apps open {id}`");
+            if path == READ_PATH {
+                self.audit(
+                    &id,
+                    AuditRow {
+                        at_ms: crate::util::now_ms(),
+                        method: "unknown".into(),
+                        outcome: "refused".into(),
+                        items: 0,
+                        duration_ms: 0,
+                        error: format!("no app cookie: {msg}"),
+                    },
+                )
+                .await;
+                return json(
+                    StatusCode::UNAUTHORIZED,
+                    serde_json::json!({ "error": msg }),
+                );
+            }
+            return text(StatusCode::UNAUTHORIZED, &msg);
+        }
         match (req.method().clone(), path.as_str()) {
             (Method::POST, READ_PATH) => self.read_request(&id, port, req).await,
             (Method::GET | Method::HEAD, SDK_PATH) => response(
@@ -356,13 +437,22 @@ mod tests {
     }
 
     #[test]
+    fn launch_codes_and_cookies_are_read_exactly() {
+        assert_eq!(launch_code(Some("a=1&cowork_launch=abc")), Some("abc"));
+        assert_eq!(launch_code(Some("cowork_launchx=abc")), None);
+        assert_eq!(launch_code(None), None);
+        assert_eq!(cookie(Some("x=1; cowork_app=f00"), COOKIE), Some("f00"));
+        assert_eq!(cookie(Some("cowork_apps=f00"), COOKIE), None);
+    }
+
+    #[test]
     fn the_policy_allows_the_app_and_its_declared_hosts_only() {
         let c = csp(&["generativelanguage.googleapis.com".into()]);
         assert!(
             c.contains("connect-src 'self' https://generativelanguage.googleapis.com;"),
             "{c}"
         );
-        assert!(c.contains("script-src 'self' https://generativelanguage.googleapis.com;"));
+        assert!(c.contains("script-src 'self';"), "{c}");
         assert!(!c.contains("unsafe-eval") && !c.contains("localhost") && !c.contains("127.0.0.1"));
         assert!(csp(&[]).contains("connect-src 'self';"));
     }
@@ -395,6 +485,10 @@ mod tests {
             "<html><head lang=x><script src=\"/__cowork/sdk.js\"></script><title>t</title></head></html>"
         );
         assert!(inject_sdk("<p>x</p>").starts_with("<script src=\"/__cowork/sdk.js\"></script>"));
+        assert_eq!(
+            inject_sdk("<header>h</header><head>"),
+            "<header>h</header><head><script src=\"/__cowork/sdk.js\"></script>"
+        );
         assert_eq!(
             content_type(Path::new("a.JS")),
             "text/javascript; charset=utf-8"

@@ -163,24 +163,26 @@ pub fn delete(c: &Connection, id: &str) -> rusqlite::Result<Option<u64>> {
 }
 
 /// Record one read-lane call (and drop the app's rows beyond
-/// [`AUDIT_KEPT`]).
+/// [`AUDIT_KEPT`], the oldest first).
 pub fn audit(c: &Connection, app_id: &str, a: &AuditRow) -> rusqlite::Result<()> {
-    let id =
-        {
-            c.execute(
-            "INSERT INTO app_read_audit (app_id, at_ms, method, outcome, items, duration_ms, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![app_id, a.at_ms, a.method, a.outcome, a.items, a.duration_ms, a.error],
-        )?;
-            c.last_insert_rowid()
-        };
-    if id % 100 == 0 {
-        c.execute(
-            "DELETE FROM app_read_audit WHERE app_id = ?1 AND id <= (
-                SELECT id FROM app_read_audit WHERE app_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-            params![app_id, AUDIT_KEPT],
-        )?;
-    }
+    c.execute(
+        "INSERT INTO app_read_audit (app_id, at_ms, method, outcome, items, duration_ms, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            app_id,
+            a.at_ms,
+            a.method,
+            a.outcome,
+            a.items,
+            a.duration_ms,
+            a.error
+        ],
+    )?;
+    c.execute(
+        "DELETE FROM app_read_audit WHERE app_id = ?1 AND id <= (
+            SELECT id FROM app_read_audit WHERE app_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![app_id, AUDIT_KEPT],
+    )?;
     Ok(())
 }
 

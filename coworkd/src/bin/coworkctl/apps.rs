@@ -41,7 +41,8 @@ pub enum Cmd {
     Open {
         /// Its id.
         id: String,
-        /// Print the URL and the command instead of starting the window.
+        /// Print the launch link (usable once, within 2 minutes) and the
+        /// command instead of starting the window.
         #[arg(long)]
         print: bool,
     },
@@ -79,9 +80,8 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
                 }))
                 .await?
                 .into_inner();
-            if !ctx.json {
-                eprint!("{}", inspect_text(&seen));
-            }
+            // On stderr, so a --json line stays alone on stdout.
+            eprint!("{}", inspect_text(&seen));
             if !yes {
                 if !std::io::stdin().is_terminal() {
                     bail!("pass --yes to accept the read-lane disclosure without a prompt");
@@ -142,11 +142,12 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
             }
             let pid = start_window(&argv, &PathBuf::from(&o.log_file))?;
             ctx.show(
-                || json!({"url": o.url, "profile_dir": o.profile_dir, "pid": pid}),
+                || json!({"url": plain(&o.url), "profile_dir": o.profile_dir, "pid": pid}),
                 || {
                     format!(
                         "opened {} (Chromium pid {pid}, profile {})",
-                        o.url, o.profile_dir
+                        plain(&o.url),
+                        o.profile_dir
                     )
                 },
             )?;
@@ -198,6 +199,11 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An app's URL without its launch code (used by then).
+fn plain(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
 }
 
 /// The window's Chromium command: an app window (`--app`) with the app's
