@@ -208,12 +208,8 @@ impl Apps {
                     let Some(f) = context_store::focus(c) else {
                         return Ok((Value::Null, 0));
                     };
-                    let url = context_store::recent_windows(c, 1)
-                        .into_iter()
-                        .next()
-                        .and_then(|w| w.url);
                     Ok((
-                        json!({"app": f.app, "title": f.title, "url": url,
+                        json!({"app": f.app, "title": f.title, "url": f.url,
                                "since": iso(f.since_ms), "sinceMs": f.since_ms}),
                         1,
                     ))

@@ -343,6 +343,23 @@ fn count_files(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Copy the files served as they are from `src` into `site` (the
+/// bundle's own files win).
+fn copy_assets(files: &[PathBuf], src: &Path, site: &Path) -> Result<(), AppsError> {
+    for rel in files.iter().filter(|f| bundle::is_served_asset(f)) {
+        let to = site.join(bundle::served_path(rel));
+        if to.exists() {
+            continue;
+        }
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| AppsError::Io(e.to_string()))?;
+        }
+        std::fs::copy(src.join(rel), &to)
+            .map_err(|e| AppsError::Io(format!("{}: {e}", rel.display())))?;
+    }
+    Ok(())
+}
+
 /// The zip's metadata, read without unpacking it.
 fn describe(zip: &[u8], file_name: &str) -> Result<Manifest, AppsError> {
     let manifest = archive::read_small(zip, "cowork.manifest.json", MAX_METADATA)?;
@@ -603,17 +620,13 @@ impl Apps {
             bundle_bytes = built.bytes;
             bundle_ms = built.took.as_millis().min(u32::MAX as u128) as u32;
         }
-        for rel in unpacked.files.iter().filter(|f| bundle::is_served_asset(f)) {
-            let to = site.join(bundle::served_path(rel));
-            if to.exists() {
-                continue; // the bundle's own files win
-            }
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| AppsError::Io(e.to_string()))?;
-            }
-            std::fs::copy(src.join(rel), &to)
-                .map_err(|e| AppsError::Io(format!("{}: {e}", rel.display())))?;
-        }
+        let copied = {
+            let (files, src, site) = (unpacked.files.clone(), src.clone(), site.clone());
+            tokio::task::spawn_blocking(move || copy_assets(&files, &src, &site))
+                .await
+                .map_err(|e| AppsError::Io(e.to_string()))?
+        };
+        copied?;
         std::fs::write(site.join("index.html"), page).map_err(|e| AppsError::Io(e.to_string()))?;
         let disclosure = manifest::disclosure(&m);
         Ok((

@@ -79,30 +79,33 @@ pub struct Focus {
     pub since_ms: i64,
     /// The newest activity's row id.
     pub activity_id: i64,
+    /// The newest activity's URL, when capture knows it.
+    pub url: Option<String>,
 }
 
 /// Where the person's focus is (read only; the newest 200 activities).
 pub fn focus(c: &Connection) -> Option<Focus> {
     let mut s = c
         .prepare(
-            "SELECT id, app_name, window_title, started_ms FROM capture_activities
+            "SELECT id, app_name, window_title, started_ms, url FROM capture_activities
              ORDER BY started_ms DESC, id DESC LIMIT 200",
         )
         .ok()?;
-    let rows: Vec<(i64, String, String, i64)> = s
+    let rows: Vec<(i64, String, String, i64, Option<String>)> = s
         .query_map([], |r| {
             Ok((
                 r.get(0)?,
                 r.get::<_, Option<String>>(1)?.unwrap_or_default(),
                 r.get::<_, Option<String>>(2)?.unwrap_or_default(),
                 r.get(3)?,
+                r.get(4)?,
             ))
         })
         .ok()?
         .filter_map(Result::ok)
         .collect();
-    let (id, app, title, mut since) = rows.first().cloned()?;
-    for (_, a, _, started) in &rows[1..] {
+    let (id, app, title, mut since, url) = rows.first().cloned()?;
+    for (_, a, _, started, _) in &rows[1..] {
         if *a != app {
             break;
         }
@@ -113,6 +116,7 @@ pub fn focus(c: &Connection) -> Option<Focus> {
         title,
         since_ms: since,
         activity_id: id,
+        url,
     })
 }
 
