@@ -19,6 +19,7 @@ const FILES: &[&str] = &[
     "cowork/notifications/v1/notifications.proto",
     "cowork/thermal/v1/thermal.proto",
     "cowork/apps/v1/apps.proto",
+    "cowork/audio/v1/audio.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

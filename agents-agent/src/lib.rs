@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod apps;
+pub mod audio;
 pub mod automation;
 pub mod browser;
 pub mod chat;

@@ -13,7 +13,7 @@
 //! cowork.db cannot be used (e.g. it was migrated by a newer build).
 
 use agents_agent::{
-    agent, apps, automation, browser, chat, db, gateway, llm, mcp, memory, models, notifications,
+    agent, apps, audio, automation, browser, chat, db, gateway, llm, mcp, memory, models, notifications,
     schema, thermal,
 };
 use cowork_proto::pb;
@@ -86,6 +86,23 @@ fn main() -> std::process::ExitCode {
             heat.clone(),
         ));
         let memory = memory::Memory::new(db.clone(), config.clone(), sessions.clone());
+        // Whisper models: the home's own, then where scripts/whisper-model.sh
+        // puts them.
+        let mut whisper_dirs = vec![ctx.paths.models_dir().join("whisper")];
+        if let Some(cache) = std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")))
+        {
+            whisper_dirs.push(cache.join("cowork/whisper"));
+        }
+        let transcription = audio::Audio::new(
+            db.clone(),
+            config.clone(),
+            ctx.paths.audio_dir(),
+            whisper_dirs,
+            Some(heat.clone()),
+        );
+        transcription.spawn(ctx.shutdown.clone());
         // Chat answers with memory's layers (working memory, pins, recent
         // capture, search, backfill; grounded questions' refusals).
         // Installed apps read context through their lane (data, never
@@ -206,6 +223,9 @@ fn main() -> std::process::ExitCode {
                 ))
                 .max_decoding_message_size(apps::service::MAX_MESSAGE),
             )
+            .add_service(pb::audio::audio_server::AudioServer::new(
+                audio::service::AudioService::new(transcription),
+            ))
     })
 }
 

@@ -17,4 +17,5 @@ pub const OWNERS: &[Owner] = &[
     crate::automation::store::OWNER,
     crate::notifications::store::OWNER,
     crate::apps::store::OWNER,
+    crate::audio::store::OWNER,
 ];

@@ -65,6 +65,9 @@ pub struct CaptureConfig {
     /// Rows are committed at least this often (the most a SIGKILL can
     /// lose; capped at 1000).
     pub flush_interval_ms: u64,
+    /// The `[audio]` section's recording keys (not part of `[capture]`).
+    #[serde(skip)]
+    pub audio: crate::audio::AudioSettings,
 }
 
 impl Default for CaptureConfig {
@@ -82,6 +85,7 @@ impl Default for CaptureConfig {
             idle_threshold_s: 300,
             keystroke_debounce_ms: 2000,
             flush_interval_ms: 250,
+            audio: crate::audio::AudioSettings::default(),
         }
     }
 }
@@ -111,6 +115,8 @@ pub enum ConfigError {
 struct File {
     #[serde(default)]
     capture: CaptureConfig,
+    #[serde(default)]
+    audio: crate::audio::AudioSettings,
 }
 
 impl CaptureConfig {
@@ -134,9 +140,9 @@ impl CaptureConfig {
 
     /// Parse a whole config file's text.
     pub fn parse(text: &str, home: &Path) -> Result<Self, String> {
-        let mut c = toml::from_str::<File>(text)
-            .map_err(|e| e.to_string())?
-            .capture;
+        let file = toml::from_str::<File>(text).map_err(|e| e.to_string())?;
+        let mut c = file.capture;
+        c.audio = file.audio.normalize(home)?;
         if !(c.sim_speed >= 0.0 && c.sim_speed.is_finite()) {
             return Err(format!(
                 "sim_speed must be 0 (as fast as possible) or a positive number, not {}",

@@ -5,6 +5,7 @@
 //! each commit, so a SIGKILL loses at most that interval's events. SIGTERM
 //! closes and commits everything.
 
+use crate::audio::recorder::{AudioMsg, Recorder};
 use crate::config::{CaptureConfig, SourceKind};
 use crate::event::{AwayKind, Stream, StreamSet};
 use crate::pipeline::{ActiveWindow, Pipeline};
@@ -83,7 +84,9 @@ pub struct Live {
     /// The source's state: Ok(detail) or Err(reason).
     pub source_health: Option<Result<String, String>>,
     /// Per stream, in [`Stream::ALL`] order.
-    pub stats: [StreamStats; 4],
+    pub stats: [StreamStats; 5],
+    /// The audio recorder.
+    pub audio: AudioLive,
     /// The active window.
     pub active: Option<ActiveWindow>,
     /// Idle or asleep.
@@ -92,6 +95,24 @@ pub struct Live {
     pub rows_written: u64,
     /// The last database error, if writes are failing.
     pub store_error: Option<String>,
+}
+
+/// The audio recorder's live figures.
+#[derive(Debug, Clone, Default)]
+pub struct AudioLive {
+    /// "microphone" or "sim".
+    pub source: String,
+    /// Recording: `Ok(detail)`, or `Err(reason)`; None while the stream
+    /// is off.
+    pub health: Option<Result<String, String>>,
+    /// Segments recorded since start.
+    pub segments: u64,
+    /// End of the last segment recorded, Unix ms.
+    pub last_segment_ms: Option<i64>,
+    /// Microphone blocks dropped because the recorder fell behind.
+    pub dropped_blocks: u64,
+    /// The audio folder.
+    pub dir: String,
 }
 
 /// Errors talking to the engine.
@@ -110,6 +131,7 @@ pub enum EngineError {
 
 enum Command {
     Source(SourceMsg),
+    Audio(AudioMsg),
     SetStream(Stream, bool, mpsc::Sender<Result<(), String>>),
     Flush(mpsc::Sender<Result<(), String>>),
     Shutdown(mpsc::Sender<()>),
@@ -220,7 +242,24 @@ impl Engine {
                 None
             }
         };
+        // Segment files whose rows a crash lost are recorded again (the
+        // store ignores those it has); half-written files go.
+        let audio_dir = crate::audio::audio_dir(home);
+        let recovered = match crate::audio::folder::recover(&audio_dir) {
+            Ok(rows) => rows.into_iter().map(Row::Audio).collect(),
+            Err(e) => {
+                tracing::warn!(dir = %audio_dir.display(), error = %e, "cannot read the audio folder");
+                Vec::new()
+            }
+        };
+        if let Ok(mut l) = live.lock() {
+            l.audio.source = cfg.audio.source.name().to_owned();
+            l.audio.dir = audio_dir.display().to_string();
+        }
         let mut core = Core {
+            recorder: None,
+            audio_dir,
+            audio_tx: tx.clone(),
             store,
             pipeline,
             source,
@@ -229,7 +268,7 @@ impl Engine {
             home: home.to_path_buf(),
             live: live.clone(),
             health,
-            pending: Vec::new(),
+            pending: recovered,
             dirty_since: None,
             paused,
             held_health: None,
@@ -242,6 +281,7 @@ impl Engine {
             .name("capture-engine".into())
             .spawn(move || {
                 core.start_source();
+                core.sync_recorder();
                 core.run(rx);
             })
             .map_err(|_| EngineError::Stopped)?;
@@ -302,6 +342,12 @@ impl Engine {
 
 struct Core {
     store: Store,
+    /// The audio recorder, while the `audio` stream is on.
+    recorder: Option<Recorder>,
+    /// `$COWORK_HOME/audio`.
+    audio_dir: PathBuf,
+    /// Where the recorder sends what it records.
+    audio_tx: SyncSender<Command>,
     pipeline: Pipeline,
     source: Option<Box<dyn Source>>,
     cfg: CaptureConfig,
@@ -424,6 +470,7 @@ impl Core {
                         l.source_health = Some(h);
                     }
                 }
+                Ok(Command::Audio(msg)) => self.audio(msg),
                 Ok(Command::SetStream(stream, on, reply)) => {
                     let r = self.set_stream(stream, on);
                     let _ = reply.send(r);
@@ -433,13 +480,13 @@ impl Core {
                     let _ = reply.send(r);
                 }
                 Ok(Command::Shutdown(reply)) => {
-                    self.stop();
+                    self.stop(&rx);
                     let _ = reply.send(());
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.stop();
+                    self.stop(&rx);
                     return;
                 }
             }
@@ -475,6 +522,94 @@ impl Core {
         }
     }
 
+    /// The recorder runs exactly while the `audio` stream is on and
+    /// capture is not paused.
+    fn sync_recorder(&mut self) {
+        let want = self.paused.is_none() && self.pipeline.streams().get(Stream::Audio);
+        match (want, self.recorder.is_some()) {
+            (true, false) => {
+                let tx = self.audio_tx.clone();
+                match Recorder::start(self.cfg.audio.clone(), self.audio_dir.clone(), move |m| {
+                    tx.send(Command::Audio(m)).is_ok()
+                }) {
+                    Ok(r) => {
+                        tracing::info!(source = self.cfg.audio.source.name(), "audio recording started");
+                        self.recorder = Some(r);
+                    }
+                    Err(e) => self.audio(AudioMsg::Health(Err(format!(
+                        "audio: cannot start recording into {}: {e}",
+                        self.audio_dir.display()
+                    )))),
+                }
+            }
+            (false, true) => {
+                if let Some(r) = self.recorder.take() {
+                    // Consent withdrawn (or paused): the open segment goes.
+                    r.stop(false);
+                    tracing::info!("audio recording stopped");
+                }
+                if let Ok(mut l) = self.live.lock() {
+                    l.audio.health = None;
+                }
+                self.settle_health();
+            }
+            _ => {}
+        }
+    }
+
+    /// A message from the recorder.
+    fn audio(&mut self, msg: AudioMsg) {
+        match msg {
+            AudioMsg::Segment(row) => {
+                let i = stream_index(Stream::Audio);
+                if let Ok(mut l) = self.live.lock() {
+                    l.audio.segments += 1;
+                    l.audio.last_segment_ms = Some(row.ended_ms);
+                    let st = &mut l.stats[i];
+                    st.last_event_ms = Some(row.ended_ms);
+                    st.rate.record(now_ms().div_euclid(1000));
+                    st.total += 1;
+                }
+                // Recorded while the stream was on: its row is written even
+                // if consent was withdrawn since.
+                self.pending.push(Row::Audio(row));
+                self.touch();
+            }
+            AudioMsg::Health(h) => {
+                match &h {
+                    Ok(detail) => tracing::info!(%detail, "audio recorder"),
+                    Err(reason) => tracing::warn!(%reason, "audio recorder degraded"),
+                }
+                if let Ok(mut l) = self.live.lock() {
+                    l.audio.health = Some(h);
+                }
+                self.settle_health();
+            }
+        }
+        if let (Some(r), Ok(mut l)) = (self.recorder.as_ref(), self.live.lock()) {
+            l.audio.dropped_blocks = r.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The worker's health from everything that can degrade it: paused,
+    /// the store, the desktop source, the recorder (while audio is on).
+    fn settle_health(&self) {
+        if self.paused.is_some() {
+            return;
+        }
+        let Ok(l) = self.live.lock() else { return };
+        if let Some(e) = &l.store_error {
+            self.health
+                .set_degraded(format!("cannot write capture rows: {e}"));
+        } else if let Some(Err(reason)) = &l.source_health {
+            self.health.set_degraded(reason.clone());
+        } else if let Some(Err(reason)) = &l.audio.health {
+            self.health.set_degraded(reason.clone());
+        } else {
+            self.health.set_ready();
+        }
+    }
+
     fn touch(&mut self) {
         if self.dirty_since.is_none() {
             self.dirty_since = Some(Instant::now());
@@ -494,6 +629,9 @@ impl Core {
             l.streams = Some(streams);
         }
         tracing::info!(%stream, enabled = on, "capture stream consent changed");
+        if stream == Stream::Audio {
+            self.sync_recorder();
+        }
         self.pending.extend(self.pipeline.take_rows());
         self.commit()
     }
@@ -542,6 +680,15 @@ impl Core {
     }
 
     fn retention(&mut self) {
+        // Audio files: the shorter of the two retentions (a file never
+        // outlives its row).
+        let audio_cutoff =
+            now_ms() - self.cfg.audio.retention_ms().min(self.cfg.retention_ms());
+        match crate::audio::folder::expire(&self.audio_dir, audio_cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "retention: old audio files deleted"),
+            Err(e) => tracing::warn!(error = %e, "audio retention failed; will retry"),
+        }
         let cutoff = now_ms() - self.cfg.retention_ms();
         match self.store.enforce_retention(cutoff) {
             Ok(0) => {}
@@ -576,6 +723,10 @@ impl Core {
             self.cfg.denylist = c.denylist;
             self.cfg.denylist_extra = c.denylist_extra;
             self.cfg.redact_patterns = c.redact_patterns;
+            if c.audio != self.cfg.audio {
+                // Recording settings apply at the next start of recording.
+                self.cfg.audio = c.audio;
+            }
         }
         tracing::info!("capture privacy and retention settings reloaded");
         if self.paused.take().is_some() {
@@ -597,6 +748,9 @@ impl Core {
             if let Some(src) = self.source.as_mut() {
                 src.set_wants(crate::event::StreamSet::none().wants());
             }
+            if let Some(r) = self.recorder.take() {
+                r.stop(true);
+            }
         }
         self.health.set_degraded(reason.clone());
         if let Ok(mut l) = self.live.lock() {
@@ -611,6 +765,7 @@ impl Core {
 
     /// config.toml is valid again: read and record as the person asked.
     fn resume(&mut self) {
+        self.sync_recorder();
         tracing::info!("capture resumed: config.toml is valid again");
         if let Ok(mut l) = self.live.lock() {
             l.source_health = Some(
@@ -653,7 +808,17 @@ impl Core {
         }
     }
 
-    fn stop(&mut self) {
+    fn stop(&mut self, rx: &mpsc::Receiver<Command>) {
+        // The segment being recorded is closed and kept; its row (and any
+        // still queued) is written with the rest.
+        if let Some(r) = self.recorder.take() {
+            r.stop(true);
+        }
+        while let Ok(cmd) = rx.try_recv() {
+            if let Command::Audio(AudioMsg::Segment(row)) = cmd {
+                self.pending.push(Row::Audio(row));
+            }
+        }
         self.pipeline.shutdown(self.clock_ms());
         if let Err(e) = self.commit() {
             tracing::error!(error = %e, "final capture commit failed");

@@ -16,15 +16,19 @@ pub enum Stream {
     Keystrokes,
     /// Clipboard copy/cut/paste events with the source app.
     Clipboard,
+    /// Microphone audio, as voice-activity-gated segment files (off until
+    /// the person turns it on).
+    Audio,
 }
 
 impl Stream {
     /// Every stream, in display order.
-    pub const ALL: [Stream; 4] = [
+    pub const ALL: [Stream; 5] = [
         Stream::Window,
         Stream::Focus,
         Stream::Keystrokes,
         Stream::Clipboard,
+        Stream::Audio,
     ];
 
     /// The name used in config, CLI, the API and the database.
@@ -34,6 +38,7 @@ impl Stream {
             Stream::Focus => "focus",
             Stream::Keystrokes => "keystrokes",
             Stream::Clipboard => "clipboard",
+            Stream::Audio => "audio",
         }
     }
 
@@ -50,7 +55,7 @@ impl fmt::Display for Stream {
 
 /// A stream name that is not one of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown capture stream {0:?} (expected window, focus, keystrokes or clipboard)")]
+#[error("unknown capture stream {0:?} (expected window, focus, keystrokes, clipboard or audio)")]
 pub struct UnknownStream(pub String);
 
 impl FromStr for Stream {
@@ -61,26 +66,28 @@ impl FromStr for Stream {
             "focus" => Ok(Stream::Focus),
             "keystrokes" | "keys" => Ok(Stream::Keystrokes),
             "clipboard" => Ok(Stream::Clipboard),
+            "audio" => Ok(Stream::Audio),
             other => Err(UnknownStream(other.to_owned())),
         }
     }
 }
 
-/// Which streams are enabled (all are, by default: seed "Context stream
-/// defaults").
+/// Which streams are enabled. By default the four desktop streams are
+/// (seed "Context stream defaults") and `audio` is not: a microphone is
+/// recorded only once the person turns it on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamSet([bool; 4]);
+pub struct StreamSet([bool; 5]);
 
 impl Default for StreamSet {
     fn default() -> Self {
-        Self([true; 4])
+        Self([true, true, true, true, false])
     }
 }
 
 impl StreamSet {
     /// No stream enabled.
     pub fn none() -> Self {
-        Self([false; 4])
+        Self([false; 5])
     }
     /// Is `s` enabled?
     pub fn get(&self, s: Stream) -> bool {
@@ -92,7 +99,8 @@ impl StreamSet {
     }
     /// What a source must read to serve these streams (see [`Wants`]).
     pub fn wants(&self) -> Wants {
-        let any = self.0.iter().any(|b| *b);
+        // Audio needs no window: it is the recorder's, not the source's.
+        let any = self.0[..4].iter().any(|b| *b);
         Wants {
             window: any,
             idle: self.get(Stream::Window) || self.get(Stream::Focus),

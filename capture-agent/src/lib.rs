@@ -2,10 +2,12 @@
 //! independent, consented capture streams.
 //!
 //! Domain (pure, no SQL, no gRPC): [`event`], [`privacy`], [`chunker`],
-//! [`buffer`], [`pipeline`], [`source::keymap`]. Adapters: [`source`]
-//! (X11, simulation), [`store`] (SQLite), [`engine`] (the thread tying them
+//! [`buffer`], [`pipeline`], [`source::keymap`], [`audio::vad`]. Adapters:
+//! [`source`] (X11, simulation), [`audio`] (the microphone, segment
+//! files), [`store`] (SQLite), [`engine`] (the thread tying them
 //! together), [`service`] (gRPC).
 
+pub mod audio;
 pub mod buffer;
 pub mod chunker;
 pub mod config;

@@ -288,7 +288,10 @@ impl Pipeline {
                     self.open_focus(at);
                 }
             }
-            (Stream::Keystrokes | Stream::Clipboard, true) => {}
+            // The audio recorder is the engine's; the pipeline only knows
+            // the stream's consent.
+            (Stream::Keystrokes | Stream::Clipboard | Stream::Audio, true)
+            | (Stream::Audio, false) => {}
         }
     }
 
@@ -680,6 +683,7 @@ mod tests {
             Row::Away(a) => (2, a.id),
             Row::Chunk(c) => (3, c.id),
             Row::Clipboard(c) => (4, c.id),
+            Row::Audio(_) => (5, 0),
         }
     }
 
@@ -792,7 +796,7 @@ mod tests {
         assert!(rows.iter().all(|r| match r {
             Row::Activity(a) => a.app == "Firefox",
             Row::Focus(f) => f.app == "Firefox",
-            Row::Chunk(_) | Row::Clipboard(_) => false,
+            Row::Chunk(_) | Row::Clipboard(_) | Row::Audio(_) => false,
             Row::Away(_) => true,
         }));
         assert_eq!(activities(&rows).len(), 1);

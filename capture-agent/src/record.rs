@@ -118,6 +118,8 @@ pub enum Row {
     Chunk(ChunkRow),
     /// Clipboard event.
     Clipboard(ClipboardRow),
+    /// A recorded audio segment (its file is already written).
+    Audio(crate::audio::AudioSegmentRow),
 }
 
 impl Row {
@@ -128,7 +130,7 @@ impl Row {
             Row::Focus(r) => r.ended_ms.is_none(),
             Row::Away(r) => r.ended_ms.is_none(),
             Row::Chunk(r) => r.flush_reason.is_none(),
-            Row::Clipboard(_) => false,
+            Row::Clipboard(_) | Row::Audio(_) => false,
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::engine::{Engine, Live};
 use crate::event::Stream;
 use crate::store::{self, RecentQuery};
 use cowork_proto::pb::capture::{
-    capture_server, ActivityRecord, GetActiveWindowRequest, GetActiveWindowResponse,
+    capture_server, ActivityRecord, AudioRecorderStatus, GetActiveWindowRequest, GetActiveWindowResponse,
     GetStatusRequest, GetStatusResponse, ListRecentRequest, ListRecentResponse,
     SetStreamEnabledRequest, SetStreamEnabledResponse, StreamStatus,
 };
@@ -35,10 +35,34 @@ fn stream_status(live: &Live, s: Stream, now_sec: i64) -> StreamStatus {
     StreamStatus {
         name: s.name().to_owned(),
         enabled: live.streams.is_some_and(|set| set.get(s)),
-        source: live.source.clone(),
+        source: if s == Stream::Audio {
+            live.audio.source.clone()
+        } else {
+            live.source.clone()
+        },
         events_last_minute: st.rate.count(now_sec),
         last_event_unix_ms: st.last_event_ms,
         events_total: st.total,
+    }
+}
+
+fn audio_status(live: &Live) -> AudioRecorderStatus {
+    let on = live.streams.is_some_and(|set| set.get(Stream::Audio));
+    let a = &live.audio;
+    let (state, detail) = match (&a.health, on) {
+        (_, false) => ("off", "the audio stream is off".to_owned()),
+        (Some(Err(r)), true) => ("degraded", r.clone()),
+        (Some(Ok(d)), true) => ("recording", d.clone()),
+        (None, true) => ("recording", "starting".to_owned()),
+    };
+    AudioRecorderStatus {
+        source: a.source.clone(),
+        state: state.to_owned(),
+        detail,
+        segments: a.segments,
+        last_segment_unix_ms: a.last_segment_ms,
+        dropped_blocks: a.dropped_blocks,
+        folder: a.dir.clone(),
     }
 }
 
@@ -76,6 +100,7 @@ impl capture_server::Capture for CaptureService {
             source_detail: detail,
             rows_written: live.rows_written,
             away: live.away.map(|a| a.name().to_owned()).unwrap_or_default(),
+            audio: Some(audio_status(&live)),
         }))
     }
 

@@ -23,6 +23,7 @@ pub const TABLES: &[&str] = &[
     "capture_idle_periods",
     "capture_keystroke_chunks",
     "capture_clipboard_events",
+    "capture_audio_segments",
 ];
 
 /// Capture's migrations, in order; migration `i` brings the schema to
@@ -100,6 +101,24 @@ const MIGRATIONS: &[Step] = &[
     Step::Sql(
         "CREATE INDEX capture_activities_updated ON capture_activities(updated_ms, id);
          CREATE INDEX capture_keystroke_chunks_updated ON capture_keystroke_chunks(updated_ms, id);",
+    ),
+    // 3: the audio stream: one row per recorded segment file (in
+    // `$COWORK_HOME/audio/`). Ids only grow (AUTOINCREMENT), so readers
+    // can follow new segments by id.
+    Step::Sql(
+        "CREATE TABLE capture_audio_segments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        file TEXT NOT NULL UNIQUE,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER NOT NULL,
+        sample_rate INTEGER NOT NULL,
+        samples INTEGER NOT NULL,
+        speech_ms INTEGER NOT NULL,
+        peak_db REAL NOT NULL,
+        source TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+     );
+     CREATE INDEX capture_audio_segments_started ON capture_audio_segments(started_ms);",
     ),
 ];
 
@@ -360,12 +379,16 @@ impl Store {
                 )
                 .map_err(err)?;
         }
-        n += tx
-            .execute(
-                "DELETE FROM capture_clipboard_events WHERE at_ms < ?1",
-                [cutoff_ms],
-            )
-            .map_err(err)?;
+        for table in ["capture_clipboard_events", "capture_audio_segments"] {
+            let at = if table == "capture_audio_segments" {
+                "ended_ms"
+            } else {
+                "at_ms"
+            };
+            n += tx
+                .execute(&format!("DELETE FROM {table} WHERE {at} < ?1"), [cutoff_ms])
+                .map_err(err)?;
+        }
         tx.commit().map_err(err)?;
         Ok(n)
     }
@@ -467,6 +490,26 @@ fn write_row(tx: &rusqlite::Transaction<'_>, row: &Row, now: i64) -> rusqlite::R
                 c.at_ms
             ])?;
         }
+        // Written once, complete; a file recorded again after a crash
+        // (its row may have made it) is ignored.
+        Row::Audio(a) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO capture_audio_segments (file, started_ms, ended_ms,
+                    sample_rate, samples, speech_ms, peak_db, source, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                a.file,
+                a.started_ms,
+                a.ended_ms,
+                crate::audio::vad::SAMPLE_RATE,
+                a.samples as i64,
+                a.speech_ms as i64,
+                a.peak_db,
+                a.source,
+                now
+            ])?;
+        }
     }
     Ok(())
 }
@@ -553,6 +596,15 @@ pub fn recent(conn: &Connection, q: &RecentQuery) -> Result<Vec<RecentItem>, rus
                 NULL, text, op FROM capture_clipboard_events
              WHERE at_ms < ?2 AND at_ms >= ?1
              ORDER BY at_ms DESC, id DESC LIMIT ?3",
+        )?;
+    }
+    if want(Stream::Audio) {
+        run(
+            Stream::Audio,
+            "SELECT 'audio_segment', id, started_ms, ended_ms, NULL, NULL, NULL, NULL, NULL,
+                file FROM capture_audio_segments
+             WHERE started_ms < ?2 AND ended_ms >= ?1
+             ORDER BY started_ms DESC, id DESC LIMIT ?3",
         )?;
     }
     items.sort_by(|a, b| {

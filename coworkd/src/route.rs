@@ -46,6 +46,7 @@ const DOMAINS: &[(&str, Option<WorkerName>)] = &[
     ("notifications", Some(WorkerName::Agents)),
     ("thermal", Some(WorkerName::Agents)),
     ("apps", Some(WorkerName::Agents)),
+    ("audio", Some(WorkerName::Agents)),
     ("browser", Some(WorkerName::Browser)),
 ];
 

@@ -94,6 +94,10 @@ pub mod pb {
     pub mod apps {
         tonic::include_proto!("cowork.apps.v1");
     }
+    /// `cowork.audio.v1`: transcription of the audio stream (agents-agent).
+    pub mod audio {
+        tonic::include_proto!("cowork.audio.v1");
+    }
 
     /// Encoded `FileDescriptorSet` of every Cowork proto, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

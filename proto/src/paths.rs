@@ -113,6 +113,12 @@ impl CoworkPaths {
         self.home.join("apps")
     }
 
+    /// `$COWORK_HOME/audio`: the audio stream's segment files (written by
+    /// capture-agent, deleted by agents-agent once transcribed).
+    pub fn audio_dir(&self) -> PathBuf {
+        self.home.join("audio")
+    }
+
     /// `models/` in the home directory: downloaded model files. Downloads
     /// never write outside it.
     pub fn models_dir(&self) -> PathBuf {

@@ -618,6 +618,19 @@ pub fn minilm_model_path() -> String {
     peer_file("COWORK_TEST_MINILM", "the all-MiniLM-L6-v2 GGUF")
 }
 
+/// Whisper tiny.en in whisper.cpp's format (scripts/peers.sh runs
+/// scripts/whisper-model.sh and sets `COWORK_TEST_WHISPER`).
+pub fn whisper_model_path() -> String {
+    peer_file("COWORK_TEST_WHISPER", "the Whisper tiny.en model")
+}
+
+/// A spoken clip: beckett.wav from the useful-moonshine-onnx wheel, 16 kHz
+/// mono, 10 s ("Ever tried. Ever failed. No matter. Try again. Fail again.
+/// Fail better."); `COWORK_TEST_SPEECH`, set by scripts/peers.sh.
+pub fn speech_clip_path() -> String {
+    peer_file("COWORK_TEST_SPEECH", "the spoken test clip")
+}
+
 /// The apps runtime (esbuild, react, react-dom, @google/genai) that
 /// scripts/apps-runtime.sh installs (`COWORK_TEST_APPS_RUNTIME`, set by
 /// scripts/peers.sh): `[apps] runtime_dir` of the apps tests.

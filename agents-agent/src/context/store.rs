@@ -3,7 +3,7 @@
 //! Layer 1, and the changed rows memory indexes. The only SQL for them.
 
 use super::layer1::Window;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 /// The `recent` newest activities, newest first; empty when capture has
 /// none, or has not created its tables yet.
@@ -238,6 +238,7 @@ pub fn existing_rows(c: &Connection, stream: &str, ids: &[i64]) -> rusqlite::Res
         "window" => "capture_activities",
         "keystrokes" => "capture_keystroke_chunks",
         "clipboard" => "capture_clipboard_events",
+        "audio" => "capture_audio_segments",
         _ => return Ok(Vec::new()),
     };
     const PAGE: usize = 500;
@@ -255,6 +256,19 @@ pub fn existing_rows(c: &Connection, stream: &str, ids: &[i64]) -> rusqlite::Res
         }
     }
     Ok(out)
+}
+
+/// Whether the person turned `stream` on; a stream never switched is off
+/// here (used for `audio`, which capture records only once turned on).
+pub fn stream_on(c: &Connection, stream: &str) -> rusqlite::Result<bool> {
+    let r = c
+        .prepare_cached("SELECT enabled FROM capture_streams WHERE stream = ?1")
+        .and_then(|mut s| s.query_row([stream], |r| r.get::<_, i64>(0)).optional());
+    match r {
+        Ok(v) => Ok(v == Some(1)),
+        Err(e) if no_table(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The streams the person turned off (`capture_streams.enabled = 0`);

@@ -140,7 +140,7 @@ async fn sweep(memory: &Memory) -> Result<usize, MemoryError> {
 /// longer exist (capture's retention deleted them). Read only.
 pub fn deleted_rows(c: &rusqlite::Connection) -> rusqlite::Result<Vec<(Stream, Vec<i64>)>> {
     let mut out = Vec::new();
-    for stream in Stream::CAPTURE {
+    for stream in Stream::FROM_CAPTURE_ROWS {
         let mut gone = Vec::new();
         let mut after = 0;
         loop {
@@ -233,7 +233,45 @@ pub fn collect(c: &rusqlite::Connection) -> rusqlite::Result<Collected> {
     if after != chat_mark {
         store::set_watermark(&tx, Stream::Chat.as_str(), 0, after)?;
     }
+    done = collect_audio(&tx, done)?;
     tx.commit()?;
+    Ok(done)
+}
+
+/// Transcripts of recorded speech, followed by segment id like chat by
+/// rowid; with the audio stream off, its items leave memory (as a capture
+/// stream's do) and are read again from the start when it is on.
+fn collect_audio(tx: &rusqlite::Transaction<'_>, mut done: Collected) -> rusqlite::Result<Collected> {
+    let name = Stream::Audio.as_str();
+    let (_, mark) = store::watermark(tx, name)?;
+    if !capture::stream_on(tx, name)? {
+        if mark != 0 {
+            done.removed += store::remove_stream(tx, Stream::Audio)?;
+            store::set_watermark(tx, name, 0, 0)?;
+        }
+        return Ok(done);
+    }
+    let mut after = mark;
+    for _ in 0..PAGES {
+        let transcripts = crate::audio::store::with_text_after(tx, after, PAGE)?;
+        for t in &transcripts {
+            if let Some(source) = sources::from_transcript(t) {
+                let chunks = sources::chunks_of(&source.text, "");
+                if let store::Stored::Written(_) =
+                    store::put_source(tx, Kind::Activity, &source, &chunks)?
+                {
+                    done.stored += 1;
+                }
+            }
+            after = t.segment_id;
+        }
+        if transcripts.len() < PAGE as usize {
+            break;
+        }
+    }
+    if after != mark {
+        store::set_watermark(tx, name, 0, after)?;
+    }
     Ok(done)
 }
 

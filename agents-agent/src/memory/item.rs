@@ -80,6 +80,8 @@ pub enum Stream {
     Import,
     /// An observation.
     Observation,
+    /// audio_transcripts (speech the microphone heard, transcribed here).
+    Audio,
 }
 
 impl Stream {
@@ -92,26 +94,38 @@ impl Stream {
             Stream::Chat => "chat",
             Stream::Import => "import",
             Stream::Observation => "observation",
+            Stream::Audio => "audio",
         }
     }
 
     /// Every stream.
-    pub const ALL: [Stream; 6] = [
+    pub const ALL: [Stream; 7] = [
         Stream::Window,
         Stream::Keystrokes,
         Stream::Clipboard,
         Stream::Chat,
         Stream::Import,
         Stream::Observation,
+        Stream::Audio,
     ];
 
     /// The capture streams, whose rows memory reads from capture's tables
     /// (and whose consent it follows).
     pub const CAPTURE: [Stream; 3] = [Stream::Window, Stream::Keystrokes, Stream::Clipboard];
 
-    /// Text the person typed or copied: never sent to a cloud embedder.
+    /// The streams whose items come from a capture row (`row`), removed
+    /// when capture's retention deletes it.
+    pub const FROM_CAPTURE_ROWS: [Stream; 4] = [
+        Stream::Window,
+        Stream::Keystrokes,
+        Stream::Clipboard,
+        Stream::Audio,
+    ];
+
+    /// Text the person typed, copied or said: never sent to a cloud
+    /// embedder (audio never leaves the device, nor does its transcript).
     pub fn is_private_text(self) -> bool {
-        matches!(self, Stream::Keystrokes | Stream::Clipboard)
+        matches!(self, Stream::Keystrokes | Stream::Clipboard | Stream::Audio)
     }
 
     /// The source id of capture row `row` of this stream
@@ -202,5 +216,7 @@ mod tests {
         assert_eq!(Stream::Window.capture_source_id(12), "activity:12");
         assert_eq!(Stream::Clipboard.capture_source_id(9), "clipboard:9");
         assert!(Stream::Keystrokes.is_private_text() && !Stream::Window.is_private_text());
+        assert!(Stream::Audio.is_private_text());
+        assert_eq!(Stream::Audio.capture_source_id(4), "audio:4");
     }
 }

@@ -38,6 +38,23 @@ pub fn from_capture(stream: Stream, row: &CaptureRow) -> Option<Source> {
     })
 }
 
+/// A transcript of recorded speech as a source ("Heard: …"), keyed by its
+/// capture segment; None when nothing was said.
+pub fn from_transcript(t: &crate::audio::store::Transcript) -> Option<Source> {
+    let text = t.text.trim();
+    (!text.is_empty()).then(|| Source {
+        stream: Stream::Audio,
+        source_id: Stream::Audio.capture_source_id(t.segment_id),
+        row: Some(t.segment_id),
+        text: format!("Heard (microphone): {text}"),
+        time_ms: t.started_ms,
+        app: String::new(),
+        collection: String::new(),
+        thread: String::new(),
+        seq: 0,
+    })
+}
+
 /// The most of the previous message a message is indexed with.
 pub const CONTEXT_CHARS: usize = 400;
 

@@ -168,6 +168,11 @@ impl Thermal {
         s
     }
 
+    /// What local AI is doing now (cheap: no config read).
+    pub fn mode(&self) -> Mode {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).mode
+    }
+
     /// Whether a cloud provider has a key (the person chose a cloud model).
     fn cloud_allowed(&self) -> bool {
         AgentsConfig::load(&self.config)

@@ -14,14 +14,14 @@ use std::process::ExitCode;
 pub enum Cmd {
     /// Each stream: enabled, source, events in the last minute, last event.
     Status,
-    /// Turn a stream on (window, focus, keystrokes or clipboard).
+    /// Turn a stream on (window, focus, keystrokes, clipboard or audio).
     Enable {
-        /// window, focus, keystrokes or clipboard.
+        /// window, focus, keystrokes, clipboard or audio.
         stream: String,
     },
     /// Turn a stream off: it is no longer even read from its source.
     Disable {
-        /// window, focus, keystrokes or clipboard.
+        /// window, focus, keystrokes, clipboard or audio.
         stream: String,
     },
     /// Recent records, newest first.

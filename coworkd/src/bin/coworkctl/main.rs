@@ -8,6 +8,7 @@
 mod agent;
 mod approvals;
 mod apps;
+mod audio;
 mod automations;
 mod browser;
 mod capture;
@@ -93,6 +94,12 @@ enum Cmd {
     Notifications {
         #[command(subcommand)]
         command: notifications::Cmd,
+    },
+    /// The audio stream: status, enable, disable, transcripts (recorded
+    /// and transcribed on this machine only).
+    Audio {
+        #[command(subcommand)]
+        command: audio::Cmd,
     },
     /// Installed web apps: install a zip, list, show, open, audit, remove.
     Apps {
@@ -202,6 +209,7 @@ async fn run(cmd: Cmd, ctx: &mut Ctx) -> anyhow::Result<ExitCode> {
         Cmd::Automations { command } => automations::run(command, ctx).await,
         Cmd::Notifications { command } => notifications::run(command, ctx).await,
         Cmd::Apps { command } => apps::run(command, ctx).await,
+        Cmd::Audio { command } => audio::run(command, ctx).await,
         Cmd::Gateway { command } => gateway::run(command, ctx).await,
         Cmd::Memory { command } => memory::run(command, ctx).await,
         Cmd::Context(a) => memory::context(a, ctx).await,
