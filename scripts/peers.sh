@@ -43,6 +43,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
+# The microphone test: a real PulseAudio server, and ALSA's plugin that
+# routes the default device to it (without their recommends: codecs and
+# GStreamer are not needed).
+need_pulse=()
+command -v pulseaudio >/dev/null || need_pulse+=(pulseaudio)
+command -v paplay >/dev/null || need_pulse+=(pulseaudio-utils)
+[ -e /usr/share/alsa/alsa.conf.d/pulse.conf ] || need_pulse+=(libasound2-plugins)
+if [ ${#need_pulse[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pulse[@]}"
+fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 
 venv="${COWORK_TEST_VENV:-$HOME/.cache/cowork/venv}"

@@ -13,8 +13,8 @@
 //! cowork.db cannot be used (e.g. it was migrated by a newer build).
 
 use agents_agent::{
-    agent, apps, audio, automation, browser, chat, db, gateway, llm, mcp, memory, models, notifications,
-    schema, thermal,
+    agent, apps, audio, automation, browser, chat, db, gateway, llm, mcp, memory, models,
+    notifications, schema, thermal,
 };
 use cowork_proto::pb;
 

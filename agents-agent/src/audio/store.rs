@@ -1,13 +1,15 @@
 //! Transcripts in cowork.db: `audio_transcripts` (one per capture
 //! segment, keyed by its id) and `audio_transcript_segments` (the timed
-//! pieces). The only SQL for them, and the one place agents-agent reads
-//! capture's `capture_audio_segments` (read only): the queue is "segments
-//! with no transcript yet", so a transcription killed half-way simply
-//! runs again.
+//! pieces). The only SQL for them. Capture's segments are read through
+//! `context::store`. The queue is "segments after the last one
+//! transcribed": segments are taken in id order (capture's ids only grow)
+//! and every one taken gets a transcript row (done, empty, failed or
+//! missing), so a transcription killed half-way simply runs again.
 
 use super::whisper::TimedText;
+use crate::context::store as capture;
 use cowork_db::{Owner, Step};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 /// Audio as an owner of tables (append only).
 pub const OWNER: Owner = Owner {
@@ -123,50 +125,34 @@ pub struct Transcript {
     pub file: Option<String>,
 }
 
-fn no_table(e: &rusqlite::Error) -> bool {
-    e.to_string().contains("no such table")
+/// The last segment transcribed (0 before any).
+pub fn last_transcribed(c: &Connection) -> rusqlite::Result<i64> {
+    c.query_row(
+        "SELECT coalesce(max(segment_id), 0) FROM audio_transcripts",
+        [],
+        |r| r.get(0),
+    )
 }
 
-/// The oldest segment without a transcript (None when capture has no
-/// audio table yet).
+/// The oldest segment without a transcript.
 pub fn next_pending(c: &Connection) -> rusqlite::Result<Option<Pending>> {
-    let r = c
-        .prepare_cached(
-            "SELECT s.id, s.file, s.started_ms, s.ended_ms FROM capture_audio_segments s
-             WHERE NOT EXISTS (SELECT 1 FROM audio_transcripts t WHERE t.segment_id = s.id)
-             ORDER BY s.id LIMIT 1",
-        )
-        .and_then(|mut s| {
-            s.query_row([], |r| {
-                Ok(Pending {
-                    id: r.get(0)?,
-                    file: r.get(1)?,
-                    started_ms: r.get(2)?,
-                    ended_ms: r.get(3)?,
-                })
-            })
-            .optional()
-        });
-    match r {
-        Err(e) if no_table(&e) => Ok(None),
-        other => other,
-    }
+    let after = last_transcribed(c)?;
+    Ok(capture::audio_segments_after(c, after, 1)?
+        .into_iter()
+        .next()
+        .map(|s| Pending {
+            id: s.id,
+            file: s.file,
+            started_ms: s.started_ms,
+            ended_ms: s.ended_ms,
+        }))
 }
 
 /// Segments waiting, and transcripts stored.
 pub fn counts(c: &Connection) -> rusqlite::Result<(u64, u64)> {
     let done: i64 = c.query_row("SELECT count(*) FROM audio_transcripts", [], |r| r.get(0))?;
-    let pending = match c.query_row(
-        "SELECT count(*) FROM capture_audio_segments s
-         WHERE NOT EXISTS (SELECT 1 FROM audio_transcripts t WHERE t.segment_id = s.id)",
-        [],
-        |r| r.get::<_, i64>(0),
-    ) {
-        Ok(n) => n,
-        Err(e) if no_table(&e) => 0,
-        Err(e) => return Err(e),
-    };
-    Ok((pending.max(0) as u64, done.max(0) as u64))
+    let pending = capture::audio_segments_count_after(c, last_transcribed(c)?)?;
+    Ok((pending, done.max(0) as u64))
 }
 
 /// Store a transcript and its pieces, in one transaction.
@@ -225,17 +211,16 @@ pub fn list(c: &Connection, since_ms: i64, limit: u32) -> rusqlite::Result<Vec<T
 
 /// Finished transcripts with text, by segment id after `after` (what
 /// memory indexes), oldest first.
-pub fn with_text_after(c: &Connection, after: i64, limit: u32) -> rusqlite::Result<Vec<Transcript>> {
-    let r = c.prepare_cached(
+pub fn with_text_after(
+    c: &Connection,
+    after: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<Transcript>> {
+    let mut s = c.prepare_cached(
         "SELECT segment_id, started_ms, ended_ms, status, text, model, audio_ms, took_ms, cloud,
             error FROM audio_transcripts WHERE segment_id > ?1 AND status = 'done'
          ORDER BY segment_id LIMIT ?2",
-    );
-    let mut s = match r {
-        Ok(s) => s,
-        Err(e) if no_table(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
+    )?;
     let rows = s
         .query_map(params![after, limit], row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -274,14 +259,7 @@ fn fill(c: &Connection, mut rows: Vec<Transcript>) -> rusqlite::Result<Vec<Trans
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
-        t.file = match c
-            .prepare_cached("SELECT file FROM capture_audio_segments WHERE id = ?1")
-            .and_then(|mut s| s.query_row([t.segment_id], |r| r.get(0)).optional())
-        {
-            Ok(f) => f,
-            Err(e) if no_table(&e) => None,
-            Err(e) => return Err(e),
-        };
+        t.file = capture::audio_segment_file(c, t.segment_id)?;
     }
     Ok(rows)
 }
@@ -289,24 +267,26 @@ fn fill(c: &Connection, mut rows: Vec<Transcript>) -> rusqlite::Result<Vec<Trans
 /// Delete the transcripts whose segment capture's retention deleted:
 /// how many went.
 pub fn forget_deleted(c: &Connection) -> rusqlite::Result<usize> {
-    let exists = c
-        .prepare("SELECT 1 FROM capture_audio_segments LIMIT 0")
-        .map(|_| true)
-        .or_else(|e| if no_table(&e) { Ok(false) } else { Err(e) })?;
-    if !exists {
+    let ids: Vec<i64> = c
+        .prepare("SELECT segment_id FROM audio_transcripts ORDER BY segment_id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    // No segment table (capture never ran here): nothing is known gone.
+    if ids.is_empty() || !capture::has_audio_segments(c)? {
         return Ok(0);
     }
+    let alive: std::collections::HashSet<i64> = capture::existing_rows(c, "audio", &ids)?
+        .into_iter()
+        .collect();
     let tx = c.unchecked_transaction()?;
-    tx.execute(
-        "DELETE FROM audio_transcript_segments WHERE segment_id NOT IN
-            (SELECT id FROM capture_audio_segments)",
-        [],
-    )?;
-    let n = tx.execute(
-        "DELETE FROM audio_transcripts WHERE segment_id NOT IN
-            (SELECT id FROM capture_audio_segments)",
-        [],
-    )?;
+    let mut n = 0;
+    for id in ids.iter().filter(|i| !alive.contains(i)) {
+        tx.execute(
+            "DELETE FROM audio_transcript_segments WHERE segment_id = ?1",
+            [id],
+        )?;
+        n += tx.execute("DELETE FROM audio_transcripts WHERE segment_id = ?1", [id])?;
+    }
     tx.commit()?;
     Ok(n)
 }
@@ -348,8 +328,16 @@ mod tests {
                 segment: first,
                 status: Status::Done,
                 pieces: vec![
-                    TimedText { start_ms: 0, end_ms: 900, text: "Ever tried.".into() },
-                    TimedText { start_ms: 900, end_ms: 1000, text: "Ever failed.".into() },
+                    TimedText {
+                        start_ms: 0,
+                        end_ms: 900,
+                        text: "Ever tried.".into(),
+                    },
+                    TimedText {
+                        start_ms: 900,
+                        end_ms: 1000,
+                        text: "Ever failed.".into(),
+                    },
                 ],
                 model: "tiny.en".into(),
                 audio_ms: 1000,

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
 /// Errors of the engine.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +41,8 @@ pub struct TimedText {
 
 /// A loaded model.
 pub struct Whisper {
-    ctx: WhisperContext,
+    /// Holds the model (the context) alive.
+    state: std::sync::Mutex<WhisperState>,
     path: PathBuf,
 }
 
@@ -60,13 +63,23 @@ impl Whisper {
                 message: "no such file".into(),
             });
         }
+        // (Flash attention, the CLI's default, was 30 % slower with this
+        // whisper.cpp on this CPU in the benchmark: off, whisper-rs's
+        // default.)
         let ctx = WhisperContext::new_with_params(path, WhisperContextParameters::default())
             .map_err(|e| WhisperError::Load {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
+        // One state (its compute buffers, ~130 MB for tiny) made with the
+        // model and reused by every transcription: making it each time cost
+        // a fifth of a 10 s clip's time in the benchmark.
+        let state = ctx.create_state().map_err(|e| WhisperError::Load {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         Ok(Self {
-            ctx,
+            state: std::sync::Mutex::new(state),
             path: path.to_path_buf(),
         })
     }
@@ -81,9 +94,9 @@ impl Whisper {
         abort: Arc<AtomicBool>,
     ) -> Result<Vec<TimedText>, WhisperError> {
         let mut state = self
-            .ctx
-            .create_state()
-            .map_err(|e| WhisperError::Run(e.to_string()))?;
+            .state
+            .lock()
+            .map_err(|_| WhisperError::Run("an earlier transcription panicked".into()))?;
         let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         p.set_n_threads(threads.max(1) as i32);
         p.set_language(Some(language));

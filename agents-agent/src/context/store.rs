@@ -258,6 +258,79 @@ pub fn existing_rows(c: &Connection, stream: &str, ids: &[i64]) -> rusqlite::Res
     Ok(out)
 }
 
+/// A recorded audio segment (capture's `capture_audio_segments` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioSegment {
+    /// Its id (ids only grow).
+    pub id: i64,
+    /// Its file name in the audio folder, as capture wrote it.
+    pub file: String,
+    /// Start, Unix ms.
+    pub started_ms: i64,
+    /// End, Unix ms.
+    pub ended_ms: i64,
+}
+
+/// Audio segments with an id above `after`, oldest first (none before
+/// capture made its table).
+pub fn audio_segments_after(
+    c: &Connection,
+    after: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<AudioSegment>> {
+    let mut s = match c.prepare_cached(
+        "SELECT id, file, started_ms, ended_ms FROM capture_audio_segments
+         WHERE id > ?1 ORDER BY id LIMIT ?2",
+    ) {
+        Ok(s) => s,
+        Err(e) if no_table(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let rows = s.query_map(rusqlite::params![after, limit], |r| {
+        Ok(AudioSegment {
+            id: r.get(0)?,
+            file: r.get(1)?,
+            started_ms: r.get(2)?,
+            ended_ms: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// How many audio segments have an id above `after`.
+pub fn audio_segments_count_after(c: &Connection, after: i64) -> rusqlite::Result<u64> {
+    match c.query_row(
+        "SELECT count(*) FROM capture_audio_segments WHERE id > ?1",
+        [after],
+        |r| r.get::<_, i64>(0),
+    ) {
+        Ok(n) => Ok(n.max(0) as u64),
+        Err(e) if no_table(&e) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Has capture made its audio segments table?
+pub fn has_audio_segments(c: &Connection) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'capture_audio_segments'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+/// The file of audio segment `id`, while capture keeps its row.
+pub fn audio_segment_file(c: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
+    match c
+        .prepare_cached("SELECT file FROM capture_audio_segments WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+    {
+        Err(e) if no_table(&e) => Ok(None),
+        other => other,
+    }
+}
+
 /// Whether the person turned `stream` on; a stream never switched is off
 /// here (used for `audio`, which capture records only once turned on).
 pub fn stream_on(c: &Connection, stream: &str) -> rusqlite::Result<bool> {

@@ -241,7 +241,10 @@ pub fn collect(c: &rusqlite::Connection) -> rusqlite::Result<Collected> {
 /// Transcripts of recorded speech, followed by segment id like chat by
 /// rowid; with the audio stream off, its items leave memory (as a capture
 /// stream's do) and are read again from the start when it is on.
-fn collect_audio(tx: &rusqlite::Transaction<'_>, mut done: Collected) -> rusqlite::Result<Collected> {
+fn collect_audio(
+    tx: &rusqlite::Transaction<'_>,
+    mut done: Collected,
+) -> rusqlite::Result<Collected> {
     let name = Stream::Audio.as_str();
     let (_, mark) = store::watermark(tx, name)?;
     if !capture::stream_on(tx, name)? {

@@ -48,7 +48,11 @@ pub fn open(
         found.ok_or_else(|| {
             format!(
                 "no input device named {device:?} (there are: {})",
-                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
             )
         })?
     };

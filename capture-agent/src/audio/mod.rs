@@ -225,13 +225,28 @@ mod tests {
         }
         .normalize(home)
         .unwrap();
-        assert_eq!(s.sim_files, vec![PathBuf::from("/h/a.wav"), PathBuf::from("/x/b.wav")]);
+        assert_eq!(
+            s.sim_files,
+            vec![PathBuf::from("/h/a.wav"), PathBuf::from("/x/b.wav")]
+        );
         assert_eq!(s.vad().max_segment_ms, 30_000);
         for bad in [
-            AudioSettings { sim_speed: -1.0, ..Default::default() },
-            AudioSettings { max_segment_s: 31, ..Default::default() },
-            AudioSettings { retention_days: 0.0, ..Default::default() },
-            AudioSettings { vad_threshold_db: 0.0, ..Default::default() },
+            AudioSettings {
+                sim_speed: -1.0,
+                ..Default::default()
+            },
+            AudioSettings {
+                max_segment_s: 31,
+                ..Default::default()
+            },
+            AudioSettings {
+                retention_days: 0.0,
+                ..Default::default()
+            },
+            AudioSettings {
+                vad_threshold_db: 0.0,
+                ..Default::default()
+            },
         ] {
             assert!(bad.normalize(home).is_err());
         }

@@ -74,8 +74,10 @@ impl Recorder {
     /// recorded is closed and written (shutdown); without, it is dropped
     /// (consent withdrawn).
     pub fn stop(mut self, keep_open: bool) {
-        self.stop
-            .store(if keep_open { STOP_KEEP } else { STOP_DISCARD }, Ordering::SeqCst);
+        self.stop.store(
+            if keep_open { STOP_KEEP } else { STOP_DISCARD },
+            Ordering::SeqCst,
+        );
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -190,7 +192,10 @@ impl Run {
                 return self.park();
             }
         };
-        (self.out)(AudioMsg::Health(Ok(format!("microphone: {}", mic.description))));
+        (self.out)(AudioMsg::Health(Ok(format!(
+            "microphone: {}",
+            mic.description
+        ))));
         self.t0_ms = now_ms();
         while self.stopping().is_none() {
             match rx.recv_timeout(Duration::from_millis(100)) {
@@ -282,7 +287,12 @@ mod tests {
         })
         .unwrap();
         for _ in 0..200 {
-            if got.lock().unwrap().iter().any(|m| matches!(m, AudioMsg::Health(Ok(d)) if d.contains("replayed"))) {
+            if got
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|m| matches!(m, AudioMsg::Health(Ok(d)) if d.contains("replayed")))
+            {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));

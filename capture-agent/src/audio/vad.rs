@@ -236,7 +236,8 @@ impl Vad {
         // Keep a short tail after the last word (a quarter of the silence
         // that closed it), not the whole silence.
         let tail = (self.frames_of(self.s.silence_ms) / 4) as usize * FRAME;
-        open.samples.truncate((open.voiced_len + tail).min(open.samples.len()));
+        open.samples
+            .truncate((open.voiced_len + tail).min(open.samples.len()));
         self.done.push(Segment {
             start_sample: open.start_sample,
             speech_ms: open.speech_frames * FRAME_MS,
@@ -253,7 +254,9 @@ mod tests {
     fn tone(ms: u64, amp: f32) -> Vec<i16> {
         let n = (ms * u64::from(SAMPLE_RATE) / 1000) as usize;
         (0..n)
-            .map(|i| ((i as f32 * 440.0 * std::f32::consts::TAU / SAMPLE_RATE as f32).sin() * amp) as i16)
+            .map(|i| {
+                ((i as f32 * 440.0 * std::f32::consts::TAU / SAMPLE_RATE as f32).sin() * amp) as i16
+            })
             .collect()
     }
 
@@ -262,7 +265,7 @@ mod tests {
         (0..n)
             .map(|_| {
                 *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                ((*seed >> 16) as i16 % amp.max(1)) as i16
+                (*seed >> 16) as i16 % amp.max(1)
             })
             .collect()
     }
@@ -321,7 +324,11 @@ mod tests {
         let hum = noise(3000, 600, &mut seed);
         assert!(v.push(&hum).is_empty());
         assert!(!v.in_speech());
-        assert!(v.floor_db() > -50.0 && v.floor_db() < -35.0, "{}", v.floor_db());
+        assert!(
+            v.floor_db() > -50.0 && v.floor_db() < -35.0,
+            "{}",
+            v.floor_db()
+        );
         let voice: Vec<i16> = tone(800, 9000.0)
             .iter()
             .zip(noise(800, 600, &mut seed))

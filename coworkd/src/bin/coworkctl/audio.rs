@@ -130,7 +130,11 @@ pub fn status_text(
     let _ = writeln!(
         out,
         "audio: {}",
-        if on { "on" } else { "off (coworkctl audio enable)" }
+        if on {
+            "on"
+        } else {
+            "off (coworkctl audio enable)"
+        }
     );
     let _ = writeln!(
         out,
@@ -153,7 +157,11 @@ pub fn status_text(
             out,
             "  model: {} ({}; {}) {}",
             tr.model,
-            if tr.model_loaded { "loaded" } else { "not loaded" },
+            if tr.model_loaded {
+                "loaded"
+            } else {
+                "not loaded"
+            },
             tr.model_reason,
             tr.model_path
         );
@@ -163,7 +171,11 @@ pub fn status_text(
         "  pending: {}  transcripts: {}  keep audio: {}",
         tr.pending,
         tr.transcripts,
-        if tr.keep_audio { "yes" } else { "no (deleted once transcribed)" }
+        if tr.keep_audio {
+            "yes"
+        } else {
+            "no (deleted once transcribed)"
+        }
     );
     if tr.last_audio_ms > 0 {
         let _ = writeln!(
@@ -256,7 +268,10 @@ mod tests {
         let j = transcripts_json(&r);
         assert_eq!(j["transcripts"][0]["segments"][0]["end_ms"], 2500);
         assert_eq!(j["transcripts"][0]["cloud"], false);
-        assert_eq!(transcripts_text(&Default::default(), 0), "no transcripts yet\n");
+        assert_eq!(
+            transcripts_text(&Default::default(), 0),
+            "no transcripts yet\n"
+        );
     }
 
     #[test]
