@@ -618,6 +618,21 @@ pub fn minilm_model_path() -> String {
     peer_file("COWORK_TEST_MINILM", "the all-MiniLM-L6-v2 GGUF")
 }
 
+/// cowork.db of `home`, read only (what a test checks, beside the suite).
+pub fn read_db(home: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(
+        home.join("cowork.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open cowork.db")
+}
+
+/// The one integer `sql` selects (a count), or a panic naming the query.
+pub fn count(c: &rusqlite::Connection, sql: &str) -> i64 {
+    c.query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 /// Whisper tiny.en in whisper.cpp's format (scripts/peers.sh runs
 /// scripts/whisper-model.sh and sets `COWORK_TEST_WHISPER`).
 pub fn whisper_model_path() -> String {

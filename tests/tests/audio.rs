@@ -12,7 +12,6 @@
 
 use cowork_e2e::*;
 use cowork_proto::pb::thermal::{thermal_client::ThermalClient, Reading, RestoreLocalRequest};
-use rusqlite::Connection;
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -22,19 +21,6 @@ const T: Duration = Duration::from_secs(120);
 fn json_of(o: &std::process::Output) -> Value {
     let text = ok(o);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-fn db(home: &Path) -> Connection {
-    Connection::open_with_flags(
-        home.join("cowork.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open cowork.db")
-}
-
-fn count(c: &Connection, sql: &str) -> i64 {
-    c.query_row(sql, [], |r| r.get(0))
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// Lower-case words, punctuation dropped.
@@ -175,7 +161,7 @@ async fn speech_is_recorded_with_consent_transcribed_here_and_searchable_and_not
     }
     // The gate cut the clip into segments: one row each, each transcribed,
     // each file deleted once its transcript was stored.
-    let c = db(s.home.path());
+    let c = read_db(s.home.path());
     let segments = count(&c, "SELECT count(*) FROM capture_audio_segments");
     assert!(segments >= 1);
     assert_eq!(segments, list.len() as i64);
@@ -271,7 +257,7 @@ async fn a_transcription_killed_mid_way_resumes_and_critical_heat_pauses_it() {
     let s = Suite::start_in(home, &cfg);
     s.agents_serving().await;
     let audio_dir = s.home.path().join("audio");
-    let c = db(s.home.path());
+    let c = read_db(s.home.path());
 
     // Critically hot before anything is heard: recording goes on (capture
     // records), transcription waits.

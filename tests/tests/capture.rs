@@ -57,11 +57,6 @@ fn db(home: &Path) -> Connection {
     Connection::open(home.join("cowork.db")).expect("open cowork.db")
 }
 
-fn count(c: &Connection, sql: &str) -> i64 {
-    c.query_row(sql, [], |r| r.get(0))
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
 fn line(v: Value) -> String {
     format!("{v}\n")
 }

@@ -10,7 +10,6 @@
 //! with consent and never sees typed or copied text.
 
 use cowork_e2e::*;
-use rusqlite::Connection;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -122,19 +121,6 @@ fn wait_embedded(s: &Suite, kind: &str, min: u64) -> Value {
             (items >= min && items == vectors).then_some(st)
         },
     )
-}
-
-fn db(home: &Path) -> Connection {
-    Connection::open_with_flags(
-        home.join("cowork.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open cowork.db")
-}
-
-fn count(c: &Connection, sql: &str) -> i64 {
-    c.query_row(sql, [], |r| r.get(0))
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 fn script() -> String {
@@ -263,7 +249,7 @@ async fn capture_rows_are_found_by_keyword_then_by_meaning_and_forget_reaches_ev
         &["--mode", "vector"],
     );
     assert!(!ids(&after).contains(&tokio), "{after}");
-    let c = db(s.home.path());
+    let c = read_db(s.home.path());
     assert_eq!(
         count(
             &c,
@@ -473,7 +459,7 @@ async fn a_stream_turned_off_leaves_memory_and_comes_back_with_consent() {
     wait_until(T, "typed text leaves memory", || {
         hits(&search(&s, "parse_invoice_total", &[])).is_empty()
     });
-    let c = db(s.home.path());
+    let c = read_db(s.home.path());
     assert_eq!(
         count(
             &c,
@@ -509,7 +495,7 @@ async fn rows_deleted_by_retention_leave_the_keyword_index_and_every_vector_inde
     let v = wait_hit(&s, "flamingo", &["--mode", "keyword"]);
     let id = ids(&v)[0].clone();
     wait_embedded(&s, "activity", 1);
-    let c = db(s.home.path());
+    let c = read_db(s.home.path());
     assert_eq!(count(&c, "SELECT count(*) FROM embed_activity_f32"), 1);
     // Capture's retention deletes the row; memory's next sweep removes
     // its item from FTS5 and its vector from every table, together.
@@ -576,7 +562,7 @@ async fn a_kill_9_mid_embedding_resumes_at_its_checkpoint_with_nothing_lost_or_d
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let c = db(s.home.path());
+    let c = read_db(s.home.path());
     let jobs_before = count(&c, "SELECT count(*) FROM memory_jobs");
     s.wait_worker("agents", "restarted", T, |w| {
         w.pid != pid && matches!(state(w), "running" | "degraded")
@@ -800,7 +786,7 @@ async fn an_ollama_engine_embeds_through_api_embed_in_batches_bounded_by_charact
         "{st}"
     );
     assert_eq!(i["generation"], 2);
-    let c = db(s.home.path());
+    let c = read_db(s.home.path());
     assert_eq!(
         count(&c, "SELECT count(*) FROM sqlite_master WHERE name IN ('embed_document', 'embed_document_f32')"),
         0,

@@ -6,7 +6,6 @@
 //! mid-observation loses no observation and stores none twice.
 
 use cowork_e2e::*;
-use rusqlite::Connection;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::Path;
@@ -67,17 +66,9 @@ fn status(s: &Suite) -> Value {
     json_of(&s.ctl(&["--json", "memory", "status"]))
 }
 
-fn db(home: &Path) -> Connection {
-    Connection::open_with_flags(
-        home.join("cowork.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open cowork.db")
-}
-
 /// (id, normalized text) of every observation stored.
 fn observations(home: &Path) -> Vec<(i64, String)> {
-    let c = db(home);
+    let c = read_db(home);
     let mut s = c
         .prepare("SELECT id, norm FROM memory_observations ORDER BY id")
         .unwrap();
@@ -126,7 +117,7 @@ async fn the_observer_compresses_history_into_dated_sourced_searchable_observati
     let texts: HashSet<&String> = obs.iter().map(|o| &o.1).collect();
     assert_eq!(texts.len(), obs.len(), "an observation stored twice");
     // Each is dated on a day of the history and names its sources.
-    let c = db(s.home.path());
+    let c = read_db(s.home.path());
     let (bad_days, no_sources): (i64, i64) = c
         .query_row(
             "SELECT count(*) FILTER (WHERE refers_ms NOT IN (?1, ?2)),
@@ -227,7 +218,7 @@ async fn a_kill_9_mid_observation_loses_no_observation_and_stores_none_twice() {
     let texts: HashSet<&String> = after.iter().map(|o| &o.1).collect();
     assert_eq!(texts.len(), after.len(), "stored twice: {after:?}");
     // And the Observer's mark reached the end of the history.
-    let c = db(s.home.path());
+    let c = read_db(s.home.path());
     let (mark, last): (i64, i64) = c
         .query_row(
             "SELECT (SELECT row FROM memory_watermarks WHERE source = 'observer'),

@@ -292,6 +292,15 @@ impl Audio {
     }
 
     async fn run(self, shutdown: CancellationToken) {
+        // The machine, read once (the same reading models' fit check uses).
+        let hw = tokio::task::spawn_blocking(|| {
+            model::Hardware::from(&crate::models::hardware::detect(Duration::ZERO))
+        })
+        .await
+        .unwrap_or(model::Hardware {
+            ram_bytes: 8 << 30,
+            cores: 1,
+        });
         let mut loaded: Option<(Arc<whisper::Whisper>, Instant)> = None;
         let mut last_sweep: Option<Instant> = None;
         loop {
@@ -317,7 +326,7 @@ impl Audio {
                     Err(e) => tracing::warn!(error = %e, "cannot sweep transcripts"),
                 }
             }
-            let step = self.step(&cfg, &mut loaded, &shutdown).await;
+            let step = self.step(&cfg, hw, &mut loaded, &shutdown).await;
             // Idle: unload a model nobody needs.
             if let Some((_, used)) = &loaded {
                 if !matches!(step, Step::Worked)
@@ -352,6 +361,7 @@ impl Audio {
     async fn step(
         &self,
         cfg: &AudioConfig,
+        hw: model::Hardware,
         loaded: &mut Option<(Arc<whisper::Whisper>, Instant)>,
         shutdown: &CancellationToken,
     ) -> Step {
@@ -396,7 +406,6 @@ impl Audio {
             return Step::Idle;
         };
         // The model: chosen by hardware, loaded on demand.
-        let hw = model::this_machine();
         let choice = match model::choose(
             hw,
             &model::discover(&self.model_dirs),
