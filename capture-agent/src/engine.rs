@@ -131,7 +131,8 @@ pub enum EngineError {
 
 enum Command {
     Source(SourceMsg),
-    Audio(AudioMsg),
+    /// The recorder sent something (on its own channel: see `Core::audio_rx`).
+    AudioReady,
     SetStream(Stream, bool, mpsc::Sender<Result<(), String>>),
     Flush(mpsc::Sender<Result<(), String>>),
     Shutdown(mpsc::Sender<()>),
@@ -256,10 +257,13 @@ impl Engine {
             l.audio.source = cfg.audio.source.name().to_owned();
             l.audio.dir = audio_dir.display().to_string();
         }
+        let (audio_tx, audio_rx) = mpsc::channel();
         let mut core = Core {
             recorder: None,
             audio_dir,
-            audio_tx: tx.clone(),
+            audio_tx,
+            audio_rx,
+            wake: tx.clone(),
             store,
             pipeline,
             source,
@@ -346,8 +350,15 @@ struct Core {
     recorder: Option<Recorder>,
     /// `$COWORK_HOME/audio`.
     audio_dir: PathBuf,
-    /// Where the recorder sends what it records.
-    audio_tx: SyncSender<Command>,
+    /// Where the recorder sends what it records: a channel of its own,
+    /// unbounded (a segment every few seconds at most), so the recorder
+    /// never blocks on the engine and the engine can join it at any time
+    /// without a deadlock.
+    audio_tx: mpsc::Sender<AudioMsg>,
+    /// See `audio_tx`; drained after every command.
+    audio_rx: mpsc::Receiver<AudioMsg>,
+    /// Wakes the engine when the recorder sent something.
+    wake: SyncSender<Command>,
     pipeline: Pipeline,
     source: Option<Box<dyn Source>>,
     cfg: CaptureConfig,
@@ -470,7 +481,7 @@ impl Core {
                         l.source_health = Some(h);
                     }
                 }
-                Ok(Command::Audio(msg)) => self.audio(msg),
+                Ok(Command::AudioReady) => {}
                 Ok(Command::SetStream(stream, on, reply)) => {
                     let r = self.set_stream(stream, on);
                     let _ = reply.send(r);
@@ -480,15 +491,18 @@ impl Core {
                     let _ = reply.send(r);
                 }
                 Ok(Command::Shutdown(reply)) => {
-                    self.stop(&rx);
+                    self.stop();
                     let _ = reply.send(());
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.stop(&rx);
+                    self.stop();
                     return;
                 }
+            }
+            while let Ok(msg) = self.audio_rx.try_recv() {
+                self.audio(msg);
             }
             self.pipeline.advance(self.clock_ms());
             if self.pipeline.pending() > 0 {
@@ -528,9 +542,12 @@ impl Core {
         let want = self.paused.is_none() && self.pipeline.streams().get(Stream::Audio);
         match (want, self.recorder.is_some()) {
             (true, false) => {
-                let tx = self.audio_tx.clone();
+                let (tx, wake) = (self.audio_tx.clone(), self.wake.clone());
                 match Recorder::start(self.cfg.audio.clone(), self.audio_dir.clone(), move |m| {
-                    tx.send(Command::Audio(m)).is_ok()
+                    // A full command queue means the engine is awake anyway.
+                    let sent = tx.send(m).is_ok();
+                    let _ = wake.try_send(Command::AudioReady);
+                    sent
                 }) {
                     Ok(r) => {
                         tracing::info!(
@@ -539,10 +556,10 @@ impl Core {
                         );
                         self.recorder = Some(r);
                     }
-                    Err(e) => self.audio(AudioMsg::Health(Err(format!(
+                    Err(e) => self.set_audio_health(Err(format!(
                         "audio: cannot start recording into {}: {e}",
                         self.audio_dir.display()
-                    )))),
+                    ))),
                 }
             }
             (false, true) => {
@@ -578,20 +595,24 @@ impl Core {
                 self.pending.push(Row::Audio(row));
                 self.touch();
             }
-            AudioMsg::Health(h) => {
-                match &h {
-                    Ok(detail) => tracing::info!(%detail, "audio recorder"),
-                    Err(reason) => tracing::warn!(%reason, "audio recorder degraded"),
-                }
-                if let Ok(mut l) = self.live.lock() {
-                    l.audio.health = Some(h);
-                }
-                self.settle_health();
-            }
+            // From a recorder already stopped: stale.
+            AudioMsg::Health(_) if self.recorder.is_none() => {}
+            AudioMsg::Health(h) => self.set_audio_health(h),
         }
         if let (Some(r), Ok(mut l)) = (self.recorder.as_ref(), self.live.lock()) {
             l.audio.dropped_blocks = r.dropped.load(std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    fn set_audio_health(&mut self, h: Result<String, String>) {
+        match &h {
+            Ok(detail) => tracing::info!(%detail, "audio recorder"),
+            Err(reason) => tracing::warn!(%reason, "audio recorder degraded"),
+        }
+        if let Ok(mut l) = self.live.lock() {
+            l.audio.health = Some(h);
+        }
+        self.settle_health();
     }
 
     /// The worker's health from everything that can degrade it: paused,
@@ -727,6 +748,9 @@ impl Core {
             self.cfg.redact_patterns = c.redact_patterns;
             if c.audio != self.cfg.audio {
                 // Recording settings apply at the next start of recording.
+                if let Ok(mut l) = self.live.lock() {
+                    l.audio.source = c.audio.source.name().to_owned();
+                }
                 self.cfg.audio = c.audio;
             }
         }
@@ -810,14 +834,14 @@ impl Core {
         }
     }
 
-    fn stop(&mut self, rx: &mpsc::Receiver<Command>) {
+    fn stop(&mut self) {
         // The segment being recorded is closed and kept; its row (and any
         // still queued) is written with the rest.
         if let Some(r) = self.recorder.take() {
             r.stop(true);
         }
-        while let Ok(cmd) = rx.try_recv() {
-            if let Command::Audio(AudioMsg::Segment(row)) = cmd {
+        while let Ok(msg) = self.audio_rx.try_recv() {
+            if let AudioMsg::Segment(row) = msg {
                 self.pending.push(Row::Audio(row));
             }
         }

@@ -26,7 +26,7 @@ pub mod store;
 pub mod whisper;
 
 use crate::db::{Db, DbError};
-use crate::thermal::{Mode, Thermal};
+use crate::thermal::Thermal;
 use crate::util::now_ms;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -110,6 +110,12 @@ impl AudioConfig {
         let c: AudioConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e| format!("[audio] is invalid: {e}"))?;
+        if c.threads > 256 {
+            return Err(format!(
+                "[audio] threads must be 0 (auto) to 256, not {}",
+                c.threads
+            ));
+        }
         if c.language.is_empty() || c.language.len() > 8 {
             return Err(format!(
                 "[audio] language must be a language code such as \"en\" or \"auto\", not {:?}",
@@ -164,10 +170,6 @@ pub struct Audio {
     audio_dir: PathBuf,
     model_dirs: Vec<PathBuf>,
     thermal: Option<Thermal>,
-    /// Set when the machine was critically hot (all local AI paused),
-    /// cleared only when the person restores local AI: cooling down alone
-    /// does not restart transcription (seed 003).
-    heat_latch: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
     wake: Arc<tokio::sync::Notify>,
 }
@@ -230,7 +232,6 @@ impl Audio {
             audio_dir,
             model_dirs,
             thermal,
-            heat_latch: Default::default(),
             status: Arc::new(Mutex::new(Status {
                 state: "idle".into(),
                 ..Default::default()
@@ -277,12 +278,7 @@ impl Audio {
     }
 
     fn paused_by_heat(&self) -> bool {
-        match self.thermal.as_ref().map(|t| t.mode()) {
-            Some(Mode::AllPaused) => self.heat_latch.store(true, Ordering::Relaxed),
-            Some(Mode::Normal) => self.heat_latch.store(false, Ordering::Relaxed),
-            _ => {}
-        }
-        self.heat_latch.load(Ordering::Relaxed)
+        self.thermal.as_ref().is_some_and(|t| t.all_local_paused())
     }
 
     /// Run the queue until `shutdown`.
@@ -486,8 +482,11 @@ impl Audio {
                     took_ms,
                     "audio transcribed"
                 );
-                // Only once the transcript is committed does the audio go.
-                if !keep && is_segment_file(&file) {
+                // Only once the transcript is committed does the audio go;
+                // a failed one keeps its file (retention deletes it) for a
+                // person to look at.
+                let transcribed = matches!(status, store::Status::Done | store::Status::Empty);
+                if transcribed && !keep && is_segment_file(&file) {
                     match std::fs::remove_file(self.audio_dir.join(&file)) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -49,12 +49,14 @@ pub struct Choice {
     pub reason: String,
 }
 
-/// The largest size this machine runs at speed: tiny/base on small
-/// machines (under 8 GiB or under 4 threads), small with 16 GiB and 8
-/// threads, base otherwise.
+/// The largest size this machine runs at speed beside the person's own
+/// work: tiny with under 4 GiB or at most 2 threads, base under 8 GiB or
+/// 4 threads, small from 16 GiB and 8 threads, base between.
 pub fn largest_for(hw: Hardware) -> &'static str {
     const GIB: u64 = 1 << 30;
-    if hw.ram_bytes < 8 * GIB || hw.cores < 4 {
+    if hw.ram_bytes < 4 * GIB || hw.cores <= 2 {
+        "tiny"
+    } else if hw.ram_bytes < 8 * GIB || hw.cores < 4 {
         "base"
     } else if hw.ram_bytes >= 16 * GIB && hw.cores >= 8 {
         "small"
@@ -183,9 +185,21 @@ mod tests {
     #[test]
     fn small_machines_get_tiny_or_base_and_big_ones_more() {
         let found = [m("tiny.en"), m("base.en"), m("small"), m("medium")];
-        let small = Hardware {
-            ram_bytes: 4 * GIB,
+        // This VM: 24 GiB but 2 threads.
+        let two = Hardware {
+            ram_bytes: 24 * GIB,
             cores: 2,
+        };
+        let c = choose(two, &found, "auto", "en").unwrap();
+        assert_eq!(c.model.name, "tiny.en");
+        assert!(
+            c.reason.contains("24 GiB, 2 threads: up to tiny"),
+            "{}",
+            c.reason
+        );
+        let small = Hardware {
+            ram_bytes: 6 * GIB,
+            cores: 4,
         };
         assert_eq!(
             choose(small, &found, "auto", "en").unwrap().model.name,

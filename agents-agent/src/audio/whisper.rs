@@ -93,10 +93,9 @@ impl Whisper {
         threads: usize,
         abort: Arc<AtomicBool>,
     ) -> Result<Vec<TimedText>, WhisperError> {
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| WhisperError::Run("an earlier transcription panicked".into()))?;
+        // A panic while it was held cannot have left whisper.cpp's state
+        // half-way (nothing in `full` unwinds through C++): take it back.
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         p.set_n_threads(threads.max(1) as i32);
         p.set_language(Some(language));

@@ -85,7 +85,7 @@ fn snippet(text: &str) -> String {
 }
 
 fn private(stream: Stream) -> bool {
-    matches!(stream, Stream::Keystrokes | Stream::Clipboard)
+    stream.is_private_text()
 }
 
 /// A memory item as a cited piece of `layer` (`relevant`: it counts
@@ -458,5 +458,18 @@ impl Grounding for Memory {
             .map(|_| ())
             .map_err(|e| e.to_string())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_copied_and_spoken_text_stay_out_of_a_cloud_prompt() {
+        for s in Stream::ALL {
+            let want = matches!(s, Stream::Keystrokes | Stream::Clipboard | Stream::Audio);
+            assert_eq!(private(s), want, "{}", s.as_str());
+        }
     }
 }

@@ -123,7 +123,8 @@ impl Stream {
     ];
 
     /// Text the person typed, copied or said: never sent to a cloud
-    /// embedder (audio never leaves the device, nor does its transcript).
+    /// embedder, a cloud chat model's prompt, or the Observer (audio never
+    /// leaves the device, nor does its transcript).
     pub fn is_private_text(self) -> bool {
         matches!(self, Stream::Keystrokes | Stream::Clipboard | Stream::Audio)
     }

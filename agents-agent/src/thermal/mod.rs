@@ -131,6 +131,10 @@ pub struct Thermal {
     notifier: Notifier,
     config: PathBuf,
     state: Arc<Mutex<State>>,
+    /// All local inference was paused (critical) and the person has not
+    /// restored it since: cooling down alone restarts nothing, Whisper
+    /// included (seed 003).
+    all_paused: Arc<std::sync::atomic::AtomicBool>,
     /// One reading at a time.
     acting: Arc<tokio::sync::Mutex<()>>,
 }
@@ -157,8 +161,15 @@ impl Thermal {
                 cloud_allowed: false,
                 detail: String::new(),
             })),
+            all_paused: Default::default(),
             acting: Default::default(),
         }
+    }
+
+    /// Whether all local inference is paused for heat until the person
+    /// restores it (transcription waits meanwhile).
+    pub fn all_local_paused(&self) -> bool {
+        self.all_paused.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The state now.
@@ -166,11 +177,6 @@ impl Thermal {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         s.cloud_allowed = self.cloud_allowed();
         s
-    }
-
-    /// What local AI is doing now (cheap: no config read).
-    pub fn mode(&self) -> Mode {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).mode
     }
 
     /// Whether a cloud provider has a key (the person chose a cloud model).
@@ -207,6 +213,8 @@ impl Thermal {
                 )
             }
             Action::PauseAll => {
+                self.all_paused
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 let n = self.pause(true).await;
                 let title = if cloud {
                     "All AI moved to cloud"
@@ -282,6 +290,8 @@ impl Thermal {
     pub async fn restore_local(&self) -> State {
         let _one = self.acting.lock().await;
         let n = self.engines.sessions().resume_local();
+        self.all_paused
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             s.mode = Mode::Normal;

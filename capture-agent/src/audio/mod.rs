@@ -106,6 +106,18 @@ impl AudioSettings {
                 self.max_segment_s
             ));
         }
+        if !(100..=10_000).contains(&self.silence_ms) {
+            return Err(format!(
+                "[audio] silence_ms must be 100 to 10000, not {}",
+                self.silence_ms
+            ));
+        }
+        if self.min_speech_ms > 10_000 {
+            return Err(format!(
+                "[audio] min_speech_ms must be at most 10000, not {}",
+                self.min_speech_ms
+            ));
+        }
         if !(self.vad_threshold_db > 0.0 && self.vad_threshold_db < 60.0) {
             return Err(format!(
                 "[audio] vad_threshold_db must be between 0 and 60, not {}",

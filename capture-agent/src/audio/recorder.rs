@@ -59,6 +59,7 @@ impl Recorder {
                     stop: s,
                     out: Box::new(out),
                     t0_ms: now_ms(),
+                    rate: 1.0,
                     segments: 0,
                 };
                 run.run(d);
@@ -96,8 +97,11 @@ struct Run {
     vad: Vad,
     stop: Arc<AtomicU8>,
     out: Box<dyn Fn(AudioMsg) -> bool + Send>,
-    /// The wall time of sample 0.
+    /// The wall time of sample 0 (moved when the microphone's stream
+    /// drifts from the wall clock, as after dropped blocks).
     t0_ms: i64,
+    /// Stream time per wall time: a sim replay's speed, else 1.
+    rate: f64,
     segments: u64,
 }
 
@@ -148,12 +152,14 @@ impl Run {
         let gap = vec![0i16; SAMPLE_RATE as usize];
         let total: usize = clips.iter().map(|c| c.len() + gap.len()).sum();
         let speed = self.settings.sim_speed;
-        // As fast as possible: as if the files had just finished playing.
-        self.t0_ms = if speed == 0.0 {
-            now_ms() - (total as i64 * 1000 / i64::from(SAMPLE_RATE))
+        // As fast as possible: as if the files had just finished playing;
+        // otherwise the replay's own pace.
+        if speed == 0.0 {
+            self.t0_ms = now_ms() - (total as i64 * 1000 / i64::from(SAMPLE_RATE));
         } else {
-            now_ms()
-        };
+            self.t0_ms = now_ms();
+            self.rate = speed;
+        }
         (self.out)(AudioMsg::Health(Ok(format!(
             "sim: replaying {} file(s)",
             clips.len()
@@ -197,9 +203,18 @@ impl Run {
             mic.description
         ))));
         self.t0_ms = now_ms();
+        let mut fed: u64 = 0;
         while self.stopping().is_none() {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(block) => {
+                    fed += block.len() as u64;
+                    // The block just arrived ends now: if the stream's
+                    // clock and the wall clock parted by more than 250 ms
+                    // (blocks dropped, device drift), the wall clock wins.
+                    let anchor = now_ms() - (fed * 1000 / u64::from(SAMPLE_RATE)) as i64;
+                    if (anchor - self.t0_ms).abs() > 250 {
+                        self.t0_ms = anchor;
+                    }
                     let segs = self.vad.push(&block);
                     self.emit(segs, "microphone");
                 }
@@ -224,11 +239,11 @@ impl Run {
     /// Write each segment's file and report it.
     fn emit(&mut self, segs: Vec<Segment>, source: &'static str) {
         for seg in segs {
-            let rate = i64::from(SAMPLE_RATE);
-            let started_ms = self.t0_ms + seg.start_sample as i64 * 1000 / rate;
+            let stream_ms = seg.start_sample as f64 * 1000.0 / f64::from(SAMPLE_RATE);
+            let started_ms = self.t0_ms + (stream_ms / self.rate) as i64;
             let name = SegmentName {
                 started_ms,
-                ended_ms: started_ms + seg.duration_ms() as i64,
+                ended_ms: started_ms + (seg.duration_ms() as f64 / self.rate) as i64,
             };
             let file = name.file_name();
             match write_segment(&self.dir, &file, &seg.samples) {

@@ -15,9 +15,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 pub const OBSERVER: &str = "observer";
 
 /// The raw history the Observer reads: activity and conversation, but
-/// never typed or copied text (observations may reach a cloud model).
+/// never typed, copied or spoken text (observations may reach a cloud
+/// model; see `Stream::is_private_text`).
 const RAW: &str =
-    "kind IN ('activity', 'conversation') AND stream NOT IN ('keystrokes', 'clipboard')";
+    "kind IN ('activity', 'conversation') AND stream NOT IN ('keystrokes', 'clipboard', 'audio')";
 
 /// Items of raw history after the Observer's mark, oldest first, at most
 /// `limit`.
