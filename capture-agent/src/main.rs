@@ -11,11 +11,25 @@ use cowork_proto::pb::capture::capture_server::CaptureServer;
 use cowork_proto::worker::WorkerArgs;
 use std::process::ExitCode;
 
+/// Shuts the trace provider down (writing what is queued) when main ends.
+struct Flush(Option<opentelemetry_sdk::trace::SdkTracerProvider>);
+
+impl Drop for Flush {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = WorkerArgs::parse();
     let result = (|| -> anyhow::Result<()> {
         let paths = CoworkPaths::resolve(args.home.as_deref())?;
-        cowork_proto::logging::init(None)?;
+        // Its request spans go to cowork.db beside coworkd's.
+        let traces =
+            cowork_proto::logging::init_with_traces(None, paths.home.join("cowork.db"), "capture")?;
+        let _flush = Flush(Some(traces));
         let config_path = paths.config_file();
         // A broken [capture] fails closed: recording under defaults would
         // drop the person's denylist and redactions.

@@ -9,6 +9,7 @@ use crate::state::{WorkerName, WorkerState};
 use crate::supervisor::Supervisor;
 use cowork_proto::grpc::{status_response, WORKER_HEADER};
 use cowork_proto::paths::CoworkPaths;
+use cowork_proto::traces;
 use cowork_proto::uds::{
     ConnectionScope, Handler, CONNECTION_WINDOW, MAX_FRAME, SEND_BUFFER, STREAM_WINDOW,
 };
@@ -125,14 +126,29 @@ impl Relay {
         match route::route(req.uri().path(), header) {
             Ok(Route::Local) => (self.local)(req).await,
             Ok(Route::Worker(w)) => {
-                let traceparent = req
-                    .headers()
-                    .get("traceparent")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                let span = tracing::debug_span!("ipc.relay", worker = %w, path = %req.uri().path(), %traceparent);
-                self.forward(w, req).instrument(span).await
+                // One trace per call: the caller's (`traceparent`), else a
+                // new one. The worker continues it from this span; the
+                // caller learns its id from `cowork-trace-id`.
+                let span = tracing::info_span!(
+                    target: traces::TARGET,
+                    "relay",
+                    worker = %w,
+                    path = %req.uri().path(),
+                    outcome = tracing::field::Empty,
+                );
+                traces::continue_trace(&span, req.headers());
+                let mut req = req;
+                traces::inject(&span, req.headers_mut());
+                let mut resp = self.forward(w, req).instrument(span.clone()).await;
+                // A call that fails at once says so in its headers (a
+                // streamed outcome comes in trailers: "ok" here).
+                span.record("outcome", traces::outcome_of(resp.headers()).as_str());
+                if let Some(id) =
+                    traces::trace_id(&span).and_then(|id| http::HeaderValue::from_str(&id).ok())
+                {
+                    resp.headers_mut().insert(traces::TRACE_ID_HEADER, id);
+                }
+                resp
             }
             Err(e @ RouteError::MissingWorker(_)) => {
                 status_response(Status::invalid_argument(e.to_string()))

@@ -186,6 +186,57 @@ impl pb::system_server::System for SystemService {
         Ok(Response::new(self.desktop.notify(r.into_inner()).await))
     }
 
+    async fn get_trace(
+        &self,
+        r: Request<pb::GetTraceRequest>,
+    ) -> Result<Response<pb::GetTraceResponse>, Status> {
+        let wanted = r.into_inner().trace_id;
+        let last = wanted.is_empty() || wanted == "last";
+        let hex_id = wanted.len() == 32 && wanted.bytes().all(|b| b.is_ascii_hexdigit());
+        if !(last || hex_id) {
+            return Err(Status::invalid_argument(format!(
+                "a trace id is 32 hex digits (or \"last\"), not {wanted:?}"
+            )));
+        }
+        let db = self.paths.home.join("cowork.db");
+        let found = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let c = cowork_db::traces::open(&db).map_err(|e| e.to_string())?;
+            let id = if last {
+                cowork_db::traces::last_trace(&c).map_err(|e| e.to_string())?
+            } else {
+                Some(wanted.to_ascii_lowercase())
+            };
+            let Some(id) = id else { return Ok(None) };
+            let spans = cowork_db::traces::spans_of(&c, &id).map_err(|e| e.to_string())?;
+            Ok(Some((id, spans)))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::unavailable(format!("cannot read traces from cowork.db: {e}")))?;
+        match found {
+            Some((id, spans)) if !spans.is_empty() => Ok(Response::new(pb::GetTraceResponse {
+                trace_id: id,
+                spans: spans
+                    .into_iter()
+                    .map(|s| pb::TraceSpan {
+                        span_id: s.span_id,
+                        parent_span_id: s.parent_span_id,
+                        process: s.process,
+                        name: s.name,
+                        start_unix_us: s.start_us,
+                        duration_us: s.duration_us,
+                        outcome: s.outcome,
+                        attributes_json: s.attributes,
+                    })
+                    .collect(),
+            })),
+            Some((id, _)) => Err(Status::not_found(format!(
+                "no spans of trace {id} (spans are written within seconds, and kept 7 days)"
+            ))),
+            None => Err(Status::not_found("no trace recorded yet")),
+        }
+    }
+
     type WatchHealthStream =
         tokio_stream::wrappers::ReceiverStream<Result<pb::HealthEvent, Status>>;
 

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod migrate;
+pub mod traces;
 
 pub use migrate::{migrate, versions, Applied, Ledger, MigrateError, Owner, Step};
 

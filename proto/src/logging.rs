@@ -18,6 +18,26 @@ pub const DEFAULT_FILTER: &str = "info,chromiumoxide=error";
 /// Install the global subscriber: stderr, plus `file` (appended) when given.
 /// Workers log to stderr only; coworkd sends their stderr to their log file.
 pub fn init(file: Option<&Path>) -> std::io::Result<()> {
+    install(file, None)
+}
+
+/// [`init`], and record this process's trace spans ([`crate::traces`]) to
+/// cowork.db at `db` as `process`. Returns the provider: `shutdown` it at
+/// exit (off the async threads) to write what is still queued.
+pub fn init_with_traces(
+    file: Option<&Path>,
+    db: std::path::PathBuf,
+    process: &'static str,
+) -> std::io::Result<opentelemetry_sdk::trace::SdkTracerProvider> {
+    let provider = crate::traces::provider(db, process);
+    install(file, Some((&provider, process)))?;
+    Ok(provider)
+}
+
+fn install(
+    file: Option<&Path>,
+    traces: Option<(&opentelemetry_sdk::trace::SdkTracerProvider, &'static str)>,
+) -> std::io::Result<()> {
     let filter =
         || EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let stderr = fmt::layer()
@@ -44,6 +64,7 @@ pub fn init(file: Option<&Path>) -> std::io::Result<()> {
     let _ = tracing_subscriber::registry()
         .with(stderr)
         .with(file_layer)
+        .with(traces.map(|(p, process)| crate::traces::layer(p, process)))
         .try_init();
     Ok(())
 }

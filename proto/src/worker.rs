@@ -180,7 +180,7 @@ pub async fn run(
     let listener = crate::uds::bind(&socket).await?;
     let server = tokio::spawn(crate::uds::serve(
         listener,
-        crate::uds::routes_handler(routes),
+        crate::traces::traced(crate::uds::routes_handler(routes)),
         ctx.shutdown.clone(),
     ));
     match crate::ready::notify_ready() {
@@ -315,7 +315,8 @@ pub fn main(
     let args = WorkerArgs::parse();
     let result = (|| -> Result<(), Box<dyn std::error::Error>> {
         let paths = CoworkPaths::resolve(args.home.as_deref())?;
-        crate::logging::init(None)?;
+        // Its request spans go to cowork.db beside coworkd's.
+        let traces = crate::logging::init_with_traces(None, paths.home.join("cowork.db"), name)?;
         match raise_fd_limit() {
             Ok((from, to)) if from != to => tracing::debug!(from, to, "raised RLIMIT_NOFILE"),
             Ok(_) => {}
@@ -324,7 +325,11 @@ pub fn main(
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        rt.block_on(run(name, paths, args.socket, domain))?;
+        let result = rt.block_on(run(name, paths, args.socket, domain));
+        drop(rt);
+        // What is still queued is written before the worker exits.
+        let _ = traces.shutdown();
+        result?;
         Ok(())
     })();
     match result {

@@ -68,9 +68,9 @@ async fn a_newer_agents_schema_degrades_agents_only_and_nothing_is_written() {
     let agents_tables: Vec<String> = c
         .prepare(
             // (sqlite_sequence is SQLite's own, made for capture's
-            // AUTOINCREMENT audio segments.)
+            // AUTOINCREMENT audio segments; traces_* are coworkd's spans.)
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'capture_%'
-                AND name NOT LIKE 'sqlite_%'",
+                AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'traces_%'",
         )
         .unwrap()
         .query_map([], |r| r.get(0))

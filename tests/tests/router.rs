@@ -53,13 +53,27 @@ async fn streams_are_relayed_whole_and_in_order() {
         .into_inner();
     assert_eq!(reply.payload, payload);
 
-    // Trace context crosses the relay in metadata, untouched.
+    // Trace context crosses the relay in metadata: the same trace, with
+    // coworkd's relay span as the worker's parent (tests/traces.rs).
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let mut req = to("agents", PingRequest::default());
     req.metadata_mut()
         .insert("traceparent", tp.parse().unwrap());
     let resp = client.ping(req).await.unwrap();
-    assert_eq!(resp.metadata().get("traceparent").unwrap(), tp);
+    let got = resp
+        .metadata()
+        .get("traceparent")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        got.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && got.ends_with("-01"),
+        "{got}"
+    );
+    assert_eq!(
+        resp.metadata().get("cowork-trace-id").unwrap(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
 }
 
 #[tokio::test]

@@ -136,8 +136,20 @@ async fn run(paths: CoworkPaths) -> Result<()> {
     paths
         .create_dirs()
         .with_context(|| format!("cannot create {}", paths.home.display()))?;
-    cowork_proto::logging::init(Some(&paths.log_file("coworkd")))
-        .context("cannot open the coworkd log")?;
+    // The relay's spans go to cowork.db (`coworkctl trace`).
+    let traces = cowork_proto::logging::init_with_traces(
+        Some(&paths.log_file("coworkd")),
+        paths.home.join("cowork.db"),
+        "coworkd",
+    )
+    .context("cannot open the coworkd log")?;
+    let result = serve(paths).await;
+    // What is still queued is written before coworkd exits.
+    let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    result
+}
+
+async fn serve(paths: CoworkPaths) -> Result<()> {
     // Each client connection holds a connection to each worker it calls.
     if let Err(e) = cowork_proto::worker::raise_fd_limit() {
         tracing::warn!(error = %e, "cannot raise the open-file limit");

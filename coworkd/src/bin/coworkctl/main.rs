@@ -21,6 +21,7 @@ mod memory;
 mod models;
 mod notifications;
 mod system;
+mod trace;
 
 use clap::{Parser, Subcommand};
 use context::{Ctx, EXIT_UNREACHABLE, EXIT_USAGE};
@@ -53,6 +54,9 @@ enum Cmd {
     },
     /// Local model engines: each instance, its health and its models.
     Engines,
+    /// One call's spans across processes as a waterfall: `trace <ID>` (a
+    /// call's `cowork-trace-id`) or `trace last`.
+    Trace(trace::Args),
     /// Chat: `chat "<message>"` prints the answer as it streams; `chat
     /// threads`, `chat show ID`, `chat usage` and `chat key PROVIDER`.
     Chat(chat::Args),
@@ -199,6 +203,7 @@ async fn run(cmd: Cmd, ctx: &mut Ctx) -> anyhow::Result<ExitCode> {
         Cmd::Suite(c) => system::run(c, ctx).await,
         Cmd::Capture { command } => capture::run(command, ctx).await,
         Cmd::Engines => engines::run(ctx).await,
+        Cmd::Trace(a) => trace::run(a, ctx).await,
         Cmd::Chat(a) => chat::run(a, ctx).await,
         Cmd::Agent { command } => agent::run(command, ctx).await,
         Cmd::Approvals { command } => approvals::run(command, ctx).await,
