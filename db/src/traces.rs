@@ -43,6 +43,11 @@ pub const KEPT_ATTRIBUTES: &[&str] = &[
     "wait_ms",
     "bytes",
     "outcome",
+    "engine",
+    "model",
+    "ttft_ms",
+    "prompt_tokens",
+    "completion_tokens",
 ];
 
 /// One span.

@@ -124,3 +124,91 @@ async fn a_relayed_call_is_one_trace_recorded_with_its_callers_context() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_is_one_trace_from_the_client_to_the_engine_and_holds_no_text() {
+    // The real llama.cpp server with Gemma 3 270M.
+    let engine = start_llama(&[]);
+    let s = Suite::start(&format!(
+        "{FAST}\n[agents]\nprobe_ports = false\nmax_output_tokens = 40\n\
+         [[agents.engines]]\nid = \"llamacpp\"\nbase_url = \"http://127.0.0.1:{}/v1\"\napi = \"openai\"\n",
+        engine.port
+    ));
+    s.wait_state("agents", "running", T).await;
+    let secret = "sk-live-PLANTED-9f31c7";
+    let out = s.ctl(&[
+        "--json",
+        "chat",
+        "--local",
+        &format!("My key is {secret}. Say hi in three words."),
+    ]);
+    let text = ok(&out);
+    let chunks: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let id = chunks[0]["route"]["trace_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no trace id in the route chunk: {text}"))
+        .to_owned();
+    let names = [
+        "relay",
+        "request",
+        "chat.answer",
+        "memory.ground",
+        "router",
+        "engine",
+        "ledger",
+    ];
+    let t = wait_for(T, "every span of the chat written", || {
+        trace_json(&s, &id).filter(|t| {
+            let have: Vec<&str> = t["spans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|x| x["name"].as_str())
+                .collect();
+            names.iter().all(|n| have.contains(n))
+        })
+    });
+    let spans = t["spans"].as_array().unwrap();
+    let by = |name: &str| spans.iter().find(|x| x["name"] == name).unwrap();
+    let (relay, request, answer) = (by("relay"), by("request"), by("chat.answer"));
+    assert_eq!(relay["process"], "coworkd");
+    assert_eq!(request["process"], "agents");
+    assert_eq!(request["parent_span_id"], relay["span_id"], "{t}");
+    assert_eq!(answer["parent_span_id"], request["span_id"], "{t}");
+    for child in ["memory.ground", "router", "engine", "ledger"] {
+        assert_eq!(
+            by(child)["parent_span_id"],
+            answer["span_id"],
+            "{child}: {t}"
+        );
+        assert_eq!(by(child)["process"], "agents");
+    }
+    assert_eq!(by("router")["attributes"]["route"], "local", "{t}");
+    let engine_span = by("engine");
+    assert_eq!(engine_span["attributes"]["engine"], "llamacpp", "{t}");
+    assert!(engine_span["attributes"]["ttft_ms"].is_string(), "{t}");
+    assert_eq!(engine_span["outcome"], "ok", "{t}");
+    assert_eq!(answer["outcome"], "ok", "{t}");
+    let waterfall = ok(&s.ctl(&["trace", &id]));
+    assert!(
+        waterfall.contains("agents         chat.answer"),
+        "{waterfall}"
+    );
+
+    // No span holds what was said: the planted secret is nowhere in the
+    // table, in any column.
+    let c = read_db(s.home.path());
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM traces_spans WHERE (trace_id || span_id || parent_span_id ||
+                process || name || outcome || attributes) LIKE '%PLANTED%'
+                OR (trace_id || name || attributes) LIKE '%three words%'"
+        ),
+        0
+    );
+    assert!(count(&c, "SELECT count(*) FROM traces_spans") >= names.len() as i64);
+}

@@ -16,7 +16,9 @@ use crate::llm::tier::{for_tier, Tier, TIERS};
 use crate::llm::tokens;
 use crate::usage::ledger;
 use crate::util::{new_id, now_ms};
+use cowork_proto::traces::TARGET as TRACE;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 /// Recent windows given to the model as Layer 1 context.
 pub const CONTEXT_WINDOWS: u32 = 8;
@@ -55,11 +57,20 @@ impl Chat {
         }
         let (tx, rx) = mpsc::channel(64);
         let me = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = me.answer(ask, &tx).await {
-                let _ = tx.send(Err(e)).await;
+        // The answer's span, under the request's (one trace from the
+        // client to the engine): names, timings, sizes; never text.
+        let span =
+            tracing::info_span!(target: TRACE, "chat.answer", outcome = tracing::field::Empty);
+        tokio::spawn(
+            async move {
+                let r = me.answer(ask, &tx).await;
+                tracing::Span::current().record("outcome", if r.is_ok() { "ok" } else { "error" });
+                if let Err(e) = r {
+                    let _ = tx.send(Err(e)).await;
+                }
             }
-        });
+            .instrument(span),
+        );
         Ok(rx)
     }
 
@@ -74,7 +85,10 @@ impl Chat {
         };
         let memory_cfg = MemoryConfig::load(&self.config).map_err(ChatError::Config)?;
         let message_id = new_id("m");
-        let grounded = self.ground(&ask, &opened).await?;
+        let grounded = self
+            .ground(&ask, &opened)
+            .instrument(tracing::info_span!(target: TRACE, "memory.ground"))
+            .await?;
         if let Some(refusal) = &grounded.refusal {
             return self.refuse(&opened, message_id, refusal, out).await;
         }
@@ -87,9 +101,22 @@ impl Chat {
             self.context().await
         };
         let context = join_context(layer1.clone(), grounded.text.clone());
-        let decision = self
-            .route(&cfg, &ask, &opened, &detected, local.as_ref(), &context)
-            .await?;
+        let decision = {
+            let span = tracing::info_span!(target: TRACE, "router", route = tracing::field::Empty, model = tracing::field::Empty);
+            let d = self
+                .route(&cfg, &ask, &opened, &detected, local.as_ref(), &context)
+                .instrument(span.clone())
+                .await?;
+            span.record(
+                "route",
+                match d.target {
+                    Target::Cloud(_) => "cloud",
+                    Target::Local(_) => "local",
+                },
+            );
+            span.record("model", d.target.model_id());
+            d
+        };
         if let (Target::Cloud(_), Some(refusal)) = (&decision.target, &grounded.refusal_for_cloud) {
             // What memory holds on it is typed or copied text, which a
             // cloud model never gets.
@@ -155,6 +182,15 @@ impl Chat {
             Ok(target) => {
                 let messages = prompt(&context, &opened, memory_cfg.last_messages);
                 let mut counted = None;
+                let span = tracing::info_span!(
+                    target: TRACE,
+                    "engine",
+                    engine = %target.name,
+                    ttft_ms = tracing::field::Empty,
+                    prompt_tokens = tracing::field::Empty,
+                    completion_tokens = tracing::field::Empty,
+                    outcome = tracing::field::Empty,
+                );
                 let r = self
                     .stream(
                         &target,
@@ -164,7 +200,13 @@ impl Chat {
                         &mut answer,
                         &mut counted,
                     )
+                    .instrument(span.clone())
                     .await;
+                if let Some((p, c)) = counted {
+                    span.record("prompt_tokens", p);
+                    span.record("completion_tokens", c);
+                }
+                span.record("outcome", if r.is_ok() { "ok" } else { "error" });
                 // The engine's count, else an estimate.
                 let used = counted.unwrap_or_else(|| {
                     (
@@ -172,7 +214,9 @@ impl Chat {
                         tokens::estimate(answer.content.len()),
                     )
                 });
-                self.ledger(&decision.target, &answer, used).await?;
+                self.ledger(&decision.target, &answer, used)
+                    .instrument(tracing::info_span!(target: TRACE, "ledger"))
+                    .await?;
                 r
             }
         };
@@ -429,12 +473,20 @@ impl Chat {
         let call = async move { stream_chat(&target, &msgs, max_tokens, &tx).await };
         tokio::pin!(call);
         let mut result = None;
+        let started = std::time::Instant::now();
+        let mut first = true;
         loop {
             tokio::select! {
                 r = &mut call, if result.is_none() => { result = Some(r); }
                 d = rx.recv() => match d {
                     Some(d) => {
                         if !d.text.is_empty() {
+                            if first {
+                                first = false;
+                                // Time to first token, on the engine span.
+                                tracing::Span::current()
+                                    .record("ttft_ms", started.elapsed().as_millis() as u64);
+                            }
                             answer.content.push_str(&d.text);
                             if out.send(Ok(Event::Delta(d.text))).await.is_err() {
                                 // The client went away: dropping the call cancels the engine.

@@ -194,7 +194,7 @@ async fn ask(
     };
     // No overall deadline: an answer may take a while; each chunk is shown
     // as it arrives.
-    let mut stream = client
+    let stream = client
         .send_message(pb::SendMessageRequest {
             thread_id: args.thread.unwrap_or_default(),
             text: args.words.join(" "),
@@ -206,15 +206,25 @@ async fn ask(
             grounded: args.grounded,
             app_id: args.app_id.unwrap_or_default(),
         })
-        .await?
-        .into_inner();
+        .await?;
+    // The trace coworkd recorded this call under (`coworkctl trace ID`).
+    let trace_id = stream
+        .metadata()
+        .get(cowork_proto::traces::TRACE_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut stream = stream.into_inner();
     let mut failed = false;
     let mut sources = Vec::new();
     while let Some(c) = stream.message().await? {
         let Some(c) = c.chunk else { continue };
         failed |= matches!(c, Chunk::Error(_));
         if ctx.json {
-            writeln!(ctx.out, "{}", chunk_json(&c))?;
+            let mut v = chunk_json(&c);
+            if let (Some(id), Some(route)) = (&trace_id, v.get_mut("route")) {
+                route["trace_id"] = json!(id);
+            }
+            writeln!(ctx.out, "{v}")?;
             ctx.out.flush()?;
             continue;
         }
