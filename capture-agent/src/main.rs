@@ -17,7 +17,7 @@ struct Flush(Option<opentelemetry_sdk::trace::SdkTracerProvider>);
 impl Drop for Flush {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
-            let _ = p.shutdown();
+            cowork_proto::traces::flush_and_stop(p);
         }
     }
 }

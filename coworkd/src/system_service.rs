@@ -200,14 +200,28 @@ impl pb::system_server::System for SystemService {
         }
         let db = self.paths.home.join("cowork.db");
         let found = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            let c = cowork_db::traces::open(&db).map_err(|e| e.to_string())?;
+            // Read only: a query never migrates or writes cowork.db.
+            let c = match cowork_db::open_reader(&db) {
+                Ok(c) => c,
+                Err(_) if !db.exists() => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            };
+            let no_table = |e: &rusqlite::Error| e.to_string().contains("no such table");
             let id = if last {
-                cowork_db::traces::last_trace(&c).map_err(|e| e.to_string())?
+                match cowork_db::traces::last_trace(&c) {
+                    Ok(id) => id,
+                    Err(e) if no_table(&e) => None,
+                    Err(e) => return Err(e.to_string()),
+                }
             } else {
                 Some(wanted.to_ascii_lowercase())
             };
             let Some(id) = id else { return Ok(None) };
-            let spans = cowork_db::traces::spans_of(&c, &id).map_err(|e| e.to_string())?;
+            let spans = match cowork_db::traces::spans_of(&c, &id) {
+                Ok(s) => s,
+                Err(e) if no_table(&e) => Vec::new(),
+                Err(e) => return Err(e.to_string()),
+            };
             Ok(Some((id, spans)))
         })
         .await

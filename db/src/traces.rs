@@ -132,19 +132,33 @@ pub fn spans_of(c: &Connection, trace_id: &str) -> rusqlite::Result<Vec<SpanRow>
     rows.collect()
 }
 
-/// The trace whose root started last (None without any).
+/// The trace of the newest call coworkd relayed (None without any):
+/// background calls a worker makes to another directly are not "last".
 pub fn last_trace(c: &Connection) -> rusqlite::Result<Option<String>> {
     c.query_row(
-        "SELECT trace_id FROM traces_spans ORDER BY start_us DESC LIMIT 1",
+        "SELECT trace_id FROM traces_spans WHERE process = 'coworkd' AND name = 'relay'
+         ORDER BY start_us DESC LIMIT 1",
         [],
         |r| r.get(0),
     )
     .optional()
 }
 
-/// Delete spans that started before `cutoff_us`: how many went.
+/// Delete spans that started before `cutoff_us`, 1000 at a time (no one
+/// transaction holds the write lock long): how many went.
 pub fn expire(c: &Connection, cutoff_us: i64) -> rusqlite::Result<usize> {
-    c.execute("DELETE FROM traces_spans WHERE start_us < ?1", [cutoff_us])
+    let mut n = 0;
+    loop {
+        let k = c.execute(
+            "DELETE FROM traces_spans WHERE rowid IN
+                (SELECT rowid FROM traces_spans WHERE start_us < ?1 LIMIT 1000)",
+            [cutoff_us],
+        )?;
+        n += k;
+        if k < 1000 {
+            return Ok(n);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,19 @@ pub const TRACE_ID_HEADER: &str = "cowork-trace-id";
 /// Days spans are kept.
 pub const RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
+/// Spans waiting to be written at most; more are dropped, never waited for.
+pub const QUEUE: usize = 2048;
+
+/// How often queued spans are written (one transaction each time).
+pub const BATCH_DELAY: Duration = Duration::from_secs(1);
+
+/// How long a stopping process waits to write its last spans.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
+
+/// How long a span write waits for cowork.db's write lock (short: spans
+/// are not worth holding up anyone's shutdown).
+const BUSY: Duration = Duration::from_millis(200);
+
 /// Writes a process's spans to cowork.db.
 #[derive(Debug)]
 pub struct SpanStore {
@@ -51,12 +64,18 @@ impl SpanStore {
     fn write(&self, rows: &[cowork_db::traces::SpanRow]) -> Result<(), String> {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            *guard = Some(cowork_db::traces::open(&self.db).map_err(|e| e.to_string())?);
+            let c = cowork_db::traces::open(&self.db).map_err(|e| e.to_string())?;
+            c.busy_timeout(BUSY).map_err(|e| e.to_string())?;
+            *guard = Some(c);
         }
         let Some(c) = guard.as_ref() else {
             return Err("no connection".into());
         };
         cowork_db::traces::insert(c, rows).map_err(|e| e.to_string())?;
+        // One process (coworkd) deletes old spans, in small steps.
+        if self.process != "coworkd" {
+            return Ok(());
+        }
         let mut expired = self.expired.lock().unwrap_or_else(|e| e.into_inner());
         if expired.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
             *expired = Some(std::time::Instant::now());
@@ -115,13 +134,32 @@ impl SpanExporter for SpanStore {
     }
 }
 
-/// The tracer provider writing this process's spans to cowork.db. Keep it
-/// until the process ends, then `shutdown` it (off any async thread) to
-/// write what is queued.
+/// The tracer provider writing this process's spans to cowork.db (written
+/// every [`BATCH_DELAY`]). Keep it until the process ends, then pass it to
+/// [`flush_and_stop`] (off any async thread).
 pub fn provider(db: PathBuf, process: &'static str) -> SdkTracerProvider {
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler};
+    let batches = BatchSpanProcessor::builder(SpanStore::new(db, process))
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(QUEUE)
+                .with_scheduled_delay(BATCH_DELAY)
+                .build(),
+        )
+        .build();
     SdkTracerProvider::builder()
-        .with_batch_exporter(SpanStore::new(db, process))
+        // Every call is recorded (not the SDK's parent-based default, which
+        // a caller's "not sampled" flag or OTEL_* variables would turn off
+        // while its trace id is still returned).
+        .with_sampler(Sampler::AlwaysOn)
+        .with_span_processor(batches)
         .build()
+}
+
+/// Stop recording and write what is queued, waiting at most
+/// [`SHUTDOWN_WAIT`] (a stopping process must not outlive its grace).
+pub fn flush_and_stop(provider: SdkTracerProvider) {
+    let _ = provider.shutdown_with_timeout(SHUTDOWN_WAIT);
 }
 
 /// The layer turning [`TARGET`] spans into OpenTelemetry spans.

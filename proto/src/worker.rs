@@ -328,7 +328,7 @@ pub fn main(
         let result = rt.block_on(run(name, paths, args.socket, domain));
         drop(rt);
         // What is still queued is written before the worker exits.
-        let _ = traces.shutdown();
+        crate::traces::flush_and_stop(traces);
         result?;
         Ok(())
     })();

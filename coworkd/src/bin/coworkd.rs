@@ -145,7 +145,7 @@ async fn run(paths: CoworkPaths) -> Result<()> {
     .context("cannot open the coworkd log")?;
     let result = serve(paths).await;
     // What is still queued is written before coworkd exits.
-    let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    let _ = tokio::task::spawn_blocking(move || cowork_proto::traces::flush_and_stop(traces)).await;
     result
 }
 
