@@ -245,6 +245,37 @@ pub fn default_home() -> io::Result<PathBuf> {
     Ok(data.join("cowork"))
 }
 
+/// An audio segment file's name in [`CoworkPaths::audio_dir`],
+/// `seg-<started_ms>-<ended_ms>.wav`: capture-agent writes it (the times
+/// let a file whose row a crash lost be recorded again), agents-agent reads
+/// only files whose name parses. Pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentName {
+    /// Start, Unix ms.
+    pub started_ms: i64,
+    /// End, Unix ms.
+    pub ended_ms: i64,
+}
+
+impl SegmentName {
+    /// The file name.
+    pub fn file_name(&self) -> String {
+        format!("seg-{}-{}.wav", self.started_ms, self.ended_ms)
+    }
+
+    /// Parse a file name (None for anything else).
+    pub fn parse(name: &str) -> Option<Self> {
+        let rest = name.strip_prefix("seg-")?.strip_suffix(".wav")?;
+        let (a, b) = rest.split_once('-')?;
+        let started_ms = a.parse::<i64>().ok()?;
+        let ended_ms = b.parse::<i64>().ok()?;
+        (started_ms >= 0 && ended_ms >= started_ms).then_some(Self {
+            started_ms,
+            ended_ms,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +336,26 @@ mod tests {
         std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755)).unwrap();
         create_owned_private_dir(&fresh).unwrap();
         assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn segment_names_round_trip_and_nothing_else_parses() {
+        let n = SegmentName {
+            started_ms: 1_700_000_000_000,
+            ended_ms: 1_700_000_004_500,
+        };
+        assert_eq!(n.file_name(), "seg-1700000000000-1700000004500.wav");
+        assert_eq!(SegmentName::parse(&n.file_name()), Some(n));
+        for bad in [
+            "seg-1-2.wav.tmp",
+            "seg-2-1.wav",
+            "seg--1-2.wav",
+            "seg-1.wav",
+            "../seg-1-2.wav",
+            "notes.wav",
+            "seg-a-b.wav",
+        ] {
+            assert_eq!(SegmentName::parse(bad), None, "{bad}");
+        }
     }
 }

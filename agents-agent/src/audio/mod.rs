@@ -186,15 +186,7 @@ impl std::fmt::Debug for Audio {
 /// only names read from the audio folder (the row could have been written
 /// by anything that can write cowork.db).
 pub fn is_segment_file(name: &str) -> bool {
-    name.strip_prefix("seg-")
-        .and_then(|r| r.strip_suffix(".wav"))
-        .and_then(|r| r.split_once('-'))
-        .is_some_and(|(a, b)| {
-            !a.is_empty()
-                && !b.is_empty()
-                && a.bytes().all(|c| c.is_ascii_digit())
-                && b.bytes().all(|c| c.is_ascii_digit())
-        })
+    cowork_proto::paths::SegmentName::parse(name).is_some()
 }
 
 /// Read a segment file: 16 kHz mono 16-bit PCM, as capture writes it.

@@ -149,35 +149,9 @@ impl AudioSettings {
     }
 }
 
-/// A segment file's name, `seg-<started_ms>-<ended_ms>.wav`: it carries
-/// the segment's times, so a file whose row a crash lost is recorded again
-/// at the next start. Pure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SegmentName {
-    /// Start, Unix ms.
-    pub started_ms: i64,
-    /// End, Unix ms.
-    pub ended_ms: i64,
-}
-
-impl SegmentName {
-    /// The file name.
-    pub fn file_name(&self) -> String {
-        format!("seg-{}-{}.wav", self.started_ms, self.ended_ms)
-    }
-
-    /// Parse a file name (None for anything else).
-    pub fn parse(name: &str) -> Option<Self> {
-        let rest = name.strip_prefix("seg-")?.strip_suffix(".wav")?;
-        let (a, b) = rest.split_once('-')?;
-        let started_ms = a.parse::<i64>().ok()?;
-        let ended_ms = b.parse::<i64>().ok()?;
-        (started_ms >= 0 && ended_ms >= started_ms).then_some(Self {
-            started_ms,
-            ended_ms,
-        })
-    }
-}
+/// A segment file's name (`seg-<start>-<end>.wav`): a contract with
+/// agents-agent, which reads and deletes these files, so it is shared.
+pub use cowork_proto::paths::SegmentName;
 
 /// One recorded segment, as its row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,27 +180,6 @@ pub fn audio_dir(home: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn segment_names_round_trip_and_nothing_else_parses() {
-        let n = SegmentName {
-            started_ms: 1_700_000_000_000,
-            ended_ms: 1_700_000_004_500,
-        };
-        assert_eq!(n.file_name(), "seg-1700000000000-1700000004500.wav");
-        assert_eq!(SegmentName::parse(&n.file_name()), Some(n));
-        for bad in [
-            "seg-1-2.wav.tmp",
-            "seg-2-1.wav",
-            "seg--1-2.wav",
-            "seg-1.wav",
-            "../seg-1-2.wav",
-            "notes.wav",
-            "seg-a-b.wav",
-        ] {
-            assert_eq!(SegmentName::parse(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn settings_are_checked_and_sim_paths_resolved() {
