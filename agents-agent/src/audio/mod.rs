@@ -25,7 +25,7 @@ pub mod service;
 pub mod store;
 pub mod whisper;
 
-use crate::db::{Db, DbError};
+use crate::db::Db;
 use crate::thermal::Thermal;
 use crate::util::now_ms;
 use serde::Deserialize;
@@ -133,14 +133,6 @@ impl AudioConfig {
             (cores / 2).max(1)
         }
     }
-}
-
-/// Errors of the audio domain.
-#[derive(Debug, thiserror::Error)]
-pub enum AudioError {
-    /// cowork.db.
-    #[error(transparent)]
-    Db(#[from] DbError),
 }
 
 /// What the queue is doing (the service reports it).
