@@ -117,6 +117,12 @@ if ! "$venv/bin/python" -c 'import gguf, openai' 2>/dev/null; then
   echo "== installing gguf and openai"
   "$venv/bin/pip" install --quiet --disable-pip-version-check gguf openai
 fi
+# The OTLP protobuf definitions, for the trace receiver that checks what
+# the OTLP/HTTP export sends (tests/python/otlp_receiver.py).
+if ! "$venv/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
+  echo "== installing opentelemetry-proto"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check opentelemetry-proto==1.45.2
+fi
 # A D-Bus library for the power-profiles-daemon stand-in (the heat tests).
 if ! "$venv/bin/python" -c 'import dbus_fast' 2>/dev/null; then
   echo "== installing dbus-fast"

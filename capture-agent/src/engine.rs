@@ -26,6 +26,8 @@ pub const MAX_BATCH: usize = 8 * 1024;
 pub const MAX_BACKLOG: usize = 256 * 1024;
 /// How often config.toml is checked for privacy changes.
 const CONFIG_CHECK: Duration = Duration::from_secs(2);
+/// One capture commit in this many is traced (failed ones always are).
+const COMMIT_SPAN_EVERY: u64 = 10;
 /// How often open rows are rewritten, so a crash closes them within a
 /// second of when it happened (heartbeat + one flush interval ≤ 1 s).
 pub const HEARTBEAT: Duration = Duration::from_millis(700);
@@ -274,6 +276,7 @@ impl Engine {
             health,
             pending: recovered,
             dirty_since: None,
+            commits: 0,
             paused,
             held_health: None,
             sink: {
@@ -368,6 +371,8 @@ struct Core {
     health: HealthHandle,
     pending: Vec<Row>,
     dirty_since: Option<Instant>,
+    /// Commits so far (one in [`COMMIT_SPAN_EVERY`] is traced).
+    commits: u64,
     /// Why capture is paused (config.toml's `[capture]` is invalid):
     /// nothing is read or recorded until the file is valid again.
     paused: Option<String>,
@@ -669,7 +674,30 @@ impl Core {
         if self.pending.is_empty() {
             return Ok(());
         }
-        match self.store.write(&self.pending) {
+        // A sample of commits is traced (one in COMMIT_SPAN_EVERY, and
+        // every failed one, after the fact): rows and time, never content.
+        self.commits += 1;
+        let commit_span = || {
+            tracing::info_span!(
+                target: cowork_proto::traces::TARGET,
+                "commit",
+                rows = self.pending.len(),
+                outcome = tracing::field::Empty,
+            )
+        };
+        let result = if self.commits % COMMIT_SPAN_EVERY == 1 {
+            let span = commit_span();
+            let r = span.in_scope(|| self.store.write(&self.pending));
+            span.record("outcome", if r.is_ok() { "ok" } else { "error" });
+            r
+        } else {
+            let r = self.store.write(&self.pending);
+            if r.is_err() {
+                commit_span().record("outcome", "error");
+            }
+            r
+        };
+        match result {
             Ok(()) => {
                 let n = self.pending.len() as u64;
                 self.pending.clear();

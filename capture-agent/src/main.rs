@@ -27,8 +27,7 @@ fn main() -> ExitCode {
     let result = (|| -> anyhow::Result<()> {
         let paths = CoworkPaths::resolve(args.home.as_deref())?;
         // Its request spans go to cowork.db beside coworkd's.
-        let traces =
-            cowork_proto::logging::init_with_traces(None, paths.home.join("cowork.db"), "capture")?;
+        let traces = cowork_proto::logging::init_with_traces(None, &paths, "capture")?;
         let _flush = Flush(Some(traces));
         let config_path = paths.config_file();
         // A broken [capture] fails closed: recording under defaults would

@@ -135,20 +135,20 @@ impl Relay {
                     worker = %w,
                     path = %req.uri().path(),
                     outcome = tracing::field::Empty,
+                    wait_ms = tracing::field::Empty,
+                    bytes = tracing::field::Empty,
                 );
                 traces::continue_trace(&span, req.headers());
                 let mut req = req;
                 traces::inject(&span, req.headers_mut());
                 let mut resp = self.forward(w, req).instrument(span.clone()).await;
-                // A call that fails at once says so in its headers (a
-                // streamed outcome comes in trailers: "ok" here).
-                span.record("outcome", traces::outcome_of(resp.headers()).as_str());
                 if let Some(id) =
                     traces::trace_id(&span).and_then(|id| http::HeaderValue::from_str(&id).ok())
                 {
                     resp.headers_mut().insert(traces::TRACE_ID_HEADER, id);
                 }
-                resp
+                // The span lasts until the last message and trailers pass.
+                traces::until_body_ends(resp, span)
             }
             Err(e @ RouteError::MissingWorker(_)) => {
                 status_response(Status::invalid_argument(e.to_string()))
@@ -159,7 +159,10 @@ impl Relay {
 
     async fn forward(&self, w: WorkerName, req: Request<Incoming>) -> Response<Body> {
         let arrived = Instant::now();
-        if let Err(why) = self.wait_routable(w).await {
+        let waited = self.wait_routable(w).await;
+        // Time spent waiting for an on-demand (or restarting) worker.
+        tracing::Span::current().record("wait_ms", arrived.elapsed().as_millis() as u64);
+        if let Err(why) = waited {
             return status_response(Status::unavailable(why));
         }
         let guard = self.supervisor.activity(w);

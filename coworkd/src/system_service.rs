@@ -190,7 +190,8 @@ impl pb::system_server::System for SystemService {
         &self,
         r: Request<pb::GetTraceRequest>,
     ) -> Result<Response<pb::GetTraceResponse>, Status> {
-        let wanted = r.into_inner().trace_id;
+        let r = r.into_inner();
+        let wanted = r.trace_id;
         let last = wanted.is_empty() || wanted == "last";
         let hex_id = wanted.len() == 32 && wanted.bytes().all(|b| b.is_ascii_hexdigit());
         if !(last || hex_id) {
@@ -198,57 +199,95 @@ impl pb::system_server::System for SystemService {
                 "a trace id is 32 hex digits (or \"last\"), not {wanted:?}"
             )));
         }
-        let db = self.paths.home.join("cowork.db");
-        let found = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            // Read only: a query never migrates or writes cowork.db.
-            let c = match cowork_db::open_reader(&db) {
-                Ok(c) => c,
-                Err(_) if !db.exists() => return Ok(None),
-                Err(e) => return Err(e.to_string()),
-            };
-            let no_table = |e: &rusqlite::Error| e.to_string().contains("no such table");
-            let id = if last {
-                match cowork_db::traces::last_trace(&c) {
-                    Ok(id) => id,
-                    Err(e) if no_table(&e) => None,
-                    Err(e) => return Err(e.to_string()),
-                }
-            } else {
-                Some(wanted.to_ascii_lowercase())
+        if !r.op.is_empty() && !last {
+            return Err(Status::invalid_argument(
+                "--op picks the newest trace of an operation: use it with \"last\"",
+            ));
+        }
+        let op = r.op;
+        let found = read_traces(self.db(), move |c| {
+            let id = match (last, op.is_empty()) {
+                (true, true) => cowork_db::traces::last_trace(c)?,
+                (true, false) => cowork_db::traces::last_trace_of_op(c, &op)?,
+                _ => Some(wanted.to_ascii_lowercase()),
             };
             let Some(id) = id else { return Ok(None) };
-            let spans = match cowork_db::traces::spans_of(&c, &id) {
-                Ok(s) => s,
-                Err(e) if no_table(&e) => Vec::new(),
-                Err(e) => return Err(e.to_string()),
-            };
+            let spans = cowork_db::traces::spans_of(c, &id)?;
             Ok(Some((id, spans)))
         })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::unavailable(format!("cannot read traces from cowork.db: {e}")))?;
+        .await?
+        .flatten();
         match found {
             Some((id, spans)) if !spans.is_empty() => Ok(Response::new(pb::GetTraceResponse {
                 trace_id: id,
-                spans: spans
-                    .into_iter()
-                    .map(|s| pb::TraceSpan {
-                        span_id: s.span_id,
-                        parent_span_id: s.parent_span_id,
-                        process: s.process,
-                        name: s.name,
-                        start_unix_us: s.start_us,
-                        duration_us: s.duration_us,
-                        outcome: s.outcome,
-                        attributes_json: s.attributes,
-                    })
-                    .collect(),
+                spans: spans.into_iter().map(span_of).collect(),
             })),
             Some((id, _)) => Err(Status::not_found(format!(
-                "no spans of trace {id} (spans are written within seconds, and kept 7 days)"
+                "no spans of trace {id} (spans are written within seconds, and kept for \
+                 [traces] retention_days)"
             ))),
             None => Err(Status::not_found("no trace recorded yet")),
         }
+    }
+
+    async fn get_timeline(
+        &self,
+        r: Request<pb::GetTimelineRequest>,
+    ) -> Result<Response<pb::GetTimelineResponse>, Status> {
+        let op = r.into_inner().op;
+        if op.is_empty() || op.len() > 128 {
+            return Err(Status::invalid_argument(
+                "an operation id is 1 to 128 characters",
+            ));
+        }
+        let id = op.clone();
+        let spans = read_traces(self.db(), move |c| cowork_db::traces::timeline(c, &id))
+            .await?
+            .unwrap_or_default();
+        if spans.is_empty() {
+            return Err(Status::not_found(format!(
+                "no spans of operation {op} (spans are written within seconds; an operation \
+                 run while [traces] sample_ratio skipped it has none)"
+            )));
+        }
+        Ok(Response::new(pb::GetTimelineResponse {
+            op,
+            spans: spans.into_iter().map(span_of).collect(),
+        }))
+    }
+
+    async fn get_trace_status(
+        &self,
+        _r: Request<pb::GetTraceStatusRequest>,
+    ) -> Result<Response<pb::GetTraceStatusResponse>, Status> {
+        let (settings, settings_error) =
+            match cowork_proto::traces::TracesSettings::load(&self.paths.config_file()) {
+                Ok(s) => (s, String::new()),
+                Err(e) => (Default::default(), e.to_string()),
+            };
+        let stats = read_traces(self.db(), |c| cowork_db::traces::stats(c))
+            .await?
+            .unwrap_or_default();
+        Ok(Response::new(pb::GetTraceStatusResponse {
+            retention_days: settings.retention_days,
+            max_mb: settings.max_mb,
+            sample_ratio: settings.sample_ratio,
+            otlp_endpoint: settings.otlp_endpoint,
+            settings_error,
+            spans: stats.spans,
+            bytes: stats.bytes,
+            oldest_unix_us: stats.oldest_us,
+            lost: stats
+                .lost
+                .into_iter()
+                .map(|(process, l)| pb::LostSpans {
+                    process,
+                    dropped: l.dropped,
+                    otlp_dropped: l.otlp_dropped,
+                    otlp_failed: l.otlp_failed,
+                })
+                .collect(),
+        }))
     }
 
     type WatchHealthStream =
@@ -316,5 +355,50 @@ impl pb::system_server::System for SystemService {
             token.cancel();
         });
         Ok(Response::new(pb::ShutdownResponse {}))
+    }
+}
+
+impl SystemService {
+    fn db(&self) -> std::path::PathBuf {
+        self.paths.home.join("cowork.db")
+    }
+}
+
+/// Run `f` on cowork.db opened read-only (a query never migrates or
+/// writes it), off the async threads. None when there is no database or
+/// no traces table yet.
+async fn read_traces<T: Send + 'static>(
+    db: std::path::PathBuf,
+    f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<Option<T>, Status> {
+    tokio::task::spawn_blocking(move || -> Result<Option<T>, String> {
+        let c = match cowork_db::open_reader(&db) {
+            Ok(c) => c,
+            Err(_) if !db.exists() => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        match f(&c) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.to_string().contains("no such table") => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?
+    .map_err(|e| Status::unavailable(format!("cannot read traces from cowork.db: {e}")))
+}
+
+/// A stored span as the API shows it.
+fn span_of(s: cowork_db::traces::SpanRow) -> pb::TraceSpan {
+    pb::TraceSpan {
+        span_id: s.span_id,
+        parent_span_id: s.parent_span_id,
+        process: s.process,
+        name: s.name,
+        start_unix_us: s.start_us,
+        duration_us: s.duration_us,
+        outcome: s.outcome,
+        attributes_json: s.attributes,
+        trace_id: s.trace_id,
     }
 }

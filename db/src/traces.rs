@@ -17,8 +17,9 @@ pub const LEDGER: Ledger = Ledger::Single("traces_schema_migrations");
 /// spans migrates it; a step is applied once whoever comes first.
 pub const OWNER: Owner = Owner {
     name: "traces",
-    steps: &[Step::Sql(
-        "CREATE TABLE traces_spans (
+    steps: &[
+        Step::Sql(
+            "CREATE TABLE traces_spans (
             trace_id TEXT NOT NULL,
             span_id TEXT NOT NULL,
             parent_span_id TEXT NOT NULL,
@@ -30,7 +31,18 @@ pub const OWNER: Owner = Owner {
             attributes TEXT NOT NULL,
             PRIMARY KEY (trace_id, span_id));
          CREATE INDEX traces_spans_start ON traces_spans(start_us);",
-    )],
+        ),
+        // Spans a process could not queue (its writer fell behind) or
+        // export, counted per process.
+        Step::Sql(
+            "CREATE TABLE traces_dropped (
+            process TEXT PRIMARY KEY,
+            dropped INTEGER NOT NULL DEFAULT 0,
+            otlp_dropped INTEGER NOT NULL DEFAULT 0,
+            otlp_failed INTEGER NOT NULL DEFAULT 0,
+            updated_us INTEGER NOT NULL);",
+        ),
+    ],
 };
 
 /// The span attributes kept: ids, routes, sizes, timings, outcomes.
@@ -48,6 +60,14 @@ pub const KEPT_ATTRIBUTES: &[&str] = &[
     "ttft_ms",
     "prompt_tokens",
     "completion_tokens",
+    "op",
+    "server",
+    "tool",
+    "action",
+    "decided_by",
+    "decision",
+    "rows",
+    "sampled",
 ];
 
 /// One span.
@@ -116,19 +136,7 @@ pub fn spans_of(c: &Connection, trace_id: &str) -> rusqlite::Result<Vec<SpanRow>
         "SELECT trace_id, span_id, parent_span_id, process, name, start_us, duration_us,
             outcome, attributes FROM traces_spans WHERE trace_id = ?1 ORDER BY start_us, span_id",
     )?;
-    let rows = s.query_map([trace_id], |r| {
-        Ok(SpanRow {
-            trace_id: r.get(0)?,
-            span_id: r.get(1)?,
-            parent_span_id: r.get(2)?,
-            process: r.get(3)?,
-            name: r.get(4)?,
-            start_us: r.get(5)?,
-            duration_us: r.get(6)?,
-            outcome: r.get(7)?,
-            attributes: r.get(8)?,
-        })
-    })?;
+    let rows = s.query_map([trace_id], row)?;
     rows.collect()
 }
 
@@ -142,6 +150,191 @@ pub fn last_trace(c: &Connection) -> rusqlite::Result<Option<String>> {
         |r| r.get(0),
     )
     .optional()
+}
+
+/// The newest trace with a span of operation `op` (attribute `op`).
+pub fn last_trace_of_op(c: &Connection, op: &str) -> rusqlite::Result<Option<String>> {
+    c.query_row(
+        "SELECT trace_id FROM traces_spans WHERE json_extract(attributes, '$.op') = ?1
+         ORDER BY start_us DESC LIMIT 1",
+        [op],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Every span of operation `op` (attribute `op`), across its traces, by
+/// start time: the operation's timeline.
+pub fn spans_of_op(c: &Connection, op: &str) -> rusqlite::Result<Vec<SpanRow>> {
+    let mut s = c.prepare_cached(
+        "SELECT trace_id, span_id, parent_span_id, process, name, start_us, duration_us,
+            outcome, attributes FROM traces_spans WHERE json_extract(attributes, '$.op') = ?1
+         ORDER BY start_us, span_id",
+    )?;
+    let rows = s.query_map([op], row)?;
+    rows.collect()
+}
+
+/// An operation's timeline: its spans (attribute `op`) across traces,
+/// and every span under one of them (the MCP call under a tool call,
+/// coworkd's relay and browser-agent's request under a browser action),
+/// by start time.
+pub fn timeline(c: &Connection, op: &str) -> rusqlite::Result<Vec<SpanRow>> {
+    let tagged = spans_of_op(c, op)?;
+    let mut traces: Vec<&str> = tagged.iter().map(|s| s.trace_id.as_str()).collect();
+    traces.sort_unstable();
+    traces.dedup();
+    let mut all = Vec::new();
+    for t in traces {
+        all.extend(spans_of(c, t)?);
+    }
+    let mut keep: std::collections::HashSet<(String, String)> = tagged
+        .iter()
+        .map(|s| (s.trace_id.clone(), s.span_id.clone()))
+        .collect();
+    // Descendants: a span is kept when its parent is (bounded passes).
+    for _ in 0..16 {
+        let before = keep.len();
+        for s in &all {
+            if keep.contains(&(s.trace_id.clone(), s.parent_span_id.clone())) {
+                keep.insert((s.trace_id.clone(), s.span_id.clone()));
+            }
+        }
+        if keep.len() == before {
+            break;
+        }
+    }
+    all.retain(|s| keep.contains(&(s.trace_id.clone(), s.span_id.clone())));
+    all.sort_by(|a, b| (a.start_us, &a.span_id).cmp(&(b.start_us, &b.span_id)));
+    Ok(all)
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SpanRow> {
+    Ok(SpanRow {
+        trace_id: r.get(0)?,
+        span_id: r.get(1)?,
+        parent_span_id: r.get(2)?,
+        process: r.get(3)?,
+        name: r.get(4)?,
+        start_us: r.get(5)?,
+        duration_us: r.get(6)?,
+        outcome: r.get(7)?,
+        attributes: r.get(8)?,
+    })
+}
+
+/// Spans one process lost, added to its counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// Not queued for cowork.db (the queue was full).
+    pub dropped: u64,
+    /// Not queued for the OTLP collector.
+    pub otlp_dropped: u64,
+    /// In exports the collector did not take.
+    pub otlp_failed: u64,
+}
+
+impl Lost {
+    /// Nothing lost.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Add `lost` to `process`'s counts.
+pub fn add_lost(c: &Connection, process: &str, lost: Lost, now_us: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO traces_dropped (process, dropped, otlp_dropped, otlp_failed, updated_us)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(process) DO UPDATE SET dropped = dropped + ?2,
+            otlp_dropped = otlp_dropped + ?3, otlp_failed = otlp_failed + ?4, updated_us = ?5",
+        params![
+            process,
+            lost.dropped as i64,
+            lost.otlp_dropped as i64,
+            lost.otlp_failed as i64,
+            now_us
+        ],
+    )
+    .map(|_| ())
+}
+
+/// What the traces table holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Spans stored.
+    pub spans: u64,
+    /// Their size (bytes of their columns; the file's pages hold a little
+    /// more).
+    pub bytes: u64,
+    /// The oldest span's start, Unix µs (0 without any).
+    pub oldest_us: i64,
+    /// Per process, what it lost.
+    pub lost: Vec<(String, Lost)>,
+}
+
+/// The bytes a span's row takes, as [`stats`] and [`cap`] count them.
+const ROW_BYTES: &str = "length(trace_id) + length(span_id) + length(parent_span_id)
+    + length(process) + length(name) + length(outcome) + length(attributes) + 24";
+
+/// Count what is stored and lost.
+pub fn stats(c: &Connection) -> rusqlite::Result<Stats> {
+    let (spans, bytes, oldest_us) = c.query_row(
+        &format!(
+            "SELECT count(*), coalesce(sum({ROW_BYTES}), 0), coalesce(min(start_us), 0)
+             FROM traces_spans"
+        ),
+        [],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get(2)?)),
+    )?;
+    let mut s = c.prepare(
+        "SELECT process, dropped, otlp_dropped, otlp_failed FROM traces_dropped ORDER BY process",
+    )?;
+    let lost = s
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Lost {
+                    dropped: r.get::<_, i64>(1)? as u64,
+                    otlp_dropped: r.get::<_, i64>(2)? as u64,
+                    otlp_failed: r.get::<_, i64>(3)? as u64,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Stats {
+        spans: spans as u64,
+        bytes: bytes as u64,
+        oldest_us,
+        lost,
+    })
+}
+
+/// Keep the table under `max_bytes`: when it is over, delete the oldest
+/// spans (1000 at a time) until it is under nine tenths of it. How many
+/// went.
+pub fn cap(c: &Connection, max_bytes: u64) -> rusqlite::Result<usize> {
+    let st = stats(c)?;
+    if st.bytes <= max_bytes || st.spans == 0 {
+        return Ok(0);
+    }
+    let per_span = (st.bytes / st.spans).max(1);
+    let target = max_bytes / 10 * 9;
+    let mut over = (st.bytes - target).div_ceil(per_span) as usize;
+    let mut n = 0;
+    while over > 0 {
+        let k = c.execute(
+            "DELETE FROM traces_spans WHERE rowid IN
+                (SELECT rowid FROM traces_spans ORDER BY start_us LIMIT ?1)",
+            [over.min(1000) as i64],
+        )?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+        over = over.saturating_sub(k);
+    }
+    Ok(n)
 }
 
 /// Delete spans that started before `cutoff_us`, 1000 at a time (no one
@@ -201,5 +394,71 @@ mod tests {
         assert_eq!(last_trace(&c).unwrap().as_deref(), Some("b"));
         assert_eq!(expire(&c, 200).unwrap(), 2);
         assert!(spans_of(&c, "a").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_size_cap_deletes_the_oldest_and_lost_spans_add_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(&dir.path().join("cowork.db")).unwrap();
+        let rows: Vec<_> = (0..500)
+            .map(|i| {
+                let mut s = span("t", &format!("{i:016}"), "0", i);
+                s.attributes = format!("{{\"op\":\"op-{}\"}}", i % 2);
+                s
+            })
+            .collect();
+        insert(&c, &rows).unwrap();
+        assert_eq!(last_trace_of_op(&c, "op-1").unwrap().as_deref(), Some("t"));
+        assert_eq!(spans_of_op(&c, "op-0").unwrap().len(), 250);
+        // A child without `op` under an op span is in the timeline; an
+        // unrelated span of the same trace is not.
+        let mut child = span("t", "c1", &format!("{:016}", 1), 1000);
+        child.name = "request".into();
+        let mut other = span("t", "o1", "0", 1001);
+        other.name = "unrelated".into();
+        insert(&c, &[child, other]).unwrap();
+        let tl = timeline(&c, "op-1").unwrap();
+        assert_eq!(tl.len(), 251);
+        assert_eq!(tl.last().unwrap().name, "request");
+        let before = stats(&c).unwrap();
+        assert_eq!(before.spans, 502);
+        assert_eq!(cap(&c, before.bytes).unwrap(), 0, "not over");
+        let gone = cap(&c, before.bytes / 2).unwrap();
+        let after = stats(&c).unwrap();
+        assert!(after.bytes <= before.bytes / 2, "{after:?}");
+        assert!(gone >= 250, "{gone}");
+        assert_eq!(after.oldest_us, gone as i64, "the oldest went first");
+        add_lost(
+            &c,
+            "agents",
+            Lost {
+                dropped: 3,
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
+        add_lost(
+            &c,
+            "agents",
+            Lost {
+                dropped: 2,
+                otlp_dropped: 1,
+                otlp_failed: 4,
+            },
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            stats(&c).unwrap().lost,
+            vec![(
+                "agents".to_owned(),
+                Lost {
+                    dropped: 5,
+                    otlp_dropped: 1,
+                    otlp_failed: 4
+                }
+            )]
+        );
     }
 }

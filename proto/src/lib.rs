@@ -13,6 +13,7 @@ pub mod child;
 pub mod grpc;
 pub mod lockfile;
 pub mod logging;
+pub mod net;
 pub mod paths;
 pub mod procinfo;
 pub mod ready;

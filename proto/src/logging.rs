@@ -22,15 +22,29 @@ pub fn init(file: Option<&Path>) -> std::io::Result<()> {
 }
 
 /// [`init`], and record this process's trace spans ([`crate::traces`]) to
-/// cowork.db at `db` as `process`. Returns the provider: `shutdown` it at
+/// cowork.db in `paths.home` as `process`, with `[traces]` of its config
+/// file (a bad section is logged and the defaults apply, without export).
+/// Returns the provider: pass it to [`crate::traces::flush_and_stop`] at
 /// exit (off the async threads) to write what is still queued.
 pub fn init_with_traces(
     file: Option<&Path>,
-    db: std::path::PathBuf,
+    paths: &crate::paths::CoworkPaths,
     process: &'static str,
 ) -> std::io::Result<opentelemetry_sdk::trace::SdkTracerProvider> {
-    let provider = crate::traces::provider(db, process);
+    let (settings, settings_error) = match crate::traces::TracesSettings::load(&paths.config_file())
+    {
+        Ok(s) => (s, None),
+        Err(e) => (crate::traces::TracesSettings::default(), Some(e)),
+    };
+    let (provider, export_error) =
+        crate::traces::provider(paths.home.join("cowork.db"), process, settings);
     install(file, Some((&provider, process)))?;
+    if let Some(e) = settings_error {
+        tracing::error!(error = %e, "traces use their defaults");
+    }
+    if let Some(e) = export_error {
+        tracing::error!(error = %e, "spans are not exported");
+    }
     Ok(provider)
 }
 

@@ -10,9 +10,11 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{Status, TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use std::path::PathBuf;
-use std::sync::Mutex;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -22,10 +24,8 @@ pub const TARGET: &str = "cowork.trace";
 /// The response header carrying the trace id coworkd recorded a call under.
 pub const TRACE_ID_HEADER: &str = "cowork-trace-id";
 
-/// Days spans are kept.
-pub const RETENTION: Duration = Duration::from_secs(7 * 86_400);
-
-/// Spans waiting to be written at most; more are dropped, never waited for.
+/// Spans waiting to be written at most; more are dropped (and counted),
+/// never waited for.
 pub const QUEUE: usize = 2048;
 
 /// How often queued spans are written (one transaction each time).
@@ -38,26 +38,281 @@ pub const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
 /// are not worth holding up anyone's shutdown).
 const BUSY: Duration = Duration::from_millis(200);
 
-/// Writes a process's spans to cowork.db.
+/// How long an export to the OTLP collector may take.
+const OTLP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `[traces]` in config.toml, read by every process when it starts (a
+/// change takes effect as each process restarts).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracesSettings {
+    /// Days spans are kept in cowork.db.
+    pub retention_days: u32,
+    /// The most the spans may take in cowork.db (MB); the oldest go first.
+    pub max_mb: u64,
+    /// The share of calls traced, 0.0 to 1.0. Decided by the trace id, so
+    /// every process makes the same choice for one call; 0 turns tracing
+    /// off.
+    pub sample_ratio: f64,
+    /// Also export spans over OTLP/HTTP (protobuf) to this collector
+    /// (`http://127.0.0.1:4318`, `/v1/traces` is added to a URL without a
+    /// path). Empty: off. Loopback or LAN only.
+    pub otlp_endpoint: String,
+}
+
+impl Default for TracesSettings {
+    fn default() -> Self {
+        Self {
+            retention_days: 7,
+            max_mb: 64,
+            sample_ratio: 1.0,
+            otlp_endpoint: String::new(),
+        }
+    }
+}
+
+/// A `[traces]` section that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// config.toml is not readable or not TOML.
+    #[error("cannot read {path}: {message}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// `[traces]` has a bad key or value.
+    #[error("[traces] in {path}: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl TracesSettings {
+    /// `[traces]` of the config file at `path` (defaults when the file or
+    /// the section is absent).
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => {
+                return Err(SettingsError::Read {
+                    path: path.into(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        Self::parse(&text).map_err(|e| match e {
+            SettingsError::Read { message, .. } => SettingsError::Read {
+                path: path.into(),
+                message,
+            },
+            SettingsError::Invalid { message, .. } => SettingsError::Invalid {
+                path: path.into(),
+                message,
+            },
+        })
+    }
+
+    /// `[traces]` of a config file's text.
+    pub fn parse(text: &str) -> Result<Self, SettingsError> {
+        let read = |message: String| SettingsError::Read {
+            path: PathBuf::new(),
+            message,
+        };
+        let invalid = |message: String| SettingsError::Invalid {
+            path: PathBuf::new(),
+            message,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| read(e.to_string()))?;
+        let Some(section) = table.remove("traces") else {
+            return Ok(Self::default());
+        };
+        let s: Self = section
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.message().to_owned()))?;
+        if !(0.0..=1.0).contains(&s.sample_ratio) {
+            return Err(invalid(format!(
+                "sample_ratio must be 0.0 to 1.0, not {}",
+                s.sample_ratio
+            )));
+        }
+        if s.retention_days == 0 || s.max_mb == 0 {
+            return Err(invalid(
+                "retention_days and max_mb must be at least 1 (sample_ratio = 0 turns tracing off)"
+                    .into(),
+            ));
+        }
+        if !s.otlp_endpoint.is_empty() && !crate::net::is_local_url(&s.otlp_endpoint) {
+            return Err(invalid(format!(
+                "otlp_endpoint {:?} is not an http(s) URL on this machine or the LAN; \
+                 spans are only exported to a local collector",
+                s.otlp_endpoint
+            )));
+        }
+        Ok(s)
+    }
+
+    /// The OTLP/HTTP traces URL (the signal path added to a bare base).
+    pub fn otlp_traces_url(&self) -> Option<String> {
+        if self.otlp_endpoint.is_empty() {
+            return None;
+        }
+        let base = self.otlp_endpoint.trim_end_matches('/');
+        let has_path = base
+            .parse::<http::Uri>()
+            .is_ok_and(|u| !matches!(u.path(), "" | "/"));
+        Some(if has_path {
+            base.to_owned()
+        } else {
+            format!("{base}/v1/traces")
+        })
+    }
+}
+
+/// One span queue's counts: spans in it, and spans it refused because it
+/// was full or its export failed.
+#[derive(Debug, Default)]
+pub struct QueueCounts {
+    queued: AtomicUsize,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl QueueCounts {
+    fn take_dropped(&self) -> u64 {
+        self.dropped.swap(0, Ordering::Relaxed)
+    }
+    fn take_failed(&self) -> u64 {
+        self.failed.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// A span processor (the SDK's batch processor) behind a queue bound we
+/// count ourselves: a span that would overflow it is dropped and counted,
+/// never waited for. The exporter behind it is [`Drained`].
+#[derive(Debug)]
+struct Bounded<P> {
+    inner: P,
+    counts: Arc<QueueCounts>,
+}
+
+impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx)
+    }
+    fn on_end(&self, span: SpanData) {
+        if self.counts.queued.fetch_add(1, Ordering::Relaxed) >= QUEUE {
+            self.counts.queued.fetch_sub(1, Ordering::Relaxed);
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.inner.on_end(span)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource)
+    }
+}
+
+/// The exporter behind a [`Bounded`] queue: takes exported spans off its
+/// count and counts failed exports.
+#[derive(Debug)]
+struct Drained<E> {
+    inner: E,
+    counts: Arc<QueueCounts>,
+}
+
+impl<E: SpanExporter> SpanExporter for Drained<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len();
+        let r = self.inner.export(batch).await;
+        self.counts.queued.fetch_sub(n, Ordering::Relaxed);
+        if r.is_err() {
+            self.counts.failed.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource)
+    }
+}
+
+/// A span with only what may leave its process: the kept attributes, its
+/// ids, name, timings and status without a message; no events or links.
+pub fn scrubbed(mut s: SpanData) -> SpanData {
+    s.attributes
+        .retain(|kv| cowork_db::traces::KEPT_ATTRIBUTES.contains(&kv.key.as_str()));
+    s.dropped_attributes_count = 0;
+    s.events = Default::default();
+    s.links = Default::default();
+    if let Status::Error { .. } = s.status {
+        s.status = Status::error("");
+    }
+    s
+}
+
+/// The OTLP exporter, sending [`scrubbed`] spans only.
+#[derive(Debug)]
+struct ScrubbedOtlp(opentelemetry_otlp::SpanExporter);
+
+impl SpanExporter for ScrubbedOtlp {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0
+            .export(batch.into_iter().map(scrubbed).collect())
+            .await
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.0.set_resource(resource)
+    }
+}
+
+/// Writes a process's spans to cowork.db, keeps the table within its
+/// retention and size (coworkd only), and records what the process lost.
 #[derive(Debug)]
 pub struct SpanStore {
     db: PathBuf,
     process: &'static str,
+    settings: TracesSettings,
     /// The writer connection (opened, and the table migrated, on the
     /// first batch).
     conn: Mutex<Option<cowork_db::traces::Connection>>,
     /// When old spans were last deleted.
     expired: Mutex<Option<std::time::Instant>>,
+    /// This store's queue.
+    counts: Arc<QueueCounts>,
+    /// The OTLP export's queue, when there is one.
+    otlp: Option<Arc<QueueCounts>>,
 }
 
 impl SpanStore {
     /// Spans of `process` into cowork.db at `db`.
-    pub fn new(db: PathBuf, process: &'static str) -> Self {
+    pub fn new(db: PathBuf, process: &'static str, settings: TracesSettings) -> Self {
         Self {
             db,
             process,
+            settings,
             conn: Mutex::new(None),
             expired: Mutex::new(None),
+            counts: Arc::default(),
+            otlp: None,
         }
     }
 
@@ -72,15 +327,30 @@ impl SpanStore {
             return Err("no connection".into());
         };
         cowork_db::traces::insert(c, rows).map_err(|e| e.to_string())?;
+        let lost = cowork_db::traces::Lost {
+            dropped: self.counts.take_dropped(),
+            otlp_dropped: self.otlp.as_ref().map_or(0, |o| o.take_dropped()),
+            otlp_failed: self.otlp.as_ref().map_or(0, |o| o.take_failed()),
+        };
+        if !lost.is_empty() {
+            if let Err(e) =
+                cowork_db::traces::add_lost(c, self.process, lost, unix_us(SystemTime::now()))
+            {
+                tracing::warn!(error = %e, "cannot count lost spans");
+            }
+        }
         // One process (coworkd) deletes old spans, in small steps.
         if self.process != "coworkd" {
             return Ok(());
         }
         let mut expired = self.expired.lock().unwrap_or_else(|e| e.into_inner());
-        if expired.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+        if expired.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
             *expired = Some(std::time::Instant::now());
-            let cutoff = unix_us(SystemTime::now() - RETENTION);
-            if let Err(e) = cowork_db::traces::expire(c, cutoff) {
+            let keep = Duration::from_secs(u64::from(self.settings.retention_days) * 86_400);
+            let cutoff = unix_us(SystemTime::now() - keep);
+            let result = cowork_db::traces::expire(c, cutoff)
+                .and_then(|_| cowork_db::traces::cap(c, self.settings.max_mb * 1_000_000));
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "cannot delete old spans");
             }
         }
@@ -134,26 +404,101 @@ impl SpanExporter for SpanStore {
     }
 }
 
+fn batches<E: SpanExporter + 'static>(
+    exporter: E,
+    counts: Arc<QueueCounts>,
+) -> Bounded<impl SpanProcessor> {
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+    let inner = BatchSpanProcessor::builder(Drained {
+        inner: exporter,
+        counts: counts.clone(),
+    })
+    .with_batch_config(
+        BatchConfigBuilder::default()
+            // Ours bounds it first (and counts); the SDK's never fills.
+            .with_max_queue_size(QUEUE + 64)
+            .with_scheduled_delay(BATCH_DELAY)
+            .build(),
+    )
+    .build();
+    Bounded { inner, counts }
+}
+
+/// The service name a process's spans carry in an OTLP export.
+fn service_name(process: &str) -> String {
+    if process == "coworkd" {
+        process.to_owned()
+    } else {
+        format!("{process}-agent")
+    }
+}
+
 /// The tracer provider writing this process's spans to cowork.db (written
-/// every [`BATCH_DELAY`]). Keep it until the process ends, then pass it to
-/// [`flush_and_stop`] (off any async thread).
-pub fn provider(db: PathBuf, process: &'static str) -> SdkTracerProvider {
-    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler};
-    let batches = BatchSpanProcessor::builder(SpanStore::new(db, process))
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_queue_size(QUEUE)
-                .with_scheduled_delay(BATCH_DELAY)
+/// every [`BATCH_DELAY`]), and to the OTLP collector when one is set.
+/// Keep it until the process ends, then pass it to [`flush_and_stop`]
+/// (off any async thread). An OTLP exporter that cannot be built is
+/// returned as the error beside a provider without it.
+pub fn provider(
+    db: PathBuf,
+    process: &'static str,
+    settings: TracesSettings,
+) -> (SdkTracerProvider, Option<String>) {
+    use opentelemetry_sdk::trace::Sampler;
+    let mut store = SpanStore::new(db, process, settings.clone());
+    let mut otlp_error = None;
+    let otlp = settings
+        .otlp_traces_url()
+        .and_then(|url| match otlp_exporter(&url) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                otlp_error = Some(format!("cannot export spans to {url}: {e}"));
+                None
+            }
+        });
+    let otlp = otlp.map(|e| {
+        let counts = Arc::<QueueCounts>::default();
+        store.otlp = Some(counts.clone());
+        batches(ScrubbedOtlp(e), counts)
+    });
+    let counts = store.counts.clone();
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(
+            opentelemetry_sdk::Resource::builder_empty()
+                .with_service_name(service_name(process))
                 .build(),
         )
-        .build();
-    SdkTracerProvider::builder()
-        // Every call is recorded (not the SDK's parent-based default, which
+        // By the trace id alone (not the SDK's parent-based default, which
         // a caller's "not sampled" flag or OTEL_* variables would turn off
-        // while its trace id is still returned).
-        .with_sampler(Sampler::AlwaysOn)
-        .with_span_processor(batches)
-        .build()
+        // while its trace id is still returned): every process decides the
+        // same for one call.
+        .with_sampler(if settings.sample_ratio >= 1.0 {
+            Sampler::AlwaysOn
+        } else {
+            Sampler::TraceIdRatioBased(settings.sample_ratio)
+        })
+        .with_span_processor(batches(store, counts));
+    if let Some(p) = otlp {
+        builder = builder.with_span_processor(p);
+    }
+    (builder.build(), otlp_error)
+}
+
+/// The OTLP/HTTP (protobuf) exporter to `url`, built on a thread of its
+/// own (its blocking HTTP client must not be made on an async thread).
+fn otlp_exporter(url: &str) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(url)
+            .with_timeout(OTLP_TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .join()
+    .map_err(|_| "the exporter's thread panicked".to_owned())?
 }
 
 /// Stop recording and write what is queued, waiting at most
@@ -192,8 +537,8 @@ fn untraced(path: &str) -> bool {
 
 /// `handler` with a `request` span (target [`TARGET`]) around each call,
 /// continuing the caller's trace (coworkd's relay span): a worker's side
-/// of one trace. Its outcome is the call's `grpc-status` when the worker
-/// answers at once with an error, else "ok".
+/// of one trace, open until the response's body ends
+/// ([`until_body_ends`]).
 pub fn traced(handler: crate::uds::Handler) -> crate::uds::Handler {
     use tracing::Instrument as _;
     std::sync::Arc::new(move |req: http::Request<hyper::body::Incoming>| {
@@ -207,13 +552,110 @@ pub fn traced(handler: crate::uds::Handler) -> crate::uds::Handler {
                 "request",
                 path = %req.uri().path(),
                 outcome = tracing::field::Empty,
+                bytes = tracing::field::Empty,
             );
             continue_trace(&span, req.headers());
             let resp = handler(req).instrument(span.clone()).await;
-            span.record("outcome", outcome_of(resp.headers()).as_str());
-            resp
+            until_body_ends(resp, span)
         })
     })
+}
+
+/// `resp` with `span` kept open until its body ends: the span's outcome is
+/// the call's `grpc-status`, from the headers of a call that fails at once,
+/// else from the trailers of a streamed one ("cancelled" when the caller
+/// hung up first), and `bytes` counts what the body carried.
+pub fn until_body_ends(
+    resp: http::Response<tonic::body::Body>,
+    span: tracing::Span,
+) -> http::Response<tonic::body::Body> {
+    let (parts, body) = resp.into_parts();
+    let status = parts.headers.get("grpc-status").is_some();
+    if status {
+        span.record("outcome", outcome_of(&parts.headers).as_str());
+    }
+    let body = SpanBody {
+        inner: body,
+        span: Some(span),
+        bytes: 0,
+        outcome_recorded: status,
+    };
+    http::Response::from_parts(parts, tonic::body::Body::new(body))
+}
+
+/// A response body that ends its span when it ends.
+struct SpanBody {
+    inner: tonic::body::Body,
+    span: Option<tracing::Span>,
+    bytes: u64,
+    outcome_recorded: bool,
+}
+
+impl SpanBody {
+    fn record(&mut self, outcome: &str) {
+        if let Some(span) = &self.span {
+            if !self.outcome_recorded {
+                span.record("outcome", outcome);
+                self.outcome_recorded = true;
+            }
+        }
+    }
+    fn end(&mut self) {
+        if let Some(span) = self.span.take() {
+            span.record("bytes", self.bytes);
+            // A span ends when it was last exited: exit it now.
+            span.in_scope(|| {});
+        }
+    }
+}
+
+impl Drop for SpanBody {
+    fn drop(&mut self) {
+        self.record("cancelled");
+        self.end();
+    }
+}
+
+impl http_body::Body for SpanBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>> {
+        use std::task::Poll;
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    let outcome = outcome_of(trailers);
+                    self.record(&outcome);
+                }
+            }
+            Poll::Ready(Some(Err(status))) => {
+                let outcome = format!("grpc-status {}", status.code() as i32);
+                self.record(&outcome);
+                self.end();
+            }
+            Poll::Ready(None) => {
+                self.record("ok");
+                self.end();
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// "ok", or "grpc-status N" when a response's headers carry an error.
@@ -268,11 +710,26 @@ pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
     }
 }
 
-/// `span`'s trace id (32 hex digits), when it is recorded.
+/// Put `span`'s context into a gRPC request's metadata as `traceparent`,
+/// for a call this process makes.
+pub fn inject_metadata(span: &tracing::Span, metadata: &mut tonic::metadata::MetadataMap) {
+    let mut headers = http::HeaderMap::new();
+    inject(span, &mut headers);
+    if let Some(v) = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        metadata.insert("traceparent", v);
+    }
+}
+
+/// `span`'s trace id (32 hex digits), when it is recorded (traces are on
+/// and this call was sampled).
 pub fn trace_id(span: &tracing::Span) -> Option<String> {
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
+    (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
 }
 
 #[cfg(test)]
@@ -284,7 +741,7 @@ mod tests {
     fn a_span_continues_the_callers_trace_is_written_and_passes_it_on() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("cowork.db");
-        let provider = provider(db.clone(), "coworkd");
+        let (provider, _) = provider(db.clone(), "coworkd", TracesSettings::default());
         let subscriber = tracing_subscriber::registry().with(layer(&provider, "coworkd"));
         let mut incoming = http::HeaderMap::new();
         incoming.insert(
@@ -338,7 +795,11 @@ mod tests {
     #[test]
     fn no_traceparent_starts_a_trace_and_a_bad_one_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let provider = provider(dir.path().join("cowork.db"), "coworkd");
+        let (provider, _) = provider(
+            dir.path().join("cowork.db"),
+            "coworkd",
+            TracesSettings::default(),
+        );
         let subscriber = tracing_subscriber::registry().with(layer(&provider, "coworkd"));
         tracing::subscriber::with_default(subscriber, || {
             let mut h = http::HeaderMap::new();
@@ -353,5 +814,142 @@ mod tests {
         let span = tracing::info_span!(target: TARGET, "relay");
         assert_eq!(trace_id(&span), None);
         provider.shutdown().unwrap();
+    }
+
+    #[test]
+    fn traces_settings_default_parse_and_refuse_what_they_cannot_use() {
+        assert_eq!(
+            TracesSettings::parse("").unwrap(),
+            TracesSettings::default()
+        );
+        let s = TracesSettings::parse(
+            "[audio]\nx = 1\n[traces]\nretention_days = 2\nmax_mb = 5\nsample_ratio = 0.25\n\
+             otlp_endpoint = \"http://127.0.0.1:4318\"\n",
+        )
+        .unwrap();
+        assert_eq!((s.retention_days, s.max_mb, s.sample_ratio), (2, 5, 0.25));
+        assert_eq!(
+            s.otlp_traces_url().as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+        let custom =
+            TracesSettings::parse("[traces]\notlp_endpoint = \"http://10.0.0.2:9/in/\"").unwrap();
+        assert_eq!(
+            custom.otlp_traces_url().as_deref(),
+            Some("http://10.0.0.2:9/in")
+        );
+        assert_eq!(TracesSettings::default().otlp_traces_url(), None);
+        for (bad, says) in [
+            ("[traces]\nsample_ratio = 1.5", "sample_ratio"),
+            ("[traces]\nretention_days = 0", "at least 1"),
+            (
+                "[traces]\notlp_endpoint = \"https://otel.example.com\"",
+                "local collector",
+            ),
+            (
+                "[traces]\notlp_endpoint = \"http://169.254.169.254\"",
+                "local collector",
+            ),
+            ("[traces]\nsampel = 1", "sampel"),
+            ("[traces", "cannot read"),
+        ] {
+            let e = TracesSettings::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[derive(Debug, Default, Clone)]
+    struct Stuck(Arc<std::sync::Mutex<Vec<usize>>>);
+
+    impl SpanExporter for Stuck {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.lock().unwrap().push(batch.len());
+            Err(OTelSdkError::InternalFailure("collector down".into()))
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_a_failed_export_is_counted() {
+        let counts = Arc::<QueueCounts>::default();
+        let seen = Stuck::default();
+        let p = batches(seen.clone(), counts.clone());
+        // A queue already full (its writer far behind): nothing waits.
+        counts.queued.store(QUEUE, Ordering::Relaxed);
+        let provider = SdkTracerProvider::builder().with_span_processor(p).build();
+        let tracer = provider.tracer("t");
+        for _ in 0..5 {
+            opentelemetry::trace::Tracer::start(&tracer, "x");
+        }
+        assert_eq!(counts.take_dropped(), 5);
+        // Room again: exported, and the failure counted.
+        counts.queued.store(0, Ordering::Relaxed);
+        for _ in 0..3 {
+            opentelemetry::trace::Tracer::start(&tracer, "x");
+        }
+        provider.force_flush().ok();
+        assert_eq!(seen.0.lock().unwrap().iter().sum::<usize>(), 3);
+        assert_eq!(counts.take_failed(), 3);
+        assert_eq!(counts.queued.load(Ordering::Relaxed), 0);
+        provider.shutdown().ok();
+    }
+
+    #[test]
+    fn what_leaves_the_process_is_scrubbed() {
+        use opentelemetry::trace::{SpanContext, SpanKind, TraceFlags, TraceState};
+        use opentelemetry::KeyValue;
+        let mut events = opentelemetry_sdk::trace::SpanEvents::default();
+        events.events.push(opentelemetry::trace::Event::new(
+            "log",
+            SystemTime::now(),
+            vec![KeyValue::new("message", "hunter2")],
+            0,
+        ));
+        let s = SpanData {
+            span_context: SpanContext::new(
+                opentelemetry::trace::TraceId::from(7u128),
+                opentelemetry::trace::SpanId::from(9u64),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: opentelemetry::trace::SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: "engine".into(),
+            start_time: SystemTime::now(),
+            end_time: SystemTime::now(),
+            attributes: vec![
+                KeyValue::new("ttft_ms", 12),
+                KeyValue::new("message", "hunter2"),
+                KeyValue::new("code.file.path", "src/x.rs"),
+            ],
+            dropped_attributes_count: 0,
+            events,
+            links: Default::default(),
+            status: Status::error("engine said hunter2"),
+            instrumentation_scope: Default::default(),
+        };
+        let out = scrubbed(s);
+        let text = format!("{out:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("src/x.rs"), "{text}");
+        assert_eq!(out.attributes.len(), 1);
+        assert!(matches!(out.status, Status::Error { .. }));
+    }
+
+    #[test]
+    fn sampling_by_trace_id_and_an_unsampled_call_has_no_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let off = TracesSettings {
+            sample_ratio: 0.0,
+            ..Default::default()
+        };
+        let (provider, _) = provider(dir.path().join("cowork.db"), "coworkd", off);
+        let subscriber = tracing_subscriber::registry().with(layer(&provider, "coworkd"));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(target: TARGET, "relay");
+            assert_eq!(trace_id(&span), None, "not sampled: no id to look up");
+        });
+        provider.shutdown().ok();
     }
 }

@@ -316,7 +316,7 @@ pub fn main(
     let result = (|| -> Result<(), Box<dyn std::error::Error>> {
         let paths = CoworkPaths::resolve(args.home.as_deref())?;
         // Its request spans go to cowork.db beside coworkd's.
-        let traces = crate::logging::init_with_traces(None, paths.home.join("cowork.db"), name)?;
+        let traces = crate::logging::init_with_traces(None, &paths, name)?;
         match raise_fd_limit() {
             Ok((from, to)) if from != to => tracing::debug!(from, to, "raised RLIMIT_NOFILE"),
             Ok(_) => {}

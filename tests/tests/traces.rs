@@ -1,9 +1,14 @@
-//! Traces end to end (the first part of issue 22): coworkd records a
-//! `relay` span per relayed call in cowork.db, under the caller's W3C trace
-//! context (`traceparent`) or a new trace, passes its own span on to the
-//! worker as the parent, and answers with `cowork-trace-id`; the worker
-//! records its `request` span under it; `coworkctl trace <ID|last>` shows
-//! the spans of both processes as one waterfall.
+//! Traces end to end (issue 22): coworkd records a `relay` span per
+//! relayed call in cowork.db, under the caller's W3C trace context
+//! (`traceparent`) or a new trace, passes its own span on to the worker as
+//! the parent, and answers with `cowork-trace-id`; the worker records its
+//! `request` span under it; `coworkctl trace <ID|last>` shows the spans of
+//! both processes as one waterfall. An agent operation's model calls, tool
+//! calls (and the MCP call under them) and approvals make its timeline
+//! (`agent show ID --timeline`), and the same spans reach a real OTLP/HTTP
+//! receiver (decoded with the `opentelemetry-proto` package) scrubbed of
+//! everything but ids, names, timings and outcomes. `[traces]
+//! sample_ratio = 0` records nothing.
 
 use cowork_e2e::*;
 use cowork_proto::pb::capture::{capture_client::CaptureClient, GetStatusRequest};
@@ -192,6 +197,21 @@ async fn a_chat_is_one_trace_from_the_client_to_the_engine_and_holds_no_text() {
     assert!(engine_span["attributes"]["ttft_ms"].is_string(), "{t}");
     assert_eq!(engine_span["outcome"], "ok", "{t}");
     assert_eq!(answer["outcome"], "ok", "{t}");
+    // The relay and request spans last until the stream's trailers pass
+    // (not only its headers), and count what it carried.
+    for outer in [relay, request] {
+        assert!(
+            outer["duration_us"].as_i64() >= answer["duration_us"].as_i64(),
+            "{t}"
+        );
+        assert_eq!(outer["outcome"], "ok", "{t}");
+        let bytes: u64 = outer["attributes"]["bytes"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(bytes > 0, "{t}");
+    }
     let waterfall = ok(&s.ctl(&["trace", &id]));
     assert!(
         waterfall.contains("agents         chat.answer"),
@@ -211,4 +231,205 @@ async fn a_chat_is_one_trace_from_the_client_to_the_engine_and_holds_no_text() {
         0
     );
     assert!(count(&c, "SELECT count(*) FROM traces_spans") >= names.len() as i64);
+}
+
+fn json_of(o: &std::process::Output) -> Value {
+    serde_json::from_str(&ok(o)).expect("--json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_has_a_timeline_and_a_real_otlp_receiver_gets_its_spans_scrubbed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("otlp.jsonl");
+    let mut cmd = std::process::Command::new(python());
+    cmd.arg(repo_root().join("tests/python/otlp_receiver.py"))
+        .arg(&log);
+    let collector = PythonPeer::start(cmd, "the OTLP receiver");
+    // Real Gemma 3 270M behind llama-cpp-python's server (tool calls), the
+    // real mcp-server-time; get_current_time waits for a person.
+    let engine = start_llama_cpp_python();
+    let s = Suite::start(&format!(
+        "{FAST}\n[traces]\notlp_endpoint = \"http://127.0.0.1:{}\"\n\
+         [agents]\nprobe_ports = false\n\
+         [[agents.engines]]\nid = \"llamacpp\"\nbase_url = \"http://127.0.0.1:{}/v1\"\napi = \"openai\"\n\
+         [agents.approval]\nauto_run = [\"time\"]\ndenylist_extra = [\"get_current_time\"]\n",
+        collector.port, engine.port
+    ));
+    s.wait_state("agents", "running", T).await;
+    wait_until(Duration::from_secs(60), "the engine to be detected", || {
+        let v: Value =
+            serde_json::from_slice(&s.ctl(&["--json", "engines"]).stdout).unwrap_or_default();
+        v["engines"][0]["health"] == "up"
+    });
+    assert_eq!(add_time_server(&s)["status"], "running");
+    let secret = "PLANTED-7c1e9a";
+    let op = json_of(&s.ctl(&[
+        "--json",
+        "agent",
+        "run",
+        "--tool-choice",
+        "time/get_current_time",
+        "--max-steps",
+        "3",
+        &format!("What time is it in UTC? My password is {secret}."),
+    ]));
+    assert_eq!(op["status"], "waiting_for_human", "{op}");
+    let op_id = op["id"].as_str().unwrap().to_owned();
+    let pending = op["pending"][0]["id"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(300));
+    let done = json_of(&s.ctl(&["--json", "approvals", "approve", &pending]));
+    assert_eq!(done["status"], "done", "{done}");
+
+    // The timeline: the operation, its model call, the approval (who,
+    // after how long), the call that ran with the MCP call under it.
+    let names = ["operation", "model", "approval", "tool", "mcp.call"];
+    let shown = wait_for(T, "the operation's spans written", || {
+        let o = s.ctl(&["--json", "agent", "show", &op_id, "--timeline"]);
+        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+        let have: Vec<String> = v["timeline"]
+            .as_array()?
+            .iter()
+            .filter_map(|x| x["name"].as_str().map(str::to_owned))
+            .collect();
+        names
+            .iter()
+            .all(|n| have.iter().any(|h| h == n))
+            .then_some(v)
+    });
+    let tl = shown["timeline"].as_array().unwrap();
+    let pos = |pred: &dyn Fn(&Value) -> bool| {
+        tl.iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("{shown}"))
+    };
+    let model = pos(&|x| x["name"] == "model");
+    let approval = pos(&|x| x["name"] == "approval");
+    // Ran, or failed on the arguments the small model wrote: either way
+    // it was called, after the approval.
+    let ran = pos(&|x| x["name"] == "tool");
+    let mcp = pos(&|x| x["name"] == "mcp.call");
+    assert!(model < approval && approval < ran && ran < mcp, "{shown}");
+    assert_eq!(tl[0]["name"], "operation", "{shown}");
+    assert_eq!(tl[model]["parent_span_id"], tl[0]["span_id"], "{shown}");
+    let a = &tl[approval]["attributes"];
+    assert_eq!(a["decision"], "approved", "{shown}");
+    assert_eq!(a["decided_by"], "person", "{shown}");
+    assert_eq!(a["tool"], "get_current_time", "{shown}");
+    let waited: i64 = a["wait_ms"].as_str().unwrap().parse().unwrap();
+    assert!(waited >= 300, "{shown}");
+    assert_eq!(tl[model]["attributes"]["engine"], "llamacpp", "{shown}");
+    assert!(
+        tl[model]["attributes"]["prompt_tokens"].is_string(),
+        "{shown}"
+    );
+    assert_eq!(tl[mcp]["attributes"]["server"], "time", "{shown}");
+    assert_eq!(tl[mcp]["parent_span_id"], tl[ran]["span_id"], "{shown}");
+    let text = ok(&s.ctl(&["agent", "show", &op_id, "--timeline"]));
+    assert!(
+        text.contains("time/get_current_time approved by person after waiting"),
+        "{text}"
+    );
+    // `trace last --op` is the newest trace of the operation (the approval's).
+    let last = json_of(&s.ctl(&["--json", "trace", "last", "--op", &op_id]));
+    assert_eq!(last["trace_id"], tl[ran]["trace_id"], "{last}");
+    let o = s.ctl(&["trace", &"ab".repeat(16), "--op", &op_id]);
+    assert!(!o.status.success(), "--op goes with last");
+
+    // The collector got the same spans, from both processes, scrubbed.
+    let received = wait_for(T, "the collector to receive the spans", || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        let spans: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let has = |svc: &str, name: &str| {
+            spans
+                .iter()
+                .any(|x| x["service"] == svc && x["name"] == name)
+        };
+        (has("coworkd", "relay")
+            && has("agents-agent", "approval")
+            && has("agents-agent", "mcp.call"))
+        .then_some((text, spans))
+    });
+    let (raw, spans) = received;
+    let approval_id = tl[approval]["span_id"].as_str().unwrap();
+    let sent = spans
+        .iter()
+        .find(|x| x["span_id"] == approval_id)
+        .expect("the approval span itself was exported");
+    assert_eq!(sent["trace_id"], tl[approval]["trace_id"]);
+    assert_eq!(sent["attributes"]["decided_by"], "person");
+    assert!(!raw.contains(secret), "the task's text never leaves");
+    assert!(!raw.contains("UTC?"), "nor the task");
+    for x in &spans {
+        assert_eq!(x["events"], 0, "{x}");
+        for k in x["attributes"].as_object().unwrap().keys() {
+            assert!(
+                cowork_db::traces::KEPT_ATTRIBUTES.contains(&k.as_str()),
+                "{k} left the process: {x}"
+            );
+        }
+    }
+    let st = json_of(&s.ctl(&["--json", "trace", "status"]));
+    assert_eq!(
+        st["otlp_endpoint"],
+        format!("http://127.0.0.1:{}", collector.port)
+    );
+    assert!(st["spans"].as_u64().unwrap() >= names.len() as u64, "{st}");
+    for l in st["lost"].as_array().unwrap() {
+        assert_eq!(l["otlp_failed"], 0, "{st}");
+        assert_eq!(l["dropped"], 0, "{st}");
+    }
+    assert!(ok(&s.ctl(&["trace", "status"])).contains("export: OTLP/HTTP to http://127.0.0.1:"));
+    // Nothing in cowork.db holds the task either.
+    let c = read_db(s.home.path());
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM traces_spans WHERE attributes LIKE '%PLANTED%'"
+        ),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_off_records_nothing_and_a_bad_traces_section_is_shown() {
+    let s = Suite::start("[traces]\nsample_ratio = 0.0\n");
+    s.wait_state("capture", "running", T).await;
+    let resp = CaptureClient::new(s.channel())
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap();
+    assert!(
+        resp.metadata().get("cowork-trace-id").is_none(),
+        "an unrecorded call has no trace id to look up"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let o = s.ctl(&["trace", "last"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no trace recorded yet"),
+        "{o:?}"
+    );
+    let st = json_of(&s.ctl(&["--json", "trace", "status"]));
+    assert_eq!(st["sample_ratio"], 0.0, "{st}");
+    assert_eq!(st["spans"], 0, "{st}");
+
+    // A collector on the internet is refused: spans only go to this
+    // machine or the LAN; the defaults apply and the status says why.
+    std::fs::write(
+        s.home.path().join("config.toml"),
+        "[traces]\notlp_endpoint = \"https://otel.example.com\"\n",
+    )
+    .unwrap();
+    let st = json_of(&s.ctl(&["--json", "trace", "status"]));
+    assert!(
+        st["settings_error"]
+            .as_str()
+            .unwrap()
+            .contains("only exported to a local collector"),
+        "{st}"
+    );
+    assert_eq!(st["otlp_endpoint"], "", "{st}");
 }

@@ -25,9 +25,11 @@ use crate::llm::tokens;
 use crate::mcp::manager::{Manager, DEFAULT_CALL_TIMEOUT};
 use crate::usage::ledger;
 use crate::util::{new_id, now_ms};
+use cowork_proto::traces::TARGET as TRACE;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use tracing::Instrument as _;
 
 /// How often waiting calls are checked for their approval timeout.
 pub const EXPIRY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -311,6 +313,32 @@ impl Agents {
             });
         };
         let p = op.pending.remove(pos);
+        // The wait for a person, as one span: when it was decided, how
+        // long it waited, what was decided and by whom.
+        let waited_ms = if p.asked_ms > 0 {
+            now_ms() - p.asked_ms
+        } else {
+            0
+        };
+        tracing::info_span!(
+            target: TRACE,
+            "approval",
+            op = %op.id,
+            server = %p.call.server,
+            tool = %p.call.tool,
+            wait_ms = waited_ms,
+            decision = match answer {
+                Answer::Approve => "approved",
+                Answer::Reject => "rejected",
+                Answer::Expire(_) => "expired",
+            },
+            decided_by = match answer {
+                Answer::Expire(_) => "timeout",
+                _ => "person",
+            },
+            outcome = "ok",
+        )
+        .in_scope(|| {});
         match answer {
             Answer::Approve => self.run_calls(&mut op, vec![p.call], true).await,
             Answer::Reject | Answer::Expire(_) => {
@@ -400,11 +428,23 @@ impl Agents {
         self.save(&op).await?;
         let me = self.clone();
         let snapshot = op.clone();
-        let task = tokio::spawn(async move {
-            let r = me.run_loop(op).await;
-            drop(claim);
-            r
-        });
+        // The operation's part of the trace of the call that set it going
+        // (start, approve, resume): its model calls, tool calls and
+        // approvals carry its id (`coworkctl agent show ID --timeline`).
+        let span = tracing::info_span!(
+            target: TRACE,
+            "operation",
+            op = %op.id,
+            outcome = tracing::field::Empty,
+        );
+        let task = tokio::spawn(
+            async move {
+                let r = me.run_loop(op).await;
+                drop(claim);
+                r
+            }
+            .instrument(span),
+        );
         if !wait {
             return Ok(snapshot);
         }
@@ -472,6 +512,7 @@ impl Agents {
             op.reason = e;
         }
         self.save(&op).await?;
+        tracing::Span::current().record("outcome", op.status.name());
         tracing::info!(operation = %op.id, status = op.status.name(), steps = op.step, "operation stopped");
         Ok(op)
     }
@@ -545,15 +586,36 @@ impl Agents {
                 }
             }
             op.step += 1;
-            let completion = match complete(
+            let model_span = tracing::info_span!(
+                target: TRACE,
+                "model",
+                op = %op.id,
+                engine = %target.name,
+                model = %target.model,
+                prompt_tokens = tracing::field::Empty,
+                completion_tokens = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+            );
+            let completion = complete(
                 &target,
                 &op.messages,
                 &tools,
                 forced.as_deref(),
                 Some(STEP_MAX_TOKENS),
             )
-            .await
+            .instrument(model_span.clone())
+            .await;
+            model_span.record("outcome", if completion.is_ok() { "ok" } else { "error" });
+            if let Ok(Completion {
+                usage: Some((p, c)),
+                ..
+            }) = &completion
             {
+                model_span.record("prompt_tokens", p);
+                model_span.record("completion_tokens", c);
+            }
+            drop(model_span);
+            let completion = match completion {
                 Ok(c) => c,
                 Err(e) => {
                     // The engine died or failed: nothing was decided, so
@@ -728,7 +790,17 @@ impl Agents {
             let call_id = format!("{}:{}", op.id, c.id);
             let op_id = op.id.clone();
             let (server, tool) = (c.server.clone(), c.tool.clone());
-            async move {
+            // Names and the outcome only: never the arguments or result.
+            let span = tracing::info_span!(
+                target: TRACE,
+                "tool",
+                op = %op.id,
+                server = %server,
+                tool = %tool,
+                outcome = tracing::field::Empty,
+            );
+            let traced = span.clone();
+            let call = async move {
                 let args = args.map_err(|e| (e, false))?;
                 if server == FLOWS {
                     return match flows {
@@ -756,7 +828,20 @@ impl Agents {
                         Err(e) => Err((e.to_string(), false)),
                     },
                 }
+            };
+            async move {
+                let r: Result<String, (String, bool)> = call.await;
+                traced.record(
+                    "outcome",
+                    match &r {
+                        Ok(_) => "ran",
+                        Err((_, true)) => "needs_approval",
+                        Err(_) => "failed",
+                    },
+                );
+                r
             }
+            .instrument(span)
         });
         // Browser calls act on one page, in the order the model gave them
         // (type, then click): one after another. MCP calls run at once.

@@ -39,6 +39,9 @@ pub struct BrowserTools {
 fn req<T>(msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.set_timeout(CALL_TIMEOUT);
+    // The browser action joins the operation's trace (through coworkd's
+    // relay to browser-agent).
+    cowork_proto::traces::inject_metadata(&tracing::Span::current(), r.metadata_mut());
     r
 }
 

@@ -5,8 +5,6 @@
 //! parsed from both API families. The probing itself is I/O and lives
 //! beside it.
 
-use std::net::IpAddr;
-
 /// How an engine lists its models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiFamily {
@@ -81,43 +79,11 @@ pub const KNOWN_ENGINES: &[EngineSpec] = &[
 /// (Ollama's 11434 → 11435 convention, for every engine).
 pub const CRON_PORT_OFFSET: u16 = 1;
 
-/// The host of an `http(s)://host[:port]/...` URL, and its port (the
-/// scheme's default when absent). None for anything else.
-pub fn host_port(url: &str) -> Option<(String, u16)> {
-    let uri: http::Uri = url.parse().ok()?;
-    let default = match uri.scheme_str()? {
-        "http" => 80,
-        "https" => 443,
-        _ => return None,
-    };
-    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_ascii_lowercase(), uri.port_u16().unwrap_or(default)))
-}
-
-/// Loopback: `localhost`, 127/8, `::1`.
-pub fn is_loopback_host(host: &str) -> bool {
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Local or LAN: loopback, `0.0.0.0`, `*.local`, private IPv4 (10/8,
-/// 172.16/12, 192.168/16), IPv6 unique-local (fc00::/7). The only hosts
-/// engine probes are ever sent to (the SSRF guard).
-pub fn is_local_host(host: &str) -> bool {
-    if is_loopback_host(host) || host.ends_with(".local") {
-        return true;
-    }
-    match host.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => v4.is_unspecified() || v4.is_private(),
-        Ok(IpAddr::V6(v6)) => v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00,
-        Err(_) => false,
-    }
-}
+pub use cowork_proto::net::{host_port, is_local_host, is_loopback_host};
 
 /// Is `url` an http(s) URL to a local or LAN host?
 pub fn is_probe_allowed(url: &str) -> bool {
-    host_port(url).is_some_and(|(h, _)| is_local_host(&h))
+    cowork_proto::net::is_local_url(url)
 }
 
 /// The URL that answers whether the engine at `base_url` is up and lists

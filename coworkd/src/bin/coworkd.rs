@@ -139,7 +139,7 @@ async fn run(paths: CoworkPaths) -> Result<()> {
     // The relay's spans go to cowork.db (`coworkctl trace`).
     let traces = cowork_proto::logging::init_with_traces(
         Some(&paths.log_file("coworkd")),
-        paths.home.join("cowork.db"),
+        &paths,
         "coworkd",
     )
     .context("cannot open the coworkd log")?;

@@ -8,6 +8,7 @@ use super::{CallOutcome, Conn, Manager, McpError, DEFAULT_CALL_TIMEOUT, MAX_CALL
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 impl Manager {
     /// A call the person makes (`mcp call`): arguments as JSON text,
@@ -87,8 +88,18 @@ impl Manager {
                 error: "the caller went away".into(),
             }),
         };
+        // Names, size and outcome only: never the arguments or the result.
+        let span = tracing::info_span!(
+            target: cowork_proto::traces::TARGET,
+            "mcp.call",
+            server = %server,
+            tool = %tool,
+            outcome = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+        );
         let result = self
             .call_inner(server, tool, arguments, timeout, &call_id, &token)
+            .instrument(span.clone())
             .await;
         let (outcome, error) = match &result {
             Ok(o) if o.is_error => ("tool_error", o.text.clone()),
@@ -97,6 +108,10 @@ impl Manager {
             Err(McpError::Aborted(_)) => ("aborted", result_err(&result)),
             Err(_) => ("error", result_err(&result)),
         };
+        span.record("outcome", outcome);
+        if let Ok(o) = &result {
+            span.record("bytes", o.text.len());
+        }
         if let Some(e) = record.entry.as_mut() {
             e.outcome = outcome.to_owned();
             e.error = limits::truncate_recorded(&error, limits::MAX_AUDIT_FIELD);

@@ -6,6 +6,7 @@ use crate::context::{call, exit_code, long, Ctx};
 use anyhow::Result;
 use clap::Subcommand;
 use cowork_proto::pb::agents::{self as pb, agents_client::AgentsClient};
+use cowork_proto::pb::system::{self as sys, system_client::SystemClient};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -36,6 +37,11 @@ pub enum Cmd {
     Show {
         /// Its id.
         id: String,
+        /// Also its timeline: model calls, tool calls, approvals (who
+        /// decided, when) and browser actions, in time order, from its
+        /// trace spans.
+        #[arg(long)]
+        timeline: bool,
     },
     /// Operations, newest first.
     List,
@@ -66,10 +72,29 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
             }))
             .await?
             .into_inner(),
-        Cmd::Show { id } => c
-            .get_operation(call(pb::OperationRef { id }))
-            .await?
-            .into_inner(),
+        Cmd::Show { id, timeline } => {
+            let op = c
+                .get_operation(call(pb::OperationRef { id: id.clone() }))
+                .await?
+                .into_inner();
+            if !timeline {
+                op
+            } else {
+                let t = SystemClient::new(ctx.channel.clone())
+                    .get_timeline(call(sys::GetTimelineRequest { op: id }))
+                    .await?
+                    .into_inner();
+                ctx.show_block(
+                    || {
+                        let mut v = operation_json(&op);
+                        v["timeline"] = crate::trace::timeline_json(&t)["spans"].clone();
+                        v
+                    },
+                    || format!("{}{}", operation_text(&op), crate::trace::timeline_text(&t)),
+                )?;
+                return Ok(exit_code(op.status != "error"));
+            }
+        }
         Cmd::Resume { id } => c
             .resume_operation(long(pb::OperationRef { id }))
             .await?

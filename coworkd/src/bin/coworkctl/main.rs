@@ -55,7 +55,8 @@ enum Cmd {
     /// Local model engines: each instance, its health and its models.
     Engines,
     /// One call's spans across processes as a waterfall: `trace <ID>` (a
-    /// call's `cowork-trace-id`) or `trace last`.
+    /// call's `cowork-trace-id`), `trace last [--op ID]`, or `trace status`
+    /// (what is stored, the settings, spans lost).
     Trace(trace::Args),
     /// Chat: `chat "<message>"` prints the answer as it streams; `chat
     /// threads`, `chat show ID`, `chat usage` and `chat key PROVIDER`.
