@@ -46,6 +46,8 @@ if [ ! -x "$whisper_cli_dir/whisper-cli" ] || [ "$(cat "$whisper_cli_dir/.build"
 fi
 export COWORK_BENCH_WHISPER_CLI="$whisper_cli_dir/whisper-cli"
 cargo bench --locked -p cowork-e2e --bench suite
+cargo bench --locked -p cowork-proto --bench span_cost
+cargo bench --locked -p cowork-e2e --bench traces
 cargo bench --locked -p cowork-e2e --bench capture
 cargo bench --locked -p agents-agent --bench router
 cargo bench --locked -p agents-agent --bench chat

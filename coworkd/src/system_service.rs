@@ -265,7 +265,7 @@ impl pb::system_server::System for SystemService {
                 Ok(s) => (s, String::new()),
                 Err(e) => (Default::default(), e.to_string()),
             };
-        let stats = read_traces(self.db(), |c| cowork_db::traces::stats(c))
+        let stats = read_traces(self.db(), cowork_db::traces::stats)
             .await?
             .unwrap_or_default();
         Ok(Response::new(pb::GetTraceStatusResponse {

@@ -67,7 +67,8 @@ pub const KEPT_ATTRIBUTES: &[&str] = &[
     "decided_by",
     "decision",
     "rows",
-    "sampled",
+    "items",
+    "tokens",
 ];
 
 /// One span.
@@ -226,7 +227,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SpanRow> {
 /// Spans one process lost, added to its counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Lost {
-    /// Not queued for cowork.db (the queue was full).
+    /// Not written to cowork.db: the queue was full, or their write
+    /// failed.
     pub dropped: u64,
     /// Not queued for the OTLP collector.
     pub otlp_dropped: u64,

@@ -328,7 +328,9 @@ impl SpanStore {
         };
         cowork_db::traces::insert(c, rows).map_err(|e| e.to_string())?;
         let lost = cowork_db::traces::Lost {
-            dropped: self.counts.take_dropped(),
+            // Queue full, or in a batch whose write failed (this one is
+            // the first to succeed since).
+            dropped: self.counts.take_dropped() + self.counts.take_failed(),
             otlp_dropped: self.otlp.as_ref().map_or(0, |o| o.take_dropped()),
             otlp_failed: self.otlp.as_ref().map_or(0, |o| o.take_failed()),
         };

@@ -710,6 +710,29 @@ async fn gemma_navigates_with_a_forced_tool_choice_and_reads_the_page() {
             .any(|a| a["action"] == "navigate" && a["outcome"] == "ok"),
         "{log}"
     );
+    // The browser action is in the operation's trace: the agent's tool
+    // span, coworkd's relay under it, browser-agent's request under that.
+    let shown = wait_for(T, "the browser action's spans in the timeline", || {
+        let v = s.ctl_json(&["agent", "show", &op, "--timeline"]);
+        v["timeline"]
+            .as_array()?
+            .iter()
+            .any(|x| x["process"] == "browser" && x["name"] == "request")
+            .then_some(v)
+    });
+    let tl = shown["timeline"].as_array().unwrap();
+    let find = |pred: &dyn Fn(&Value) -> bool| {
+        tl.iter()
+            .find(|x| pred(x))
+            .unwrap_or_else(|| panic!("{shown}"))
+    };
+    let tool = find(&|x| x["name"] == "tool" && x["attributes"]["server"] == "browser");
+    let relay = find(&|x| {
+        x["name"] == "relay" && x["attributes"]["path"] == "/cowork.browser.v1.Browser/Navigate"
+    });
+    let request = find(&|x| x["process"] == "browser" && x["name"] == "request");
+    assert_eq!(relay["parent_span_id"], tool["span_id"], "{shown}");
+    assert_eq!(request["parent_span_id"], relay["span_id"], "{shown}");
 }
 
 #[tokio::test]

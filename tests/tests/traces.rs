@@ -161,6 +161,7 @@ async fn a_chat_is_one_trace_from_the_client_to_the_engine_and_holds_no_text() {
         "request",
         "chat.answer",
         "memory.ground",
+        "context.layer1",
         "router",
         "engine",
         "ledger",
@@ -183,7 +184,13 @@ async fn a_chat_is_one_trace_from_the_client_to_the_engine_and_holds_no_text() {
     assert_eq!(request["process"], "agents");
     assert_eq!(request["parent_span_id"], relay["span_id"], "{t}");
     assert_eq!(answer["parent_span_id"], request["span_id"], "{t}");
-    for child in ["memory.ground", "router", "engine", "ledger"] {
+    for child in [
+        "memory.ground",
+        "context.layer1",
+        "router",
+        "engine",
+        "ledger",
+    ] {
         assert_eq!(
             by(child)["parent_span_id"],
             answer["span_id"],
@@ -192,6 +199,15 @@ async fn a_chat_is_one_trace_from_the_client_to_the_engine_and_holds_no_text() {
         assert_eq!(by(child)["process"], "agents");
     }
     assert_eq!(by("router")["attributes"]["route"], "local", "{t}");
+    // RAG assembly and Layer 1 say how much they gave, in tokens.
+    assert!(
+        by("memory.ground")["attributes"]["tokens"].is_string(),
+        "{t}"
+    );
+    assert!(
+        by("context.layer1")["attributes"]["tokens"].is_string(),
+        "{t}"
+    );
     let engine_span = by("engine");
     assert_eq!(engine_span["attributes"]["engine"], "llamacpp", "{t}");
     assert!(engine_span["attributes"]["ttft_ms"].is_string(), "{t}");

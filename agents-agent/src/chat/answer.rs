@@ -85,10 +85,23 @@ impl Chat {
         };
         let memory_cfg = MemoryConfig::load(&self.config).map_err(ChatError::Config)?;
         let message_id = new_id("m");
+        // RAG assembly: how many sources and tokens memory gave (no text).
+        let ground_span = tracing::info_span!(
+            target: TRACE,
+            "memory.ground",
+            items = tracing::field::Empty,
+            tokens = tracing::field::Empty,
+        );
         let grounded = self
             .ground(&ask, &opened)
-            .instrument(tracing::info_span!(target: TRACE, "memory.ground"))
+            .instrument(ground_span.clone())
             .await?;
+        ground_span.record("items", grounded.citations.len());
+        ground_span.record(
+            "tokens",
+            crate::llm::tokens::estimate(grounded.text.as_ref().map_or(0, String::len)),
+        );
+        drop(ground_span);
         if let Some(refusal) = &grounded.refusal {
             return self.refuse(&opened, message_id, refusal, out).await;
         }
@@ -98,7 +111,13 @@ impl Chat {
         let layer1 = if ask.grounded {
             None
         } else {
-            self.context().await
+            let span = tracing::info_span!(target: TRACE, "context.layer1", tokens = tracing::field::Empty);
+            let l = self.context().instrument(span.clone()).await;
+            span.record(
+                "tokens",
+                crate::llm::tokens::estimate(l.as_ref().map_or(0, String::len)),
+            );
+            l
         };
         let context = join_context(layer1.clone(), grounded.text.clone());
         let decision = {
