@@ -254,7 +254,13 @@ fn accept_handler(
                     let id = s("id");
                     let (run, call) = id.split_once('/').ok_or("a malformed approval id")?;
                     let op = agents
-                        .decide(run, call, true, false)
+                        .decide(
+                            run,
+                            call,
+                            true,
+                            false,
+                            agents_agent::agent::approval::DecidedBy::Notification,
+                        )
                         .await
                         .map_err(|e| e.to_string())?;
                     Ok(format!("approved {id}: {}", op.status.name()))

@@ -44,6 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 /// How long a Chromium that exits at once is waited for (its status and
 /// last lines make the launch error).
@@ -194,6 +195,15 @@ impl Driver {
     pub async fn act(&self, caller: &Caller, action: Action) -> Result<Outcome, BrowserError> {
         let started = Instant::now();
         let at_ms = now_ms();
+        // The action in the caller's trace: its name, operation and
+        // outcome only (never the text typed or the page's content).
+        let span = tracing::info_span!(
+            target: cowork_proto::traces::TARGET,
+            "browser.action",
+            action = action.name(),
+            op = %caller.operation_id,
+            outcome = tracing::field::Empty,
+        );
         let cfg = BrowserConfig::load(&self.config)?;
         let mut guard = self.session.lock().await;
         {
@@ -226,6 +236,7 @@ impl Driver {
                 ))),
             }
         }
+        .instrument(span.clone())
         .await;
         // A hung or dead browser is killed now; the next action opens it.
         let result = match result {
@@ -271,6 +282,16 @@ impl Driver {
             Ok(o) => ("ok".into(), o.target_name.clone(), o.png_sha256.clone()),
             Err(e) => (format!("error: {e}"), String::new(), String::new()),
         };
+        span.record(
+            "outcome",
+            match &result {
+                Ok(o) if !o.approval_reasons.is_empty() => "needs_approval",
+                Ok(_) => "ok",
+                Err(_) => "error",
+            },
+        );
+        span.in_scope(|| {});
+        drop(span);
         let row = LoggedAction {
             id: 0,
             at_ms,

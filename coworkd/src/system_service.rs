@@ -205,6 +205,7 @@ impl pb::system_server::System for SystemService {
             ));
         }
         let op = r.op;
+        let op_for_error = op.clone();
         let found = read_traces(self.db(), move |c| {
             let id = match (last, op.is_empty()) {
                 (true, true) => cowork_db::traces::last_trace(c)?,
@@ -225,6 +226,9 @@ impl pb::system_server::System for SystemService {
             Some((id, _)) => Err(Status::not_found(format!(
                 "no spans of trace {id} (spans are written within seconds, and kept for \
                  [traces] retention_days)"
+            ))),
+            None if !op_for_error.is_empty() => Err(Status::not_found(format!(
+                "no trace of operation {op_for_error} (spans are written within seconds)"
             ))),
             None => Err(Status::not_found("no trace recorded yet")),
         }

@@ -71,6 +71,19 @@ pub const KEPT_ATTRIBUTES: &[&str] = &[
     "tokens",
 ];
 
+/// The kept attributes that are counts or durations: stored (and
+/// exported) as numbers.
+pub const NUMERIC_ATTRIBUTES: &[&str] = &[
+    "wait_ms",
+    "bytes",
+    "ttft_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "rows",
+    "items",
+    "tokens",
+];
+
 /// One span.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpanRow {
@@ -88,7 +101,9 @@ pub struct SpanRow {
     pub start_us: i64,
     /// Duration, µs.
     pub duration_us: i64,
-    /// "ok", "error", or a gRPC status name.
+    /// How it ended: "ok", "error", "grpc-status N", "cancelled" (the
+    /// caller hung up), or the span's own word ("needs_approval",
+    /// "tool_error", an operation's status...).
     pub outcome: String,
     /// Kept attributes, as a JSON object.
     pub attributes: String,
@@ -133,10 +148,9 @@ pub fn insert(c: &Connection, spans: &[SpanRow]) -> rusqlite::Result<()> {
 
 /// Every span of `trace_id`, by start time.
 pub fn spans_of(c: &Connection, trace_id: &str) -> rusqlite::Result<Vec<SpanRow>> {
-    let mut s = c.prepare_cached(
-        "SELECT trace_id, span_id, parent_span_id, process, name, start_us, duration_us,
-            outcome, attributes FROM traces_spans WHERE trace_id = ?1 ORDER BY start_us, span_id",
-    )?;
+    let mut s = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM traces_spans WHERE trace_id = ?1 ORDER BY start_us, span_id"
+    ))?;
     let rows = s.query_map([trace_id], row)?;
     rows.collect()
 }
@@ -167,11 +181,10 @@ pub fn last_trace_of_op(c: &Connection, op: &str) -> rusqlite::Result<Option<Str
 /// Every span of operation `op` (attribute `op`), across its traces, by
 /// start time: the operation's timeline.
 pub fn spans_of_op(c: &Connection, op: &str) -> rusqlite::Result<Vec<SpanRow>> {
-    let mut s = c.prepare_cached(
-        "SELECT trace_id, span_id, parent_span_id, process, name, start_us, duration_us,
-            outcome, attributes FROM traces_spans WHERE json_extract(attributes, '$.op') = ?1
-         ORDER BY start_us, span_id",
-    )?;
+    let mut s = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM traces_spans WHERE json_extract(attributes, '$.op') = ?1
+             ORDER BY start_us, span_id"
+    ))?;
     let rows = s.query_map([op], row)?;
     rows.collect()
 }
@@ -209,6 +222,10 @@ pub fn timeline(c: &Connection, op: &str) -> rusqlite::Result<Vec<SpanRow>> {
     all.sort_by(|a, b| (a.start_us, &a.span_id).cmp(&(b.start_us, &b.span_id)));
     Ok(all)
 }
+
+/// A span row's columns, in [`row`]'s order.
+const COLUMNS: &str =
+    "trace_id, span_id, parent_span_id, process, name, start_us, duration_us, outcome, attributes";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SpanRow> {
     Ok(SpanRow {

@@ -36,9 +36,11 @@ pub fn init_with_traces(
         Ok(s) => (s, None),
         Err(e) => (crate::traces::TracesSettings::default(), Some(e)),
     };
+    // sample_ratio = 0 is off: no layer at all, so no cost per span.
+    let on = settings.sample_ratio > 0.0;
     let (provider, export_error) =
         crate::traces::provider(paths.home.join("cowork.db"), process, settings);
-    install(file, Some((&provider, process)))?;
+    install(file, on.then_some((&provider, process)))?;
     if let Some(e) = settings_error {
         tracing::error!(error = %e, "traces use their defaults");
     }

@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+/// A span attribute (for [`record_past`]).
+pub use opentelemetry::KeyValue;
+
 /// The `tracing` target of spans that are recorded as trace spans.
 pub const TARGET: &str = "cowork.trace";
 
@@ -34,9 +37,16 @@ pub const BATCH_DELAY: Duration = Duration::from_secs(1);
 /// How long a stopping process waits to write its last spans.
 pub const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
 
-/// How long a span write waits for cowork.db's write lock (short: spans
-/// are not worth holding up anyone's shutdown).
-const BUSY: Duration = Duration::from_millis(200);
+/// How long a span write waits for cowork.db's write lock. It runs on the
+/// batch thread, off every request's path; a stopping process does not
+/// wait for it beyond [`SHUTDOWN_WAIT`].
+const BUSY: Duration = Duration::from_secs(5);
+
+/// How often coworkd deletes spans beyond `[traces]` retention and size.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// The largest `max_mb` accepted (1 TB).
+const MAX_MB: u64 = 1_000_000;
 
 /// How long an export to the OTLP collector may take.
 const OTLP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,9 +60,9 @@ pub struct TracesSettings {
     pub retention_days: u32,
     /// The most the spans may take in cowork.db (MB); the oldest go first.
     pub max_mb: u64,
-    /// The share of calls traced, 0.0 to 1.0. Decided by the trace id, so
-    /// every process makes the same choice for one call; 0 turns tracing
-    /// off.
+    /// The share of calls traced, 0.0 to 1.0, decided by coworkd from the
+    /// trace id (whatever the caller's flag says); workers follow its
+    /// choice. 0 turns tracing off: no trace layer is installed.
     pub sample_ratio: f64,
     /// Also export spans over OTLP/HTTP (protobuf) to this collector
     /// (`http://127.0.0.1:4318`, `/v1/traces` is added to a URL without a
@@ -143,11 +153,11 @@ impl TracesSettings {
                 s.sample_ratio
             )));
         }
-        if s.retention_days == 0 || s.max_mb == 0 {
-            return Err(invalid(
-                "retention_days and max_mb must be at least 1 (sample_ratio = 0 turns tracing off)"
-                    .into(),
-            ));
+        if s.retention_days == 0 || s.max_mb == 0 || s.max_mb > MAX_MB {
+            return Err(invalid(format!(
+                "retention_days must be at least 1 and max_mb 1 to {MAX_MB} \
+                 (sample_ratio = 0 turns tracing off)"
+            )));
         }
         if !s.otlp_endpoint.is_empty() && !crate::net::is_local_url(&s.otlp_endpoint) {
             return Err(invalid(format!(
@@ -179,7 +189,7 @@ impl TracesSettings {
 /// One span queue's counts: spans in it, and spans it refused because it
 /// was full or its export failed.
 #[derive(Debug, Default)]
-pub struct QueueCounts {
+pub(crate) struct QueueCounts {
     queued: AtomicUsize,
     dropped: AtomicU64,
     failed: AtomicU64,
@@ -191,6 +201,11 @@ impl QueueCounts {
     }
     fn take_failed(&self) -> u64 {
         self.failed.swap(0, Ordering::Relaxed)
+    }
+    /// Counts taken but not recorded go back.
+    fn put_back(&self, dropped: u64, failed: u64) {
+        self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.failed.fetch_add(failed, Ordering::Relaxed);
     }
 }
 
@@ -252,14 +267,43 @@ impl<E: SpanExporter> SpanExporter for Drained<E> {
     }
 }
 
-/// A span with only what may leave its process: the kept attributes, its
-/// ids, name, timings and status without a message; no events or links.
+/// A kept attribute's value, counts as numbers (`tracing` hands unsigned
+/// integers to the layer as text).
+fn typed(kv: &KeyValue) -> opentelemetry::Value {
+    use opentelemetry::Value as V;
+    if !cowork_db::traces::NUMERIC_ATTRIBUTES.contains(&kv.key.as_str()) {
+        return kv.value.clone();
+    }
+    match &kv.value {
+        V::String(t) => t
+            .as_str()
+            .parse::<i64>()
+            .map(V::I64)
+            .unwrap_or_else(|_| kv.value.clone()),
+        other => other.clone(),
+    }
+}
+
+/// A span with only what may leave its process: the kept attributes (counts
+/// as numbers), its ids, name, timings and status without a message; no
+/// events, links or caller's trace state.
 pub fn scrubbed(mut s: SpanData) -> SpanData {
     s.attributes
         .retain(|kv| cowork_db::traces::KEPT_ATTRIBUTES.contains(&kv.key.as_str()));
+    for kv in &mut s.attributes {
+        kv.value = typed(kv);
+    }
     s.dropped_attributes_count = 0;
     s.events = Default::default();
     s.links = Default::default();
+    // The caller's `tracestate` is theirs, not ours to pass on.
+    s.span_context = opentelemetry::trace::SpanContext::new(
+        s.span_context.trace_id(),
+        s.span_context.span_id(),
+        s.span_context.trace_flags(),
+        s.span_context.is_remote(),
+        Default::default(),
+    );
     if let Status::Error { .. } = s.status {
         s.status = Status::error("");
     }
@@ -284,18 +328,15 @@ impl SpanExporter for ScrubbedOtlp {
     }
 }
 
-/// Writes a process's spans to cowork.db, keeps the table within its
-/// retention and size (coworkd only), and records what the process lost.
+/// Writes a process's spans to cowork.db and records what the process
+/// lost (coworkd alone deletes old spans: [`sweep`]).
 #[derive(Debug)]
 pub struct SpanStore {
     db: PathBuf,
     process: &'static str,
-    settings: TracesSettings,
     /// The writer connection (opened, and the table migrated, on the
     /// first batch).
     conn: Mutex<Option<cowork_db::traces::Connection>>,
-    /// When old spans were last deleted.
-    expired: Mutex<Option<std::time::Instant>>,
     /// This store's queue.
     counts: Arc<QueueCounts>,
     /// The OTLP export's queue, when there is one.
@@ -304,13 +345,11 @@ pub struct SpanStore {
 
 impl SpanStore {
     /// Spans of `process` into cowork.db at `db`.
-    pub fn new(db: PathBuf, process: &'static str, settings: TracesSettings) -> Self {
+    pub fn new(db: PathBuf, process: &'static str) -> Self {
         Self {
             db,
             process,
-            settings,
             conn: Mutex::new(None),
-            expired: Mutex::new(None),
             counts: Arc::default(),
             otlp: None,
         }
@@ -327,37 +366,49 @@ impl SpanStore {
             return Err("no connection".into());
         };
         cowork_db::traces::insert(c, rows).map_err(|e| e.to_string())?;
+        // Queue full, or in a batch whose write failed (this one is the
+        // first to succeed since).
+        let (dropped, failed) = (self.counts.take_dropped(), self.counts.take_failed());
+        let (otlp_dropped, otlp_failed) = self
+            .otlp
+            .as_ref()
+            .map_or((0, 0), |o| (o.take_dropped(), o.take_failed()));
         let lost = cowork_db::traces::Lost {
-            // Queue full, or in a batch whose write failed (this one is
-            // the first to succeed since).
-            dropped: self.counts.take_dropped() + self.counts.take_failed(),
-            otlp_dropped: self.otlp.as_ref().map_or(0, |o| o.take_dropped()),
-            otlp_failed: self.otlp.as_ref().map_or(0, |o| o.take_failed()),
+            dropped: dropped + failed,
+            otlp_dropped,
+            otlp_failed,
         };
         if !lost.is_empty() {
-            if let Err(e) =
-                cowork_db::traces::add_lost(c, self.process, lost, unix_us(SystemTime::now()))
-            {
-                tracing::warn!(error = %e, "cannot count lost spans");
-            }
-        }
-        // One process (coworkd) deletes old spans, in small steps.
-        if self.process != "coworkd" {
-            return Ok(());
-        }
-        let mut expired = self.expired.lock().unwrap_or_else(|e| e.into_inner());
-        if expired.is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
-            *expired = Some(std::time::Instant::now());
-            let keep = Duration::from_secs(u64::from(self.settings.retention_days) * 86_400);
-            let cutoff = unix_us(SystemTime::now() - keep);
-            let result = cowork_db::traces::expire(c, cutoff)
-                .and_then(|_| cowork_db::traces::cap(c, self.settings.max_mb * 1_000_000));
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "cannot delete old spans");
+            let now = unix_us(SystemTime::now());
+            if let Err(e) = cowork_db::traces::add_lost(c, self.process, lost, now) {
+                tracing::warn!(error = %e, "cannot count lost spans; will try again");
+                self.counts.put_back(dropped, failed);
+                if let Some(o) = &self.otlp {
+                    o.put_back(otlp_dropped, otlp_failed);
+                }
             }
         }
         Ok(())
     }
+}
+
+/// Delete spans older than `[traces] retention_days`, then the oldest
+/// beyond `max_mb` (counted as the bytes of their columns; the table's
+/// indexes take about as much again on disk). coworkd alone calls this,
+/// every [`SWEEP_EVERY`], whether or not it records anything itself.
+/// Returns how many spans went.
+pub fn sweep(db: &Path, settings: &TracesSettings) -> Result<usize, String> {
+    if !db.exists() {
+        return Ok(0);
+    }
+    let c = cowork_db::traces::open(db).map_err(|e| e.to_string())?;
+    c.busy_timeout(BUSY).map_err(|e| e.to_string())?;
+    let keep = Duration::from_secs(u64::from(settings.retention_days) * 86_400);
+    let cutoff = unix_us(SystemTime::now().checked_sub(keep).unwrap_or(UNIX_EPOCH));
+    let old = cowork_db::traces::expire(&c, cutoff).map_err(|e| e.to_string())?;
+    let over = cowork_db::traces::cap(&c, settings.max_mb.saturating_mul(1_000_000))
+        .map_err(|e| e.to_string())?;
+    Ok(old + over)
 }
 
 fn unix_us(t: SystemTime) -> i64 {
@@ -379,7 +430,14 @@ pub fn row_of(s: &SpanData, process: &str) -> cowork_db::traces::SpanRow {
             outcome = kv.value.as_str().into_owned();
         }
         if cowork_db::traces::KEPT_ATTRIBUTES.contains(&key) {
-            attrs.insert(key.to_owned(), kv.value.as_str().into_owned().into());
+            use opentelemetry::Value as V;
+            let v: serde_json::Value = match &typed(kv) {
+                V::I64(i) => (*i).into(),
+                V::F64(f) => (*f).into(),
+                V::Bool(b) => (*b).into(),
+                other => other.as_str().into_owned().into(),
+            };
+            attrs.insert(key.to_owned(), v);
         }
     }
     cowork_db::traces::SpanRow {
@@ -446,7 +504,7 @@ pub fn provider(
     settings: TracesSettings,
 ) -> (SdkTracerProvider, Option<String>) {
     use opentelemetry_sdk::trace::Sampler;
-    let mut store = SpanStore::new(db, process, settings.clone());
+    let mut store = SpanStore::new(db, process);
     let mut otlp_error = None;
     let otlp = settings
         .otlp_traces_url()
@@ -469,30 +527,54 @@ pub fn provider(
                 .with_service_name(service_name(process))
                 .build(),
         )
-        // By the trace id alone (not the SDK's parent-based default, which
-        // a caller's "not sampled" flag or OTEL_* variables would turn off
-        // while its trace id is still returned): every process decides the
-        // same for one call.
-        .with_sampler(if settings.sample_ratio >= 1.0 {
-            Sampler::AlwaysOn
-        } else {
-            Sampler::TraceIdRatioBased(settings.sample_ratio)
+        .with_sampler({
+            let by_id = if settings.sample_ratio >= 1.0 {
+                Sampler::AlwaysOn
+            } else {
+                Sampler::TraceIdRatioBased(settings.sample_ratio)
+            };
+            // coworkd, where a call enters, decides by the trace id alone
+            // (a caller's "not sampled" flag or OTEL_* variables cannot
+            // silence a call whose trace id it returns); a worker follows
+            // coworkd's decision, so one call is whole or absent.
+            if process == "coworkd" {
+                by_id
+            } else {
+                Sampler::ParentBased(Box::new(by_id))
+            }
         })
         .with_span_processor(batches(store, counts));
-    if let Some(p) = otlp {
+    let processors = if let Some(p) = otlp {
         builder = builder.with_span_processor(p);
-    }
+        2
+    } else {
+        1
+    };
+    PROCESSORS.store(processors, Ordering::Relaxed);
     (builder.build(), otlp_error)
 }
 
-/// The OTLP/HTTP (protobuf) exporter to `url`, built on a thread of its
-/// own (its blocking HTTP client must not be made on an async thread).
+/// How many span processors the provider has (each is given its share of
+/// [`SHUTDOWN_WAIT`]).
+static PROCESSORS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// The OTLP/HTTP (protobuf) exporter to `url`. Its HTTP client goes to that
+/// address only: no proxy from the environment, no redirect (either could
+/// carry spans past the loopback-or-LAN rule). Built on a thread of its own
+/// (a blocking client must not be made on an async thread).
 fn otlp_exporter(url: &str) -> Result<opentelemetry_otlp::SpanExporter, String> {
-    use opentelemetry_otlp::WithExportConfig as _;
+    use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
     let url = url.to_owned();
     std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(OTLP_TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
         opentelemetry_otlp::SpanExporter::builder()
             .with_http()
+            .with_http_client(client)
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .with_endpoint(url)
             .with_timeout(OTLP_TIMEOUT)
@@ -504,10 +586,37 @@ fn otlp_exporter(url: &str) -> Result<opentelemetry_otlp::SpanExporter, String> 
 }
 
 /// Stop recording and write what is queued, waiting at most
-/// [`SHUTDOWN_WAIT`] (a stopping process must not outlive its grace).
+/// [`SHUTDOWN_WAIT`] in all (a stopping process must not outlive its
+/// grace): the processors, shut one after another, share it.
 pub fn flush_and_stop(provider: SdkTracerProvider) {
-    let _ = provider.shutdown_with_timeout(SHUTDOWN_WAIT);
+    let n = PROCESSORS.load(Ordering::Relaxed).max(1);
+    let _ = provider.shutdown_with_timeout(SHUTDOWN_WAIT / n);
 }
+
+/// Record a span that already happened: `name` from `start` until now,
+/// under `parent`, with `attributes` (allowlisted keys only are kept). For
+/// a wait that began in an earlier call (an approval asked in one request,
+/// decided in another), which a `tracing` span cannot start in the past.
+pub fn record_past(
+    name: &'static str,
+    start: SystemTime,
+    parent: &tracing::Span,
+    attributes: Vec<opentelemetry::KeyValue>,
+) {
+    use opentelemetry::trace::{Span as _, Tracer as _};
+    let Some(tracer) = TRACER.get() else { return };
+    let cx = parent.context();
+    let mut span = tracer
+        .span_builder(name)
+        .with_start_time(start)
+        .with_attributes(attributes)
+        .start_with_context(tracer, &cx);
+    span.end();
+}
+
+/// This process's tracer (set when the layer is made), for [`record_past`].
+static TRACER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracer> =
+    std::sync::OnceLock::new();
 
 /// The layer turning [`TARGET`] spans into OpenTelemetry spans.
 pub fn layer<S>(
@@ -518,8 +627,13 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     use tracing_subscriber::Layer as _;
+    let _ = TRACER.set(provider.tracer(process));
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(process))
+        // Nothing of this is kept (not allowlisted): not worth computing.
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
         .with_filter(tracing_subscriber::filter::filter_fn(|m| {
             m.target() == TARGET
         }))
@@ -922,6 +1036,8 @@ mod tests {
             end_time: SystemTime::now(),
             attributes: vec![
                 KeyValue::new("ttft_ms", 12),
+                // As `tracing` hands over an unsigned count: text.
+                KeyValue::new("bytes", "669"),
                 KeyValue::new("message", "hunter2"),
                 KeyValue::new("code.file.path", "src/x.rs"),
             ],
@@ -935,7 +1051,11 @@ mod tests {
         let text = format!("{out:?}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("src/x.rs"), "{text}");
-        assert_eq!(out.attributes.len(), 1);
+        assert_eq!(out.attributes.len(), 2);
+        assert!(out
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "bytes" && kv.value == opentelemetry::Value::I64(669)));
         assert!(matches!(out.status, Status::Error { .. }));
     }
 
@@ -953,5 +1073,59 @@ mod tests {
             assert_eq!(trace_id(&span), None, "not sampled: no id to look up");
         });
         provider.shutdown().ok();
+    }
+
+    #[test]
+    fn coworkd_records_despite_a_callers_flag_and_a_worker_follows_coworkd() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut unsampled = http::HeaderMap::new();
+        unsampled.insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            ),
+        );
+        for (process, recorded) in [("coworkd", true), ("agents", false)] {
+            let (provider, _) = provider(
+                dir.path().join("cowork.db"),
+                process,
+                TracesSettings::default(),
+            );
+            let subscriber = tracing_subscriber::registry().with(layer(&provider, process));
+            tracing::subscriber::with_default(subscriber, || {
+                let span = tracing::info_span!(target: TARGET, "relay");
+                continue_trace(&span, &unsampled);
+                assert_eq!(trace_id(&span).is_some(), recorded, "{process}");
+            });
+            provider.shutdown().ok();
+        }
+    }
+
+    #[test]
+    fn the_sweep_deletes_what_is_past_retention_then_beyond_the_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cowork.db");
+        let settings = TracesSettings::default();
+        assert_eq!(sweep(&db, &settings).unwrap(), 0, "no database yet");
+        let c = cowork_db::traces::open(&db).unwrap();
+        let now = unix_us(SystemTime::now());
+        let day = 86_400_000_000i64;
+        let rows: Vec<_> = (0..10i64)
+            .map(|i| cowork_db::traces::SpanRow {
+                trace_id: "t".into(),
+                span_id: format!("{i:016}"),
+                parent_span_id: "0".repeat(16),
+                process: "coworkd".into(),
+                name: "relay".into(),
+                // Two are 8 and 9 days old.
+                start_us: if i < 2 { now - (9 - i) * day } else { now - i },
+                duration_us: 1,
+                outcome: "ok".into(),
+                attributes: "{}".into(),
+            })
+            .collect();
+        cowork_db::traces::insert(&c, &rows).unwrap();
+        assert_eq!(sweep(&db, &settings).unwrap(), 2);
+        assert_eq!(cowork_db::traces::stats(&c).unwrap().spans, 8);
     }
 }

@@ -1,14 +1,16 @@
 //! What traces cost end to end (issue 22): two suites side by side, one
 //! recording every call (`[traces]` defaults) and one with
-//! `sample_ratio = 0` (the baseline, in the same run, calls interleaved):
-//! a relayed unary call's round trip, and a chat's first token and tokens
-//! per second against the real llama-server with Gemma 3 270M. Targets:
+//! `sample_ratio = 0` (traces off: no trace layer in any process; the
+//! baseline, in the same run, calls interleaved): a relayed unary call's
+//! round trip (capture's GetStatus: a span in coworkd and in the worker),
+//! and a chat's first token and tokens per second against the real
+//! llama-server with Gemma 3 270M. Targets:
 //! ≤ +5 µs per relayed call, no measurable change in tokens/s. Run with
 //! `scripts/bench.sh` (release binaries); figures, not pass/fail.
 
 use cowork_e2e::*;
+use cowork_proto::pb::capture::{capture_client::CaptureClient, GetStatusRequest};
 use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, SendMessageRequest};
-use cowork_proto::pb::worker::{worker_client::WorkerClient, PingRequest};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
@@ -16,14 +18,14 @@ const BLOCKS: usize = 60;
 const BLOCK: usize = 100;
 const CHATS: usize = 6;
 
-async fn ping(client: &mut WorkerClient<Channel>) -> Duration {
-    let mut req = tonic::Request::new(PingRequest {
-        payload: vec![7; 32],
-    });
-    req.metadata_mut()
-        .insert(cowork_proto::grpc::WORKER_HEADER, "agents".parse().unwrap());
+/// A relayed unary call traced on both sides (coworkd's relay span,
+/// capture-agent's request span).
+async fn ping(client: &mut CaptureClient<Channel>) -> Duration {
     let t = Instant::now();
-    client.ping(req).await.expect("ping");
+    client
+        .get_status(GetStatusRequest {})
+        .await
+        .expect("status");
     t.elapsed()
 }
 
@@ -76,10 +78,12 @@ async fn main() {
     for s in [&on, &off] {
         s.wait_state("agents", "running", Duration::from_secs(30))
             .await;
+        s.wait_state("capture", "running", Duration::from_secs(30))
+            .await;
     }
     let (mut a, mut b) = (
-        WorkerClient::new(on.channel()),
-        WorkerClient::new(off.channel()),
+        CaptureClient::new(on.channel()),
+        CaptureClient::new(off.channel()),
     );
     for _ in 0..300 {
         ping(&mut a).await;
@@ -125,14 +129,14 @@ async fn main() {
     };
     let lost = on.ctl_json(&["trace", "status"]);
 
-    println!("| figure | traced | not traced (sample_ratio = 0) | difference |");
+    println!("| figure | traced | traces off (sample_ratio = 0) | difference |");
     println!("|---|---|---|---|");
     println!(
-        "| relayed unary round trip p50 (µs) | {on50:.1} | {off50:.1} | {:+.1} µs (target ≤ +5 µs) |",
+        "| relayed GetStatus round trip p50 (µs) | {on50:.1} | {off50:.1} | {:+.1} µs (target ≤ +5 µs) |",
         on50 - off50
     );
     println!(
-        "| relayed unary round trip p99 (µs) | {on99:.1} | {off99:.1} | {:+.1} µs |",
+        "| relayed GetStatus round trip p99 (µs) | {on99:.1} | {off99:.1} | {:+.1} µs |",
         on99 - off99
     );
     println!(

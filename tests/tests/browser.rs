@@ -713,7 +713,8 @@ async fn gemma_navigates_with_a_forced_tool_choice_and_reads_the_page() {
     // The browser action is in the operation's trace: the agent's tool
     // span, coworkd's relay under it, browser-agent's request under that.
     let shown = wait_for(T, "the browser action's spans in the timeline", || {
-        let v = s.ctl_json(&["agent", "show", &op, "--timeline"]);
+        let o = s.ctl(&["--json", "agent", "show", &op, "--timeline"]);
+        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
         v["timeline"]
             .as_array()?
             .iter()
@@ -727,12 +728,16 @@ async fn gemma_navigates_with_a_forced_tool_choice_and_reads_the_page() {
             .unwrap_or_else(|| panic!("{shown}"))
     };
     let tool = find(&|x| x["name"] == "tool" && x["attributes"]["server"] == "browser");
+    let action = find(&|x| x["name"] == "browser.action");
+    assert_eq!(action["attributes"]["action"], "navigate", "{shown}");
+    assert_eq!(action["outcome"], "ok", "{shown}");
     let relay = find(&|x| {
         x["name"] == "relay" && x["attributes"]["path"] == "/cowork.browser.v1.Browser/Navigate"
     });
     let request = find(&|x| x["process"] == "browser" && x["name"] == "request");
     assert_eq!(relay["parent_span_id"], tool["span_id"], "{shown}");
     assert_eq!(request["parent_span_id"], relay["span_id"], "{shown}");
+    assert_eq!(action["parent_span_id"], request["span_id"], "{shown}");
 }
 
 #[tokio::test]

@@ -238,6 +238,28 @@ pub fn partition(s: &Settings, calls: &[Call<'_>]) -> (Vec<usize>, Vec<usize>, V
     (run, ask, block)
 }
 
+/// Who answered a call that waited for approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecidedBy {
+    /// A person, through the API (`coworkctl approvals`, a client).
+    Api,
+    /// A person, through the desktop notification's button.
+    Notification,
+    /// Nobody within `[agents.approval] timeout_s`: rejected.
+    Timeout,
+}
+
+impl DecidedBy {
+    /// As traces and timelines show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Api => "person (api)",
+            Self::Notification => "person (notification)",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //! crash leaves it `paused` and resumable. The decisions are
 //! `operation.rs`'s; this module only carries them out.
 
+use super::approval::DecidedBy;
 use super::guardrails;
 use super::hooks::{FlowHooks, FLOWS};
 use super::operation::{
@@ -272,6 +273,7 @@ impl Agents {
         call_id: &str,
         approve: bool,
         wait: bool,
+        decided_by: DecidedBy,
     ) -> Result<Operation, AgentError> {
         // A run's call: automations decide it; the run stands in for an
         // operation in the answer.
@@ -281,6 +283,8 @@ impl Agents {
                     .decide(op_id.to_owned(), call_id.to_owned(), approve)
                     .await
                     .map_err(AgentError::Invalid)?;
+                let decision = if approve { "approved" } else { "rejected" };
+                approval_span(op_id, "", "", decision, decided_by.name(), None);
                 let mut op =
                     Operation::new(op_id.to_owned(), "automation run".into(), 0, true, now_ms());
                 op.status = Status::parse(&status).unwrap_or(Status::Running);
@@ -294,7 +298,7 @@ impl Agents {
         } else {
             Answer::Reject
         };
-        self.answer(op_id, call_id, answer, wait).await
+        self.answer(op_id, call_id, answer, wait, decided_by).await
     }
 
     async fn answer(
@@ -303,6 +307,7 @@ impl Agents {
         call_id: &str,
         answer: Answer,
         wait: bool,
+        decided_by: DecidedBy,
     ) -> Result<Operation, AgentError> {
         let claim = self.claim(op_id)?;
         let (mut op, _, _) = self.get(op_id).await?;
@@ -313,32 +318,23 @@ impl Agents {
             });
         };
         let p = op.pending.remove(pos);
-        // The wait for a person, as one span: when it was decided, how
-        // long it waited, what was decided and by whom.
-        let waited_ms = if p.asked_ms > 0 {
-            now_ms() - p.asked_ms
-        } else {
-            0
-        };
-        tracing::info_span!(
-            target: TRACE,
-            "approval",
-            op = %op.id,
-            server = %p.call.server,
-            tool = %p.call.tool,
-            wait_ms = waited_ms,
-            decision = match answer {
+        // The wait for a person, as one span from when it was asked to
+        // now: what was decided, and by whom.
+        approval_span(
+            &op.id,
+            &p.call.server,
+            &p.call.tool,
+            match answer {
                 Answer::Approve => "approved",
                 Answer::Reject => "rejected",
                 Answer::Expire(_) => "expired",
             },
-            decided_by = match answer {
-                Answer::Expire(_) => "timeout",
-                _ => "person",
+            match answer {
+                Answer::Expire(_) => DecidedBy::Timeout.name(),
+                _ => decided_by.name(),
             },
-            outcome = "ok",
-        )
-        .in_scope(|| {});
+            (p.asked_ms > 0).then_some(p.asked_ms),
+        );
         match answer {
             Answer::Approve => self.run_calls(&mut op, vec![p.call], true).await,
             Answer::Reject | Answer::Expire(_) => {
@@ -385,7 +381,13 @@ impl Agents {
                 .filter(|p| expired(p.asked_ms, now, timeout_ms))
             {
                 match self
-                    .answer(&op.id, &p.call.id, Answer::Expire(timeout_ms / 1000), false)
+                    .answer(
+                        &op.id,
+                        &p.call.id,
+                        Answer::Expire(timeout_ms / 1000),
+                        false,
+                        DecidedBy::Timeout,
+                    )
                     .await
                 {
                     Ok(_) => n += 1,
@@ -629,7 +631,10 @@ impl Agents {
                     return Ok(());
                 }
             };
-            let cost = self.record_usage(op, &target, tier, &completion).await;
+            let cost = self
+                .record_usage(op, &target, tier, &completion)
+                .instrument(tracing::info_span!(target: TRACE, "ledger", op = %op.id))
+                .await;
             op.cost_usd += cost;
             op.steps.push(guardrails::Step {
                 at_ms: now_ms(),
@@ -889,6 +894,34 @@ impl Agents {
 /// What an operation's conversation sends the model, in characters.
 fn sent_chars(op: &Operation) -> usize {
     op.messages.iter().map(|m| m.to_string().len()).sum()
+}
+
+/// The span of one approval: asked at `asked_ms` (when known) and decided
+/// now, with what was decided and by whom (names only, never arguments).
+fn approval_span(
+    op: &str,
+    server: &str,
+    tool: &str,
+    decision: &'static str,
+    decided_by: &'static str,
+    asked_ms: Option<i64>,
+) {
+    use cowork_proto::traces::KeyValue;
+    let now = now_ms();
+    let asked = asked_ms.unwrap_or(now);
+    let mut attributes = vec![
+        KeyValue::new("op", op.to_owned()),
+        KeyValue::new("decision", decision),
+        KeyValue::new("decided_by", decided_by),
+        KeyValue::new("wait_ms", (now - asked).max(0)),
+        KeyValue::new("outcome", "ok"),
+    ];
+    if !server.is_empty() {
+        attributes.push(KeyValue::new("server", server.to_owned()));
+        attributes.push(KeyValue::new("tool", tool.to_owned()));
+    }
+    let start = std::time::UNIX_EPOCH + std::time::Duration::from_millis(asked.max(0) as u64);
+    cowork_proto::traces::record_past("approval", start, &tracing::Span::current(), attributes);
 }
 
 fn tool_message(call_id: &str, text: &str) -> serde_json::Value {

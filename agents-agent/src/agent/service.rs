@@ -133,7 +133,13 @@ impl agents_server::Agents for AgentsService {
         let r = req.into_inner();
         let op = self
             .agents
-            .decide(&r.operation_id, &r.call_id, true, true)
+            .decide(
+                &r.operation_id,
+                &r.call_id,
+                true,
+                true,
+                crate::agent::approval::DecidedBy::Api,
+            )
             .await?;
         Ok(Response::new(fresh(&op)))
     }
@@ -142,7 +148,13 @@ impl agents_server::Agents for AgentsService {
         let r = req.into_inner();
         let op = self
             .agents
-            .decide(&r.operation_id, &r.call_id, false, true)
+            .decide(
+                &r.operation_id,
+                &r.call_id,
+                false,
+                true,
+                crate::agent::approval::DecidedBy::Api,
+            )
             .await?;
         Ok(Response::new(fresh(&op)))
     }

@@ -217,6 +217,7 @@ async fn serve(paths: CoworkPaths) -> Result<()> {
     ));
     tracing::info!(socket = %paths.public_socket().display(), "serving");
     spawn_boot_timer(supervisor.clone(), boot);
+    spawn_trace_sweeper(paths.clone(), shutdown.clone());
 
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -238,6 +239,36 @@ async fn serve(paths: CoworkPaths) -> Result<()> {
 /// Keep grpc.health.v1 on the public socket in step with the workers: each
 /// worker's domain service is SERVING while the worker takes calls (the
 /// on-demand browser also while stopped, since a call starts it).
+/// Every [`cowork_proto::traces::SWEEP_EVERY`] (and a minute after
+/// start), delete spans beyond `[traces]` retention and size, re-reading
+/// the settings each time. coworkd alone does this, whether or not it
+/// records spans itself.
+fn spawn_trace_sweeper(paths: CoworkPaths, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut wait = std::time::Duration::from_secs(60);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            wait = cowork_proto::traces::SWEEP_EVERY;
+            let Ok(settings) = cowork_proto::traces::TracesSettings::load(&paths.config_file())
+            else {
+                continue; // logged at start; the defaults are not a reason to delete
+            };
+            let db = paths.home.join("cowork.db");
+            match tokio::task::spawn_blocking(move || cowork_proto::traces::sweep(&db, &settings))
+                .await
+            {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(spans = n, "old trace spans deleted"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot delete old trace spans"),
+                Err(e) => tracing::warn!(error = %e, "the trace sweep failed"),
+            }
+        }
+    });
+}
+
 fn spawn_health_mirror(
     supervisor: Arc<Supervisor>,
     reporter: tonic_health::server::HealthReporter,

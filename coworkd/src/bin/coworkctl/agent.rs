@@ -80,17 +80,35 @@ pub async fn run(cmd: Cmd, ctx: &mut Ctx) -> Result<ExitCode> {
             if !timeline {
                 op
             } else {
-                let t = SystemClient::new(ctx.channel.clone())
-                    .get_timeline(call(sys::GetTimelineRequest { op: id }))
-                    .await?
-                    .into_inner();
+                // No spans (yet, or never sampled) is an empty timeline,
+                // not a failure: the operation itself exists.
+                let (t, none) = match SystemClient::new(ctx.channel.clone())
+                    .get_timeline(call(sys::GetTimelineRequest { op: id.clone() }))
+                    .await
+                {
+                    Ok(t) => (t.into_inner(), None),
+                    Err(s) if s.code() == tonic::Code::NotFound => (
+                        sys::GetTimelineResponse {
+                            op: id.clone(),
+                            spans: Vec::new(),
+                        },
+                        Some(s.message().to_owned()),
+                    ),
+                    Err(s) => return Err(s.into()),
+                };
                 ctx.show_block(
                     || {
                         let mut v = operation_json(&op);
                         v["timeline"] = crate::trace::timeline_json(&t)["spans"].clone();
                         v
                     },
-                    || format!("{}{}", operation_text(&op), crate::trace::timeline_text(&t)),
+                    || {
+                        let timeline = match &none {
+                            Some(why) => crate::trace::no_timeline(&id, why),
+                            None => crate::trace::timeline_text(&t),
+                        };
+                        format!("{}{timeline}", operation_text(&op))
+                    },
                 )?;
                 return Ok(exit_code(op.status != "error"));
             }
