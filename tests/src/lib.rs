@@ -787,6 +787,15 @@ pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// Wait (up to a minute) until agents-agent reports its first engine up.
+pub fn wait_engine_up(suite: &Suite) {
+    wait_until(Duration::from_secs(60), "the engine to be detected", || {
+        let v: serde_json::Value =
+            serde_json::from_slice(&suite.ctl(&["--json", "engines"]).stdout).unwrap_or_default();
+        v["engines"][0]["health"] == "up"
+    });
+}
+
 /// Register the real `mcp-server-time` (PyPI, in the test venv) as MCP
 /// server `time` through `coworkctl mcp add`; returns the server as JSON.
 pub fn add_time_server(suite: &Suite) -> serde_json::Value {

@@ -35,11 +35,7 @@ async fn with_time_server(approval: &str) -> (LlamaServer, Suite) {
     let engine = start_llama_cpp_python();
     let suite = Suite::start(&config(engine.port, approval));
     suite.wait_state("agents", "running", T).await;
-    wait_until(T, "the engine to be detected", || {
-        let v: Value =
-            serde_json::from_slice(&suite.ctl(&["--json", "engines"]).stdout).unwrap_or_default();
-        v["engines"][0]["health"] == "up"
-    });
+    wait_engine_up(&suite);
     let s = add_time_server(&suite);
     assert_eq!(s["status"], "running", "{s}");
     (engine, suite)

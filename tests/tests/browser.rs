@@ -645,11 +645,7 @@ async fn gemma_navigates_with_a_forced_tool_choice_and_reads_the_page() {
         engine.port
     ));
     s.agents_serving().await;
-    wait_until(T, "the engine to be detected", || {
-        let v: Value =
-            serde_json::from_slice(&s.ctl(&["--json", "engines"]).stdout).unwrap_or_default();
-        v["engines"][0]["health"] == "up"
-    });
+    wait_engine_up(&s);
     let task = format!(
         "What is the secret code on this page? {{\"url\": \"{}\"}}",
         site.url("/article")

@@ -267,11 +267,7 @@ async fn an_operation_has_a_timeline_and_a_real_otlp_receiver_gets_its_spans_scr
         collector.port, engine.port
     ));
     s.wait_state("agents", "running", T).await;
-    wait_until(Duration::from_secs(60), "the engine to be detected", || {
-        let v: Value =
-            serde_json::from_slice(&s.ctl(&["--json", "engines"]).stdout).unwrap_or_default();
-        v["engines"][0]["health"] == "up"
-    });
+    wait_engine_up(&s);
     assert_eq!(add_time_server(&s)["status"], "running");
     let secret = "PLANTED-7c1e9a";
     let op = json_of(&s.ctl(&[
