@@ -305,8 +305,10 @@ async fn a_transcription_killed_mid_way_resumes_and_critical_heat_pauses_it() {
     let segments = count(&c, "SELECT count(*) FROM capture_audio_segments");
     assert!(segments >= 2, "{segments} segments");
     // The segment under way, from status ("segment N (… ms of audio)"),
-    // with more waiting behind it.
-    let in_flight: i64 = wait_for(T, "a transcription under way", || {
+    // with more waiting behind it (the pid read first: the kill follows
+    // the status read at once).
+    let pid = s.worker("agents").await.pid;
+    let seen: i64 = wait_for(T, "a transcription under way", || {
         let st = json_of(&s.ctl(&["--json", "audio", "status"]));
         if st["transcription"]["state"] != "transcribing"
             || st["transcription"]["transcripts"].as_u64()? < 1
@@ -322,7 +324,6 @@ async fn a_transcription_killed_mid_way_resumes_and_critical_heat_pauses_it() {
             .parse()
             .ok()
     });
-    let pid = s.worker("agents").await.pid;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -330,19 +331,27 @@ async fn a_transcription_killed_mid_way_resumes_and_critical_heat_pauses_it() {
     .unwrap();
     let done_at_kill = count(&c, "SELECT count(*) FROM audio_transcripts");
     assert!(done_at_kill < segments, "all transcribed before the kill");
-    // A segment being transcribed has no row until it is done: the kill
-    // landed mid-transcription when segment `in_flight` has none now.
+    // A segment being transcribed has no row until it is done. The one
+    // status showed under way is normally cut off; if it finished in the
+    // moment between the status read and the kill, the next one was
+    // taken (more were waiting): the first without a row is the one the
+    // kill cut off, and it must come back transcribed exactly once.
+    let in_flight: i64 = c
+        .query_row(
+            "SELECT min(s.id) FROM capture_audio_segments s
+             WHERE s.id >= ?1 AND NOT EXISTS
+               (SELECT 1 FROM audio_transcripts t WHERE t.segment_id = s.id)",
+            [seen],
+            |r| r.get(0),
+        )
+        .unwrap();
     let in_flight_rows = || {
         count(
             &c,
             &format!("SELECT count(*) FROM audio_transcripts WHERE segment_id = {in_flight}"),
         )
     };
-    assert_eq!(
-        in_flight_rows(),
-        0,
-        "segment {in_flight} finished before the kill landed"
-    );
+    assert_eq!(in_flight_rows(), 0);
     s.wait_worker("agents", "restarted", T, |w| {
         w.pid != pid && matches!(state(w), "running" | "degraded")
     })
