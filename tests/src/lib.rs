@@ -268,6 +268,21 @@ impl Suite {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
     }
 
+    /// `coworkctl agent run` of `task` with its first model call forced to
+    /// the time server's `get_current_time` (as a model as small as Gemma
+    /// 3 270M needs), at most 3 steps; the operation as JSON.
+    pub fn run_time_task(&self, task: &str) -> serde_json::Value {
+        self.ctl_json(&[
+            "agent",
+            "run",
+            "--tool-choice",
+            "time/get_current_time",
+            "--max-steps",
+            "3",
+            task,
+        ])
+    }
+
     /// Load all-MiniLM-L6-v2 as an embedding session Cowork runs
     /// (`models load --embedding`).
     pub fn load_minilm(&self) {

@@ -41,23 +41,10 @@ async fn with_time_server(approval: &str) -> (LlamaServer, Suite) {
     (engine, suite)
 }
 
-fn run(suite: &Suite, task: &str) -> Value {
-    json(&suite.ctl(&[
-        "--json",
-        "agent",
-        "run",
-        "--tool-choice",
-        "time/get_current_time",
-        "--max-steps",
-        "3",
-        task,
-    ]))
-}
-
 #[tokio::test]
 async fn a_trusted_server_runs_the_models_tool_call_and_the_operation_finishes() {
     let (_engine, suite) = with_time_server("auto_run = [\"time\"]").await;
-    let op = run(&suite, "What time is it in UTC?");
+    let op = suite.run_time_task("What time is it in UTC?");
     assert_eq!(op["status"], "done", "{op}");
     let calls = op["tool_calls"].as_array().unwrap();
     assert_eq!(calls[0]["tool"], "get_current_time", "{op}");
@@ -88,7 +75,7 @@ async fn a_denylisted_tool_waits_for_approval_and_a_rejection_is_told_to_the_mod
     // (phase 1): security wins, it waits.
     let (_engine, suite) =
         with_time_server("auto_run = [\"time\"]\ndenylist_extra = [\"get_current_time\"]").await;
-    let op = run(&suite, "What time is it in UTC?");
+    let op = suite.run_time_task("What time is it in UTC?");
     assert_eq!(op["status"], "waiting_for_human", "{op}");
     let p = &op["pending"][0];
     assert_eq!(p["phase"], 1, "{op}");
@@ -110,7 +97,7 @@ async fn a_denylisted_tool_waits_for_approval_and_a_rejection_is_told_to_the_mod
     );
 
     // Reject: nothing runs, the model is told and answers.
-    let op = run(&suite, "What time is it in Tokyo?");
+    let op = suite.run_time_task("What time is it in Tokyo?");
     assert_eq!(op["status"], "waiting_for_human", "{op}");
     let id = op["pending"][0]["id"].as_str().unwrap().to_owned();
     let r = json(&suite.ctl(&["--json", "approvals", "reject", &id]));

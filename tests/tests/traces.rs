@@ -244,10 +244,6 @@ async fn a_chat_is_one_trace_from_the_client_to_the_engine_and_holds_no_text() {
     assert!(count(&c, "SELECT count(*) FROM traces_spans") >= names.len() as i64);
 }
 
-fn json_of(o: &std::process::Output) -> Value {
-    serde_json::from_str(&ok(o)).expect("--json")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operation_has_a_timeline_and_a_real_otlp_receiver_gets_its_spans_scrubbed() {
     let dir = tempfile::tempdir().unwrap();
@@ -270,21 +266,12 @@ async fn an_operation_has_a_timeline_and_a_real_otlp_receiver_gets_its_spans_scr
     wait_engine_up(&s);
     assert_eq!(add_time_server(&s)["status"], "running");
     let secret = "PLANTED-7c1e9a";
-    let op = json_of(&s.ctl(&[
-        "--json",
-        "agent",
-        "run",
-        "--tool-choice",
-        "time/get_current_time",
-        "--max-steps",
-        "3",
-        &format!("What time is it in UTC? My password is {secret}."),
-    ]));
+    let op = s.run_time_task(&format!("What time is it in UTC? My password is {secret}."));
     assert_eq!(op["status"], "waiting_for_human", "{op}");
     let op_id = op["id"].as_str().unwrap().to_owned();
     let pending = op["pending"][0]["id"].as_str().unwrap().to_owned();
     std::thread::sleep(Duration::from_millis(300));
-    let done = json_of(&s.ctl(&["--json", "approvals", "approve", &pending]));
+    let done = s.ctl_json(&["approvals", "approve", &pending]);
     assert_eq!(done["status"], "done", "{done}");
 
     // The timeline: the operation, its model call, the approval (who,
@@ -344,7 +331,7 @@ async fn an_operation_has_a_timeline_and_a_real_otlp_receiver_gets_its_spans_scr
         "{text}"
     );
     // `trace last --op` is the newest trace of the operation (the approval's).
-    let last = json_of(&s.ctl(&["--json", "trace", "last", "--op", &op_id]));
+    let last = s.ctl_json(&["trace", "last", "--op", &op_id]);
     assert_eq!(last["trace_id"], tl[ran]["trace_id"], "{last}");
     let o = s.ctl(&["trace", &"ab".repeat(16), "--op", &op_id]);
     assert!(!o.status.success(), "--op goes with last");
@@ -396,7 +383,7 @@ async fn an_operation_has_a_timeline_and_a_real_otlp_receiver_gets_its_spans_scr
             );
         }
     }
-    let st = json_of(&s.ctl(&["--json", "trace", "status"]));
+    let st = s.ctl_json(&["trace", "status"]);
     assert_eq!(
         st["otlp_endpoint"],
         format!("http://127.0.0.1:{}", collector.port)
@@ -437,7 +424,7 @@ async fn sampling_off_records_nothing_and_a_bad_traces_section_is_shown() {
         String::from_utf8_lossy(&o.stderr).contains("no trace recorded yet"),
         "{o:?}"
     );
-    let st = json_of(&s.ctl(&["--json", "trace", "status"]));
+    let st = s.ctl_json(&["trace", "status"]);
     assert_eq!(st["sample_ratio"], 0.0, "{st}");
     assert_eq!(st["spans"], 0, "{st}");
 
@@ -448,7 +435,7 @@ async fn sampling_off_records_nothing_and_a_bad_traces_section_is_shown() {
         "[traces]\notlp_endpoint = \"https://otel.example.com\"\n",
     )
     .unwrap();
-    let st = json_of(&s.ctl(&["--json", "trace", "status"]));
+    let st = s.ctl_json(&["trace", "status"]);
     assert!(
         st["settings_error"]
             .as_str()
