@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::body::Body;
 use tonic::Status;
-use tracing::Instrument;
 
 /// How long a call waits for a worker that is `starting` (boot, restart)
 /// before it fails with UNAVAILABLE: inside the 100 ms a call to a worker
@@ -132,20 +131,21 @@ impl Relay {
                 let span = tracing::info_span!(
                     target: traces::TARGET,
                     "relay",
-                    worker = %w,
-                    path = %req.uri().path(),
+                    worker = w.as_str(),
+                    path = req.uri().path(),
                     outcome = tracing::field::Empty,
                     wait_ms = tracing::field::Empty,
                     bytes = tracing::field::Empty,
                 );
                 traces::continue_trace(&span, req.headers());
                 let mut req = req;
-                traces::inject(&span, req.headers_mut());
-                let mut resp = self.forward(w, req).instrument(span.clone()).await;
-                if let Some(id) =
-                    traces::trace_id(&span).and_then(|id| http::HeaderValue::from_str(&id).ok())
-                {
-                    resp.headers_mut().insert(traces::TRACE_ID_HEADER, id);
+                let id = traces::inject(&span, req.headers_mut());
+                // Not entered while it waits: nothing under it logs, and each enter
+                // and exit would cost every layer a call per poll.
+                let mut resp = self.forward(w, req, &span).await;
+                if let Some(id) = id.and_then(|id| http::HeaderValue::from_str(&id).ok()) {
+                    resp.headers_mut()
+                        .insert(traces::TRACE_ID_HEADER, traces::never_indexed(id));
                 }
                 // The span lasts until the last message and trailers pass.
                 traces::until_body_ends(resp, span)
@@ -157,11 +157,16 @@ impl Relay {
         }
     }
 
-    async fn forward(&self, w: WorkerName, req: Request<Incoming>) -> Response<Body> {
+    async fn forward(
+        &self,
+        w: WorkerName,
+        req: Request<Incoming>,
+        span: &tracing::Span,
+    ) -> Response<Body> {
         let arrived = Instant::now();
         let waited = self.wait_routable(w).await;
         // Time spent waiting for an on-demand (or restarting) worker.
-        tracing::Span::current().record("wait_ms", arrived.elapsed().as_millis() as u64);
+        span.record("wait_ms", arrived.elapsed().as_millis() as u64);
         if let Err(why) = waited {
             return status_response(Status::unavailable(why));
         }

@@ -54,33 +54,48 @@ fn install(
     file: Option<&Path>,
     traces: Option<(&opentelemetry_sdk::trace::SdkTracerProvider, &'static str)>,
 ) -> std::io::Result<()> {
-    let filter =
-        || EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let stderr = fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_filter(filter());
-    let file_layer = match file {
-        Some(path) => {
-            let f = std::fs::OpenOptions::new()
+    let file = match file {
+        Some(path) => Some(std::sync::Mutex::new(
+            std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(path)?;
-            Some(
-                fmt::layer()
-                    .with_writer(std::sync::Mutex::new(f))
-                    .with_ansi(false)
-                    .with_target(false)
-                    .with_filter(filter()),
-            )
-        }
+                .open(path)?,
+        )),
         None => None,
     };
     // A second init (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
+    let _ = subscriber(std::io::stderr, file, traces).try_init();
+    Ok(())
+}
+
+/// The subscriber every process installs: formatted logs to `stderr` and
+/// to `file` (no colours) under `COWORK_LOG`'s filter, and the trace layer
+/// when `traces` is given. Public so benchmarks measure the stack the
+/// processes run.
+pub fn subscriber<E, F>(
+    stderr: E,
+    file: Option<F>,
+    traces: Option<(&opentelemetry_sdk::trace::SdkTracerProvider, &'static str)>,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    E: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+    F: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter =
+        || EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let stderr = fmt::layer()
+        .with_writer(stderr)
+        .with_target(false)
+        .with_filter(filter());
+    let file_layer = file.map(|f| {
+        fmt::layer()
+            .with_writer(f)
+            .with_ansi(false)
+            .with_target(false)
+            .with_filter(filter())
+    });
+    tracing_subscriber::registry()
         .with(stderr)
         .with(file_layer)
         .with(traces.map(|(p, process)| crate::traces::layer(p, process)))
-        .try_init();
-    Ok(())
 }

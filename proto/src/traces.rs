@@ -6,7 +6,7 @@
 //! (and counts) spans rather than blocking a request. Only allowlisted
 //! attributes are written ([`cowork_db::traces::KEPT_ATTRIBUTES`]).
 
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{Status, TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -419,31 +419,55 @@ fn unix_us(t: SystemTime) -> i64 {
 
 /// A span as its row: ids, timings, outcome, kept attributes.
 pub fn row_of(s: &SpanData, process: &str) -> cowork_db::traces::SpanRow {
-    let mut attrs = serde_json::Map::new();
     let mut outcome = match &s.status {
         Status::Error { .. } => "error".to_owned(),
         _ => "ok".to_owned(),
     };
-    for kv in &s.attributes {
+    // The kept attributes as one JSON object, written directly (the batch
+    // writer runs this for every span); a later value of a key replaces an
+    // earlier one.
+    let attrs = &s.attributes;
+    let mut attributes = String::with_capacity(32 * attrs.len() + 2);
+    attributes.push('{');
+    for (i, kv) in attrs.iter().enumerate() {
+        use opentelemetry::Value as V;
+        use std::fmt::Write as _;
         let key = kv.key.as_str();
         if key == "outcome" {
             outcome = kv.value.as_str().into_owned();
         }
-        if cowork_db::traces::KEPT_ATTRIBUTES.contains(&key) {
-            use opentelemetry::Value as V;
-            let v: serde_json::Value = match &typed(kv) {
-                V::I64(i) => (*i).into(),
-                V::F64(f) => (*f).into(),
-                V::Bool(b) => (*b).into(),
-                other => other.as_str().into_owned().into(),
-            };
-            attrs.insert(key.to_owned(), v);
+        if !cowork_db::traces::KEPT_ATTRIBUTES.contains(&key)
+            || attrs[i + 1..].iter().any(|later| later.key.as_str() == key)
+        {
+            continue;
+        }
+        if attributes.len() > 1 {
+            attributes.push(',');
+        }
+        json_string(&mut attributes, key);
+        attributes.push(':');
+        let numeric = cowork_db::traces::NUMERIC_ATTRIBUTES.contains(&key);
+        match &kv.value {
+            V::I64(n) => {
+                let _ = write!(attributes, "{n}");
+            }
+            V::String(t) if numeric && t.as_str().parse::<i64>().is_ok() => {
+                attributes.push_str(t.as_str())
+            }
+            V::F64(f) => attributes.push_str(&serde_json::Value::from(*f).to_string()),
+            V::Bool(b) => attributes.push_str(if *b { "true" } else { "false" }),
+            other => json_string(&mut attributes, &other.as_str()),
         }
     }
+    attributes.push('}');
+    let mut ids = String::with_capacity(32 + 16 + 16);
+    hex(&mut ids, &s.span_context.trace_id().to_bytes());
+    hex(&mut ids, &s.span_context.span_id().to_bytes());
+    hex(&mut ids, &s.parent_span_id.to_bytes());
     cowork_db::traces::SpanRow {
-        trace_id: s.span_context.trace_id().to_string(),
-        span_id: s.span_context.span_id().to_string(),
-        parent_span_id: s.parent_span_id.to_string(),
+        trace_id: ids[..32].to_owned(),
+        span_id: ids[32..48].to_owned(),
+        parent_span_id: ids[48..].to_owned(),
         process: process.to_owned(),
         name: s.name.to_string(),
         start_us: unix_us(s.start_time),
@@ -453,7 +477,41 @@ pub fn row_of(s: &SpanData, process: &str) -> cowork_db::traces::SpanRow {
             .map(|d| d.as_micros() as i64)
             .unwrap_or(0),
         outcome,
-        attributes: serde_json::Value::Object(attrs).to_string(),
+        attributes,
+    }
+}
+
+/// `text` as a JSON string literal, appended to `out`.
+fn json_string(out: &mut String, text: &str) {
+    out.push('"');
+    let mut rest = text;
+    // Runs of characters that need no escape are copied whole.
+    // (All three are ASCII, so a byte search never splits a character.)
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\' || b < 0x20)
+    {
+        out.push_str(&rest[..at]);
+        match rest.as_bytes()[at] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{b:04x}");
+            }
+        }
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
+/// `bytes` as lowercase hex digits, appended to `out`.
+fn hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
 }
 
@@ -543,6 +601,7 @@ pub fn provider(
                 Sampler::ParentBased(Box::new(by_id))
             }
         })
+        .with_id_generator(TimeOrderedIds::default())
         .with_span_processor(batches(store, counts));
     let processors = if let Some(p) = otlp {
         builder = builder.with_span_processor(p);
@@ -552,6 +611,40 @@ pub fn provider(
     };
     PROCESSORS.store(processors, Ordering::Relaxed);
     (builder.build(), otlp_error)
+}
+
+/// Trace ids that start with the time they were made: the first 48 bits
+/// are Unix milliseconds, the other 80 random. A trace's spans are written
+/// under its id (`traces_spans`' primary key), so ids that grow with time
+/// are appended near the end of that index instead of at a random page
+/// each: a batch rewrites a few pages, not hundreds (a third of the
+/// writer's CPU per span, measured in SQLite; docs/BENCHMARKS.md). The
+/// sampler decides by the low 64 bits, which stay random; span ids are
+/// the SDK's random ones. (W3C Trace Context allows this; its "random"
+/// flag promises the rightmost 7 bytes only.)
+#[derive(Debug, Default)]
+pub struct TimeOrderedIds(opentelemetry_sdk::trace::RandomIdGenerator);
+
+/// The random bits of a [`TimeOrderedIds`] trace id.
+const RANDOM_BITS: u32 = 80;
+
+impl TimeOrderedIds {
+    /// A trace id made at `unix_ms` from the random `bits`.
+    pub fn trace_id_at(unix_ms: u64, bits: u128) -> opentelemetry::trace::TraceId {
+        let random = bits & ((1u128 << RANDOM_BITS) - 1);
+        let time = u128::from(unix_ms & ((1 << 48) - 1)) << RANDOM_BITS;
+        opentelemetry::trace::TraceId::from(time | random)
+    }
+}
+
+impl opentelemetry_sdk::trace::IdGenerator for TimeOrderedIds {
+    fn new_trace_id(&self) -> opentelemetry::trace::TraceId {
+        let bits = u128::from_be_bytes(self.0.new_trace_id().to_bytes());
+        Self::trace_id_at(unix_us(SystemTime::now()) as u64 / 1000, bits)
+    }
+    fn new_span_id(&self) -> opentelemetry::trace::SpanId {
+        self.0.new_span_id()
+    }
 }
 
 /// How many span processors the provider has (each is given its share of
@@ -801,19 +894,6 @@ impl Extractor for Headers<'_> {
     }
 }
 
-struct HeadersMut<'a>(&'a mut http::HeaderMap);
-
-impl Injector for HeadersMut<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(k), Ok(v)) = (
-            http::HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(k, v);
-        }
-    }
-}
-
 /// Make `span` a child of the trace context in `headers` (`traceparent`);
 /// a call without one (or with a malformed one) starts a new trace.
 pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
@@ -823,13 +903,46 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     }
 }
 
+/// A header value unique to one call (`traceparent`, `cowork-trace-id`),
+/// marked so HTTP/2 sends it literally instead of adding it to HPACK's
+/// table, where it would only push out the headers every call repeats.
+pub fn never_indexed(mut v: http::HeaderValue) -> http::HeaderValue {
+    v.set_sensitive(true);
+    v
+}
+
 /// Put `span`'s context into `headers` as `traceparent`, for the next
-/// process.
-pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
+/// process. Returns the trace id when the span is recorded (traces are on
+/// and this call was sampled), as [`trace_id`] does, from the same lookup.
+pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) -> Option<String> {
     let cx = span.context();
-    if cx.span().span_context().is_valid() {
-        TraceContextPropagator::new().inject_context(&cx, &mut HeadersMut(headers));
+    let sc = cx.span().span_context().clone();
+    if !sc.is_valid() {
+        return None;
     }
+    let value = traceparent(&sc);
+    let id = sc.is_sampled().then(|| value[3..35].to_owned());
+    if let Ok(v) = http::HeaderValue::from_str(&value) {
+        headers.insert(TRACEPARENT, never_indexed(v));
+    }
+    id
+}
+
+/// The `traceparent` header.
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
+/// `sc` as a W3C `traceparent` value, `00-<trace id>-<span id>-<flags>`,
+/// written directly (this runs on every relayed call). The caller's
+/// `tracestate` is not passed on: it is theirs, not ours.
+fn traceparent(sc: &opentelemetry::trace::SpanContext) -> String {
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    hex(&mut out, &sc.trace_id().to_bytes());
+    out.push('-');
+    hex(&mut out, &sc.span_id().to_bytes());
+    out.push('-');
+    hex(&mut out, &[sc.trace_flags().to_u8()]);
+    out
 }
 
 /// Put `span`'s context into a gRPC request's metadata as `traceparent`,
@@ -837,13 +950,19 @@ pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
 pub fn inject_metadata(span: &tracing::Span, metadata: &mut tonic::metadata::MetadataMap) {
     let mut headers = http::HeaderMap::new();
     inject(span, &mut headers);
-    if let Some(v) = headers
+    if let Some(mut v) = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.parse::<tonic::metadata::MetadataValue<_>>().ok())
     {
+        v.set_sensitive(true);
         metadata.insert("traceparent", v);
     }
+}
+
+/// The trace id (32 hex digits) of a span context that is recorded.
+fn recorded_id(sc: &opentelemetry::trace::SpanContext) -> Option<String> {
+    (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
 }
 
 /// `span`'s trace id (32 hex digits), when it is recorded (traces are on
@@ -851,13 +970,75 @@ pub fn inject_metadata(span: &tracing::Span, metadata: &mut tonic::metadata::Met
 pub fn trace_id(span: &tracing::Span) -> Option<String> {
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
+    recorded_id(&sc)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn traceparent_is_written_as_the_w3c_propagator_writes_it() {
+        use opentelemetry::propagation::Injector;
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        struct Map(std::collections::HashMap<String, String>);
+        impl Injector for Map {
+            fn set(&mut self, key: &str, value: String) {
+                self.0.insert(key.to_owned(), value);
+            }
+        }
+        for flags in [TraceFlags::SAMPLED, TraceFlags::default()] {
+            let sc = SpanContext::new(
+                TraceId::from(0x0af7651916cd43dd8448eb211c80319c_u128),
+                SpanId::from(0x00f067aa0ba902b7_u64),
+                flags,
+                false,
+                TraceState::default(),
+            );
+            let mut theirs = Map(Default::default());
+            TraceContextPropagator::new().inject_context(
+                &opentelemetry::Context::new().with_remote_span_context(sc.clone()),
+                &mut theirs,
+            );
+            assert_eq!(traceparent(&sc), theirs.0["traceparent"]);
+        }
+    }
+
+    #[test]
+    fn trace_ids_grow_with_time_and_keep_their_sampling_bits_random() {
+        use opentelemetry_sdk::trace::IdGenerator as _;
+        let ids = TimeOrderedIds::default();
+        let a = ids.new_trace_id().to_string();
+        std::thread::sleep(Duration::from_millis(3));
+        let b = ids.new_trace_id().to_string();
+        assert!(a < b, "{a} then {b}");
+        // The first 12 hex digits are the milliseconds.
+        let now_ms = unix_us(SystemTime::now()) as u64 / 1000;
+        let ms = u64::from_str_radix(&b[..12], 16).unwrap();
+        assert!(now_ms - ms < 1000, "{ms} vs {now_ms}");
+        // Same millisecond, different ids; time bits never overwrite them.
+        let x = TimeOrderedIds::trace_id_at(1, u128::MAX).to_string();
+        assert_eq!(x, "000000000001ffffffffffffffffffff");
+        // A ratio sampler (it reads the low 64 bits) keeps about its share.
+        use opentelemetry::trace::SpanKind;
+        use opentelemetry_sdk::trace::{Sampler, ShouldSample as _};
+        let sampler = Sampler::TraceIdRatioBased(0.25);
+        let kept = (0..4000)
+            .filter(|_| {
+                let r = sampler.should_sample(
+                    None,
+                    ids.new_trace_id(),
+                    "relay",
+                    &SpanKind::Internal,
+                    &[],
+                    &[],
+                );
+                r.decision == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample
+            })
+            .count();
+        assert!((800..1200).contains(&kept), "kept {kept} of 4000 at 0.25");
+    }
 
     #[test]
     fn a_span_continues_the_callers_trace_is_written_and_passes_it_on() {
@@ -880,11 +1061,16 @@ mod tests {
                 trace_id(&span).as_deref(),
                 Some("4bf92f3577b34da6a3ce929d0e0e4736")
             );
-            inject(&span, &mut outgoing);
+            assert_eq!(
+                inject(&span, &mut outgoing).as_deref(),
+                Some("4bf92f3577b34da6a3ce929d0e0e4736")
+            );
             span.record("outcome", "ok");
             // Not a trace span: never written.
             let _other = tracing::info_span!("internal");
         });
+        // Unique per call: kept out of HPACK's table.
+        assert!(outgoing["traceparent"].is_sensitive());
         let tp = outgoing["traceparent"].to_str().unwrap();
         assert!(
             tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
@@ -1053,6 +1239,31 @@ mod tests {
             status: Status::error("engine said hunter2"),
             instrumentation_scope: Default::default(),
         };
+        // The row cowork.db gets: kept attributes only, as valid JSON,
+        // counts as numbers, a later value of a key replacing an earlier.
+        let mut tricky = s.clone();
+        tricky.attributes.extend([
+            KeyValue::new("path", "/a\"b\\c\n\u{1}é"),
+            KeyValue::new("outcome", "first"),
+            KeyValue::new("outcome", "grpc-status 14"),
+            KeyValue::new("cancelled", true),
+            KeyValue::new("wait_ms", 1.5),
+        ]);
+        let row = row_of(&tricky, "coworkd");
+        let json: serde_json::Value = serde_json::from_str(&row.attributes).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "ttft_ms": 12, "bytes": 669, "path": "/a\"b\\c\n\u{1}é",
+                "outcome": "grpc-status 14", "wait_ms": 1.5
+            }),
+            "{}",
+            row.attributes
+        );
+        assert_eq!(row.outcome, "grpc-status 14");
+        assert_eq!(row.trace_id, "00000000000000000000000000000007");
+        assert_eq!(row.span_id, "0000000000000009");
+        assert_eq!(row.parent_span_id, "0000000000000000");
         let out = scrubbed(s);
         let text = format!("{out:?}");
         assert!(!text.contains("hunter2"), "{text}");
