@@ -6,10 +6,10 @@
 //! which is what `sample_ratio = 0` runs (the baseline, measured in the
 //! same run). Issue 22's target: ≤ 5 µs per relayed call.
 
+use cowork_proto::logging;
 use cowork_proto::traces::{self, TracesSettings, TARGET};
 use std::hint::black_box;
 use std::time::Instant;
-use tracing_subscriber::layer::SubscriberExt;
 
 /// Calls per block; the batch processor writes each block before the next
 /// (a block stays under its queue, so no span is dropped and cheapened).
@@ -28,11 +28,17 @@ fn relay_work(incoming: &http::HeaderMap) -> http::HeaderMap {
     );
     traces::continue_trace(&span, incoming);
     let mut out = incoming.clone();
-    traces::inject(&span, &mut out);
+    let id = traces::inject(&span, &mut out);
+    // The forwarded call is polled a few times under the span.
+    span.in_scope(|| {});
     span.record("wait_ms", 0u64);
+    span.in_scope(|| {});
+    if let Some(id) = id.and_then(|id| http::HeaderValue::from_str(&id).ok()) {
+        out.insert(traces::TRACE_ID_HEADER, traces::never_indexed(id));
+    }
+    span.in_scope(|| {});
     span.record("outcome", "ok");
     span.record("bytes", 37u64);
-    span.in_scope(|| {});
     out
 }
 
@@ -60,11 +66,17 @@ fn main() {
     );
     let run = |settings: Option<TracesSettings>| -> f64 {
         match settings {
-            None => measure(&incoming, &|| {}),
+            None => tracing::subscriber::with_default(
+                logging::subscriber(std::io::sink, Some(std::io::sink), None),
+                || measure(&incoming, &|| {}),
+            ),
             Some(s) => {
                 let (provider, _) = traces::provider(dir.path().join("cowork.db"), "coworkd", s);
-                let subscriber =
-                    tracing_subscriber::registry().with(traces::layer(&provider, "coworkd"));
+                let subscriber = logging::subscriber(
+                    std::io::sink,
+                    Some(std::io::sink),
+                    Some((&provider, "coworkd")),
+                );
                 let ns = tracing::subscriber::with_default(subscriber, || {
                     measure(&incoming, &|| {
                         let _ = provider.force_flush();

@@ -4,21 +4,30 @@
 //! baseline, in the same run, calls interleaved): a relayed unary call's
 //! round trip (capture's GetStatus: a span in coworkd and in the worker),
 //! and a chat's first token and tokens per second against the real
-//! llama-server with Gemma 3 270M. Targets:
+//! llama-server with Gemma 3 270M. The unary figures come from several
+//! rounds of fresh suite pairs, the traced one started first in every
+//! other round, and an A/A round (both traced) shows how far two suites
+//! differ when nothing does. Targets:
 //! ≤ +5 µs per relayed call, no measurable change in tokens/s. Run with
 //! `scripts/bench.sh` (release binaries); figures, not pass/fail.
 
 use cowork_e2e::*;
 use cowork_proto::pb::capture::{capture_client::CaptureClient, GetStatusRequest};
 use cowork_proto::pb::chat::{chat_chunk::Chunk, chat_client::ChatClient, SendMessageRequest};
-use cowork_proto::pb::worker::{worker_client::WorkerClient, PingRequest};
+use cowork_proto::pb::worker::{worker_client::WorkerClient, GetHealthRequest};
 use std::time::{Duration, Instant};
+
+/// Longer than the span writer's batch delay.
+fn traces_batch_delay() -> Duration {
+    cowork_proto::traces::BATCH_DELAY + Duration::from_millis(300)
+}
 use tonic::transport::Channel;
 
-const BLOCKS: usize = 60;
+const BLOCKS: usize = 40;
 const BLOCK: usize = 100;
 const CHATS: usize = 6;
-const PACED: usize = 1_500;
+const PACED: usize = 500;
+const ROUNDS: usize = 4;
 
 /// A relayed unary call traced on both sides (coworkd's relay span,
 /// capture-agent's request span).
@@ -32,15 +41,15 @@ async fn ping(client: &mut CaptureClient<Channel>) -> Duration {
 }
 
 /// A relayed call traced by coworkd alone (the worker contract has no
-/// worker-side span): the relay's own cost.
-async fn relay_ping(client: &mut WorkerClient<Channel>) -> Duration {
-    let mut req = tonic::Request::new(PingRequest {
-        payload: vec![7; 32],
-    });
+/// worker-side span): the relay's own cost. Worker/GetHealth, not Ping:
+/// Ping echoes `traceparent` back (a diagnostic of propagation), which
+/// adds that header's bytes to two more hops.
+async fn relay_only(client: &mut WorkerClient<Channel>) -> Duration {
+    let mut req = tonic::Request::new(GetHealthRequest {});
     req.metadata_mut()
         .insert(cowork_proto::grpc::WORKER_HEADER, "agents".parse().unwrap());
     let t = Instant::now();
-    client.ping(req).await.expect("ping");
+    client.get_health(req).await.expect("health");
     t.elapsed()
 }
 
@@ -78,6 +87,101 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// One round's p50s (µs) for the traced suite and the other: relayed
+/// Worker/GetHealth (coworkd's relay span only), GetStatus back to back (spans
+/// in coworkd and capture-agent) and paced (200 calls/s).
+struct Round {
+    relay: (f64, f64),
+    /// CPU (µs) per relayed Worker/GetHealth: coworkd's, all its threads
+    /// (the span writer included).
+    relay_cpu: (f64, f64),
+    /// The same for the whole suite (coworkd and its workers).
+    relay_cpu_suite: (f64, f64),
+    status: (f64, f64),
+    status_p99: (f64, f64),
+    paced: (f64, f64),
+}
+
+/// Start two suites (`a` first), measure them interleaved, stop them.
+async fn round(a_config: &str, b_config: &str) -> Round {
+    let a = Suite::start(a_config);
+    let b = Suite::start(b_config);
+    for s in [&a, &b] {
+        s.wait_state("agents", "running", Duration::from_secs(30))
+            .await;
+        s.wait_state("capture", "running", Duration::from_secs(30))
+            .await;
+    }
+    let (mut ca, mut cb) = (
+        CaptureClient::new(a.channel()),
+        CaptureClient::new(b.channel()),
+    );
+    let (mut wa, mut wb) = (
+        WorkerClient::new(a.channel()),
+        WorkerClient::new(b.channel()),
+    );
+    for _ in 0..300 {
+        ping(&mut ca).await;
+        ping(&mut cb).await;
+        relay_only(&mut wa).await;
+        relay_only(&mut wb).await;
+    }
+    let (mut r_a, mut r_b) = (Vec::new(), Vec::new());
+    let cpu = |s: &Suite| {
+        let d = s.coworkd_pid();
+        let kids: u64 = proc_children(d).into_iter().map(proc_cpu_ns).sum();
+        (proc_cpu_ns(d), proc_cpu_ns(d) + kids)
+    };
+    let (a0, b0) = (cpu(&a), cpu(&b));
+    for _ in 0..BLOCKS {
+        for _ in 0..BLOCK {
+            r_a.push(relay_only(&mut wa).await.as_secs_f64() * 1e6);
+        }
+        for _ in 0..BLOCK {
+            r_b.push(relay_only(&mut wb).await.as_secs_f64() * 1e6);
+        }
+    }
+    // Let the span writer write this section's spans before reading.
+    tokio::time::sleep(traces_batch_delay()).await;
+    let (a1, b1) = (cpu(&a), cpu(&b));
+    let per_call = |x0: u64, x1: u64| (x1 - x0) as f64 / 1e3 / (BLOCKS * BLOCK) as f64;
+    let (mut t_a, mut t_b) = (Vec::new(), Vec::new());
+    for _ in 0..BLOCKS {
+        for _ in 0..BLOCK {
+            t_a.push(ping(&mut ca).await.as_secs_f64() * 1e6);
+        }
+        for _ in 0..BLOCK {
+            t_b.push(ping(&mut cb).await.as_secs_f64() * 1e6);
+        }
+    }
+    // Paced (200 calls/s, alternating): a call's own cost, without the
+    // span writer competing for the two cores as it does back to back.
+    let (mut p_a, mut p_b) = (Vec::new(), Vec::new());
+    for _ in 0..PACED {
+        p_a.push(ping(&mut ca).await.as_secs_f64() * 1e6);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        p_b.push(ping(&mut cb).await.as_secs_f64() * 1e6);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Round {
+        relay: (pct(&mut r_a, 0.5), pct(&mut r_b, 0.5)),
+        relay_cpu: (per_call(a0.0, a1.0), per_call(b0.0, b1.0)),
+        relay_cpu_suite: (per_call(a0.1, a1.1), per_call(b0.1, b1.1)),
+        status: (pct(&mut t_a.clone(), 0.5), pct(&mut t_b.clone(), 0.5)),
+        status_p99: (pct(&mut t_a, 0.99), pct(&mut t_b, 0.99)),
+        paced: (pct(&mut p_a, 0.5), pct(&mut p_b, 0.5)),
+    }
+}
+
+/// The median over rounds of one figure, traced and off, and the median
+/// of the rounds' differences.
+fn over_rounds(rounds: &[Round], f: impl Fn(&Round) -> (f64, f64)) -> (f64, f64, f64) {
+    let mut on: Vec<f64> = rounds.iter().map(|r| f(r).0).collect();
+    let mut off: Vec<f64> = rounds.iter().map(|r| f(r).1).collect();
+    let mut d: Vec<f64> = rounds.iter().map(|r| f(r).0 - f(r).1).collect();
+    (pct(&mut on, 0.5), pct(&mut off, 0.5), pct(&mut d, 0.5))
+}
+
 #[tokio::main]
 async fn main() {
     let engine = start_llama(&[]);
@@ -88,62 +192,45 @@ async fn main() {
             engine.port
         )
     };
-    let on = Suite::start(&agents(""));
-    let off = Suite::start(&agents("[traces]\nsample_ratio = 0.0"));
+    let (traced, untraced) = (agents(""), agents("[traces]\nsample_ratio = 0.0"));
+
+    // Unary calls: ROUNDS pairs of fresh suites, which one starts first
+    // alternating (a suite's own placement and start order bias it by a
+    // few µs: the A/A round below measures that), calls interleaved in
+    // blocks of BLOCK.
+    let mut rounds = Vec::new();
+    for i in 0..ROUNDS {
+        rounds.push(if i % 2 == 0 {
+            round(&traced, &untraced).await
+        } else {
+            let r = round(&untraced, &traced).await;
+            let swap = |(x, y): (f64, f64)| (y, x);
+            Round {
+                relay: swap(r.relay),
+                relay_cpu: swap(r.relay_cpu),
+                relay_cpu_suite: swap(r.relay_cpu_suite),
+                status: swap(r.status),
+                status_p99: swap(r.status_p99),
+                paced: swap(r.paced),
+            }
+        });
+    }
+    // A/A: both traced; what the same comparison shows with no difference.
+    let aa = round(&traced, &traced).await;
+
+    // Chats: one pair of suites, warm the engine, then alternate.
+    let on = Suite::start(&traced);
+    let off = Suite::start(&untraced);
     for s in [&on, &off] {
         s.wait_state("agents", "running", Duration::from_secs(30))
             .await;
-        s.wait_state("capture", "running", Duration::from_secs(30))
-            .await;
     }
-    let (mut a, mut b) = (
-        CaptureClient::new(on.channel()),
-        CaptureClient::new(off.channel()),
-    );
-    for _ in 0..300 {
-        ping(&mut a).await;
-        ping(&mut b).await;
+    // Spans of the unary rounds are gone with their suites: count this
+    // pair's own after a burst of calls.
+    let mut c_on = CaptureClient::new(on.channel());
+    for _ in 0..2_000 {
+        ping(&mut c_on).await;
     }
-    let (mut t_on, mut t_off) = (Vec::new(), Vec::new());
-    for _ in 0..BLOCKS {
-        for _ in 0..BLOCK {
-            t_on.push(ping(&mut a).await.as_secs_f64() * 1e6);
-        }
-        for _ in 0..BLOCK {
-            t_off.push(ping(&mut b).await.as_secs_f64() * 1e6);
-        }
-    }
-    let (on50, off50) = (pct(&mut t_on, 0.5), pct(&mut t_off, 0.5));
-    let (on99, off99) = (pct(&mut t_on, 0.99), pct(&mut t_off, 0.99));
-
-    // The relay alone: Worker/Ping, back to back, in blocks.
-    let (mut wa, mut wb) = (
-        WorkerClient::new(on.channel()),
-        WorkerClient::new(off.channel()),
-    );
-    let (mut r_on, mut r_off) = (Vec::new(), Vec::new());
-    for _ in 0..BLOCKS {
-        for _ in 0..BLOCK {
-            r_on.push(relay_ping(&mut wa).await.as_secs_f64() * 1e6);
-        }
-        for _ in 0..BLOCK {
-            r_off.push(relay_ping(&mut wb).await.as_secs_f64() * 1e6);
-        }
-    }
-    let (ron50, roff50) = (pct(&mut r_on, 0.5), pct(&mut r_off, 0.5));
-
-    // Paced (200 calls/s, alternating): a call's own cost, without the
-    // span writer competing for the two cores as it does back to back.
-    let (mut p_on, mut p_off) = (Vec::new(), Vec::new());
-    for _ in 0..PACED {
-        p_on.push(ping(&mut a).await.as_secs_f64() * 1e6);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        p_off.push(ping(&mut b).await.as_secs_f64() * 1e6);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let (pon50, poff50) = (pct(&mut p_on, 0.5), pct(&mut p_off, 0.5));
-
-    // Warm the engine, then alternate.
     chat(&on).await;
     chat(&off).await;
     let (mut ft_on, mut ft_off, mut tps_on, mut tps_off) =
@@ -171,34 +258,63 @@ async fn main() {
     };
     let lost = on.ctl_json(&["trace", "status"]);
 
-    println!("| figure | traced | traces off (sample_ratio = 0) | difference |");
-    println!("|---|---|---|---|");
+    let (ron, roff, rd) = over_rounds(&rounds, |r| r.relay);
+    let (son, soff, sd) = over_rounds(&rounds, |r| r.status);
+    let (s99on, s99off, s99d) = over_rounds(&rounds, |r| r.status_p99);
+    let (pon, poff, pd) = over_rounds(&rounds, |r| r.paced);
+    let each = |f: &dyn Fn(&Round) -> (f64, f64)| {
+        rounds
+            .iter()
+            .map(|r| format!("{:+.1}", f(r).0 - f(r).1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("{ROUNDS} rounds of fresh suite pairs (start order alternating), {} calls per suite and figure each; medians over the rounds", BLOCKS * BLOCK);
+    println!();
+    println!("| figure | traced | traces off (sample_ratio = 0) | difference (median of rounds) | each round | A/A (both traced) |");
+    println!("|---|---|---|---|---|---|");
     println!(
-        "| relayed Worker/Ping (a relay span only), p50 (µs) | {ron50:.1} | {roff50:.1} | {:+.1} µs (target ≤ +5 µs) |",
-        ron50 - roff50
+        "| relayed Worker/GetHealth (a relay span only), p50 (µs) | {ron:.1} | {roff:.1} | {rd:+.1} µs (target ≤ +5 µs) | {} | {:+.1} |",
+        each(&|r| r.relay),
+        aa.relay.0 - aa.relay.1
+    );
+    let (con, coff, cd) = over_rounds(&rounds, |r| r.relay_cpu);
+    println!(
+        "| CPU per relayed Worker/GetHealth, coworkd (µs) | {con:.1} | {coff:.1} | {cd:+.1} µs | {} | {:+.1} |",
+        each(&|r| r.relay_cpu),
+        aa.relay_cpu.0 - aa.relay_cpu.1
+    );
+    let (son_, soff_, sd_) = over_rounds(&rounds, |r| r.relay_cpu_suite);
+    println!(
+        "| CPU per relayed Worker/GetHealth, whole suite (µs) | {son_:.1} | {soff_:.1} | {sd_:+.1} µs | {} | {:+.1} |",
+        each(&|r| r.relay_cpu_suite),
+        aa.relay_cpu_suite.0 - aa.relay_cpu_suite.1
     );
     println!(
-        "| relayed GetStatus, paced 200/s, p50 (µs) | {pon50:.1} | {poff50:.1} | {:+.1} µs |",
-        pon50 - poff50
+        "| relayed GetStatus, back to back, p50 (µs) | {son:.1} | {soff:.1} | {sd:+.1} µs | {} | {:+.1} |",
+        each(&|r| r.status),
+        aa.status.0 - aa.status.1
     );
     println!(
-        "| relayed GetStatus, back to back, p50 (µs) | {on50:.1} | {off50:.1} | {:+.1} µs |",
-        on50 - off50
+        "| relayed GetStatus, back to back, p99 (µs) | {s99on:.1} | {s99off:.1} | {s99d:+.1} µs | {} | {:+.1} |",
+        each(&|r| r.status_p99),
+        aa.status_p99.0 - aa.status_p99.1
     );
     println!(
-        "| relayed GetStatus, back to back, p99 (µs) | {on99:.1} | {off99:.1} | {:+.1} µs |",
-        on99 - off99
+        "| relayed GetStatus, paced 200/s, p50 (µs) | {pon:.1} | {poff:.1} | {pd:+.1} µs | {} | {:+.1} |",
+        each(&|r| r.paced),
+        aa.paced.0 - aa.paced.1
     );
     println!(
-        "| chat first token, median of {CHATS} (ms) | {f_on:.1} | {f_off:.1} | {:+.1} ms |",
+        "| chat first token, median of {CHATS} (ms) | {f_on:.1} | {f_off:.1} | {:+.1} ms | | |",
         f_on - f_off
     );
     println!(
-        "| chat tokens/s after the first, median of {CHATS} | {s_on:.1} | {s_off:.1} | ×{:.3} |",
+        "| chat tokens/s after the first, median of {CHATS} | {s_on:.1} | {s_off:.1} | ×{:.3} | | |",
         s_on / s_off
     );
     println!(
-        "spans stored: traced suite {}, other {}; lost by the traced suite: {}",
+        "spans stored by the chat pair: traced suite {}, other {}; lost by the traced suite: {}",
         recorded(&on),
         recorded(&off),
         lost["lost"]

@@ -496,6 +496,29 @@ pub fn proc_cpu_ticks(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time a process has run, all its threads, in nanoseconds (from
+/// `/proc/PID/task/*/schedstat`; 0 when it is gone). Finer than
+/// [`proc_cpu_ticks`], for per-call figures.
+pub fn proc_cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The pids of a process's children (`/proc/PID/task/PID/children`).
+pub fn proc_children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 /// A Python peer of tests/python/ that prints its loopback port and
 /// serves until killed (on drop).
 pub struct PythonPeer {
