@@ -447,16 +447,19 @@ pub fn row_of(s: &SpanData, process: &str) -> cowork_db::traces::SpanRow {
         json_string(&mut attributes, key);
         attributes.push(':');
         let numeric = cowork_db::traces::NUMERIC_ATTRIBUTES.contains(&key);
-        match &kv.value {
-            V::I64(n) => {
+        match (&kv.value, numeric) {
+            (V::I64(n), _) => {
                 let _ = write!(attributes, "{n}");
             }
-            V::String(t) if numeric && t.as_str().parse::<i64>().is_ok() => {
-                attributes.push_str(t.as_str())
+            // Written from the parsed number: text like "+5" or "007"
+            // parses but is not JSON.
+            (V::String(t), true) if t.as_str().parse::<i64>().is_ok() => {
+                let n = t.as_str().parse::<i64>().unwrap_or_default();
+                let _ = write!(attributes, "{n}");
             }
-            V::F64(f) => attributes.push_str(&serde_json::Value::from(*f).to_string()),
-            V::Bool(b) => attributes.push_str(if *b { "true" } else { "false" }),
-            other => json_string(&mut attributes, &other.as_str()),
+            (V::F64(f), _) => attributes.push_str(&serde_json::Value::from(*f).to_string()),
+            (V::Bool(b), _) => attributes.push_str(if *b { "true" } else { "false" }),
+            (other, _) => json_string(&mut attributes, &other.as_str()),
         }
     }
     attributes.push('}');
@@ -920,6 +923,8 @@ pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) -> Option<Str
     if !sc.is_valid() {
         return None;
     }
+    // The caller's `tracestate` belongs to their context, not ours.
+    headers.remove("tracestate");
     let value = traceparent(&sc);
     let id = sc.is_sampled().then(|| value[3..35].to_owned());
     if let Ok(v) = http::HeaderValue::from_str(&value) {
@@ -941,7 +946,10 @@ fn traceparent(sc: &opentelemetry::trace::SpanContext) -> String {
     out.push('-');
     hex(&mut out, &sc.span_id().to_bytes());
     out.push('-');
-    hex(&mut out, &[sc.trace_flags().to_u8()]);
+    hex(
+        &mut out,
+        &[(sc.trace_flags() & opentelemetry::trace::TraceFlags::SAMPLED).to_u8()],
+    );
     out
 }
 
@@ -1053,7 +1061,12 @@ mod tests {
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             ),
         );
-        let mut outgoing = http::HeaderMap::new();
+        // The relay passes on the caller's headers, their `tracestate` too.
+        let mut outgoing = incoming.clone();
+        outgoing.insert(
+            "tracestate",
+            http::HeaderValue::from_static("vendor=secret"),
+        );
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!(target: TARGET, "relay", worker = "capture", path = "/x", secret = "hunter2", outcome = tracing::field::Empty);
             continue_trace(&span, &incoming);
@@ -1071,6 +1084,10 @@ mod tests {
         });
         // Unique per call: kept out of HPACK's table.
         assert!(outgoing["traceparent"].is_sensitive());
+        assert!(
+            outgoing.get("tracestate").is_none(),
+            "the caller's, not ours"
+        );
         let tp = outgoing["traceparent"].to_str().unwrap();
         assert!(
             tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
@@ -1248,6 +1265,7 @@ mod tests {
             KeyValue::new("outcome", "grpc-status 14"),
             KeyValue::new("cancelled", true),
             KeyValue::new("wait_ms", 1.5),
+            KeyValue::new("rows", "+007"),
         ]);
         let row = row_of(&tricky, "coworkd");
         let json: serde_json::Value = serde_json::from_str(&row.attributes).unwrap();
@@ -1255,7 +1273,7 @@ mod tests {
             json,
             serde_json::json!({
                 "ttft_ms": 12, "bytes": 669, "path": "/a\"b\\c\n\u{1}é",
-                "outcome": "grpc-status 14", "wait_ms": 1.5
+                "outcome": "grpc-status 14", "wait_ms": 1.5, "rows": 7
             }),
             "{}",
             row.attributes

@@ -127,12 +127,23 @@ async fn round(a_config: &str, b_config: &str) -> Round {
         relay_only(&mut wb).await;
     }
     let (mut r_a, mut r_b) = (Vec::new(), Vec::new());
-    let cpu = |s: &Suite| {
+    // Each process of a suite (coworkd first), its threads' CPU so far.
+    let snapshot = |s: &Suite| {
         let d = s.coworkd_pid();
-        let kids: u64 = proc_children(d).into_iter().map(proc_cpu_ns).sum();
-        (proc_cpu_ns(d), proc_cpu_ns(d) + kids)
+        std::iter::once(d)
+            .chain(proc_children(d))
+            .map(|pid| (pid, proc_threads_cpu_ns(pid)))
+            .collect::<Vec<_>>()
     };
-    let (a0, b0) = (cpu(&a), cpu(&b));
+    // CPU since a snapshot, ns: coworkd's, and the whole suite's.
+    let since = |before: &[(u32, std::collections::HashMap<u32, u64>)]| {
+        let each: Vec<u64> = before
+            .iter()
+            .map(|(pid, threads)| proc_cpu_ns_since(*pid, threads))
+            .collect();
+        (each[0], each.iter().sum::<u64>())
+    };
+    let (a0, b0) = (snapshot(&a), snapshot(&b));
     for _ in 0..BLOCKS {
         for _ in 0..BLOCK {
             r_a.push(relay_only(&mut wa).await.as_secs_f64() * 1e6);
@@ -143,8 +154,8 @@ async fn round(a_config: &str, b_config: &str) -> Round {
     }
     // Let the span writer write this section's spans before reading.
     tokio::time::sleep(traces_batch_delay()).await;
-    let (a1, b1) = (cpu(&a), cpu(&b));
-    let per_call = |x0: u64, x1: u64| (x1 - x0) as f64 / 1e3 / (BLOCKS * BLOCK) as f64;
+    let (a1, b1) = (since(&a0), since(&b0));
+    let per_call = |ns: u64| ns as f64 / 1e3 / (BLOCKS * BLOCK) as f64;
     let (mut t_a, mut t_b) = (Vec::new(), Vec::new());
     for _ in 0..BLOCKS {
         for _ in 0..BLOCK {
@@ -165,8 +176,8 @@ async fn round(a_config: &str, b_config: &str) -> Round {
     }
     Round {
         relay: (pct(&mut r_a, 0.5), pct(&mut r_b, 0.5)),
-        relay_cpu: (per_call(a0.0, a1.0), per_call(b0.0, b1.0)),
-        relay_cpu_suite: (per_call(a0.1, a1.1), per_call(b0.1, b1.1)),
+        relay_cpu: (per_call(a1.0), per_call(b1.0)),
+        relay_cpu_suite: (per_call(a1.1), per_call(b1.1)),
         status: (pct(&mut t_a.clone(), 0.5), pct(&mut t_b.clone(), 0.5)),
         status_p99: (pct(&mut t_a, 0.99), pct(&mut t_b, 0.99)),
         paced: (pct(&mut p_a, 0.5), pct(&mut p_b, 0.5)),
@@ -179,7 +190,18 @@ fn over_rounds(rounds: &[Round], f: impl Fn(&Round) -> (f64, f64)) -> (f64, f64,
     let mut on: Vec<f64> = rounds.iter().map(|r| f(r).0).collect();
     let mut off: Vec<f64> = rounds.iter().map(|r| f(r).1).collect();
     let mut d: Vec<f64> = rounds.iter().map(|r| f(r).0 - f(r).1).collect();
-    (pct(&mut on, 0.5), pct(&mut off, 0.5), pct(&mut d, 0.5))
+    (median(&mut on), median(&mut off), median(&mut d))
+}
+
+/// The median (of an even count, the mean of the middle two).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 0 {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    } else {
+        v[n / 2]
+    }
 }
 
 #[tokio::main]

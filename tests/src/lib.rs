@@ -496,17 +496,31 @@ pub fn proc_cpu_ticks(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time a process has run, all its threads, in nanoseconds (from
-/// `/proc/PID/task/*/schedstat`; 0 when it is gone). Finer than
-/// [`proc_cpu_ticks`], for per-call figures.
-pub fn proc_cpu_ns(pid: u32) -> u64 {
+/// CPU time each thread of a process has run, in nanoseconds, by thread
+/// id (from `/proc/PID/task/*/schedstat`; empty when it is gone). Finer
+/// than [`proc_cpu_ticks`], for per-call figures: see
+/// [`proc_cpu_ns_since`].
+pub fn proc_threads_cpu_ns(pid: u32) -> std::collections::HashMap<u32, u64> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
+        return Default::default();
     };
     tasks
         .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .filter_map(|t| {
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            Some((tid, stat.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// CPU a process ran since `before` (its [`proc_threads_cpu_ns`]), in
+/// nanoseconds, thread by thread: a thread started since counts whole; a
+/// thread that ended since is left out (its time can no longer be read).
+pub fn proc_cpu_ns_since(pid: u32, before: &std::collections::HashMap<u32, u64>) -> u64 {
+    proc_threads_cpu_ns(pid)
+        .into_iter()
+        .map(|(tid, now)| now.saturating_sub(before.get(&tid).copied().unwrap_or(0)))
         .sum()
 }
 
