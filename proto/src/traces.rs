@@ -968,17 +968,12 @@ pub fn inject_metadata(span: &tracing::Span, metadata: &mut tonic::metadata::Met
     }
 }
 
-/// The trace id (32 hex digits) of a span context that is recorded.
-fn recorded_id(sc: &opentelemetry::trace::SpanContext) -> Option<String> {
-    (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
-}
-
 /// `span`'s trace id (32 hex digits), when it is recorded (traces are on
 /// and this call was sampled).
 pub fn trace_id(span: &tracing::Span) -> Option<String> {
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    recorded_id(&sc)
+    (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
 }
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ fn over_rounds(rounds: &[Round], f: impl Fn(&Round) -> (f64, f64)) -> (f64, f64,
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     } else {
         v[n / 2]
@@ -280,53 +280,49 @@ async fn main() {
     };
     let lost = on.ctl_json(&["trace", "status"]);
 
-    let (ron, roff, rd) = over_rounds(&rounds, |r| r.relay);
-    let (son, soff, sd) = over_rounds(&rounds, |r| r.status);
-    let (s99on, s99off, s99d) = over_rounds(&rounds, |r| r.status_p99);
-    let (pon, poff, pd) = over_rounds(&rounds, |r| r.paced);
-    let each = |f: &dyn Fn(&Round) -> (f64, f64)| {
-        rounds
+    // One table row per unary figure: traced, off, the median difference,
+    // each round's difference, the A/A difference.
+    let row = |label: &str, target: &str, f: &dyn Fn(&Round) -> (f64, f64)| {
+        let (on, off, d) = over_rounds(&rounds, f);
+        let each = rounds
             .iter()
             .map(|r| format!("{:+.1}", f(r).0 - f(r).1))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        let (a, b) = f(&aa);
+        println!(
+            "| {label} | {on:.1} | {off:.1} | {d:+.1} µs{target} | {each} | {:+.1} |",
+            a - b
+        );
     };
     println!("{ROUNDS} rounds of fresh suite pairs (start order alternating), {} calls per suite and figure each; medians over the rounds", BLOCKS * BLOCK);
     println!();
     println!("| figure | traced | traces off (sample_ratio = 0) | difference (median of rounds) | each round | A/A (both traced) |");
     println!("|---|---|---|---|---|---|");
-    println!(
-        "| relayed Worker/GetHealth (a relay span only), p50 (µs) | {ron:.1} | {roff:.1} | {rd:+.1} µs (target ≤ +5 µs) | {} | {:+.1} |",
-        each(&|r| r.relay),
-        aa.relay.0 - aa.relay.1
+    row(
+        "relayed Worker/GetHealth (a relay span only), p50 (µs)",
+        " (target ≤ +5 µs)",
+        &|r| r.relay,
     );
-    let (con, coff, cd) = over_rounds(&rounds, |r| r.relay_cpu);
-    println!(
-        "| CPU per relayed Worker/GetHealth, coworkd (µs) | {con:.1} | {coff:.1} | {cd:+.1} µs | {} | {:+.1} |",
-        each(&|r| r.relay_cpu),
-        aa.relay_cpu.0 - aa.relay_cpu.1
+    row(
+        "CPU per relayed Worker/GetHealth, coworkd (µs)",
+        "",
+        &|r| r.relay_cpu,
     );
-    let (son_, soff_, sd_) = over_rounds(&rounds, |r| r.relay_cpu_suite);
-    println!(
-        "| CPU per relayed Worker/GetHealth, whole suite (µs) | {son_:.1} | {soff_:.1} | {sd_:+.1} µs | {} | {:+.1} |",
-        each(&|r| r.relay_cpu_suite),
-        aa.relay_cpu_suite.0 - aa.relay_cpu_suite.1
+    row(
+        "CPU per relayed Worker/GetHealth, whole suite (µs)",
+        "",
+        &|r| r.relay_cpu_suite,
     );
-    println!(
-        "| relayed GetStatus, back to back, p50 (µs) | {son:.1} | {soff:.1} | {sd:+.1} µs | {} | {:+.1} |",
-        each(&|r| r.status),
-        aa.status.0 - aa.status.1
-    );
-    println!(
-        "| relayed GetStatus, back to back, p99 (µs) | {s99on:.1} | {s99off:.1} | {s99d:+.1} µs | {} | {:+.1} |",
-        each(&|r| r.status_p99),
-        aa.status_p99.0 - aa.status_p99.1
-    );
-    println!(
-        "| relayed GetStatus, paced 200/s, p50 (µs) | {pon:.1} | {poff:.1} | {pd:+.1} µs | {} | {:+.1} |",
-        each(&|r| r.paced),
-        aa.paced.0 - aa.paced.1
-    );
+    row("relayed GetStatus, back to back, p50 (µs)", "", &|r| {
+        r.status
+    });
+    row("relayed GetStatus, back to back, p99 (µs)", "", &|r| {
+        r.status_p99
+    });
+    row("relayed GetStatus, paced 200/s, p50 (µs)", "", &|r| {
+        r.paced
+    });
     println!(
         "| chat first token, median of {CHATS} (ms) | {f_on:.1} | {f_off:.1} | {:+.1} ms | | |",
         f_on - f_off
