@@ -24,17 +24,7 @@ pub fn new_id(prefix: &str) -> String {
     )
 }
 
-/// A fresh secret key, `<prefix>-` and 48 hex digits from the OS's
-/// random source.
-pub fn random_key(prefix: &str) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut b = [0u8; 24];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(format!(
-        "{prefix}-{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    ))
-}
+pub use cowork_proto::secret::random_key;
 
 /// Variables a child process (an MCP server, a `llama-server`) inherits
 /// from agents-agent: what a program needs to run and find its files

@@ -17,6 +17,7 @@ pub mod net;
 pub mod paths;
 pub mod procinfo;
 pub mod ready;
+pub mod secret;
 pub mod status;
 pub mod traces;
 pub mod uds;

@@ -43,6 +43,46 @@ pub fn is_local_url(url: &str) -> bool {
     host_port(url).is_some_and(|(h, _)| is_local_host(&h))
 }
 
+/// True when `host` (a Host header) names a server of ours with `port` on loopback
+/// (`127.0.0.1`, `localhost`, `[::1]`, with our port or none) or one of
+/// the person's `trusted` hosts. Anything else may be a DNS-rebinding page.
+pub fn host_allowed(host: Option<&str>, port: u16, trusted: &[String]) -> bool {
+    let Some(host) = host.map(str::trim).filter(|h| !h.is_empty()) else {
+        return false;
+    };
+    let host = host.to_ascii_lowercase();
+    let (name, p) = split_host_port(&host);
+    if let Some(p) = p {
+        if p != port {
+            return false;
+        }
+    }
+    matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+        || trusted
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name) || t.eq_ignore_ascii_case(&host))
+}
+
+fn split_host_port(host: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        return match rest.split_once(']') {
+            Some((_, tail)) => {
+                let name = &host[..host.len() - tail.len()];
+                (name, tail.strip_prefix(':').and_then(|p| p.parse().ok()))
+            }
+            None => (host, None),
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((n, p)) => match p.parse() {
+            Ok(p) => (n, Some(p)),
+            Err(_) => (host, Some(0)),
+        },
+        None => (host, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

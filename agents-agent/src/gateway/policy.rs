@@ -10,45 +10,10 @@ pub const DEFAULT_PORT: u16 = 7339;
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// True when `host` (a Host header) names this gateway on loopback
-/// (`127.0.0.1`, `localhost`, `[::1]`, with our port or none) or one of
-/// the person's `trusted` hosts. Anything else may be a DNS-rebinding page.
-pub fn host_allowed(host: Option<&str>, port: u16, trusted: &[String]) -> bool {
-    let Some(host) = host.map(str::trim).filter(|h| !h.is_empty()) else {
-        return false;
-    };
-    let host = host.to_ascii_lowercase();
-    let (name, p) = split_host_port(&host);
-    if let Some(p) = p {
-        if p != port {
-            return false;
-        }
-    }
-    matches!(name, "127.0.0.1" | "localhost" | "[::1]")
-        || trusted
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(name) || t.eq_ignore_ascii_case(&host))
-}
-
-fn split_host_port(host: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = host.strip_prefix('[') {
-        // [v6]:port
-        return match rest.split_once(']') {
-            Some((_, tail)) => {
-                let name = &host[..host.len() - tail.len()];
-                (name, tail.strip_prefix(':').and_then(|p| p.parse().ok()))
-            }
-            None => (host, None),
-        };
-    }
-    match host.rsplit_once(':') {
-        Some((n, p)) => match p.parse() {
-            Ok(p) => (n, Some(p)),
-            Err(_) => (host, Some(0)),
-        },
-        None => (host, None),
-    }
-}
+/// True when `host` (a Host header) names this gateway on loopback or one
+/// of the person's `trusted` hosts (the rule is shared with coworkd's web
+/// UI, which trusts no other host).
+pub use cowork_proto::net::host_allowed;
 
 /// True when `authorization` is `Bearer <key>` or `x_api_key` is `<key>`
 /// (compared in constant time).
@@ -64,10 +29,7 @@ pub fn authorized(authorization: Option<&str>, x_api_key: Option<&str>, key: &st
 }
 
 fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() || b.is_empty() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    !b.is_empty() && cowork_proto::secret::constant_time_eq(a, b)
 }
 
 /// Why an upstream's status is not passed on, if it is not: a redirect
