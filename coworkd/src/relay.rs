@@ -31,18 +31,32 @@ use tonic::Status;
 /// that is not running may take, long enough to ride out a normal start.
 pub const START_WAIT: Duration = Duration::from_millis(50);
 
-/// One HTTP/2 connection to a worker socket for one client connection,
-/// shared by that client's calls and re-dialled when it closes (the worker
-/// restarted). Per client, so a client that stops reading its streams
-/// fills only its own flow-control windows: every other client's calls to
-/// the same worker go on (a shared connection would stall them all).
-struct Upstream {
+/// One HTTP/2 connection to a socket, re-dialled when it closes (the
+/// worker restarted). The relay keeps one per (client connection, worker),
+/// so a client that stops reading its streams fills only its own
+/// flow-control windows: every other client's calls to the same worker go
+/// on (a shared connection would stall them all). The web UI keeps one to
+/// coworkd's own public socket. `B` is the request body type.
+pub struct Upstream<B> {
     socket: PathBuf,
-    sender: tokio::sync::Mutex<Option<SendRequest<Incoming>>>,
+    sender: tokio::sync::Mutex<Option<SendRequest<B>>>,
 }
 
-impl Upstream {
-    async fn sender(&self, fresh: bool) -> Result<SendRequest<Incoming>, String> {
+impl<B> Upstream<B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// An upstream to `socket`, dialled at its first call.
+    pub fn new(socket: PathBuf) -> Self {
+        Self {
+            socket,
+            sender: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn sender(&self, fresh: bool) -> Result<SendRequest<B>, String> {
         let mut guard = self.sender.lock().await;
         if !fresh {
             if let Some(s) = guard.as_ref().filter(|s| !s.is_closed()) {
@@ -73,10 +87,43 @@ impl Upstream {
         *guard = Some(sender.clone());
         Ok(sender)
     }
+
+    /// Send `req` (its URI absolute), dialling again once when the
+    /// connection died before the request went out.
+    pub async fn send(&self, req: Request<B>) -> Result<Response<Incoming>, String> {
+        let mut sender = self.sender(false).await?;
+        if sender.ready().await.is_err() {
+            sender = self.sender(true).await?;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => Ok(resp),
+            Err(mut e) => match e.take_message() {
+                // Never sent (the connection died under us): dial again once.
+                Some(req) => {
+                    let mut sender = self.sender(true).await?;
+                    sender
+                        .send_request(req)
+                        .await
+                        .map_err(|e| format!("relay failed: {e}"))
+                }
+                None => Err(format!("relay failed: {}", e.error())),
+            },
+        }
+    }
+}
+
+/// `uri` made absolute, as hyper's HTTP/2 client needs; only its path
+/// (and query) matter on a socket.
+pub fn absolute_uri(uri: &Uri) -> Result<Uri, http::Error> {
+    let mut b = Uri::builder().scheme("http").authority("cowork.local");
+    if let Some(pq) = uri.path_and_query() {
+        b = b.path_and_query(pq.clone());
+    }
+    b.build()
 }
 
 /// Upstream connections by (client connection, worker).
-type Upstreams = std::sync::Mutex<HashMap<(u64, WorkerName), Arc<Upstream>>>;
+type Upstreams = std::sync::Mutex<HashMap<(u64, WorkerName), Arc<Upstream<Incoming>>>>;
 
 /// The public socket's request handler.
 pub struct Relay {
@@ -186,12 +233,7 @@ impl Relay {
                 parts.headers.insert("grpc-timeout", v);
             }
         }
-        // hyper's HTTP/2 client needs an absolute URI; only the path matters.
-        let mut uri = Uri::builder().scheme("http").authority("cowork.local");
-        if let Some(pq) = parts.uri.path_and_query() {
-            uri = uri.path_and_query(pq.clone());
-        }
-        match uri.build() {
+        match absolute_uri(&parts.uri) {
             Ok(u) => parts.uri = u,
             Err(e) => return status_response(Status::invalid_argument(format!("bad path: {e}"))),
         }
@@ -209,17 +251,14 @@ impl Relay {
     }
 
     /// The upstream connection of the client connection `req` came on.
-    fn upstream(&self, w: WorkerName, req: &Request<Incoming>) -> Arc<Upstream> {
+    fn upstream(&self, w: WorkerName, req: &Request<Incoming>) -> Arc<Upstream<Incoming>> {
         let scope = req.extensions().get::<ConnectionScope>().cloned();
         let id = scope.as_ref().map_or(0, |s| s.id);
         let mut map = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(u) = map.get(&(id, w)) {
             return u.clone();
         }
-        let u = Arc::new(Upstream {
-            socket: self.sockets[&w].clone(),
-            sender: tokio::sync::Mutex::new(None),
-        });
+        let u = Arc::new(Upstream::new(self.sockets[&w].clone()));
         map.insert((id, w), u.clone());
         if let Some(scope) = scope {
             // The client hung up: its upstream connection goes when the
@@ -240,25 +279,7 @@ impl Relay {
         w: WorkerName,
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, String> {
-        let upstream = self.upstream(w, &req);
-        let mut sender = upstream.sender(false).await?;
-        if sender.ready().await.is_err() {
-            sender = upstream.sender(true).await?;
-        }
-        match sender.try_send_request(req).await {
-            Ok(resp) => Ok(resp),
-            Err(mut e) => match e.take_message() {
-                // Never sent (the connection died under us): dial again once.
-                Some(req) => {
-                    let mut sender = upstream.sender(true).await?;
-                    sender
-                        .send_request(req)
-                        .await
-                        .map_err(|e| format!("relay failed: {e}"))
-                }
-                None => Err(format!("relay failed: {}", e.error())),
-            },
-        }
+        self.upstream(w, &req).send(req).await
     }
 
     /// Wait until `w` can take calls: an on-demand worker is started (also
