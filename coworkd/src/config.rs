@@ -40,6 +40,65 @@ pub struct Config {
     pub workers: BTreeMap<String, WorkerConfig>,
     /// `[thermal]`: how the machine's heat is read.
     pub thermal: ThermalConfig,
+    /// `[ui]`: the web UI.
+    pub ui: UiConfig,
+}
+
+/// `[ui]`: the web UI coworkd serves on loopback. Off (no `port`) until
+/// `coworkctl ui` first runs, which chooses a port and writes it here.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// The TCP port on 127.0.0.1; read at start (a change applies at
+    /// coworkd's next start).
+    pub port: Option<u16>,
+}
+
+/// The port `coworkctl ui` tries first when `[ui] port` is not set; a
+/// free one is chosen when it is taken.
+pub const UI_DEFAULT_PORT: u16 = 7737;
+
+/// `text` (a config.toml) with `[ui] port = port` set, everything else
+/// (comments, other tables, key order) kept as it was: the key is added
+/// under an existing `[ui]` table, or a table is appended.
+pub fn with_ui_port(text: &str, port: u16) -> String {
+    let line = format!("port = {port}");
+    let mut out = Vec::new();
+    let mut in_ui = false;
+    let mut done = false;
+    for l in text.lines() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            if in_ui && !done {
+                out.push(line.clone());
+                done = true;
+            }
+            in_ui = t.trim_start_matches('[').split(']').next().map(str::trim) == Some("ui");
+        } else if in_ui && !done {
+            let key = t.split('=').next().map(str::trim);
+            if key == Some("port") {
+                out.push(line.clone());
+                done = true;
+                continue;
+            }
+        }
+        out.push(l.to_owned());
+    }
+    if in_ui && !done {
+        out.push(line.clone());
+        done = true;
+    }
+    if !done {
+        if out.last().is_some_and(|l| !l.trim().is_empty()) {
+            out.push(String::new());
+        }
+        out.push("# The web UI (written by `coworkctl ui`).".to_owned());
+        out.push("[ui]".to_owned());
+        out.push(line);
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
 }
 
 /// `[thermal]`.
@@ -196,6 +255,9 @@ impl Config {
                 "[thermal] interval_s is above 0 and hysteresis_c is not negative".into(),
             ));
         }
+        if cfg.ui.port == Some(0) {
+            return Err(invalid("[ui] port is between 1 and 65535".into()));
+        }
         for (name, w) in &cfg.workers {
             if name.parse::<WorkerName>().is_err() {
                 return Err(invalid(format!(
@@ -291,6 +353,28 @@ pub fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ui_port_is_added_replaced_or_appended_keeping_the_rest() {
+        // No [ui]: a table is appended; what was there stays.
+        let text = "# mine\n[supervisor]\nmax_restarts = 3\n";
+        let out = with_ui_port(text, 7737);
+        assert!(out.starts_with("# mine\n[supervisor]\nmax_restarts = 3\n"));
+        let c = Config::parse(&out, "t").unwrap();
+        assert_eq!((c.ui.port, c.supervisor.max_restarts), (Some(7737), 3));
+        // An empty [ui] in the middle gets the key, before the next table.
+        let out = with_ui_port("[ui]\n\n[thermal]\nenabled = false\n", 9000);
+        let c = Config::parse(&out, "t").unwrap();
+        assert_eq!((c.ui.port, c.thermal.enabled), (Some(9000), false));
+        // An existing port is replaced, not duplicated (TOML refuses that).
+        let out = with_ui_port("[ ui ]\nport = 1234 # old\n", 4321);
+        assert_eq!(Config::parse(&out, "t").unwrap().ui.port, Some(4321));
+        assert_eq!(out.matches("port").count(), 1);
+        // Off by default; 0 is refused with the key named.
+        assert_eq!(Config::parse("", "t").unwrap().ui.port, None);
+        let e = Config::parse("[ui]\nport = 0\n", "t").unwrap_err();
+        assert!(e.to_string().contains("[ui] port"), "{e}");
+    }
 
     #[test]
     fn empty_file_is_the_design_defaults() {

@@ -16,3 +16,4 @@ pub mod state;
 pub mod supervisor;
 pub mod system_service;
 pub mod thermal;
+pub mod ui;

@@ -26,6 +26,8 @@ pub struct SystemService {
     desktop: Desktop,
     /// The machine's heat as last read.
     heat: crate::thermal::Reading,
+    /// The web UI.
+    ui: Arc<crate::ui::Ui>,
 }
 
 impl SystemService {
@@ -36,6 +38,7 @@ impl SystemService {
         shutdown: CancellationToken,
         desktop: Desktop,
         heat: crate::thermal::Reading,
+        ui: Arc<crate::ui::Ui>,
     ) -> Self {
         Self {
             supervisor,
@@ -45,6 +48,7 @@ impl SystemService {
             cpu: Mutex::new(HashMap::new()),
             desktop,
             heat,
+            ui,
         }
     }
 
@@ -257,6 +261,31 @@ impl pb::system_server::System for SystemService {
         Ok(Response::new(pb::GetTimelineResponse {
             op,
             spans: spans.into_iter().map(span_of).collect(),
+        }))
+    }
+
+    async fn open_ui(
+        &self,
+        r: Request<pb::OpenUiRequest>,
+    ) -> Result<Response<pb::OpenUiResponse>, Status> {
+        let o = self
+            .ui
+            .open(r.into_inner().reset)
+            .await
+            .map_err(|e| match e {
+                crate::ui::UiError::Config(_) => Status::failed_precondition(e.to_string()),
+                _ => Status::unavailable(e.to_string()),
+            })?;
+        Ok(Response::new(pb::OpenUiResponse {
+            url: o.url,
+            port: o.port.into(),
+            started: o.started,
+            port_written: o.port_written,
+            code_expires_unix_ms: o
+                .code_expires
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            origin: o.origin,
         }))
     }
 

@@ -101,6 +101,12 @@ impl CoworkPaths {
         self.home.join("config.toml")
     }
 
+    /// `ui-token` in the home directory (0600): the web UI's per-install
+    /// token, the value of its cookie. `coworkctl ui --reset` replaces it.
+    pub fn ui_token_file(&self) -> PathBuf {
+        self.home.join("ui-token")
+    }
+
     /// `mcp/catalog.d/` in the home directory: the person's own MCP server
     /// definitions (JSON), next to the bundled ones.
     pub fn mcp_catalog_dir(&self) -> PathBuf {

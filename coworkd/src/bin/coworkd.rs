@@ -194,12 +194,23 @@ async fn serve(paths: CoworkPaths) -> Result<()> {
     let thermal_cfg = cfg_rx.borrow().thermal.clone();
     let heat =
         coworkd::thermal::spawn(thermal_cfg, paths.worker_socket("agents"), shutdown.clone());
+    // The web UI, if `coworkctl ui` turned it on: the same services over
+    // gRPC-Web on loopback. A taken port leaves it off, with why, until
+    // the next `coworkctl ui`.
+    let ui = coworkd::ui::Ui::new(paths.clone(), shutdown.clone());
+    let ui_port = cfg_rx.borrow().ui.port;
+    if let Some(port) = ui_port {
+        if let Err(e) = ui.start(port).await {
+            tracing::warn!(error = %e, "web UI not started");
+        }
+    }
     let system = SystemService::new(
         supervisor.clone(),
         paths.clone(),
         shutdown.clone(),
         desktop,
         heat,
+        ui,
     );
     let local = cowork_proto::grpc::add_reflection(
         tonic::service::Routes::new(SystemServer::new(system)).add_service(health),

@@ -22,6 +22,7 @@ mod models;
 mod notifications;
 mod system;
 mod trace;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use context::{Ctx, EXIT_UNREACHABLE, EXIT_USAGE};
@@ -126,6 +127,9 @@ enum Cmd {
     /// recent activity, working memory, pins); with --query, the context
     /// a question would be given, without calling a model.
     Context(memory::ContextArgs),
+    /// The web UI in a browser tab: turn it on (the first time), and open
+    /// its address with a one-time sign-in code (`--no-open` prints it).
+    Ui(ui::Args),
     /// The browser: open, snapshot (elements with refs), click, type,
     /// press, select, scroll, text, eval, screenshot, tabs, back, log.
     Browser {
@@ -220,6 +224,7 @@ async fn run(cmd: Cmd, ctx: &mut Ctx) -> anyhow::Result<ExitCode> {
         Cmd::Memory { command } => memory::run(command, ctx).await,
         Cmd::Context(a) => memory::context(a, ctx).await,
         Cmd::Browser { command } => browser::run(command, ctx).await,
+        Cmd::Ui(a) => ui::run(a, ctx).await,
     }
 }
 
@@ -307,6 +312,7 @@ mod tests {
             "gateway",
             "memory",
             "browser",
+            "ui",
         ] {
             assert!(names.contains(&name), "{name} missing: {names:?}");
         }

@@ -1,0 +1,116 @@
+//! The page's static files, built into the binary from `coworkd/ui/`, and
+//! the descriptor set its protobuf codec reads (the same one reflection
+//! serves), so the page spells every message as the `.proto` files do.
+
+use http::{header, HeaderValue, Response, StatusCode};
+use tonic::body::Body;
+
+/// The page's Content-Security-Policy: its own scripts, styles and calls
+/// only; no inline script, no framing, no form posts.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+    frame-ancestors 'none'";
+
+/// One static file.
+#[derive(Debug)]
+pub struct Asset {
+    /// Where it is served.
+    pub path: &'static str,
+    /// Its Content-Type.
+    pub content_type: &'static str,
+    /// Its bytes.
+    pub body: &'static [u8],
+}
+
+/// Every file the UI serves.
+pub const ASSETS: &[Asset] = &[
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../ui/index.html"),
+    },
+    Asset {
+        path: "/app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../ui/app.css"),
+    },
+    Asset {
+        path: "/app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../ui/app.js"),
+    },
+    Asset {
+        path: "/grpc.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../ui/grpc.js"),
+    },
+    Asset {
+        path: "/pb.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../ui/pb.js"),
+    },
+    Asset {
+        path: "/descriptors.pb",
+        content_type: "application/octet-stream",
+        body: cowork_proto::pb::FILE_DESCRIPTOR_SET,
+    },
+    Asset {
+        path: "/favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("../../ui/favicon.svg"),
+    },
+];
+
+/// The file at `path`, if there is one.
+pub fn find(path: &str) -> Option<&'static Asset> {
+    let path = if path == "/index.html" { "/" } else { path };
+    ASSETS.iter().find(|a| a.path == path)
+}
+
+/// The response for a GET (or HEAD, without the body) of `path`.
+pub fn response(path: &str, head: bool) -> Response<Body> {
+    let Some(a) = find(path) else {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
+    };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::new(http_body_util::Full::new(bytes::Bytes::from_static(a.body)))
+    };
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(a.content_type),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(a.body.len()));
+    // Revalidated each load: a new coworkd serves its own page at once.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_is_there_and_the_page_loads_only_its_own_scripts() {
+        for a in ASSETS {
+            assert!(!a.body.is_empty(), "{}", a.path);
+        }
+        let html = std::str::from_utf8(find("/index.html").unwrap().body).unwrap();
+        // The CSP allows no inline script: every script is a file served here.
+        assert!(!html.contains("<script>"), "inline script in index.html");
+        for src in html.split("src=\"").skip(1) {
+            let src = src.split('"').next().unwrap();
+            assert!(
+                find(src).is_some(),
+                "index.html loads {src}, which is not served"
+            );
+        }
+        assert!(find("/../Cargo.toml").is_none());
+        assert_eq!(response("/nope", false).status(), StatusCode::NOT_FOUND);
+    }
+}
