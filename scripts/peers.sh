@@ -128,6 +128,12 @@ if ! "$venv/bin/python" -c 'import dbus_fast' 2>/dev/null; then
   echo "== installing dbus-fast"
   "$venv/bin/pip" install --quiet --disable-pip-version-check dbus-fast==5.2.0
 fi
+# Playwright for Python: the web UI's tests drive Debian's chromium with it
+# (executable_path; no browser download), as the browser benchmark does.
+if ! "$venv/bin/python" -c 'import playwright' 2>/dev/null; then
+  echo "== installing playwright"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "playwright==1.65.3"
+fi
 # MCP peers: the reference time server from PyPI, the official Python SDK
 # (its client is the benchmark baseline), and the reference "everything"
 # server from npm (stdio and streamable HTTP).

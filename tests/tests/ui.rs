@@ -1,0 +1,273 @@
+//! The web UI end to end (issue 23): coworkd serves the public services
+//! over gRPC-Web on 127.0.0.1 once `coworkctl ui` turned it on, and the
+//! page built into coworkd drives them in Debian's headless chromium
+//! (Playwright for Python): the workers it shows, a stream's consent
+//! switch, an approval, a chat answer streaming from the real Gemma 3 270M
+//! (llama-cpp-python's server) — and the refusals: another Origin (in the
+//! browser, holding the cookie, and by hand), no cookie, a used code, a
+//! rebinding Host, a GET of a method.
+
+use cowork_e2e::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+/// `GET path` on 127.0.0.1:`port` with `headers`; the status code.
+fn http_status(port: u16, method: &str, path: &str, headers: &str) -> Option<u16> {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Length: 0\r\n{headers}\r\n"
+    )
+    .ok()?;
+    let mut s = String::new();
+    c.read_to_string(&mut s).ok()?;
+    s.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn config_port(s: &Suite) -> Option<u64> {
+    // The `port = N` line of the `[ui]` table.
+    let text = std::fs::read_to_string(s.home.path().join("config.toml")).ok()?;
+    let ui = text.split("\n[ui]\n").nth(1)?;
+    let line = ui
+        .lines()
+        .take_while(|l| !l.starts_with('['))
+        .find(|l| l.starts_with("port"))?;
+    line.split('=').nth(1)?.trim().parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_runs_the_suite_in_a_real_chromium_and_refuses_other_origins() {
+    let engine = start_llama_cpp_python();
+    let mut s = Suite::start(&format!(
+        "[agents]\nprobe_ports = false\nmax_output_tokens = 40\n\
+         [[agents.engines]]\nid = \"llamacpp\"\nbase_url = \"http://127.0.0.1:{}/v1\"\napi = \"openai\"\n\
+         [agents.approval]\nauto_run = [\"time\"]\ndenylist_extra = [\"get_current_time\"]\n",
+        engine.port
+    ));
+    s.wait_state("agents", "running", T).await;
+    wait_engine_up(&s);
+    assert_eq!(config_port(&s), None, "off until `coworkctl ui` first runs");
+
+    let opened = s.ctl_json(&["ui", "--no-open"]);
+    assert_eq!(opened["port_written"], true, "{opened}");
+    assert_eq!(opened["started"], true, "{opened}");
+    let port = opened["port"].as_u64().unwrap();
+    assert_eq!(config_port(&s), Some(port), "[ui] port written");
+    let url = opened["url"].as_str().unwrap().to_owned();
+    assert!(
+        url.starts_with(&format!("http://127.0.0.1:{port}/#code=")),
+        "{url}"
+    );
+
+    // A call waiting for a person, and a stream the page will switch on.
+    assert_eq!(add_time_server(&s)["status"], "running");
+    let op = s.run_time_task("What time is it in UTC?");
+    assert_eq!(op["status"], "waiting_for_human", "{op}");
+    let op_id = op["id"].as_str().unwrap().to_owned();
+    ok(&s.ctl(&["capture", "disable", "clipboard"]));
+
+    let shots = std::env::var("COWORK_UI_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| s.home.path().join("shots"));
+    let rss_before = proc_rss_bytes(s.coworkd_pid());
+    let v: Value = python_json(
+        "ui_browser.py",
+        &[&url, &shots.display().to_string(), "clipboard"],
+    );
+    let rss_after = proc_rss_bytes(s.coworkd_pid());
+    eprintln!(
+        "ui: {v}\ncoworkd RSS {} -> {} KiB",
+        rss_before / 1024,
+        rss_after / 1024
+    );
+    assert!(
+        v["console"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| !m.as_str().unwrap().starts_with("pageerror")),
+        "{v}"
+    );
+
+    // Signed in: the code left the address bar, the cookie is out of the
+    // page's reach, and the workers came over WatchHealth.
+    assert_eq!(v["address_bar"], format!("http://127.0.0.1:{port}/#status"));
+    assert_eq!(v["document_cookie"], "", "HttpOnly");
+    assert_eq!(v["cookie_flags"]["httpOnly"], true);
+    assert_eq!(v["cookie_flags"]["sameSite"], "Strict");
+    assert_eq!(v["conn"], "live");
+    let workers: Vec<(String, String)> = serde_json::from_value(v["workers"].clone()).unwrap();
+    for w in ["capture", "agents"] {
+        assert!(
+            workers.contains(&(w.to_owned(), "running".to_owned())),
+            "{workers:?}"
+        );
+    }
+
+    // The switch changed what capture-agent records.
+    assert_eq!(v["stream"]["before"], false, "{v}");
+    assert_eq!(v["stream"]["after"], true, "{v}");
+    let status = s.ctl_json(&["capture", "status"]);
+    let clipboard = status["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "clipboard")
+        .unwrap();
+    assert_eq!(
+        clipboard["enabled"], true,
+        "the page enabled it, and no forged request disabled it again: {status}"
+    );
+
+    // The approval showed the server, the tool and the arguments, and the
+    // click let the operation finish.
+    assert_eq!(
+        v["approval"]["title"], "time \u{203a} get_current_time",
+        "{v}"
+    );
+    assert!(
+        v["approval"]["arguments"].as_str().unwrap().contains('{'),
+        "{v}"
+    );
+    assert_eq!(v["approval"]["badge"], "1", "{v}");
+    let done = wait_for(T, "the approved operation to finish", || {
+        let op = s.ctl_json(&["agent", "show", &op_id]);
+        (op["status"] != "waiting_for_human" && op["status"] != "running").then_some(op)
+    });
+    assert_eq!(done["status"], "done", "{done}");
+
+    // The chat answer streamed in pieces from the local model, with its
+    // route and reason.
+    let chat = &v["chat"];
+    assert_eq!(chat["model"], "llamacpp/gemma3-270m", "{chat}");
+    assert!(
+        chat["route"]
+            .as_str()
+            .unwrap()
+            .contains("gemma3-270m · prefers local"),
+        "{chat}"
+    );
+    assert!(
+        !chat["answer"].as_str().unwrap().trim().is_empty(),
+        "{chat}"
+    );
+    assert!(chat["pieces"].as_u64().unwrap() >= 2, "streamed: {chat}");
+    assert!(chat["meta"].as_str().unwrap().contains("trace "), "{chat}");
+    assert!(
+        chat["meta"]
+            .as_str()
+            .unwrap()
+            .contains("Retry with a smarter model"),
+        "{chat}"
+    );
+    let sections: Vec<String> = serde_json::from_value(v["context_sections"].clone()).unwrap();
+    assert!(
+        sections.contains(&"Active window".to_owned()),
+        "{sections:?}"
+    );
+    assert!(v["memory_note"].as_str().unwrap().contains("hits"), "{v}");
+
+    // Refusals.
+    let refused = |k: &str, code: u64, says: &str| {
+        assert_eq!(v[k][0], code, "{k}: {v}");
+        assert!(v[k][1].as_str().unwrap().contains(says), "{k}: {v}");
+    };
+    refused("code_again", 403, "used or expired");
+    refused("no_cookie", 401, "not signed in");
+    refused("other_origin", 403, "may not call");
+    refused("no_origin", 403, "may not call");
+    refused("rebinding_host", 421, "rebound.example");
+    refused("get_method", 405, "GET");
+    assert_eq!(v["preflight"][0], 405, "{v}");
+    assert_eq!(
+        v["preflight"][1],
+        serde_json::json!([]),
+        "no CORS header: {v}"
+    );
+    let forged = &v["forged_in_browser"];
+    assert!(
+        forged["cors"].as_str().unwrap().starts_with("blocked"),
+        "{forged}"
+    );
+    assert!(
+        v["without_cookie_page"]
+            .as_str()
+            .unwrap()
+            .contains("coworkctl ui"),
+        "{v}"
+    );
+    for shot in [
+        "status",
+        "capture",
+        "approvals",
+        "chat",
+        "context",
+        "memory",
+        "signin",
+    ] {
+        let png = std::fs::read(shots.join(format!("{shot}.png"))).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 5_000,
+            "{shot}.png"
+        );
+    }
+
+    // The UI comes back on its port with coworkd; a reset signs out.
+    s.stop_with(nix::sys::signal::Signal::SIGTERM);
+    s.spawn_coworkd();
+    let port16 = port as u16;
+    wait_until(T, "the UI back on its port", || {
+        http_status(port16, "GET", "/", "") == Some(200)
+    });
+    let again = s.ctl_json(&["ui", "--no-open"]);
+    assert_eq!(
+        (again["started"].clone(), again["port_written"].clone()),
+        (false.into(), false.into())
+    );
+    assert_eq!(again["port"], port);
+    let token = std::fs::read_to_string(s.home.path().join("ui-token")).unwrap();
+    let call = |token: &str| {
+        http_status(
+            port16,
+            "POST",
+            "/cowork.system.v1.System/Status",
+            &format!(
+                "Origin: http://127.0.0.1:{port}\r\nCookie: cowork_ui={}\r\n\
+                 Content-Type: application/grpc-web+proto\r\n",
+                token.trim()
+            ),
+        )
+    };
+    assert_eq!(call(&token), Some(200), "the cookie outlives a restart");
+    ok(&s.ctl(&["ui", "--no-open", "--reset"]));
+    assert_eq!(call(&token), Some(401), "a reset signs the old cookie out");
+    let new_token = std::fs::read_to_string(s.home.path().join("ui-token")).unwrap();
+    assert_ne!(new_token, token);
+    assert_eq!(call(&new_token), Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_port_is_reported_with_the_key_to_change() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let s = Suite::start(&format!("[ui]\nport = {port}\n"));
+    s.wait_state("capture", "running", T).await;
+    let out = s.ctl(&["ui", "--no-open"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("[ui] port"),
+        "{err}"
+    );
+    // Freed, the same port works without a restart, and nothing was
+    // rewritten.
+    drop(taken);
+    let opened = s.ctl_json(&["ui", "--no-open"]);
+    assert_eq!(opened["port"], port);
+    assert_eq!(opened["port_written"], false);
+}
