@@ -48,6 +48,7 @@ export COWORK_BENCH_WHISPER_CLI="$whisper_cli_dir/whisper-cli"
 cargo bench --locked -p cowork-e2e --bench suite
 cargo bench --locked -p cowork-proto --bench span_cost
 cargo bench --locked -p cowork-e2e --bench traces
+cargo bench --locked -p cowork-e2e --bench ui
 cargo bench --locked -p cowork-e2e --bench capture
 cargo bench --locked -p agents-agent --bench router
 cargo bench --locked -p agents-agent --bench chat

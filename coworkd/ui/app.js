@@ -10,6 +10,10 @@ const CHAT = '/cowork.chat.v1.Chat/';
 const AGENTS = '/cowork.agents.v1.Agents/';
 const CAPTURE = '/cowork.capture.v1.Capture/';
 const MEMORY = '/cowork.memory.v1.Memory/';
+const MODELS = '/cowork.models.v1.Models/';
+const MCP = '/cowork.mcp.v1.Mcp/';
+const FLOWS = '/cowork.automations.v1.Automations/';
+const BROWSER = '/cowork.browser.v1.Browser/';
 
 const $ = (id) => document.getElementById(id);
 
@@ -31,6 +35,7 @@ function el(tag, attrs = {}, ...children) {
 
 const stateName = (s) => String(s).replace('WORKER_STATE_', '').toLowerCase();
 const fmtTime = (ms) => (ms ? new Date(ms).toLocaleString() : '');
+const mib = (b) => (b >= 1073741824 ? `${(b / 1073741824).toFixed(1)} GiB` : `${(b / 1048576).toFixed(1)} MiB`);
 const usd = (x) => (x > 0 ? `$${x.toFixed(x < 0.01 ? 4 : 2)}` : '$0');
 
 let client;
@@ -313,12 +318,194 @@ async function refreshCapture() {
   $('capture-source').textContent = `source ${s.source} (${s.source_state}${s.source_detail ? `: ${s.source_detail}` : ''}) \u00b7 ${s.rows_written} rows written`;
 }
 
+// ---- models: downloads with progress, fit verdicts --------------------------------
+
+const watching = new Map();
+
+// A download's card: a bar per file, moved by its progress stream.
+function downloadCard(id) {
+  let card = document.querySelector(`.download[data-id="${CSS.escape(id)}"]`);
+  if (!card) {
+    card = el('div', { class: 'download', 'data-id': id });
+    $('downloads').prepend(card);
+  }
+  return card;
+}
+
+function showProgress(p) {
+  const card = downloadCard(p.id);
+  const pct = p.total ? Math.floor((100 * p.downloaded) / p.total) : 0;
+  card.dataset.state = p.state;
+  card.replaceChildren(
+    el('div', {}, el('b', {}, p.id), ` \u00b7 ${p.state}`, p.total ? ` \u00b7 ${mib(p.downloaded)} of ${mib(p.total)} (${pct}%)` : ''),
+    el('progress', { max: p.total || 1, value: p.downloaded }),
+    p.error ? el('div', { class: 'error' }, p.error) : '',
+    ...p.files.map((f) => el('div', { class: 'muted' }, `${f.name}: ${f.state}${f.resumed_from ? `, resumed at ${mib(f.resumed_from)}` : ''}${f.error ? ` \u2014 ${f.error}` : ''}`)),
+    ['downloading', 'queued', 'verifying'].includes(p.state)
+      ? el('button', { class: 'secondary', onclick: () => client.call(`${MODELS}Cancel`, { id: p.id }).catch((e) => failed(e, card)) }, 'Cancel') : '');
+}
+
+async function follow(stream) {
+  try {
+    for await (const p of stream) showProgress(p);
+  } catch (e) {
+    failed(e, $('downloads'));
+  }
+  refreshModels().catch(failed);
+}
+
+async function refreshModels() {
+  const [sys, list] = await Promise.all([client.call(`${MODELS}GetSystem`, {}), client.call(`${MODELS}List`, {})]);
+  $('machine').textContent = `${sys.cpu_count} CPUs \u00b7 ${mib(sys.total_memory_bytes)} RAM (${mib(sys.available_memory_bytes)} free)${sys.gpus.length ? ` \u00b7 ${sys.gpus.map((g) => `${g.name} ${mib(g.vram_total_bytes)}`).join(', ')}` : ' \u00b7 no GPU'}`;
+  for (const d of list.downloads) {
+    const total = d.files.reduce((a, f) => a + f.total, 0);
+    const done = d.files.reduce((a, f) => a + f.downloaded, 0);
+    showProgress({ id: d.id, state: d.state, downloaded: done, total, error: d.error, files: d.files });
+    if (['downloading', 'queued', 'verifying'].includes(d.state) && !watching.has(d.id)) {
+      watching.set(d.id, true);
+      follow(client.stream(`${MODELS}Watch`, { id: d.id })).finally(() => watching.delete(d.id));
+    }
+  }
+  $('model-files').tBodies[0].replaceChildren(...list.files.map((f) => {
+    const verdict = el('td', { class: 'verdict' }, el('button', {
+      class: 'secondary',
+      onclick: async () => {
+        verdict.replaceChildren('checking\u2026');
+        try {
+          const v = await client.call(`${MODELS}Fit`, { source: f.path });
+          verdict.replaceChildren(el('span', { class: `fit ${v.level.toLowerCase()}` }, v.level), ' ', el('span', { class: 'muted' }, v.explanation));
+        } catch (e) {
+          failed(e, verdict);
+        }
+      },
+    }, 'Check fit'));
+    return el('tr', { 'data-file': f.name }, el('td', {}, f.name), el('td', {}, mib(f.size)), verdict);
+  }));
+}
+
+// ---- MCP servers: catalog, a form from each entry's JSON Schema ---------------------
+
+async function refreshMcp() {
+  const [servers, catalog] = await Promise.all([client.call(`${MCP}ListServers`, {}), client.call(`${MCP}ListCatalog`, {})]);
+  $('mcp-servers').tBodies[0].replaceChildren(...servers.servers.map((sv) => el('tr', { 'data-server': sv.name },
+    el('td', {}, el('b', {}, sv.name), el('div', { class: 'muted' }, sv.transport === 'http' ? sv.url : sv.command.join(' '))),
+    el('td', {}, sv.status, sv.error ? el('pre', { class: 'error' }, sv.error) : ''),
+    el('td', {}, `${sv.tool_count}`),
+    // Secrets by name only: their values never come back from agents-agent.
+    el('td', {}, [...sv.secret_env, ...sv.secret_headers].map((k) => el('div', {}, `${k}: \u2022\u2022\u2022\u2022 (set)`))),
+    el('td', {},
+      sv.status === 'running'
+        ? el('button', { class: 'secondary', onclick: () => mcpDo('DisconnectServer', sv.name) }, 'Disconnect')
+        : el('button', { class: 'secondary', onclick: () => mcpDo('ConnectServer', sv.name) }, 'Connect'),
+      ' ', el('button', { class: 'danger', onclick: () => mcpDo('RemoveServer', sv.name) }, 'Remove')))));
+  $('mcp-catalog').replaceChildren(
+    ...catalog.problems.map((p) => el('p', { class: 'error' }, p)),
+    ...catalog.entries.map(catalogCard));
+}
+
+async function mcpDo(verb, name) {
+  try {
+    await client.call(`${MCP}${verb}`, { name });
+  } catch (e) {
+    failed(e, $('mcp-catalog'));
+  }
+  refreshMcp().catch(failed);
+}
+
+// A catalog entry and its connect form, drawn from `config_schema_json`:
+// a field per property, `writeOnly` ones as password fields that are never
+// filled in, the required ones marked.
+function catalogCard(entry) {
+  let schema = {};
+  try { schema = JSON.parse(entry.config_schema_json || '{}'); } catch (_) { /* no form */ }
+  const props = Object.entries(schema.properties || {});
+  const required = new Set(schema.required || []);
+  const name = el('input', { name: '__name', value: entry.id, required: true });
+  const fields = props.map(([key, p]) => {
+    const input = el('input', {
+      name: key,
+      type: p.writeOnly ? 'password' : 'text',
+      autocomplete: p.writeOnly ? 'new-password' : 'off',
+      placeholder: p.default || (p.format === 'uri' ? 'https://\u2026' : ''),
+      required: required.has(key),
+      'data-secret': p.writeOnly ? 'true' : null,
+    });
+    return [el('label', {}, `${p.title || key}${required.has(key) ? ' *' : ''}`), input,
+      p.description || p.writeOnly ? el('div', { class: 'hint' }, [p.description, p.writeOnly ? 'secret: kept in the OS credential store, never shown again' : ''].filter(Boolean).join(' \u00b7 ')) : ''];
+  });
+  const result = el('div');
+  const form = el('form', {
+    class: 'cfg',
+    'data-catalog': entry.id,
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      const config = {};
+      for (const input of form.querySelectorAll('input')) {
+        if (input.name !== '__name' && input.value !== '') config[input.name] = input.value;
+      }
+      // A secret leaves the page with this call and is not kept in it.
+      for (const input of form.querySelectorAll('input[data-secret]')) input.value = '';
+      try {
+        const sv = await client.call(`${MCP}AddServer`, { name: name.value.trim(), catalog_id: entry.id, config });
+        result.replaceChildren(el('p', {}, `${sv.name}: ${sv.status}${sv.error ? ` \u2014 ${sv.error}` : ''}`));
+      } catch (e) {
+        failed(e, result);
+      }
+      refreshMcp().catch(failed);
+    },
+  }, el('label', {}, 'name'), name, ...fields.flat(), el('span'), el('button', { type: 'submit' }, 'Connect'));
+  return el('div', { class: 'card' },
+    el('h2', {}, entry.title || entry.id),
+    el('div', { class: 'muted' }, entry.description, ` (${entry.transport})`),
+    el('details', {}, el('summary', {}, 'Connect\u2026'), form, result));
+}
+
+// ---- automations and the browser's execution log --------------------------------------
+
+async function refreshAutomations() {
+  const [flows, runs] = await Promise.all([client.call(`${FLOWS}ListFlows`, {}), client.call(`${FLOWS}ListRuns`, { limit: 20 })]);
+  $('flows').tBodies[0].replaceChildren(...flows.flows.map((f) => el('tr', { 'data-flow': f.id },
+    el('td', {}, el('b', {}, f.name), el('div', { class: 'muted' }, f.id)),
+    el('td', {}, f.trigger_type, f.trigger_note ? el('div', { class: 'muted' }, f.trigger_note) : ''),
+    el('td', {}, el('input', {
+      type: 'checkbox',
+      'aria-label': `run ${f.name} on its trigger`,
+      checked: f.enabled,
+      onchange: (ev) => client.call(`${FLOWS}SetEnabled`, { id: f.id, enabled: ev.target.checked }).catch((e) => failed(e, $('automations'))),
+    })),
+    el('td', {}, el('button', {
+      class: 'secondary',
+      onclick: () => client.call(`${FLOWS}RunFlow`, { id: f.id }).then(refreshAutomations).catch((e) => failed(e, $('automations'))),
+    }, 'Run now')))));
+  $('runs').tBodies[0].replaceChildren(...runs.runs.map((r) => el('tr', { 'data-run': r.id },
+    el('td', {}, r.flow_name),
+    el('td', {}, r.status, r.error ? el('div', { class: 'error' }, r.error) : '', r.waiting_reason ? el('div', { class: 'muted' }, r.waiting_reason) : ''),
+    el('td', {}, r.trigger),
+    el('td', {}, fmtTime(r.started_ms)),
+    el('td', {}, r.steps.map((st) => el('div', {}, `${st.step_id} (${st.block}): ${st.status}${st.error ? ` \u2014 ${st.error}` : ''}`))))));
+}
+
+async function refreshBrowserLog() {
+  const log = await client.call(`${BROWSER}Log`, { limit: 100 });
+  $('browser-log').tBodies[0].replaceChildren(...log.actions.map((a) => el('tr', { 'data-action': a.action },
+    el('td', {}, fmtTime(a.at_ms), a.operation_id ? el('div', { class: 'muted' }, a.operation_id) : ''),
+    el('td', {}, a.action),
+    el('td', {}, a.target_name || a.target_ref || a.detail),
+    el('td', {}, a.url_after || a.url_before),
+    el('td', {}, a.outcome, a.screenshot_sha256 ? el('div', { class: 'muted' }, `screenshot ${a.screenshot_sha256.slice(0, 12)}\u2026`) : ''),
+    el('td', {}, `${a.duration_ms}`))));
+}
+
 // ---- screens -------------------------------------------------------------------
 
 const onShow = {
   approvals: refreshApprovals,
   capture: refreshCapture,
   context: () => showContext(),
+  models: refreshModels,
+  mcp: refreshMcp,
+  automations: refreshAutomations,
+  browser: refreshBrowserLog,
 };
 
 function show() {
@@ -344,6 +531,12 @@ function wire() {
   });
   $('context-form').addEventListener('submit', (ev) => { ev.preventDefault(); showContext($('context-query').value.trim()); });
   $('memory-form').addEventListener('submit', (ev) => { ev.preventDefault(); searchMemory($('memory-query').value.trim()); });
+  $('pull-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const url = $('pull-url').value.trim();
+    const name = $('pull-name').value.trim() || decodeURIComponent(url.split('/').pop().split('?')[0]);
+    follow(client.stream(`${MODELS}Pull`, { files: [{ urls: [url], name, sha256: $('pull-sha').value.trim().toLowerCase() }] }));
+  });
   // Approvals have no push channel: look every 2 s (one small call).
   setInterval(() => { if ($('signin').hidden) refreshApprovals().catch(() => {}); }, 2000);
   setInterval(() => { if (!$('capture').hidden) refreshCapture().catch(() => {}); }, 3000);

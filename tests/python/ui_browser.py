@@ -170,14 +170,16 @@ with sync_playwright() as p:
     page.goto(f"{origin}/#memory")
     page.fill("#memory-query", "hello")
     page.click("#memory-form button")
-    page.wait_for_function("() => document.getElementById('memory-note').textContent !== '' || document.querySelector('#memory-hits .error')", timeout=15000)
+    page.wait_for_function(
+        "() => document.getElementById('memory-note').textContent !== '' || document.querySelector('#memory-hits .error')",
+        timeout=15000)
     out["memory_note"] = page.text_content("#memory-note") or page.text_content("#memory-hits")
     page.screenshot(path=f"{shots}/memory.png")
 
     # Another origin in the same browser, holding the UI's cookie.
     evil_page = ctx.new_page()
     evil_page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
-    evil_page.wait_for_function("document.title === 'done'", timeout=15000)
+    evil_page.wait_for_function("() => document.title === 'done'", timeout=15000)
     out["forged_in_browser"] = evil_page.evaluate("window.results")
 
     # A browser with no cookie: the page asks to sign in.

@@ -271,3 +271,151 @@ async fn a_taken_port_is_reported_with_the_key_to_change() {
     assert_eq!(opened["port"], port);
     assert_eq!(opened["port_written"], false);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_management_screens_download_configure_run_and_retry() {
+    // Capture fails at start: the page must show why, and Retry.
+    let failing = "[workers.capture]\ncommand = [\"sh\", \"-c\", \"echo cannot open the display >&2; exit 3\"]\n";
+    let s = Suite::start(&format!("{FAST}{failing}"));
+    s.wait_state("capture", "failed", T).await;
+    s.wait_state("agents", "running", T).await;
+    // Fixed, but not restarted: that is the page's Retry.
+    s.write_config(FAST);
+
+    // A model file served slowly enough to watch its bar move.
+    let root = tempfile::tempdir().unwrap();
+    let gemma = gemma_model_path();
+    let file = root.path().join("gemma.gguf");
+    if std::fs::hard_link(&gemma, &file).is_err() {
+        std::fs::copy(&gemma, &file).unwrap();
+    }
+    std::fs::write(
+        root.path().join("page.html"),
+        "<!doctype html><title>Cowork UI log</title><p>hello</p>",
+    )
+    .unwrap();
+    let nginx = Nginx::start(root.path(), "40m");
+    let sha = sha256sum(&file);
+
+    // A catalog entry with a secret (the auth server checks its hash), a
+    // flow to run, and one browser action for the log.
+    let secret = format!("tok-ui-{}", std::process::id());
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(secret.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let catalog = s.home.path().join("mcp/catalog.d");
+    std::fs::create_dir_all(&catalog).unwrap();
+    let server = repo_root().join("tests/python/auth_mcp_server.py");
+    std::fs::write(
+        catalog.join("demo.json"),
+        serde_json::json!({
+            "id": "demo", "title": "Auth demo", "description": "needs DEMO_TOKEN",
+            "command": [python().display().to_string(), server.display().to_string(), "stdio", digest],
+            "config": [{"key": "token", "title": "Demo token", "secret": true,
+                        "required": true, "env": "DEMO_TOKEN"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    add_time_server(&s);
+    let flow = s.home.path().join("flow.json");
+    std::fs::write(
+        &flow,
+        r#"{"name": "UTC now", "steps": [{"id": "now", "type": "mcpToolCall", "server": "time",
+            "tool": "get_current_time", "arguments": {"timezone": "UTC"}}]}"#,
+    )
+    .unwrap();
+    ok(&s.ctl(&["automations", "add", &flow.display().to_string()]));
+    ok(&s.ctl(&["browser", "open", &nginx.url("/page.html")]));
+
+    let url = s.ctl_json(&["ui", "--no-open"])["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shots = std::env::var("COWORK_UI_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| s.home.path().join("shots"));
+    let v = python_json(
+        "ui_manage.py",
+        &[
+            &url,
+            &shots.display().to_string(),
+            &nginx.url("/slow/gemma.gguf"),
+            &sha,
+            &secret,
+        ],
+    );
+    eprintln!("ui: {v}");
+    assert_eq!(v["errors"], serde_json::json!([]), "{v}");
+
+    // The banner said what failed and why; Retry brought capture back.
+    assert!(
+        v["banner"]
+            .as_str()
+            .unwrap()
+            .contains("Capture couldn\u{2019}t start"),
+        "{v}"
+    );
+    assert!(
+        v["banner_class"].as_str().unwrap().contains("failed"),
+        "{v}"
+    );
+    assert!(
+        v["capture_reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot open the display"),
+        "the child's last stderr line: {v}"
+    );
+    assert_eq!(v["capture_after_retry"], "running", "{v}");
+    s.wait_state("capture", "running", T).await;
+
+    // The bar moved before the end; the file is there, verified, and has a
+    // fit verdict.
+    let (done, total) = (
+        v["progress_seen"][0].as_u64().unwrap(),
+        v["progress_seen"][1].as_u64().unwrap(),
+    );
+    assert!(0 < done && done < total, "{v}");
+    let fit = v["fit"].as_str().unwrap();
+    assert!(
+        ["GREEN", "YELLOW", "RED"]
+            .iter()
+            .any(|l| fit.starts_with(l)),
+        "{fit}"
+    );
+    let list = s.ctl_json(&["models", "list"]);
+    assert!(list.to_string().contains("ui-gemma.gguf"), "{list}");
+
+    // The secret went in through a password field, connected the server
+    // (the auth server checks it), and is nowhere to be read back.
+    assert_eq!(v["secret_field_type"], "password");
+    assert!(
+        v["server_row"]
+            .as_str()
+            .unwrap()
+            .contains("DEMO_TOKEN: ••••"),
+        "{v}"
+    );
+    assert_eq!(v["secret_in_page"], false, "{v}");
+    let servers = ok(&s.ctl(&["--json", "mcp", "list"]));
+    assert!(!servers.contains(&secret), "{servers}");
+    assert!(!std::fs::read_to_string(s.home.path().join("config.toml"))
+        .unwrap()
+        .contains(&secret));
+
+    // The flow ran from the page; the log shows the navigation.
+    assert!(v["run_row"].as_str().unwrap().contains("UTC now"), "{v}");
+    assert!(
+        v["log_rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "navigate"),
+        "{v}"
+    );
+}

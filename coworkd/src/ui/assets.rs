@@ -67,13 +67,30 @@ pub fn find(path: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.path == path)
 }
 
-/// The response for a GET (or HEAD, without the body) of `path`.
-pub fn response(path: &str, head: bool) -> Response<Body> {
+/// The entity tag of a file: a hash of its bytes, so a browser revalidates
+/// with a 304 instead of fetching it again until coworkd serves another.
+pub fn etag(a: &Asset) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    a.body.hash(&mut h);
+    format!("\"{:016x}\"", h.finish())
+}
+
+/// The response for a GET (or HEAD, without the body) of `path`; a 304
+/// when `if_none_match` names the file's current tag.
+pub fn response(path: &str, head: bool, if_none_match: Option<&str>) -> Response<Body> {
     let Some(a) = find(path) else {
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NOT_FOUND;
         return r;
     };
+    let tag = etag(a);
+    if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == tag)) {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        set_cache_headers(r.headers_mut(), &tag);
+        return r;
+    }
     let body = if head {
         Body::empty()
     } else {
@@ -86,9 +103,17 @@ pub fn response(path: &str, head: bool) -> Response<Body> {
         HeaderValue::from_static(a.content_type),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(a.body.len()));
-    // Revalidated each load: a new coworkd serves its own page at once.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    set_cache_headers(h, &tag);
     r
+}
+
+/// Revalidated at each load (a new coworkd serves its own page at once),
+/// by tag.
+fn set_cache_headers(h: &mut http::HeaderMap, tag: &str) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        h.insert(header::ETAG, v);
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +136,24 @@ mod tests {
             );
         }
         assert!(find("/../Cargo.toml").is_none());
-        assert_eq!(response("/nope", false).status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            response("/nope", false, None).status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn a_file_the_browser_has_is_not_sent_again() {
+        let r = response("/app.js", false, None);
+        assert_eq!(r.status(), StatusCode::OK);
+        let tag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+        let again = response("/app.js", false, Some(&format!("\"x\", {tag}")));
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(again.headers()[header::ETAG], tag.as_str());
+        // Another file's tag is not this one's.
+        assert_eq!(
+            response("/pb.js", false, Some(&tag)).status(),
+            StatusCode::OK
+        );
     }
 }

@@ -340,7 +340,13 @@ impl Web {
                 tracing::warn!(%path, reason = %why, "web UI request refused");
                 refused(&why)
             }
-            Ok(Access::Asset) => assets::response(&path, req.method() == Method::HEAD),
+            Ok(Access::Asset) => assets::response(
+                &path,
+                req.method() == Method::HEAD,
+                req.headers()
+                    .get(header::IF_NONE_MATCH)
+                    .and_then(|v| v.to_str().ok()),
+            ),
             Ok(Access::Session) => self.session(req).await,
             Ok(Access::Call) => self.call(req).await,
         };
