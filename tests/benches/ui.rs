@@ -7,6 +7,7 @@
 //!   streaming, approvals polled), and after it closed;
 //! - first contentful paint and time to live data of the page in Debian's
 //!   headless chromium, against the same files served by nginx.
+//!
 //! Targets: ≤ 2 MB of binary, ≤ 5 MB RSS with a tab open, first paint
 //! ≤ 300 ms. Run with `scripts/bench.sh` (release binaries); figures, not
 //! pass/fail.
