@@ -21,6 +21,7 @@ use crate::events::{
     adopt, download_tasks, intercept_loads, lock, set_broke, Broke, Mark, SharedRef, Tab,
 };
 use crate::policy::{self, Fact, Gate, OriginPattern};
+use crate::screenshots::Screenshots;
 use crate::snapshot::{self, PageElements, PAGE_JS};
 use crate::store::{Log, LoggedAction};
 use chromiumoxide::cdp::browser_protocol::browser::{
@@ -123,6 +124,7 @@ pub struct Driver {
     shared: SharedRef,
     status: Arc<Mutex<Status>>,
     log: Log,
+    screenshots: Screenshots,
     config: PathBuf,
     profile: PathBuf,
     downloads: PathBuf,
@@ -145,6 +147,10 @@ impl Driver {
             shared: Default::default(),
             status: Default::default(),
             log: Log::new(paths.home.join("cowork.db")),
+            screenshots: Screenshots::new(
+                paths.home.join("browser-screenshots"),
+                crate::screenshots::CAP_BYTES,
+            ),
             config: paths.config_file(),
             profile: paths.home.join("browser-profile"),
             downloads: paths.home.join("browser-downloads"),
@@ -165,6 +171,11 @@ impl Driver {
     /// The execution log.
     pub fn log(&self) -> &Log {
         &self.log
+    }
+
+    /// The execution log's screenshots.
+    pub fn screenshots(&self) -> &Screenshots {
+        &self.screenshots
     }
 
     /// The current status (never waits for a running action).
@@ -822,6 +833,17 @@ impl Driver {
                 )
                 .await?;
                 out.png_sha256 = hex(&Sha256::digest(&png));
+                // The log row names it; the file lets the log show it.
+                let (store, sha, bytes) = (
+                    self.screenshots.clone(),
+                    out.png_sha256.clone(),
+                    png.clone(),
+                );
+                match tokio::task::spawn_blocking(move || store.save(&sha, &bytes)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "screenshot not kept"),
+                    Err(e) => tracing::warn!(error = %e, "screenshot not kept"),
+                }
                 out.png = png;
             }
             Action::Tabs => {}

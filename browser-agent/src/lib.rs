@@ -17,6 +17,7 @@
 //!   beside it.
 //! - [`error`]: why an action failed.
 //! - [`store`]: the `browser_actions` execution log in cowork.db.
+//! - [`screenshots`]: the log's screenshots, as files named by their hash.
 //! - [`service`]: `cowork.browser.v1.Browser` ⇄ the driver.
 
 #![warn(missing_docs)]
@@ -30,6 +31,7 @@ pub mod driver;
 pub mod error;
 mod events;
 pub mod policy;
+pub mod screenshots;
 pub mod service;
 pub mod singleton;
 pub mod snapshot;

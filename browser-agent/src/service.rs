@@ -3,6 +3,7 @@
 
 use crate::action::{Action, Caller, Outcome, TabInfo};
 use crate::driver::{BrowserError, Driver};
+use crate::screenshots::ScreenshotError;
 use crate::store::LoggedAction;
 use cowork_proto::pb::browser::{self as pb, browser_server};
 use std::time::Duration;
@@ -376,6 +377,23 @@ impl browser_server::Browser for BrowserService {
         Ok(Response::new(pb::LogResponse {
             actions: rows.into_iter().map(logged).collect(),
         }))
+    }
+
+    async fn get_screenshot(
+        &self,
+        r: Request<pb::GetScreenshotRequest>,
+    ) -> Result<Response<pb::GetScreenshotResponse>, Status> {
+        let sha = r.into_inner().sha256;
+        let store = self.driver.screenshots().clone();
+        let png = tokio::task::spawn_blocking(move || store.load(&sha))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| match e {
+                ScreenshotError::BadHash(_) => Status::invalid_argument(e.to_string()),
+                ScreenshotError::NotKept(_) => Status::not_found(e.to_string()),
+                ScreenshotError::Io { .. } => Status::internal(e.to_string()),
+            })?;
+        Ok(Response::new(pb::GetScreenshotResponse { png }))
     }
 
     async fn close(
