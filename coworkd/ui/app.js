@@ -189,6 +189,7 @@ async function send(text, retryOf = '') {
         meta.append(el('span', {}, `${c.usage.prompt_tokens} + ${c.usage.completion_tokens} tokens`));
       } else if (c.finish) {
         box.dataset.finish = c.finish.reason;
+        if (c.finish.reason === 'length') meta.append(el('span', { class: 'notice' }, 'cut off at the answer length limit'));
       } else if (c.error) {
         body.append(el('div', { class: 'error' }, c.error.message));
       }
@@ -373,7 +374,7 @@ async function refreshModels() {
         verdict.replaceChildren('checking\u2026');
         try {
           const v = await client.call(`${MODELS}Fit`, { source: f.path });
-          verdict.replaceChildren(el('span', { class: `fit ${v.level.toLowerCase()}` }, v.level), ' ', el('span', { class: 'muted' }, v.explanation));
+          verdict.replaceChildren(el('span', { class: `fit ${v.level.toLowerCase()}` }, v.level), ' ', el('span', { class: 'muted' }, v.explanation.replace(`${v.level}: `, '')));
         } catch (e) {
           failed(e, verdict);
         }
@@ -482,7 +483,38 @@ async function refreshAutomations() {
     el('td', {}, r.status, r.error ? el('div', { class: 'error' }, r.error) : '', r.waiting_reason ? el('div', { class: 'muted' }, r.waiting_reason) : ''),
     el('td', {}, r.trigger),
     el('td', {}, fmtTime(r.started_ms)),
-    el('td', {}, r.steps.map((st) => el('div', {}, `${st.step_id} (${st.block}): ${st.status}${st.error ? ` \u2014 ${st.error}` : ''}`))))));
+    el('td', { class: 'steps' }, el('button', {
+      class: 'secondary',
+      onclick: async (ev) => {
+        const cell = ev.target.closest('td');
+        try {
+          const full = await client.call(`${FLOWS}GetRun`, { id: r.id });
+          cell.replaceChildren(...full.steps.map((st) => el('div', {}, `${st.step_id} (${st.block}): ${st.status}${st.error ? ` \u2014 ${st.error}` : ''}`)));
+        } catch (e) {
+          failed(e, cell);
+        }
+      },
+    }, 'Steps')))));
+}
+
+const shots = new Map();
+
+// A screenshot of the log, fetched once (GetScreenshot) and shown from a
+// blob: URL; a click opens it full size.
+function screenshot(sha) {
+  const img = el('img', { class: 'shot', alt: `screenshot ${sha.slice(0, 12)}`, 'data-sha': sha });
+  const link = el('a', { target: '_blank', rel: 'noopener' }, img);
+  const show = (u) => { img.src = u; link.href = u; };
+  if (shots.has(sha)) {
+    show(shots.get(sha));
+  } else {
+    client.call(`${BROWSER}GetScreenshot`, { sha256: sha }).then((r) => {
+      const u = URL.createObjectURL(new Blob([r.png], { type: 'image/png' }));
+      shots.set(sha, u);
+      show(u);
+    }, (e) => link.replaceWith(el('div', { class: 'muted' }, e.message)));
+  }
+  return link;
 }
 
 async function refreshBrowserLog() {
@@ -492,7 +524,7 @@ async function refreshBrowserLog() {
     el('td', {}, a.action),
     el('td', {}, a.target_name || a.target_ref || a.detail),
     el('td', {}, a.url_after || a.url_before),
-    el('td', {}, a.outcome, a.screenshot_sha256 ? el('div', { class: 'muted' }, `screenshot ${a.screenshot_sha256.slice(0, 12)}\u2026`) : ''),
+    el('td', {}, a.outcome, a.screenshot_sha256 ? screenshot(a.screenshot_sha256) : ''),
     el('td', {}, `${a.duration_ms}`))));
 }
 
@@ -540,6 +572,7 @@ function wire() {
   // Approvals have no push channel: look every 2 s (one small call).
   setInterval(() => { if ($('signin').hidden) refreshApprovals().catch(() => {}); }, 2000);
   setInterval(() => { if (!$('capture').hidden) refreshCapture().catch(() => {}); }, 3000);
+  setInterval(() => { if (!$('automations').hidden) refreshAutomations().catch(() => {}); }, 2000);
 }
 
 async function main() {

@@ -89,7 +89,14 @@ with sync_playwright() as p:
     page.wait_for_selector("#flows tbody tr", timeout=15000)
     page.click("#flows tbody tr button")
     page.wait_for_selector("#runs tbody tr", timeout=30000)
+    # The screen follows the run (it looks again every 2 s) to its end.
+    page.wait_for_function(
+        "() => { const r = document.querySelector('#runs tbody tr td:nth-child(2)'); return r && !r.textContent.startsWith('running'); }",
+        timeout=30000)
     out["run_row"] = page.text_content("#runs tbody tr")
+    page.click("#runs tbody tr .steps button")
+    page.wait_for_selector("#runs tbody tr .steps div", timeout=15000)
+    out["run_steps"] = page.text_content("#runs tbody tr .steps")
     page.screenshot(path=f"{shots}/automations.png")
 
     # The browser's execution log.
@@ -97,6 +104,12 @@ with sync_playwright() as p:
     page.wait_for_selector("#browser-log tbody tr", timeout=30000)
     out["log_rows"] = page.eval_on_selector_all(
         "#browser-log tbody tr", "rs => rs.map(r => r.dataset.action)")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#browser-log img.shot'); return i && i.complete && i.naturalWidth > 0; }",
+        timeout=30000)
+    out["log_image"] = page.evaluate(
+        "(() => { const i = document.querySelector('#browser-log img.shot'); "
+        "return [i.closest('tr').dataset.action, i.naturalWidth, i.naturalHeight]; })()")
     page.screenshot(path=f"{shots}/browser.png")
     out["errors"] = errors
     browser.close()

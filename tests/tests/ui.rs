@@ -291,7 +291,8 @@ async fn the_management_screens_download_configure_run_and_retry() {
     }
     std::fs::write(
         root.path().join("page.html"),
-        "<!doctype html><title>Cowork UI log</title><p>hello</p>",
+        "<!doctype html><title>Cowork UI log</title>\
+         <body style=\"background:#3b6ea5;color:#fff;font:48px sans-serif\"><h1>A page the agent opened</h1>",
     )
     .unwrap();
     let nginx = Nginx::start(root.path(), "40m");
@@ -331,6 +332,8 @@ async fn the_management_screens_download_configure_run_and_retry() {
     .unwrap();
     ok(&s.ctl(&["automations", "add", &flow.display().to_string()]));
     ok(&s.ctl(&["browser", "open", &nginx.url("/page.html")]));
+    let shot = s.home.path().join("shot.png");
+    ok(&s.ctl(&["browser", "screenshot", &shot.display().to_string()]));
 
     let url = s.ctl_json(&["ui", "--no-open"])["url"]
         .as_str()
@@ -409,7 +412,9 @@ async fn the_management_screens_download_configure_run_and_retry() {
         .contains(&secret));
 
     // The flow ran from the page; the log shows the navigation.
-    assert!(v["run_row"].as_str().unwrap().contains("UTC now"), "{v}");
+    let run = v["run_row"].as_str().unwrap();
+    assert!(run.contains("UTC now") && run.contains("done"), "{v}");
+    assert_eq!(v["run_steps"], "now (mcpToolCall): done", "{v}");
     assert!(
         v["log_rows"]
             .as_array()
@@ -417,5 +422,18 @@ async fn the_management_screens_download_configure_run_and_retry() {
             .iter()
             .any(|a| a == "navigate"),
         "{v}"
+    );
+    // The screenshot action's image, fetched by its hash, as the page
+    // showed it.
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(v["log_image"][0], "screenshot", "{v}");
+    assert!(v["log_image"][1].as_u64().unwrap() > 100, "{v}");
+    assert!(v["log_image"][2].as_u64().unwrap() > 100, "{v}");
+    let kept = s.home.path().join("browser-screenshots");
+    assert!(
+        std::fs::read_dir(&kept)
+            .unwrap()
+            .any(|f| std::fs::read(f.unwrap().path()).unwrap() == png),
+        "the PNG coworkctl saved is the one kept"
     );
 }

@@ -6,9 +6,10 @@ use http::{header, HeaderValue, Response, StatusCode};
 use tonic::body::Body;
 
 /// The page's Content-Security-Policy: its own scripts, styles and calls
-/// only; no inline script, no framing, no form posts.
+/// only; no inline script, no framing, no form posts. Images may also be
+/// `blob:` (the browser log's screenshots, fetched over gRPC-Web).
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+    img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
     frame-ancestors 'none'";
 
 /// One static file.
