@@ -60,9 +60,7 @@ impl Screenshots {
             source,
         };
         std::fs::create_dir_all(&self.dir).map_err(io)?;
-        let tmp = path.with_extension("png.tmp");
-        std::fs::write(&tmp, png).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
+        cowork_proto::files::write_atomically(&path, png, 0o600).map_err(io)?;
         self.prune(&path);
         Ok(())
     }
@@ -80,7 +78,7 @@ impl Screenshots {
     }
 
     /// Delete the oldest files until the rest fit the cap (never `keep`,
-    /// the one just written).
+    /// the one just written), and what a crash left half-written.
     fn prune(&self, keep: &Path) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
@@ -90,6 +88,14 @@ impl Screenshots {
                 let e = e.ok()?;
                 let m = e.metadata().ok()?;
                 let p = e.path();
+                if p.extension()? == "tmp" {
+                    let stale =
+                        m.modified().ok()?.elapsed().ok()? > std::time::Duration::from_secs(60);
+                    if stale {
+                        let _ = std::fs::remove_file(&p);
+                    }
+                    return None;
+                }
                 if p.extension()? != "png" {
                     return None;
                 }

@@ -96,8 +96,10 @@ pub fn with_ui_port(text: &str, port: u16) -> String {
         out.push("[ui]".to_owned());
         out.push(line);
     }
-    let mut s = out.join("\n");
-    s.push('\n');
+    // The file's own line ending (an editor on Windows writes CRLF).
+    let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut s = out.join(eol);
+    s.push_str(eol);
     s
 }
 
@@ -370,6 +372,14 @@ mod tests {
         let out = with_ui_port("[ ui ]\nport = 1234 # old\n", 4321);
         assert_eq!(Config::parse(&out, "t").unwrap().ui.port, Some(4321));
         assert_eq!(out.matches("port").count(), 1);
+        // CRLF stays CRLF.
+        let out = with_ui_port("[supervisor]\r\nmax_restarts = 3\r\n", 7737);
+        assert!(!out.replace("\r\n", "").contains('\n'), "{out:?}");
+        assert_eq!(Config::parse(&out, "t").unwrap().ui.port, Some(7737));
+        // What the line rule cannot see (an inline table) makes TOML that
+        // does not read back: the caller checks and refuses.
+        let out = with_ui_port("ui = { }\n", 7737);
+        assert!(Config::parse(&out, "t").is_err());
         // Off by default; 0 is refused with the key named.
         assert_eq!(Config::parse("", "t").unwrap().ui.port, None);
         let e = Config::parse("[ui]\nport = 0\n", "t").unwrap_err();

@@ -286,6 +286,7 @@ impl pb::system_server::System for SystemService {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),
             origin: o.origin,
+            open_file: o.open_file.display().to_string(),
         }))
     }
 

@@ -43,13 +43,22 @@ const workers = new Map();
 
 // ---- sign-in ------------------------------------------------------------
 
+// The page's key: in this origin's storage (other ports cannot read it),
+// sent with every call beside the HttpOnly cookie.
+const KEY = 'cowork-ui-key';
+
 async function signIn() {
   const m = location.hash.match(/^#code=([A-Za-z0-9-]+)/);
   if (!m) return;
   // The code is spent either way: take it out of the address bar first.
   history.replaceState(null, '', '/#status');
   const res = await fetch('/session', { method: 'POST', body: m[1], credentials: 'same-origin' });
-  if (!res.ok) showSignIn(await res.text());
+  if (res.ok) {
+    localStorage.setItem(KEY, await res.text());
+  } else {
+    // An old link: this browser may still be signed in (a call will say).
+    $('banners').append(el('div', { class: 'banner degraded' }, el('span', {}, await res.text())));
+  }
 }
 
 function showSignIn(why) {
@@ -178,7 +187,7 @@ async function send(text, retryOf = '') {
         threadId = c.route.thread_id || threadId;
         route.replaceChildren(
           el('b', {}, c.route.model), ` \u00b7 ${c.route.reason}`,
-          c.route.cost_estimate_usd > 0 ? ` \u00b7 est. ${usd(c.route.cost_estimate_usd)}` : ' \u00b7 free (local)',
+          c.route.cost_estimate_usd > 0 ? ` \u00b7 est. ${usd(c.route.cost_estimate_usd)}` : ' \u00b7 no charge',
           c.route.notice ? el('div', { class: 'notice' }, c.route.notice) : '');
         box.dataset.model = c.route.model;
       } else if (c.delta) {
@@ -321,8 +330,6 @@ async function refreshCapture() {
 
 // ---- models: downloads with progress, fit verdicts --------------------------------
 
-const watching = new Map();
-
 // A download's card: a bar per file, moved by its progress stream.
 function downloadCard(id) {
   let card = document.querySelector(`.download[data-id="${CSS.escape(id)}"]`);
@@ -346,14 +353,22 @@ function showProgress(p) {
       ? el('button', { class: 'secondary', onclick: () => client.call(`${MODELS}Cancel`, { id: p.id }).catch((e) => failed(e, card)) }, 'Cancel') : '');
 }
 
-async function follow(stream) {
+// Start a download and let it run on in agents-agent: the page follows
+// it by asking `List` (a stream per download would hold one of the six
+// connections a browser opens per host).
+async function pull(request) {
   try {
-    for await (const p of stream) showProgress(p);
+    for await (const p of client.stream(`${MODELS}Pull`, request)) {
+      showProgress(p);
+      break;
+    }
   } catch (e) {
     failed(e, $('downloads'));
   }
   refreshModels().catch(failed);
 }
+
+let downloadsActive = false;
 
 async function refreshModels() {
   const [sys, list] = await Promise.all([client.call(`${MODELS}GetSystem`, {}), client.call(`${MODELS}List`, {})]);
@@ -362,11 +377,8 @@ async function refreshModels() {
     const total = d.files.reduce((a, f) => a + f.total, 0);
     const done = d.files.reduce((a, f) => a + f.downloaded, 0);
     showProgress({ id: d.id, state: d.state, downloaded: done, total, error: d.error, files: d.files });
-    if (['downloading', 'queued', 'verifying'].includes(d.state) && !watching.has(d.id)) {
-      watching.set(d.id, true);
-      follow(client.stream(`${MODELS}Watch`, { id: d.id })).finally(() => watching.delete(d.id));
-    }
   }
+  downloadsActive = list.downloads.some((d) => ['downloading', 'queued', 'verifying'].includes(d.state));
   $('model-files').tBodies[0].replaceChildren(...list.files.map((f) => {
     const verdict = el('td', { class: 'verdict' }, el('button', {
       class: 'secondary',
@@ -511,6 +523,12 @@ function screenshot(sha) {
     client.call(`${BROWSER}GetScreenshot`, { sha256: sha }).then((r) => {
       const u = URL.createObjectURL(new Blob([r.png], { type: 'image/png' }));
       shots.set(sha, u);
+      // The newest 50 stay in memory; older ones are fetched again.
+      if (shots.size > 50) {
+        const [old, url] = shots.entries().next().value;
+        URL.revokeObjectURL(url);
+        shots.delete(old);
+      }
       show(u);
     }, (e) => link.replaceWith(el('div', { class: 'muted' }, e.message)));
   }
@@ -567,12 +585,13 @@ function wire() {
     ev.preventDefault();
     const url = $('pull-url').value.trim();
     const name = $('pull-name').value.trim() || decodeURIComponent(url.split('/').pop().split('?')[0]);
-    follow(client.stream(`${MODELS}Pull`, { files: [{ urls: [url], name, sha256: $('pull-sha').value.trim().toLowerCase() }] }));
+    pull({ files: [{ urls: [url], name, sha256: $('pull-sha').value.trim().toLowerCase() }] });
   });
   // Approvals have no push channel: look every 2 s (one small call).
   setInterval(() => { if ($('signin').hidden) refreshApprovals().catch(() => {}); }, 2000);
   setInterval(() => { if (!$('capture').hidden) refreshCapture().catch(() => {}); }, 3000);
   setInterval(() => { if (!$('automations').hidden) refreshAutomations().catch(() => {}); }, 2000);
+  setInterval(() => { if (!$('models').hidden && downloadsActive) refreshModels().catch(() => {}); }, 500);
 }
 
 async function main() {
@@ -580,7 +599,7 @@ async function main() {
   await signIn();
   if (!$('signin').hidden) return;
   try {
-    client = await Client.load();
+    client = await Client.load(localStorage.getItem(KEY));
   } catch (e) {
     return failed(e, $('status'));
   }

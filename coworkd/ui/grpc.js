@@ -29,6 +29,47 @@ function frame(bytes) {
   return out;
 }
 
+// gRPC-Web's mapping of an HTTP status with no gRPC status to a code.
+function codeOfHttp(status) {
+  switch (status) {
+    case 400: return 13; // INTERNAL
+    case 401: return 16; // UNAUTHENTICATED
+    case 403: return 7; // PERMISSION_DENIED
+    case 404: return 12; // UNIMPLEMENTED
+    case 429: case 502: case 503: case 504: return 14; // UNAVAILABLE
+    default: return 2; // UNKNOWN
+  }
+}
+
+// Bytes arriving in chunks, read as frames without copying the whole
+// buffer at every chunk.
+class Frames {
+  constructor() { this.chunks = []; this.length = 0; }
+  push(bytes) { this.chunks.push(bytes); this.length += bytes.length; }
+  // The first `n` bytes, removed.
+  take(n) {
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0];
+      const k = Math.min(c.length, n - filled);
+      out.set(c.subarray(0, k), filled);
+      filled += k;
+      if (k === c.length) this.chunks.shift(); else this.chunks[0] = c.subarray(k);
+    }
+    this.length -= n;
+    return out;
+  }
+  // The next frame's flag and length, if its header has arrived.
+  peekHeader() {
+    if (this.length < 5) return null;
+    const head = this.take(5);
+    this.chunks.unshift(head);
+    this.length += 5;
+    return { flag: head[0], len: new DataView(head.buffer).getUint32(1) };
+  }
+}
+
 function parseTrailers(text) {
   const t = {};
   for (const line of text.split('\r\n')) {
@@ -47,13 +88,14 @@ function statusOf(get) {
 }
 
 export class Client {
-  constructor(registry) { this.reg = registry; }
+  // A client of the services in `registry`, sending the page's `key`.
+  constructor(registry, key) { this.reg = registry; this.key = key || ''; }
 
   // The client of the services described at /descriptors.pb.
-  static async load() {
+  static async load(key) {
     const res = await fetch('/descriptors.pb');
     if (!res.ok) throw new Error(`cannot load the service descriptions: HTTP ${res.status}`);
-    return new Client(Registry.fromDescriptorSet(new Uint8Array(await res.arrayBuffer())));
+    return new Client(Registry.fromDescriptorSet(new Uint8Array(await res.arrayBuffer())), key);
   }
 
   // Every message of a call (`/pkg.Service/Method`), as it arrives.
@@ -62,43 +104,46 @@ export class Client {
     const m = this.reg.method(path);
     const res = await fetch(path, {
       method: 'POST',
-      headers: { 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1' },
+      headers: {
+        'content-type': 'application/grpc-web+proto',
+        'x-grpc-web': '1',
+        'x-cowork-ui-key': this.key,
+      },
       body: frame(this.reg.encode(m.input, request)),
       signal,
       credentials: 'same-origin',
     });
     if (!res.ok) {
-      throw new CallError(16, (await res.text()) || `HTTP ${res.status}`, res.status);
+      throw new CallError(codeOfHttp(res.status), (await res.text()) || `HTTP ${res.status}`, res.status);
     }
     if (onHeaders) onHeaders(res.headers);
     const early = statusOf((k) => res.headers.get(k));
     if (early && early.code !== 0) throw new CallError(early.code, early.message);
     const reader = res.body.getReader();
-    let buf = new Uint8Array(0);
+    const frames = new Frames();
     let status = early;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (value) {
-        const joined = new Uint8Array(buf.length + value.length);
-        joined.set(buf);
-        joined.set(value, buf.length);
-        buf = joined;
-      }
-      while (buf.length >= 5) {
-        const len = new DataView(buf.buffer, buf.byteOffset).getUint32(1);
-        if (buf.length < 5 + len) break;
-        const flag = buf[0];
-        const body = buf.subarray(5, 5 + len);
-        buf = buf.slice(5 + len);
-        if (flag & 0x80) {
-          const t = parseTrailers(new TextDecoder().decode(body));
-          status = statusOf((k) => t[k]);
-        } else {
-          yield this.reg.decode(m.output, body);
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (value) frames.push(value);
+        for (let h = frames.peekHeader(); h && frames.length >= 5 + h.len; h = frames.peekHeader()) {
+          frames.take(5);
+          const body = frames.take(h.len);
+          if (h.flag & 0x80) {
+            const t = parseTrailers(new TextDecoder().decode(body));
+            status = statusOf((k) => t[k]);
+          } else {
+            yield this.reg.decode(m.output, body);
+          }
         }
+        if (done) break;
       }
-      if (done) break;
+    } finally {
+      // A caller that stops early (or throws) frees the connection: a
+      // browser has six per host.
+      reader.cancel().catch(() => {});
     }
+    if (frames.length > 0) throw new CallError(13, `the stream ended inside a message (${frames.length} bytes left)`);
     if (!status) throw new CallError(13, 'the call ended without a status');
     if (status.code !== 0) throw new CallError(status.code, status.message);
   }

@@ -70,7 +70,11 @@ function scalar(r, type) {
     case T.BOOL: return r.varint()[0] !== 0;
     case T.ENUM: return r.varint()[0] | 0;
     case T.SINT32: { const v = r.varint()[0]; return (v >>> 1) ^ -(v & 1); }
-    case T.SINT64: { const n = BigInt(u64(r.varint())); return Number((n >> 1n) ^ -(n & 1n)); }
+    case T.SINT64: {
+      const [lo, hi] = r.varint();
+      const n = (BigInt(hi) << 32n) | BigInt(lo);
+      return Number((n >> 1n) ^ -(n & 1n));
+    }
     case T.FIXED32: { const v = r.dv.getUint32(r.p, true); r.p += 4; return v; }
     case T.SFIXED32: { const v = r.dv.getInt32(r.p, true); r.p += 4; return v; }
     case T.FIXED64: { const v = Number(r.dv.getBigUint64(r.p, true)); r.p += 8; return v; }
@@ -186,7 +190,8 @@ export class Registry {
     if (!msg) throw new Error(`unknown message ${type}`);
     const out = {};
     for (const f of msg.fields.values()) {
-      if (f.repeated) out[f.name] = this.isMap(f) ? {} : [];
+      // A map is a prototype-less object: a key "__proto__" is just a key.
+      if (f.repeated) out[f.name] = this.isMap(f) ? Object.create(null) : [];
       else if (!f.presence && f.type !== T.MESSAGE) out[f.name] = this.defaultOf(f);
     }
     const r = new Reader(bytes);
@@ -243,13 +248,20 @@ export class Registry {
     const msg = this.messages.get(type);
     if (!msg) throw new Error(`unknown message ${type}`);
     const w = new Writer();
+    // A misspelt field would be dropped without a word: say so instead.
+    for (const k of Object.keys(obj || {})) {
+      if (![...msg.fields.values()].some((f) => f.name === k)) throw new Error(`${type} has no field ${k}`);
+    }
     for (const f of msg.fields.values()) {
       const v = obj ? obj[f.name] : undefined;
       if (v === undefined || v === null) continue;
       if (this.isMap(f)) {
+        const keyField = this.messages.get(f.typeName).fields.get(1);
         for (const [k, val] of Object.entries(v)) {
+          // Object keys are strings: back to the key's own type.
+          const key = keyField.type === T.BOOL ? k === 'true' : keyField.type === T.STRING ? k : BigInt(k);
           w.tag(f.number, 2);
-          w.lenDelimited(this.encode(f.typeName, { key: k, value: val }));
+          w.lenDelimited(this.encode(f.typeName, { key, value: val }));
         }
       } else if (f.repeated) {
         for (const x of v) this.writeValue(w, f, x);

@@ -10,6 +10,7 @@
 
 pub mod backoff;
 pub mod child;
+pub mod files;
 pub mod grpc;
 pub mod lockfile;
 pub mod logging;

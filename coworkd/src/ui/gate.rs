@@ -1,6 +1,13 @@
 //! Who may use the web UI, pure: the Host and Origin rules, the one-time
-//! codes and the cookie they are traded for. No sockets and no clock of
-//! its own (callers pass `now`), so every rule is unit tested.
+//! codes and what they are traded for. No sockets and no clock of its own
+//! (callers pass `now`), so every rule is unit tested.
+//!
+//! A code is traded for two secrets of the install ([`Credentials`]): an
+//! HttpOnly, SameSite=Strict cookie (out of reach of the page's scripts)
+//! and a key the page keeps in its origin's storage and sends in
+//! [`KEY_HEADER`]. Both are needed: cookies ignore ports, so a server on
+//! another port of 127.0.0.1 that the person browses to is sent the cookie
+//! — but never the key, which only this origin's pages can read.
 //!
 //! The rules, as for the gateway: a loopback Host with our port on every
 //! path (a DNS-rebinding page names another host); no state change on GET
@@ -19,8 +26,11 @@ use std::time::{Duration, Instant};
 pub const CODE_TTL: Duration = Duration::from_secs(300);
 /// Codes outstanding at once; minting one more forgets the oldest.
 pub const MAX_CODES: usize = 16;
-/// The cookie's name.
-pub const COOKIE: &str = "cowork_ui";
+/// The cookie's name, before `_<port>` (cookies ignore ports: two installs
+/// on one machine keep their own).
+pub const COOKIE_PREFIX: &str = "cowork_ui_";
+/// The header that carries the page's key.
+pub const KEY_HEADER: &str = "x-cowork-ui-key";
 /// The cookie's lifetime in the browser (30 days): the per-install token it
 /// holds works until `coworkctl ui --reset`.
 pub const COOKIE_MAX_AGE_S: u64 = 30 * 24 * 3600;
@@ -49,9 +59,12 @@ pub enum Refusal {
     /// A POST without our exact Origin.
     #[error("origin {0:?} may not call the Cowork UI")]
     Origin(String),
-    /// A call without the cookie, or with one of an old token.
+    /// A call without the cookie and the key, or with old ones.
     #[error("not signed in: run `coworkctl ui` and open the address it prints")]
     NotSignedIn,
+    /// A request the UI cannot read (a body too large or too slow).
+    #[error("bad request: {0}")]
+    BadRequest(String),
     /// A one-time code that is unknown, used or expired.
     #[error("this sign-in code is used or expired: run `coworkctl ui` for a new one")]
     Code,
@@ -71,6 +84,7 @@ impl Refusal {
             Refusal::Origin(_) | Refusal::Code => StatusCode::FORBIDDEN,
             Refusal::NotSignedIn => StatusCode::UNAUTHORIZED,
             Refusal::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
             Refusal::NotFound => StatusCode::NOT_FOUND,
         }
     }
@@ -89,25 +103,67 @@ pub struct Facts<'a> {
     pub origin: Option<&'a str>,
     /// Every Cookie header, joined with `; `.
     pub cookie: Option<&'a str>,
+    /// The [`KEY_HEADER`] header.
+    pub key: Option<&'a str>,
 }
 
-/// The UI's sign-in state: the per-install token (the cookie's value) and
-/// the one-time codes minted for it.
+/// The install's two secrets (`$COWORK_HOME/ui-token`, one a line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The cookie's value.
+    pub cookie: String,
+    /// The page's key.
+    pub key: String,
+}
+
+impl Credentials {
+    /// The file's text.
+    pub fn to_text(&self) -> String {
+        format!("{}\n{}\n", self.cookie, self.key)
+    }
+
+    /// Read the file's text: two non-empty lines, else None (made anew).
+    pub fn from_text(text: &str) -> Option<Self> {
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let (cookie, key) = (lines.next()?, lines.next()?);
+        Some(Self {
+            cookie: cookie.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+}
+
+/// What a redeemed code gives the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The `Set-Cookie` value.
+    pub set_cookie: String,
+    /// The key, for the page to keep and send.
+    pub key: String,
+}
+
+/// The UI's sign-in state: the install's credentials and the one-time
+/// codes minted for them.
 #[derive(Debug)]
 pub struct Gate {
     port: u16,
-    token: String,
+    creds: Credentials,
     codes: HashMap<String, Instant>,
 }
 
 impl Gate {
-    /// The gate of a UI on `port` whose cookie holds `token`.
-    pub fn new(port: u16, token: String) -> Self {
+    /// The gate of a UI on `port` with `creds`.
+    pub fn new(port: u16, creds: Credentials) -> Self {
         Self {
             port,
-            token,
+            creds,
             codes: HashMap::new(),
         }
+    }
+
+    /// The cookie's name on this port.
+    pub fn cookie_name(&self) -> String {
+        format!("{COOKIE_PREFIX}{}", self.port)
     }
 
     /// The port the rules expect in Host and Origin.
@@ -120,10 +176,11 @@ impl Gate {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Replace the token (`coworkctl ui --reset`): every cookie of the old
-    /// one stops working, and so does every code minted for it.
-    pub fn set_token(&mut self, token: String) {
-        self.token = token;
+    /// Replace the credentials (`coworkctl ui --reset`): every browser
+    /// signed in with the old ones is signed out, and every code minted
+    /// for them stops working.
+    pub fn set_credentials(&mut self, creds: Credentials) {
+        self.creds = creds;
         self.codes.clear();
     }
 
@@ -144,9 +201,8 @@ impl Gate {
         self.codes.insert(code, now + CODE_TTL);
     }
 
-    /// Trade a code for the `Set-Cookie` value that signs the browser in.
-    /// A code works once.
-    pub fn redeem(&mut self, code: &str, now: Instant) -> Result<String, Refusal> {
+    /// Trade a code for what signs the browser in. A code works once.
+    pub fn redeem(&mut self, code: &str, now: Instant) -> Result<Session, Refusal> {
         let code = code.trim();
         let found = self
             .codes
@@ -154,10 +210,14 @@ impl Gate {
             .find(|c| constant_time_eq(c.as_bytes(), code.as_bytes()))
             .cloned();
         match found.and_then(|c| self.codes.remove(&c)) {
-            Some(exp) if exp > now => Ok(format!(
-                "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={COOKIE_MAX_AGE_S}",
-                self.token
-            )),
+            Some(exp) if exp > now => Ok(Session {
+                set_cookie: format!(
+                    "{}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={COOKIE_MAX_AGE_S}",
+                    self.cookie_name(),
+                    self.creds.cookie
+                ),
+                key: self.creds.key.clone(),
+            }),
             _ => Err(Refusal::Code),
         }
     }
@@ -184,7 +244,7 @@ impl Gate {
                 if f.path == SESSION_PATH {
                     return Ok(Access::Session);
                 }
-                if self.signed_in(f.cookie) {
+                if self.signed_in(f.cookie, f.key) {
                     Ok(Access::Call)
                 } else {
                     Err(Refusal::NotSignedIn)
@@ -204,14 +264,19 @@ impl Gate {
             && lower.ends_with(&format!(":{}", self.port))
     }
 
-    fn signed_in(&self, cookie: Option<&str>) -> bool {
-        cookie
+    fn signed_in(&self, cookie: Option<&str>, key: Option<&str>) -> bool {
+        let name = self.cookie_name();
+        let cookie_ok = cookie
             .into_iter()
             .flat_map(|c| c.split(';'))
             .filter_map(|kv| kv.trim().split_once('='))
             .any(|(k, v)| {
-                k == COOKIE && constant_time_eq(v.trim().as_bytes(), self.token.as_bytes())
-            })
+                k == name && constant_time_eq(v.trim().as_bytes(), self.creds.cookie.as_bytes())
+            });
+        let key_ok =
+            key.is_some_and(|k| constant_time_eq(k.trim().as_bytes(), self.creds.key.as_bytes()));
+        // Both compared whatever the first says: no early exit to time.
+        cookie_ok & key_ok
     }
 }
 
@@ -230,8 +295,15 @@ mod tests {
 
     const PORT: u16 = 7737;
 
+    fn creds(cookie: &str, key: &str) -> Credentials {
+        Credentials {
+            cookie: cookie.into(),
+            key: key.into(),
+        }
+    }
+
     fn gate() -> Gate {
-        Gate::new(PORT, "cowork-ui-token".into())
+        Gate::new(PORT, creds("cookie-token", "page-key"))
     }
 
     fn facts<'a>(
@@ -240,6 +312,7 @@ mod tests {
         host: Option<&'a str>,
         origin: Option<&'a str>,
         cookie: Option<&'a str>,
+        key: Option<&'a str>,
     ) -> Facts<'a> {
         Facts {
             method,
@@ -247,19 +320,21 @@ mod tests {
             host,
             origin,
             cookie,
+            key,
         }
     }
 
     const CALL: &str = "/cowork.capture.v1.Capture/SetStreamEnabled";
     const HOST: &str = "127.0.0.1:7737";
     const ORIGIN: &str = "http://127.0.0.1:7737";
-    const SIGNED: &str = "theme=dark; cowork_ui=cowork-ui-token";
+    const SIGNED: &str = "theme=dark; cowork_ui_7737=cookie-token";
+    const KEY: Option<&str> = Some("page-key");
 
     #[test]
-    fn a_call_needs_our_host_our_origin_and_the_cookie() {
+    fn a_call_needs_our_host_our_origin_the_cookie_and_the_key() {
         let g = gate();
         let post = Method::POST;
-        let ok = facts(&post, CALL, Some(HOST), Some(ORIGIN), Some(SIGNED));
+        let ok = facts(&post, CALL, Some(HOST), Some(ORIGIN), Some(SIGNED), KEY);
         assert_eq!(g.check(&ok), Ok(Access::Call));
         // localhost works when the page was loaded from localhost.
         let lh = facts(
@@ -268,6 +343,7 @@ mod tests {
             Some("localhost:7737"),
             Some("http://localhost:7737"),
             Some(SIGNED),
+            KEY,
         );
         assert_eq!(g.check(&lh), Ok(Access::Call));
         // A rebinding page: its own name in Host.
@@ -277,13 +353,14 @@ mod tests {
             Some("evil.example:7737"),
             Some(ORIGIN),
             Some(SIGNED),
+            KEY,
         );
         assert_eq!(
             g.check(&rebound),
             Err(Refusal::Host("evil.example:7737".into()))
         );
         for host in [None, Some("127.0.0.1"), Some("127.0.0.1:80"), Some("")] {
-            let f = facts(&post, CALL, host, Some(ORIGIN), Some(SIGNED));
+            let f = facts(&post, CALL, host, Some(ORIGIN), Some(SIGNED), KEY);
             assert!(matches!(g.check(&f), Err(Refusal::Host(_))), "{host:?}");
         }
         // Another origin, even on 127.0.0.1 (same site, other port), a
@@ -296,19 +373,25 @@ mod tests {
             Some("null"),
             Some("http://127.0.0.1:7737.evil.example"),
         ] {
-            let f = facts(&post, CALL, Some(HOST), origin, Some(SIGNED));
+            let f = facts(&post, CALL, Some(HOST), origin, Some(SIGNED), KEY);
             assert!(matches!(g.check(&f), Err(Refusal::Origin(_))), "{origin:?}");
         }
-        // No cookie, another cookie, an old token, a token as a prefix.
-        for cookie in [
-            None,
-            Some("theme=dark"),
-            Some("cowork_ui=old"),
-            Some("cowork_ui=cowork-ui-token-and-more"),
-            Some("xcowork_ui=cowork-ui-token"),
+        // No cookie, another cookie, another port's name, an old value, a
+        // value with more after it; the cookie without the key (what a
+        // server on another port is sent), or a wrong key.
+        for (cookie, key) in [
+            (None, KEY),
+            (Some("theme=dark"), KEY),
+            (Some("cowork_ui_8080=cookie-token"), KEY),
+            (Some("cowork_ui_7737=old"), KEY),
+            (Some("cowork_ui_7737=cookie-token-and-more"), KEY),
+            (Some("xcowork_ui_7737=cookie-token"), KEY),
+            (Some(SIGNED), None),
+            (Some(SIGNED), Some("page-kez")),
+            (Some(SIGNED), Some("")),
         ] {
-            let f = facts(&post, CALL, Some(HOST), Some(ORIGIN), cookie);
-            assert_eq!(g.check(&f), Err(Refusal::NotSignedIn), "{cookie:?}");
+            let f = facts(&post, CALL, Some(HOST), Some(ORIGIN), cookie, key);
+            assert_eq!(g.check(&f), Err(Refusal::NotSignedIn), "{cookie:?} {key:?}");
         }
     }
 
@@ -317,29 +400,37 @@ mod tests {
         let g = gate();
         let get = Method::GET;
         assert_eq!(
-            g.check(&facts(&get, "/", Some(HOST), None, None)),
+            g.check(&facts(&get, "/", Some(HOST), None, None, None)),
             Ok(Access::Asset)
         );
-        // No state change on GET, even with the cookie.
-        let f = facts(&get, CALL, Some(HOST), Some(ORIGIN), Some(SIGNED));
+        // No state change on GET, even signed in.
+        let f = facts(&get, CALL, Some(HOST), Some(ORIGIN), Some(SIGNED), KEY);
         assert_eq!(g.check(&f), Err(Refusal::Method("GET".into())));
-        let f = facts(&get, SESSION_PATH, Some(HOST), Some(ORIGIN), None);
+        let f = facts(&get, SESSION_PATH, Some(HOST), Some(ORIGIN), None, None);
         assert_eq!(g.check(&f), Err(Refusal::Method("GET".into())));
         // A preflight never succeeds; neither does PUT.
         for m in [Method::OPTIONS, Method::PUT, Method::DELETE] {
-            let f = facts(&m, CALL, Some(HOST), Some(ORIGIN), Some(SIGNED));
+            let f = facts(&m, CALL, Some(HOST), Some(ORIGIN), Some(SIGNED), KEY);
             assert_eq!(g.check(&f), Err(Refusal::Method(m.to_string())));
         }
         let post = Method::POST;
-        let f = facts(&post, "/upload", Some(HOST), Some(ORIGIN), Some(SIGNED));
+        let f = facts(
+            &post,
+            "/upload",
+            Some(HOST),
+            Some(ORIGIN),
+            Some(SIGNED),
+            KEY,
+        );
         assert_eq!(g.check(&f), Err(Refusal::NotFound));
-        let f = facts(&post, SESSION_PATH, Some(HOST), Some(ORIGIN), None);
+        let f = facts(&post, SESSION_PATH, Some(HOST), Some(ORIGIN), None, None);
         assert_eq!(g.check(&f), Ok(Access::Session));
         let f = facts(
             &post,
             SESSION_PATH,
             Some(HOST),
             Some("http://evil.example"),
+            None,
             None,
         );
         assert!(matches!(g.check(&f), Err(Refusal::Origin(_))));
@@ -351,11 +442,15 @@ mod tests {
         let t0 = Instant::now();
         g.mint("code-a".into(), t0);
         g.mint("code-b".into(), t0);
-        let cookie = g.redeem("code-a", t0 + Duration::from_secs(1)).unwrap();
-        assert!(cookie.starts_with("cowork_ui=cowork-ui-token;"), "{cookie}");
+        let s = g.redeem("code-a", t0 + Duration::from_secs(1)).unwrap();
+        assert!(
+            s.set_cookie.starts_with("cowork_ui_7737=cookie-token;"),
+            "{s:?}"
+        );
         for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
-            assert!(cookie.contains(attr), "{cookie}");
+            assert!(s.set_cookie.contains(attr), "{s:?}");
         }
+        assert_eq!(s.key, "page-key");
         assert_eq!(g.redeem("code-a", t0), Err(Refusal::Code), "used twice");
         assert_eq!(
             g.redeem("code-b", t0 + CODE_TTL),
@@ -369,21 +464,30 @@ mod tests {
         }
         assert_eq!(g.redeem("c0", t0), Err(Refusal::Code));
         assert!(g.redeem(&format!("c{}", MAX_CODES + 2), t0).is_ok());
-        // A reset: the old cookie and any code minted for it stop working.
+        // A reset: the old secrets and any code minted for them stop working.
         g.mint("code-c".into(), t0);
-        g.set_token("new-token".into());
+        g.set_credentials(creds("new-cookie", "new-key"));
         assert_eq!(g.redeem("code-c", t0), Err(Refusal::Code));
         let post = Method::POST;
-        let f = facts(&post, CALL, Some(HOST), Some(ORIGIN), Some(SIGNED));
+        let f = facts(&post, CALL, Some(HOST), Some(ORIGIN), Some(SIGNED), KEY);
         assert_eq!(g.check(&f), Err(Refusal::NotSignedIn));
         let f = facts(
             &post,
             CALL,
             Some(HOST),
             Some(ORIGIN),
-            Some("cowork_ui=new-token"),
+            Some("cowork_ui_7737=new-cookie"),
+            Some("new-key"),
         );
         assert_eq!(g.check(&f), Ok(Access::Call));
+    }
+
+    #[test]
+    fn credentials_round_trip_and_a_short_file_is_made_anew() {
+        let c = creds("a", "b");
+        assert_eq!(Credentials::from_text(&c.to_text()), Some(c));
+        assert_eq!(Credentials::from_text("only-one\n"), None);
+        assert_eq!(Credentials::from_text(""), None);
     }
 
     #[test]

@@ -17,13 +17,12 @@ use crate::config::{self, Config, ConfigError};
 use crate::relay::{absolute_uri, Upstream};
 use cowork_proto::grpc::{status_response, WORKER_HEADER};
 use cowork_proto::paths::CoworkPaths;
-use gate::{Access, Facts, Gate, Refusal};
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use gate::{Access, Credentials, Facts, Gate, Refusal};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -34,10 +33,18 @@ use tower::{Layer, Service};
 
 /// Largest `/session` body (a one-time code).
 const MAX_CODE_BODY: usize = 1024;
-/// How long a connection may take to send a request's headers.
+/// How long a connection may take to send a request's headers, and the
+/// page its one-time code.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Request headers passed on to the services; the rest (the cookie above
-/// all, and what the browser says about itself) stay in coworkd.
+/// Connections served at once; one more is closed at once (a browser opens
+/// at most 6 per host; this bounds what any local process can hold).
+pub const MAX_CONNECTIONS: usize = 64;
+/// Ports the first `coworkctl ui` tries, in order, before one the OS gives.
+pub const PORTS_TRIED: std::ops::RangeInclusive<u16> =
+    config::UI_DEFAULT_PORT..=config::UI_DEFAULT_PORT + 9;
+/// Request headers passed on to the services; the rest (the cookie and
+/// the key above all, and what the browser says about itself) stay in
+/// coworkd.
 const FORWARDED: [&str; 5] = [
     "content-type",
     "te",
@@ -59,7 +66,8 @@ pub enum UiError {
         /// Why.
         source: std::io::Error,
     },
-    /// A file of the UI's (the token, config.toml) cannot be read or written.
+    /// A file of the UI's (the credentials, config.toml, the opener) cannot
+    /// be read or written.
     #[error("cannot {what} {path}: {source}")]
     File {
         /// Read or write.
@@ -69,7 +77,7 @@ pub enum UiError {
         /// Why.
         source: std::io::Error,
     },
-    /// config.toml is invalid.
+    /// config.toml is invalid, or `[ui] port` cannot be added to it.
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
@@ -89,6 +97,9 @@ pub struct Opened {
     pub code_expires: SystemTime,
     /// The one Origin the UI answers.
     pub origin: String,
+    /// A page (0600) that sends a browser on to `url`: what to open, so the
+    /// code is never on a command line other users can read.
+    pub open_file: std::path::PathBuf,
 }
 
 /// The web UI of one coworkd: off, or listening with its [`Gate`].
@@ -113,60 +124,71 @@ impl Ui {
         let mut running = self.running.lock().await;
         if running.is_none() {
             let listener = self.bind(port).await?;
-            *running = Some(self.serve(listener, port)?);
+            *running = Some(self.serve(listener, port).await?);
         }
         Ok(())
     }
 
     /// `coworkctl ui`: start the UI if it is off (choosing and writing a
-    /// port the first time), make a new token on `reset`, and mint a
+    /// port the first time), make new credentials on `reset`, and mint a
     /// one-time code.
     pub async fn open(&self, reset: bool) -> Result<Opened, UiError> {
         let mut running = self.running.lock().await;
-        let (mut started, mut port_written) = (false, false);
-        if running.is_none() {
-            let configured = Config::load(&self.paths.config_file())?.ui.port;
-            let (listener, port) = match configured {
-                Some(port) => (self.bind(port).await?, port),
-                None => {
-                    let listener = match self.bind(config::UI_DEFAULT_PORT).await {
-                        Ok(l) => l,
-                        Err(_) => self.bind(0).await?,
-                    };
-                    let port = listener
-                        .local_addr()
-                        .map_err(|source| self.bind_error(0, source))?
-                        .port();
-                    self.write_port(port)?;
-                    port_written = true;
-                    (listener, port)
-                }
-            };
-            *running = Some(self.serve(listener, port)?);
-            started = true;
-        }
-        let Some(gate) = running.as_ref() else {
-            unreachable!("started above");
+        let (started, port_written, gate) = match running.as_ref() {
+            Some(gate) => (false, false, gate.clone()),
+            None => {
+                let config = self.paths.config_file();
+                let configured = blocking(move || Ok(Config::load(&config)?.ui.port)).await?;
+                let (listener, port, written) = match configured {
+                    Some(port) => (self.bind(port).await?, port, false),
+                    None => {
+                        let listener = self.bind_first_free().await?;
+                        let port = listener
+                            .local_addr()
+                            .map_err(|source| self.bind_error(0, source))?
+                            .port();
+                        let config = self.paths.config_file();
+                        blocking(move || write_port(&config, port)).await?;
+                        (listener, port, true)
+                    }
+                };
+                let gate = self.serve(listener, port).await?;
+                *running = Some(gate.clone());
+                (true, written, gate)
+            }
         };
         if reset {
-            let token = self.new_token()?;
-            lock(gate).set_token(token);
+            let path = self.paths.ui_token_file();
+            let creds = blocking(move || new_credentials(&path)).await?;
+            lock(&gate).set_credentials(creds);
         }
-        let code = cowork_proto::secret::random_key("code").map_err(|source| UiError::File {
-            what: "read",
-            path: "/dev/urandom".into(),
-            source,
-        })?;
-        let mut g = lock(gate);
-        g.mint(code.clone(), Instant::now());
-        let origin = g.origin();
+        let code = random("code")?;
+        let (origin, port) = {
+            let mut g = lock(&gate);
+            g.mint(code.clone(), Instant::now());
+            (g.origin(), g.port())
+        };
+        let url = format!("{origin}/#code={code}");
+        let open_file = self.paths.run_dir.join("ui-open.html");
+        let (page, file) = (opener_page(&url), open_file.clone());
+        blocking(move || {
+            cowork_proto::files::write_atomically(&file, page.as_bytes(), 0o600).map_err(|source| {
+                UiError::File {
+                    what: "write",
+                    path: file.display().to_string(),
+                    source,
+                }
+            })
+        })
+        .await?;
         Ok(Opened {
-            url: format!("{origin}/#code={code}"),
-            port: g.port(),
+            url,
+            port,
             started,
             port_written,
             code_expires: SystemTime::now() + gate::CODE_TTL,
             origin,
+            open_file,
         })
     }
 
@@ -174,6 +196,16 @@ impl Ui {
         TcpListener::bind(("127.0.0.1", port))
             .await
             .map_err(|source| self.bind_error(port, source))
+    }
+
+    /// The first of [`PORTS_TRIED`] that is free, else one the OS gives.
+    async fn bind_first_free(&self) -> Result<TcpListener, UiError> {
+        for port in PORTS_TRIED {
+            if let Ok(l) = self.bind(port).await {
+                return Ok(l);
+            }
+        }
+        self.bind(0).await
     }
 
     fn bind_error(&self, port: u16, source: std::io::Error) -> UiError {
@@ -184,99 +216,142 @@ impl Ui {
         }
     }
 
-    fn serve(&self, listener: TcpListener, port: u16) -> Result<Arc<Mutex<Gate>>, UiError> {
-        let gate = Arc::new(Mutex::new(Gate::new(port, self.token()?)));
-        let web = Arc::new(Web {
-            gate: gate.clone(),
-            upstream: Upstream::new(self.paths.public_socket()),
-        });
+    async fn serve(&self, listener: TcpListener, port: u16) -> Result<Arc<Mutex<Gate>>, UiError> {
+        let path = self.paths.ui_token_file();
+        let creds = blocking(move || credentials(&path)).await?;
+        let gate = Arc::new(Mutex::new(Gate::new(port, creds)));
         tracing::info!(port, "web UI listening on 127.0.0.1");
-        tokio::spawn(serve(listener, web, self.shutdown.clone()));
+        tokio::spawn(serve(
+            listener,
+            gate.clone(),
+            self.paths.public_socket(),
+            self.shutdown.clone(),
+        ));
         Ok(gate)
     }
+}
 
-    /// The per-install token, made the first time.
-    fn token(&self) -> Result<String, UiError> {
-        let path = self.paths.ui_token_file();
-        match std::fs::read_to_string(&path) {
-            Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
-            Ok(_) => self.new_token(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.new_token(),
-            Err(source) => Err(UiError::File {
-                what: "read",
-                path: path.display().to_string(),
-                source,
-            }),
-        }
+/// Run file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, UiError> + Send + 'static,
+) -> Result<T, UiError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(UiError::File {
+            what: "finish work on",
+            path: "a blocking thread".into(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
+}
+
+/// A fresh random secret, `<prefix>-` and 48 hex digits.
+fn random(prefix: &str) -> Result<String, UiError> {
+    cowork_proto::secret::random_key(prefix).map_err(|source| UiError::File {
+        what: "read",
+        path: "/dev/urandom".into(),
+        source,
+    })
+}
+
+/// The install's credentials, made the first time (and again when the
+/// file is damaged); a file others can read is made private first.
+fn credentials(path: &Path) -> Result<Credentials, UiError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match Credentials::from_text(&text) {
+            Some(c) => {
+                let private = std::fs::Permissions::from_mode(0o600);
+                std::fs::set_permissions(path, private).map_err(|source| UiError::File {
+                    what: "make private",
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Ok(c)
+            }
+            None => new_credentials(path),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => new_credentials(path),
+        Err(source) => Err(UiError::File {
+            what: "read",
+            path: path.display().to_string(),
+            source,
+        }),
     }
+}
 
-    /// A fresh token, written (0600) before it is used.
-    fn new_token(&self) -> Result<String, UiError> {
-        let path = self.paths.ui_token_file();
-        let token =
-            cowork_proto::secret::random_key("cowork-ui").map_err(|source| UiError::File {
-                what: "read",
-                path: "/dev/urandom".into(),
-                source,
-            })?;
-        write_atomically(&path, token.as_bytes(), 0o600).map_err(|source| UiError::File {
+/// Fresh credentials, written (0600) before they are used.
+fn new_credentials(path: &Path) -> Result<Credentials, UiError> {
+    let creds = Credentials {
+        cookie: random("cowork-ui")?,
+        key: random("cowork-ui-key")?,
+    };
+    cowork_proto::files::write_atomically(path, creds.to_text().as_bytes(), 0o600).map_err(
+        |source| UiError::File {
             what: "write",
             path: path.display().to_string(),
             source,
-        })?;
-        Ok(token)
-    }
+        },
+    )?;
+    Ok(creds)
+}
 
-    /// `[ui] port = port` into config.toml, the rest of it kept.
-    fn write_port(&self, port: u16) -> Result<(), UiError> {
-        let path = self.paths.config_file();
-        let err = |what, source| UiError::File {
-            what,
-            path: path.display().to_string(),
-            source,
-        };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(err("read", e)),
-        };
-        let mode = std::fs::metadata(&path)
-            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
-            .unwrap_or(0o600);
-        write_atomically(&path, config::with_ui_port(&text, port).as_bytes(), mode)
-            .map_err(|e| err("write", e))
+/// `[ui] port = port` into config.toml, the rest of it kept; refused (with
+/// what to do) when the result would not read back as that port.
+fn write_port(path: &Path, port: u16) -> Result<(), UiError> {
+    let err = |what, source| UiError::File {
+        what,
+        path: path.display().to_string(),
+        source,
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(err("read", e)),
+    };
+    let new = config::with_ui_port(&text, port);
+    let origin = path.display().to_string();
+    if Config::parse(&new, &origin)?.ui.port != Some(port) {
+        return Err(UiError::Config(ConfigError::Invalid {
+            path: origin,
+            message: format!("cannot add `[ui] port` to it by itself: add `[ui]` with `port = {port}` and run `coworkctl ui` again"),
+        }));
     }
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0o600);
+    cowork_proto::files::write_atomically(path, new.as_bytes(), mode).map_err(|e| err("write", e))
+}
+
+/// A page that sends the browser on to `url` (what `coworkctl ui` opens).
+fn opener_page(url: &str) -> String {
+    format!(
+        "<!doctype html><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url={url}\">\
+         <title>Cowork</title><p><a href=\"{url}\">Open Cowork</a></p>\n"
+    )
 }
 
 fn lock(gate: &Mutex<Gate>) -> std::sync::MutexGuard<'_, Gate> {
     gate.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Write `bytes` to a temporary file beside `path` and rename it over
-/// `path`: a reader (config live reload) never sees half a file.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
-/// What every connection's requests are served with.
+/// What one browser connection's requests are served with.
 struct Web {
     gate: Arc<Mutex<Gate>>,
-    /// HTTP/2 to coworkd's own public socket.
+    /// HTTP/2 to coworkd's own public socket, one per browser connection
+    /// (as the relay keeps one per client): a tab that stops reading its
+    /// stream fills only its own windows.
     upstream: Upstream<Body>,
 }
 
-/// Accept connections until `shutdown`, one task each; then let open
-/// calls finish (as the socket server does).
-async fn serve(listener: TcpListener, web: Arc<Web>, shutdown: CancellationToken) {
+/// Accept connections until `shutdown`, one task each, at most
+/// [`MAX_CONNECTIONS`]; then let open calls finish (as the socket server
+/// does).
+async fn serve(
+    listener: TcpListener,
+    gate: Arc<Mutex<Gate>>,
+    socket: std::path::PathBuf,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let stream = tokio::select! {
@@ -290,8 +365,20 @@ async fn serve(listener: TcpListener, web: Arc<Web>, shutdown: CancellationToken
                 }
             },
         };
-        let (web, shutdown) = (web.clone(), shutdown.clone());
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = MAX_CONNECTIONS,
+                "web UI connection refused: too many open"
+            );
+            continue;
+        };
+        let web = Arc::new(Web {
+            gate: gate.clone(),
+            upstream: Upstream::new(socket.clone()),
+        });
+        let shutdown = shutdown.clone();
         connections.spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let web = web.clone();
                 async move { Ok::<_, std::convert::Infallible>(web.handle(req).await) }
@@ -333,6 +420,7 @@ impl Web {
             host: h.get(header::HOST).and_then(|v| v.to_str().ok()),
             origin: h.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
             cookie: Some(cookie.as_str()).filter(|c| !c.is_empty()),
+            key: h.get(gate::KEY_HEADER).and_then(|v| v.to_str().ok()),
         };
         let access = lock(&self.gate).check(&facts);
         let resp = match access {
@@ -353,22 +441,31 @@ impl Web {
         harden(resp)
     }
 
-    /// Trade the one-time code in the body for the cookie.
+    /// Trade the one-time code in the body for the cookie (set) and the
+    /// page's key (the body).
     async fn session(&self, req: Request<Incoming>) -> Response<Body> {
         let body = http_body_util::Limited::new(req.into_body(), MAX_CODE_BODY);
-        let code = match body.collect().await {
-            Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
-            Err(_) => return refused(&Refusal::Code),
+        let code = match tokio::time::timeout(HEADER_TIMEOUT, body.collect()).await {
+            Ok(Ok(b)) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+            Ok(Err(e)) => return refused(&Refusal::BadRequest(format!("the code: {e}"))),
+            Err(_) => return refused(&Refusal::BadRequest("the code came too slowly".into())),
         };
-        let cookie = lock(&self.gate).redeem(&code, Instant::now());
-        match cookie.map(|c| HeaderValue::from_str(&c)) {
-            Ok(Ok(v)) => {
-                let mut r = Response::new(Body::empty());
-                *r.status_mut() = StatusCode::NO_CONTENT;
-                r.headers_mut().insert(header::SET_COOKIE, v);
-                r
-            }
-            Ok(Err(_)) => refused(&Refusal::Code),
+        let session = lock(&self.gate).redeem(&code, Instant::now());
+        match session {
+            Ok(s) => match HeaderValue::from_str(&s.set_cookie) {
+                Ok(v) => {
+                    let mut r = Response::new(Body::new(http_body_util::Full::new(
+                        bytes::Bytes::from(s.key),
+                    )));
+                    r.headers_mut().insert(header::SET_COOKIE, v);
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
+                    r
+                }
+                Err(e) => refused(&Refusal::BadRequest(format!("the cookie: {e}"))),
+            },
             Err(why) => refused(&why),
         }
     }
@@ -473,7 +570,7 @@ mod tests {
     #[test]
     fn responses_are_hardened_and_never_carry_cors() {
         let r = harden(refused(&Refusal::NotSignedIn));
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.status(), http::StatusCode::UNAUTHORIZED);
         assert_eq!(r.headers()["x-frame-options"], "DENY");
         assert_eq!(r.headers()["cache-control"], "no-store");
         assert!(r

@@ -26,10 +26,12 @@ pub async fn run(a: Args, ctx: &mut Ctx) -> Result<ExitCode> {
         .open_ui(call(pb::OpenUiRequest { reset: a.reset }))
         .await?
         .into_inner();
+    // The browser is given the 0600 page that leads to the address, not the
+    // address: a command line is readable by every user of the machine.
     let opened = if a.no_open {
         None
     } else {
-        open_browser(&o.url)
+        open_browser(&o.open_file)
     };
     ctx.show_block(
         || {
@@ -37,7 +39,7 @@ pub async fn run(a: Args, ctx: &mut Ctx) -> Result<ExitCode> {
                 "url": o.url, "port": o.port, "origin": o.origin,
                 "started": o.started, "port_written": o.port_written,
                 "code_expires_unix_ms": o.code_expires_unix_ms,
-                "opened_with": opened,
+                "opened_with": opened, "open_file": o.open_file,
             })
         },
         || text(&o, opened),
@@ -68,9 +70,9 @@ pub fn text(o: &pb::OpenUiResponse, opened: Option<&str>) -> String {
     out
 }
 
-/// Start the desktop's browser on `url` where there is a desktop; the
+/// Start the desktop's browser on `file` where there is a desktop; the
 /// opener's name when it started.
-fn open_browser(url: &str) -> Option<&'static str> {
+fn open_browser(file: &str) -> Option<&'static str> {
     let opener = if cfg!(target_os = "macos") {
         "open"
     } else if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
@@ -80,7 +82,7 @@ fn open_browser(url: &str) -> Option<&'static str> {
         return None;
     };
     std::process::Command::new(opener)
-        .arg(url)
+        .arg(file)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -102,6 +104,7 @@ mod tests {
             port_written: true,
             code_expires_unix_ms: 1_800_000_000_000,
             origin: "http://127.0.0.1:7737".into(),
+            open_file: "/home/me/.local/share/cowork/run/ui-open.html".into(),
         };
         let t = text(&o, None);
         assert!(t.contains("[ui] port = 7737 written"), "{t}");
