@@ -1,7 +1,7 @@
 //! What the web UI costs (issue 23), against baselines of the same run:
 //! - coworkd's binary: the bytes of the UI's code (`coworkd::ui`,
-//!   tonic-web) by symbol size (`nm`), plus the page's files, against the
-//!   whole binary (the descriptor set the page reads is not counted: it is
+//!   tonic-web, hyper's HTTP/1 server) by symbol size (`nm`), plus the
+//!   page's files, against the whole binary (the descriptor set the page reads is not counted: it is
 //!   in the binary for reflection anyway);
 //! - coworkd's RSS before a browser, with one tab open (WatchHealth
 //!   streaming, approvals polled), and after it closed;
@@ -47,7 +47,19 @@ fn symbol_bytes(bin: &std::path::Path, needles: &[&str]) -> (u64, u64) {
 fn main() {
     let coworkd = bin("coworkd");
     let file = std::fs::metadata(&coworkd).expect("coworkd").len();
-    let (code, symbols) = symbol_bytes(&coworkd, &["coworkd::ui::", "tonic_web::"]);
+    // The UI's own code, tonic-web, and what only the UI instantiates in
+    // coworkd: hyper's HTTP/1 server (the socket is HTTP/2 only) and the
+    // relay's upstream over tonic's body type.
+    let (code, symbols) = symbol_bytes(
+        &coworkd,
+        &[
+            "coworkd::ui::",
+            "tonic_web::",
+            "hyper::proto::h1::",
+            "hyper::server::conn::http1::",
+            "Upstream<tonic::body::Body>",
+        ],
+    );
     let ui_dir = repo_root().join("coworkd/ui");
     let assets: u64 = std::fs::read_dir(&ui_dir)
         .expect("coworkd/ui")

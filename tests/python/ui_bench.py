@@ -72,8 +72,13 @@ with sync_playwright() as p:
     out["fcp_ms"] = {"p50": statistics.median(paints), "max": max(paints)}
     out["live_ms"] = {"p50": statistics.median(live), "max": max(live)}
     out["baseline_fcp_ms"] = {"p50": statistics.median(base), "max": max(base)}
-    # One tab open on the status screen (WatchHealth streaming, approvals
-    # polled every 2 s) for a while, then coworkd's RSS.
+    # Every screen once (each one's calls), then one tab open on the status
+    # screen (WatchHealth streaming, approvals asked for every 2 s) for a
+    # while, then coworkd's RSS.
+    for screen in ("chat", "approvals", "context", "memory", "capture", "models",
+                   "mcp", "automations", "browser", "status"):
+        page.goto(f"{origin}/#{screen}")
+        page.wait_for_timeout(700)
     time.sleep(6)
     out["rss_tab_open_kib"] = rss_median()
     browser.close()

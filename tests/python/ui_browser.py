@@ -55,8 +55,12 @@ def set_stream_body(name, enabled):
 # A page of another origin on this machine: same *site* as the UI
 # (127.0.0.1; cookies ignore ports), so the browser sends the UI's cookie
 # with its requests. Only the Origin check can refuse them.
+seen_cookies = []
+
+
 class Evil(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        seen_cookies.append(self.headers.get("Cookie") or "")
         page = f"""<!doctype html><title>evil</title><script>
         const target = 'http://127.0.0.1:{port}/cowork.capture.v1.Capture/SetStreamEnabled';
         const frame = new Uint8Array({list(set_stream_body(stream, False))});
@@ -161,6 +165,15 @@ with sync_playwright() as p:
         "meta": page.text_content(".msg.assistant .meta"),
     }
     page.screenshot(path=f"{shots}/chat.png")
+    # "Retry with a smarter model": the same ask, the next tier up.
+    page.click(".msg.assistant .meta button")
+    page.wait_for_function(
+        "() => { const a = document.querySelectorAll('.msg.assistant'); const m = a[a.length - 1];"
+        " return a.length === 2 && (m.dataset.finish || m.querySelector('.error')); }",
+        timeout=120000)
+    page.screenshot(path=f"{shots}/chat-retry.png")
+    out["retry"] = page.eval_on_selector_all(
+        ".msg.assistant", "a => { const m = a[a.length - 1]; return [m.querySelector('.route').textContent, m.querySelector('.body').textContent]; }")
 
     # The Context Card and a memory search.
     page.goto(f"{origin}/#context")
@@ -190,8 +203,10 @@ with sync_playwright() as p:
     fresh.screenshot(path=f"{shots}/signin.png")
 
     cookies = {c["name"]: c for c in ctx.cookies()}
-    out["cookie_flags"] = {k: cookies["cowork_ui"][k] for k in ("httpOnly", "sameSite", "path")}
-    token = cookies["cowork_ui"]["value"]
+    name = f"cowork_ui_{port}"
+    out["cookie_flags"] = {k: cookies[name][k] for k in ("httpOnly", "sameSite", "path")}
+    token = cookies[name]["value"]
+    key = page.evaluate("localStorage.getItem('cowork-ui-key')")
     out["console"] = console
     browser.close()
 
@@ -200,15 +215,23 @@ gw = {"content-type": "application/grpc-web+proto"}
 status, text, _ = raw("POST", "/session", code.encode(), {"Origin": origin})
 out["code_again"] = [status, text]
 path = "/cowork.capture.v1.Capture/SetStreamEnabled"
-status, text, _ = raw("POST", path, frame, {**gw, "Origin": origin})
+signed = {"Cookie": f"{name}={token}", "x-cowork-ui-key": key}
+status, text, _ = raw("POST", path, frame, {**gw, "Origin": origin, "x-cowork-ui-key": key})
 out["no_cookie"] = [status, text]
-status, text, _ = raw("POST", path, frame, {**gw, "Origin": f"http://127.0.0.1:{evil.server_address[1]}", "Cookie": f"cowork_ui={token}"})
+status, text, _ = raw("POST", path, frame, {**gw, **signed, "Origin": f"http://127.0.0.1:{evil.server_address[1]}"})
 out["other_origin"] = [status, text]
-status, text, _ = raw("POST", path, frame, {**gw, "Cookie": f"cowork_ui={token}"})
+status, text, _ = raw("POST", path, frame, {**gw, **signed})
 out["no_origin"] = [status, text]
+# The page on another port was sent the cookie (cookies ignore ports)...
+out["evil_saw_cookie"] = any(f"{name}={token}" in c for c in seen_cookies)
+# ...and what it can do with it, even forging the Origin outside a browser:
+# nothing, without the key only the UI's own pages can read.
+stolen = [c for c in seen_cookies if name in c][:1]
+status, text, _ = raw("POST", path, frame, {**gw, "Origin": origin, "Cookie": stolen[0] if stolen else ""})
+out["stolen_cookie"] = [status, text]
 status, text, _ = raw("GET", "/", b"", {"Host": f"rebound.example:{port}"})
 out["rebinding_host"] = [status, text]
-status, text, _ = raw("GET", path, b"", {"Cookie": f"cowork_ui={token}"})
+status, text, _ = raw("GET", path, b"", signed)
 out["get_method"] = [status, text]
 status, text, headers = raw("OPTIONS", path, b"", {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
 out["preflight"] = [status, [k for k in headers if k.lower().startswith("access-control-")]]

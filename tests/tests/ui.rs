@@ -165,6 +165,11 @@ async fn the_page_runs_the_suite_in_a_real_chromium_and_refuses_other_origins() 
             .contains("Retry with a smarter model"),
         "{chat}"
     );
+    // "Retry with a smarter model" asked the next tier up (the cloud's free
+    // tier, which has no key here: the answer says so).
+    let retry = v["retry"].as_array().unwrap();
+    assert!(retry[0].as_str().unwrap().contains("try harder"), "{v}");
+    assert!(!retry[1].as_str().unwrap().is_empty(), "{v}");
     let sections: Vec<String> = serde_json::from_value(v["context_sections"].clone()).unwrap();
     assert!(
         sections.contains(&"Active window".to_owned()),
@@ -181,6 +186,8 @@ async fn the_page_runs_the_suite_in_a_real_chromium_and_refuses_other_origins() 
     refused("no_cookie", 401, "not signed in");
     refused("other_origin", 403, "may not call");
     refused("no_origin", 403, "may not call");
+    assert_eq!(v["evil_saw_cookie"], true, "cookies ignore ports: {v}");
+    refused("stolen_cookie", 401, "not signed in");
     refused("rebinding_host", 421, "rebound.example");
     refused("get_method", 405, "GET");
     assert_eq!(v["preflight"][0], 405, "{v}");
@@ -230,19 +237,37 @@ async fn the_page_runs_the_suite_in_a_real_chromium_and_refuses_other_origins() 
         (false.into(), false.into())
     );
     assert_eq!(again["port"], port);
+    // ui-token: the cookie's value, then the page's key.
     let token = std::fs::read_to_string(s.home.path().join("ui-token")).unwrap();
     let call = |token: &str| {
+        let mut lines = token.lines();
+        let (cookie, key) = (lines.next().unwrap(), lines.next().unwrap());
         http_status(
             port16,
             "POST",
             "/cowork.system.v1.System/Status",
             &format!(
-                "Origin: http://127.0.0.1:{port}\r\nCookie: cowork_ui={}\r\n\
-                 Content-Type: application/grpc-web+proto\r\n",
-                token.trim()
+                "Origin: http://127.0.0.1:{port}\r\nCookie: cowork_ui_{port}={cookie}\r\n\
+                 x-cowork-ui-key: {key}\r\nContent-Type: application/grpc-web+proto\r\n"
             ),
         )
     };
+    let mode = std::fs::metadata(s.home.path().join("ui-token"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    // What `coworkctl ui` opens: a private page leading to the address.
+    let open_file = again["open_file"].as_str().unwrap();
+    let page = std::fs::read_to_string(open_file).unwrap();
+    assert!(page.contains(again["url"].as_str().unwrap()), "{page}");
+    let mode = std::fs::metadata(open_file).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
     assert_eq!(call(&token), Some(200), "the cookie outlives a restart");
     ok(&s.ctl(&["ui", "--no-open", "--reset"]));
     assert_eq!(call(&token), Some(401), "a reset signs the old cookie out");
