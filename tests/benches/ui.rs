@@ -49,17 +49,18 @@ fn main() {
     let file = std::fs::metadata(&coworkd).expect("coworkd").len();
     // The UI's own code, tonic-web, and what only the UI instantiates in
     // coworkd: hyper's HTTP/1 server (the socket is HTTP/2 only) and the
-    // relay's upstream over tonic's body type.
-    let (code, symbols) = symbol_bytes(
-        &coworkd,
-        &[
-            "coworkd::ui::",
-            "tonic_web::",
-            "hyper::proto::h1::",
-            "hyper::server::conn::http1::",
-            "Upstream<tonic::body::Body>",
-        ],
-    );
+    // relay's upstream over tonic's body type. hyper's HTTP/1 code that is
+    // not named for the server side is shared with the OTLP exporter's
+    // client: counted only in the upper bound.
+    let ours = [
+        "coworkd::ui::",
+        "tonic_web::",
+        "hyper::server::conn::http1::",
+        "role::Server",
+        "Upstream<tonic::body::Body>",
+    ];
+    let (code, symbols) = symbol_bytes(&coworkd, &ours);
+    let (code_upper, _) = symbol_bytes(&coworkd, &[&ours[..], &["hyper::proto::h1::"]].concat());
     let ui_dir = repo_root().join("coworkd/ui");
     let assets: u64 = std::fs::read_dir(&ui_dir)
         .expect("coworkd/ui")
@@ -68,13 +69,16 @@ fn main() {
         .sum();
     println!("== web UI (issue 23), release binaries");
     println!(
-        "binary: coworkd {:.2} MB; UI code {:.1} KB (of {:.2} MB in symbols) + page files {:.1} KB = {:.1} KB, {:.2}% of the binary (target ≤ 2 MB)",
+        "binary: coworkd {:.2} MB; UI code {:.1} to {:.1} KB (of {:.2} MB in symbols) + page files {:.1} KB = {:.1} to {:.1} KB, {:.2} to {:.2}% of the binary (target ≤ 2 MB)",
         file as f64 / 1e6,
         code as f64 / 1e3,
+        code_upper as f64 / 1e3,
         symbols as f64 / 1e6,
         assets as f64 / 1e3,
         (code + assets) as f64 / 1e3,
-        100.0 * (code + assets) as f64 / file as f64
+        (code_upper + assets) as f64 / 1e3,
+        100.0 * (code + assets) as f64 / file as f64,
+        100.0 * (code_upper + assets) as f64 / file as f64
     );
 
     let s = Suite::start("");
