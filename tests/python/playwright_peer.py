@@ -14,6 +14,8 @@ import time
 
 from playwright.sync_api import sync_playwright
 
+from debian_chromium import launch
+
 base, rounds, pages = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
 
 
@@ -23,10 +25,7 @@ def pct(v, p):
 
 
 with sync_playwright() as p:
-    browser = p.chromium.launch(
-        executable_path="/usr/bin/chromium", headless=True,
-        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--disable-quic"])
+    browser = launch(p)
     page = browser.new_page()
     times = {"navigate": [], "type": [], "click": [], "extract": []}
     for i in range(rounds + 3):

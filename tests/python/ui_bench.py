@@ -14,6 +14,8 @@ import time
 
 from playwright.sync_api import sync_playwright
 
+from debian_chromium import launch
+
 url, baseline, pid, loads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 origin = url.split("/#", 1)[0]
 
@@ -44,10 +46,7 @@ def fcp(page):
 out = {"rss_before_kib": rss_median()}
 
 with sync_playwright() as p:
-    browser = p.chromium.launch(
-        executable_path="/usr/bin/chromium", headless=True,
-        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--disable-quic"])
+    browser = launch(p)
     ctx = browser.new_context()
     page = ctx.new_page()
     t0 = time.perf_counter()

@@ -26,6 +26,8 @@ import urllib.parse
 
 from playwright.sync_api import sync_playwright
 
+from debian_chromium import launch
+
 url, shots, stream = sys.argv[1], sys.argv[2], sys.argv[3]
 u = urllib.parse.urlparse(url)
 origin = f"http://{u.netloc}"
@@ -89,10 +91,7 @@ evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Evil)
 threading.Thread(target=evil.serve_forever, daemon=True).start()
 
 with sync_playwright() as p:
-    browser = p.chromium.launch(
-        executable_path="/usr/bin/chromium", headless=True,
-        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--disable-quic"])
+    browser = launch(p)
     ctx = browser.new_context(viewport={"width": 1100, "height": 760})
     page = ctx.new_page()
     console = []

@@ -19,16 +19,15 @@ import sys
 
 from playwright.sync_api import sync_playwright
 
+from debian_chromium import launch
+
 url, shots, download_url, sha, secret = sys.argv[1:6]
 origin = url.split("/#", 1)[0]
 os.makedirs(shots, exist_ok=True)
 out = {}
 
 with sync_playwright() as p:
-    browser = p.chromium.launch(
-        executable_path="/usr/bin/chromium", headless=True,
-        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--disable-quic"])
+    browser = launch(p)
     page = browser.new_page(viewport={"width": 1100, "height": 760})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))

@@ -5,7 +5,7 @@
 use super::{AudioSegmentRow, SegmentName};
 use std::path::Path;
 
-/// At start: remove half-written `.wav.tmp` files, and return a row for
+/// At start: remove half-written `seg-….tmp` files, and return a row for
 /// every segment file (those whose row a crash lost are recorded again;
 /// the store ignores the ones it has). Anything else is left alone.
 pub fn recover(dir: &Path) -> std::io::Result<Vec<AudioSegmentRow>> {
@@ -23,7 +23,7 @@ pub fn recover(dir: &Path) -> std::io::Result<Vec<AudioSegmentRow>> {
         if !meta.is_file() {
             continue;
         }
-        if name.starts_with("seg-") && name.ends_with(".wav.tmp") {
+        if name.starts_with("seg-") && name.ends_with(".tmp") {
             let _ = std::fs::remove_file(entry.path());
             continue;
         }

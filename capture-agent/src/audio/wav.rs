@@ -3,7 +3,6 @@
 //! writing a segment so that it appears whole or not at all.
 
 use super::vad::SAMPLE_RATE;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Errors reading or writing audio files.
@@ -114,9 +113,8 @@ pub fn read_16k_mono(path: &Path) -> Result<Vec<i16>, WavError> {
 
 /// Write 16 kHz mono samples to `path` whole or not at all: into a
 /// `.tmp` beside it, synced, then renamed (a reader never sees half a
-/// file; a crash leaves only a `.tmp`, which the next start removes).
+/// file; a crash leaves only a `seg-….tmp`, which the next start removes).
 pub fn write_atomic(path: &Path, samples: &[i16]) -> Result<(), WavError> {
-    let tmp = path.with_extension("wav.tmp");
     let werr = |source| WavError::Write {
         path: path.to_path_buf(),
         source,
@@ -139,25 +137,8 @@ pub fn write_atomic(path: &Path, samples: &[i16]) -> Result<(), WavError> {
         w.finalize()
             .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
     }
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(werr(e));
-    }
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    // Private (0600): a recording is the person's voice.
+    cowork_proto::files::write_atomically(path, &bytes, 0o600).map_err(werr)
 }
 
 #[cfg(test)]
@@ -198,7 +179,11 @@ mod tests {
         let p = dir.path().join("seg.wav");
         let samples: Vec<i16> = (0..1600).map(|i| (i * 7 % 2000) as i16).collect();
         write_atomic(&p, &samples).unwrap();
-        assert!(!dir.path().join("seg.wav.tmp").exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("seg.wav")]);
         assert_eq!(read_16k_mono(&p).unwrap(), samples);
         // A stereo 8 kHz float file comes back as 16 kHz mono.
         let q = dir.path().join("st.wav");
