@@ -203,7 +203,8 @@ async function send(text, retryOf = '') {
         body.append(el('div', { class: 'error' }, c.error.message));
       }
     }
-    if (trace) meta.append(el('span', { title: 'coworkctl trace <id>' }, `trace ${trace.slice(0, 8)}…`));
+    if (!body.textContent.trim()) meta.append(el('span', { class: 'notice' }, 'the model ended its answer without a word'));
+    if (trace) meta.append(el('span', { title: `coworkctl trace ${trace}` }, `trace ${trace.slice(0, 8)}…`));
     if (decision && decision.message_id) {
       meta.append(el('button', {
         class: 'secondary',

@@ -43,7 +43,7 @@ function codeOfHttp(status) {
 
 // Bytes arriving in chunks, read as frames without copying the whole
 // buffer at every chunk.
-class Frames {
+export class Frames {
   constructor() { this.chunks = []; this.length = 0; }
   push(bytes) { this.chunks.push(bytes); this.length += bytes.length; }
   // The first `n` bytes, removed.

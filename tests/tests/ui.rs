@@ -156,6 +156,11 @@ async fn the_page_runs_the_suite_in_a_real_chromium_and_refuses_other_origins() 
         !chat["answer"].as_str().unwrap().trim().is_empty(),
         "{chat}"
     );
+    // An answer the model ended at once was said to be empty, not shown
+    // as nothing.
+    for meta in chat["empty_answers"].as_array().unwrap() {
+        assert!(meta.as_str().unwrap().contains("without a word"), "{chat}");
+    }
     assert!(chat["pieces"].as_u64().unwrap() >= 2, "streamed: {chat}");
     assert!(chat["meta"].as_str().unwrap().contains("trace "), "{chat}");
     assert!(
@@ -460,5 +465,134 @@ async fn the_management_screens_download_configure_run_and_retry() {
             .unwrap()
             .any(|f| std::fs::read(f.unwrap().path()).unwrap() == png),
         "the PNG coworkctl saved is the one kept"
+    );
+}
+
+#[test]
+fn the_page_codec_reads_and_writes_what_prost_does_and_frames_survive_any_cut() {
+    use cowork_proto::pb;
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let status = pb::system::StatusResponse {
+        workers: vec![pb::system::WorkerStatus {
+            name: "agents".into(),
+            state: pb::system::WorkerState::Failed as i32,
+            pid: 42,
+            restarts: 5,
+            uptime_ms: 1_234_567_890_123,
+            cpu_percent: 1.5,
+            reason: "exited with code 3 \u{2014} \u{ab}\u{fc}n\u{ef}code\u{bb} \u{1f980}".into(),
+            last_exit_code: Some(-9),
+            last_signal: None,
+            last_log_lines: vec!["a".into(), String::new(), "c".into()],
+            ..Default::default()
+        }],
+        coworkd_pid: 7,
+        coworkd_rss_bytes: 1 << 52,
+        home: "/h".into(),
+        ..Default::default()
+    };
+    let chunk = pb::chat::ChatChunk {
+        chunk: Some(pb::chat::chat_chunk::Chunk::Route(
+            pb::chat::RouteDecision {
+                model: "m".into(),
+                cost_estimate_usd: 0.0125,
+                reload_ms: Some(0),
+                ..Default::default()
+            },
+        )),
+    };
+    let add = pb::mcp::AddServerRequest {
+        name: "d".into(),
+        command: vec!["python".into(), "-m".into()],
+        env: [("A".into(), "1".into()), ("__proto__".into(), "x".into())].into(),
+        config: [("token".into(), "t".into())].into(),
+        ..Default::default()
+    };
+    let span = pb::system::TraceSpan {
+        start_unix_us: -5,
+        duration_us: 1_700_000_000_000_000,
+        ..Default::default()
+    };
+    let files = [
+        ("cowork.system.v1.StatusResponse", status.encode_to_vec()),
+        ("cowork.chat.v1.ChatChunk", chunk.encode_to_vec()),
+        ("cowork.mcp.v1.AddServerRequest", add.encode_to_vec()),
+        ("cowork.system.v1.TraceSpan", span.encode_to_vec()),
+    ];
+    for (t, b) in &files {
+        std::fs::write(dir.path().join(format!("{t}.bin")), b).unwrap();
+    }
+    let descriptors = dir.path().join("descriptors.pb");
+    std::fs::write(&descriptors, pb::FILE_DESCRIPTOR_SET).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(repo_root().join("tests/js/codec_check.mjs"))
+        .arg(&descriptors)
+        .arg(dir.path())
+        .args(files.iter().map(|(t, _)| *t))
+        .output()
+        .expect("run node (scripts/peers.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &v["decoded"];
+    let w = &d["cowork.system.v1.StatusResponse"]["workers"][0];
+    assert_eq!(w["state"], "WORKER_STATE_FAILED", "{v}");
+    assert_eq!(w["last_exit_code"], -9, "{v}");
+    assert!(w.get("last_signal").is_none(), "absent stays absent: {v}");
+    assert_eq!(w["uptime_ms"], 1_234_567_890_123u64, "{v}");
+    assert_eq!(w["reason"], status.workers[0].reason, "{v}");
+    assert_eq!(w["last_log_lines"], serde_json::json!(["a", "", "c"]));
+    assert_eq!(
+        d["cowork.system.v1.StatusResponse"]["coworkd_rss_bytes"],
+        1u64 << 52
+    );
+    let route = &d["cowork.chat.v1.ChatChunk"];
+    assert_eq!(route["route"]["reload_ms"], 0, "present though zero: {v}");
+    assert_eq!(route["route"]["cost_estimate_usd"], 0.0125);
+    assert!(route.get("delta").is_none(), "{v}");
+    let a = &d["cowork.mcp.v1.AddServerRequest"];
+    assert_eq!(
+        a["env"]["__proto__"], "x",
+        "a map key, not a prototype: {v}"
+    );
+    assert_eq!(a["config"]["token"], "t");
+    assert_eq!(d["cowork.system.v1.TraceSpan"]["start_unix_us"], -5);
+    assert_eq!(
+        d["cowork.system.v1.TraceSpan"]["duration_us"],
+        1_700_000_000_000_000u64
+    );
+    // What the page writes, prost reads back as the same message.
+    let bytes = |t: &str| {
+        let h = v["reencoded"][t].as_str().unwrap();
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+    };
+    assert_eq!(
+        pb::system::StatusResponse::decode(&bytes("cowork.system.v1.StatusResponse")[..]).unwrap(),
+        status
+    );
+    assert_eq!(
+        pb::chat::ChatChunk::decode(&bytes("cowork.chat.v1.ChatChunk")[..]).unwrap(),
+        chunk
+    );
+    assert_eq!(
+        pb::mcp::AddServerRequest::decode(&bytes("cowork.mcp.v1.AddServerRequest")[..]).unwrap(),
+        add
+    );
+    assert_eq!(
+        pb::system::TraceSpan::decode(&bytes("cowork.system.v1.TraceSpan")[..]).unwrap(),
+        span
+    );
+    // Four messages and the trailer, whatever the chunking.
+    assert_eq!(v["frames"]["messages"], 5, "{v}");
+    assert_eq!(
+        v["frames"]["cuts"].as_u64().unwrap(),
+        v["frames"]["bytes"].as_u64().unwrap() + 1
     );
 }
