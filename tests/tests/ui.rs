@@ -29,6 +29,14 @@ fn http_status(port: u16, method: &str, path: &str, headers: &str) -> Option<u16
     s.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Where the screenshots go: `$COWORK_UI_SCREENSHOTS` (docs/ui when the
+/// docs are made again), else the suite's home.
+fn screenshots_dir(s: &Suite) -> std::path::PathBuf {
+    std::env::var("COWORK_UI_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| s.home.path().join("shots"))
+}
+
 fn config_port(s: &Suite) -> Option<u64> {
     // The `port = N` line of the `[ui]` table.
     let text = std::fs::read_to_string(s.home.path().join("config.toml")).ok()?;
@@ -71,9 +79,7 @@ async fn the_page_runs_the_suite_in_a_real_chromium_and_refuses_other_origins() 
     let op_id = op["id"].as_str().unwrap().to_owned();
     ok(&s.ctl(&["capture", "disable", "clipboard"]));
 
-    let shots = std::env::var("COWORK_UI_SCREENSHOTS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| s.home.path().join("shots"));
+    let shots = screenshots_dir(&s);
     let rss_before = proc_rss_bytes(s.coworkd_pid());
     let v: Value = python_json(
         "ui_browser.py",
@@ -369,9 +375,7 @@ async fn the_management_screens_download_configure_run_and_retry() {
         .as_str()
         .unwrap()
         .to_owned();
-    let shots = std::env::var("COWORK_UI_SCREENSHOTS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| s.home.path().join("shots"));
+    let shots = screenshots_dir(&s);
     let v = python_json(
         "ui_manage.py",
         &[
