@@ -70,11 +70,24 @@ pub fn find(path: &str) -> Option<&'static Asset> {
 
 /// The entity tag of a file: a hash of its bytes, so a browser revalidates
 /// with a 304 instead of fetching it again until coworkd serves another.
-pub fn etag(a: &Asset) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    a.body.hash(&mut h);
-    format!("\"{:016x}\"", h.finish())
+/// Computed once per file, at its first request.
+pub fn etag(a: &Asset) -> &'static str {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                a.body.hash(&mut h);
+                format!("\"{:016x}\"", h.finish())
+            })
+            .collect()
+    });
+    ASSETS
+        .iter()
+        .position(|x| std::ptr::eq(x, a))
+        .map_or("\"\"", |i| tags[i].as_str())
 }
 
 /// The response for a GET (or HEAD, without the body) of `path`; a 304
@@ -89,7 +102,7 @@ pub fn response(path: &str, head: bool, if_none_match: Option<&str>) -> Response
     if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == tag)) {
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
-        set_cache_headers(r.headers_mut(), &tag);
+        set_cache_headers(r.headers_mut(), tag);
         return r;
     }
     let body = if head {
@@ -104,7 +117,7 @@ pub fn response(path: &str, head: bool, if_none_match: Option<&str>) -> Response
         HeaderValue::from_static(a.content_type),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(a.body.len()));
-    set_cache_headers(h, &tag);
+    set_cache_headers(h, tag);
     r
 }
 
