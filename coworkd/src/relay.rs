@@ -132,6 +132,8 @@ pub struct Relay {
     local: Handler,
     sockets: BTreeMap<WorkerName, PathBuf>,
     upstreams: Arc<Upstreams>,
+    /// The tracer of relay spans; None when traces are off.
+    tracer: Option<traces::Tracer>,
 }
 
 impl Relay {
@@ -153,6 +155,7 @@ impl Relay {
             local,
             sockets,
             upstreams: Arc::default(),
+            tracer: traces::installed_tracer(),
         })
     }
 
@@ -175,24 +178,17 @@ impl Relay {
                 // One trace per call: the caller's (`traceparent`), else a
                 // new one. The worker continues it from this span; the
                 // caller learns its id from `cowork-trace-id`.
-                let span = tracing::info_span!(
-                    target: traces::TARGET,
-                    "relay",
-                    worker = w.as_str(),
-                    path = req.uri().path(),
-                    outcome = tracing::field::Empty,
-                    wait_ms = tracing::field::Empty,
-                    bytes = tracing::field::Empty,
+                let mut span = traces::RelaySpan::start(
+                    self.tracer.as_ref(),
+                    w.as_str(),
+                    req.uri().path(),
+                    req.headers(),
                 );
-                traces::continue_trace(&span, req.headers());
                 let mut req = req;
-                let id = traces::inject(&span, req.headers_mut());
-                // Not entered while it waits: nothing under it logs, and each enter
-                // and exit would cost every layer a call per poll.
-                let mut resp = self.forward(w, req, &span).await;
-                if let Some(id) = id.and_then(|id| http::HeaderValue::from_str(&id).ok()) {
-                    resp.headers_mut()
-                        .insert(traces::TRACE_ID_HEADER, traces::never_indexed(id));
+                let id = span.inject(req.headers_mut());
+                let mut resp = self.forward(w, req, &mut span).await;
+                if let Some(id) = id {
+                    resp.headers_mut().insert(traces::TRACE_ID_HEADER_NAME, id);
                 }
                 // The span lasts until the last message and trailers pass.
                 traces::until_body_ends(resp, span)
@@ -208,12 +204,12 @@ impl Relay {
         &self,
         w: WorkerName,
         req: Request<Incoming>,
-        span: &tracing::Span,
+        span: &mut traces::RelaySpan,
     ) -> Response<Body> {
         let arrived = Instant::now();
         let waited = self.wait_routable(w).await;
         // Time spent waiting for an on-demand (or restarting) worker.
-        span.record("wait_ms", arrived.elapsed().as_millis() as u64);
+        span.record_wait_ms(arrived.elapsed().as_millis() as u64);
         if let Err(why) = waited {
             return status_response(Status::unavailable(why));
         }

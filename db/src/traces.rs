@@ -42,6 +42,12 @@ pub const OWNER: Owner = Owner {
             otlp_failed INTEGER NOT NULL DEFAULT 0,
             updated_us INTEGER NOT NULL);",
         ),
+        // One index fewer to update per span (the writer's SQLite work
+        // per span: 14.8 k instructions with it, 10.7 k without; the
+        // benchmark in docs/BENCHMARKS.md). What it served goes by rowid,
+        // the order spans were written in: the newest relayed call
+        // ([`last_trace`]), the oldest spans ([`cap`]).
+        Step::Sql("DROP INDEX IF EXISTS traces_spans_start;"),
     ],
 };
 
@@ -84,6 +90,28 @@ pub const NUMERIC_ATTRIBUTES: &[&str] = &[
     "tokens",
 ];
 
+/// Whether `key` is a kept attribute ([`KEPT_ATTRIBUTES`]) and, if so,
+/// whether it is a number ([`NUMERIC_ATTRIBUTES`]): the two lists as one
+/// match, for the batch writer (asked for every attribute of every span).
+pub fn kept_attribute(key: &str) -> Option<Kept> {
+    match key {
+        "wait_ms" | "bytes" | "ttft_ms" | "prompt_tokens" | "completion_tokens" | "rows"
+        | "items" | "tokens" => Some(Kept::Number),
+        "worker" | "path" | "route" | "grpc.status" | "outcome" | "engine" | "model" | "op"
+        | "server" | "tool" | "action" | "decided_by" | "decision" => Some(Kept::Text),
+        _ => None,
+    }
+}
+
+/// How a kept attribute is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// As a JSON string.
+    Text,
+    /// As a JSON number (a count or a duration).
+    Number,
+}
+
 /// One span.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpanRow {
@@ -120,30 +148,153 @@ pub fn open(path: &std::path::Path) -> Result<Connection, MigrateError> {
     Ok(c)
 }
 
-/// Write spans in one transaction (a span written twice is replaced).
-pub fn insert(c: &Connection, spans: &[SpanRow]) -> rusqlite::Result<()> {
+/// One span to write, borrowed (the batch writer builds its columns in
+/// buffers it reuses; see [`insert_with`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SpanRef<'a> {
+    /// 32 hex digits.
+    pub trace_id: &'a str,
+    /// 16 hex digits.
+    pub span_id: &'a str,
+    /// 16 hex digits; all zeros for a root.
+    pub parent_span_id: &'a str,
+    /// "coworkd", "agents", ...
+    pub process: &'a str,
+    /// The span's name.
+    pub name: &'a str,
+    /// Start, Unix µs.
+    pub start_us: i64,
+    /// Duration, µs.
+    pub duration_us: i64,
+    /// How it ended (as [`SpanRow::outcome`]).
+    pub outcome: &'a str,
+    /// Kept attributes, as a JSON object.
+    pub attributes: &'a str,
+}
+
+impl SpanRow {
+    /// This row, borrowed.
+    pub fn as_ref(&self) -> SpanRef<'_> {
+        SpanRef {
+            trace_id: &self.trace_id,
+            span_id: &self.span_id,
+            parent_span_id: &self.parent_span_id,
+            process: &self.process,
+            name: &self.name,
+            start_us: self.start_us,
+            duration_us: self.duration_us,
+            outcome: &self.outcome,
+            attributes: &self.attributes,
+        }
+    }
+}
+
+/// Spans written per INSERT statement while a batch has that many left:
+/// SQLite spends about 6.4 k instructions a row on one statement of 32
+/// rows, 10.7 k on each of 32 one-row statements (statement start,
+/// cursors and bindings are paid per statement; docs/BENCHMARKS.md).
+const ROWS_PER_INSERT: usize = 32;
+
+/// The columns of a span row, in the INSERT statements' order.
+const INSERT_COLUMNS: &str = "INSERT OR REPLACE INTO traces_spans (trace_id, span_id,
+    parent_span_id, process, name, start_us, duration_us, outcome, attributes) VALUES ";
+
+/// Where [`insert_with`]'s caller puts the spans of one transaction.
+pub struct SpanSink<'c> {
+    /// One row.
+    one: rusqlite::CachedStatement<'c>,
+    /// [`ROWS_PER_INSERT`] rows.
+    many: rusqlite::CachedStatement<'c>,
+    /// Rows still to go through `many`.
+    grouped: usize,
+    /// Rows bound into `many`, not yet written.
+    bound: usize,
+    /// Rows announced and not yet put.
+    left: usize,
+}
+
+impl SpanSink<'_> {
+    /// Write `span` (a span written twice is replaced). Its columns are
+    /// copied: the caller may reuse their buffers at once.
+    pub fn put(&mut self, span: &SpanRef<'_>) -> rusqlite::Result<()> {
+        self.left = self.left.checked_sub(1).ok_or_else(|| {
+            rusqlite::Error::ToSqlConversionFailure("more spans were put than announced".into())
+        })?;
+        if self.grouped == 0 {
+            return self
+                .one
+                .execute(params![
+                    span.trace_id,
+                    span.span_id,
+                    span.parent_span_id,
+                    span.process,
+                    span.name,
+                    span.start_us,
+                    span.duration_us,
+                    span.outcome,
+                    span.attributes
+                ])
+                .map(|_| ());
+        }
+        let at = self.bound * 9;
+        let m = &mut self.many;
+        m.raw_bind_parameter(at + 1, span.trace_id)?;
+        m.raw_bind_parameter(at + 2, span.span_id)?;
+        m.raw_bind_parameter(at + 3, span.parent_span_id)?;
+        m.raw_bind_parameter(at + 4, span.process)?;
+        m.raw_bind_parameter(at + 5, span.name)?;
+        m.raw_bind_parameter(at + 6, span.start_us)?;
+        m.raw_bind_parameter(at + 7, span.duration_us)?;
+        m.raw_bind_parameter(at + 8, span.outcome)?;
+        m.raw_bind_parameter(at + 9, span.attributes)?;
+        self.grouped -= 1;
+        self.bound += 1;
+        if self.bound == ROWS_PER_INSERT {
+            self.bound = 0;
+            m.raw_execute()?;
+        }
+        Ok(())
+    }
+}
+
+/// Write the `count` spans `fill` puts in the sink, in one transaction
+/// (none of them when `fill` fails, or puts more or fewer than `count`).
+pub fn insert_with(
+    c: &Connection,
+    count: usize,
+    fill: impl FnOnce(&mut SpanSink<'_>) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    static MANY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let many = MANY.get_or_init(|| {
+        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        format!("{INSERT_COLUMNS}{}", vec![row; ROWS_PER_INSERT].join(", "))
+    });
     let tx = c.unchecked_transaction()?;
     {
-        let mut s = tx.prepare_cached(
-            "INSERT OR REPLACE INTO traces_spans (trace_id, span_id, parent_span_id, process,
-                name, start_us, duration_us, outcome, attributes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        for r in spans {
-            s.execute(params![
-                r.trace_id,
-                r.span_id,
-                r.parent_span_id,
-                r.process,
-                r.name,
-                r.start_us,
-                r.duration_us,
-                r.outcome,
-                r.attributes
-            ])?;
+        let mut sink = SpanSink {
+            one: tx.prepare_cached(&format!(
+                "{INSERT_COLUMNS}(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ))?,
+            many: tx.prepare_cached(many)?,
+            grouped: count - count % ROWS_PER_INSERT,
+            bound: 0,
+            left: count,
+        };
+        fill(&mut sink)?;
+        if sink.left > 0 {
+            return Err(rusqlite::Error::ToSqlConversionFailure(
+                format!("{count} spans were announced, fewer were put").into(),
+            ));
         }
     }
     tx.commit()
+}
+
+/// Write spans in one transaction (a span written twice is replaced).
+pub fn insert(c: &Connection, spans: &[SpanRow]) -> rusqlite::Result<()> {
+    insert_with(c, spans.len(), |sink| {
+        spans.iter().try_for_each(|r| sink.put(&r.as_ref()))
+    })
 }
 
 /// Every span of `trace_id`, by start time.
@@ -159,7 +310,12 @@ pub fn spans_of(c: &Connection, trace_id: &str) -> rusqlite::Result<Vec<SpanRow>
 /// background calls a worker makes to another directly are not "last".
 pub fn last_trace(c: &Connection) -> rusqlite::Result<Option<String>> {
     c.query_row(
-        "SELECT trace_id FROM traces_spans WHERE process = 'coworkd' AND name = 'relay'
+        // The newest relay spans written (by rowid: no index on the start
+        // time), the one that started last of them: a long call written
+        // after a shorter, later one is not "last".
+        "SELECT trace_id FROM
+            (SELECT trace_id, start_us FROM traces_spans
+             WHERE process = 'coworkd' AND name = 'relay' ORDER BY rowid DESC LIMIT 256)
          ORDER BY start_us DESC LIMIT 1",
         [],
         |r| r.get(0),
@@ -329,8 +485,8 @@ pub fn stats(c: &Connection) -> rusqlite::Result<Stats> {
     })
 }
 
-/// Keep the table under `max_bytes`: when it is over, delete the oldest
-/// spans (1000 at a time) until it is under nine tenths of it. How many
+/// Keep the table under `max_bytes`: when it is over, delete the spans
+/// written first (1000 at a time) until it is under nine tenths of it. How many
 /// went.
 pub fn cap(c: &Connection, max_bytes: u64) -> rusqlite::Result<usize> {
     let st = stats(c)?;
@@ -344,7 +500,7 @@ pub fn cap(c: &Connection, max_bytes: u64) -> rusqlite::Result<usize> {
     while over > 0 {
         let k = c.execute(
             "DELETE FROM traces_spans WHERE rowid IN
-                (SELECT rowid FROM traces_spans ORDER BY start_us LIMIT ?1)",
+                (SELECT rowid FROM traces_spans ORDER BY rowid LIMIT ?1)",
             [over.min(1000) as i64],
         )?;
         if k == 0 {
@@ -357,7 +513,8 @@ pub fn cap(c: &Connection, max_bytes: u64) -> rusqlite::Result<usize> {
 }
 
 /// Delete spans that started before `cutoff_us`, 1000 at a time (no one
-/// transaction holds the write lock long): how many went.
+/// transaction holds the write lock long): how many went. (Unindexed: the
+/// last batch reads the whole table, once per sweep.)
 pub fn expire(c: &Connection, cutoff_us: i64) -> rusqlite::Result<usize> {
     let mut n = 0;
     loop {
@@ -392,6 +549,56 @@ mod tests {
     }
 
     #[test]
+    fn kept_attribute_agrees_with_the_lists() {
+        for key in KEPT_ATTRIBUTES {
+            let want = if NUMERIC_ATTRIBUTES.contains(key) {
+                Kept::Number
+            } else {
+                Kept::Text
+            };
+            assert_eq!(kept_attribute(key), Some(want), "{key}");
+        }
+        for key in NUMERIC_ATTRIBUTES {
+            assert!(KEPT_ATTRIBUTES.contains(key), "{key}");
+        }
+        for key in ["message", "text", "args", "code.file.path", "Path", ""] {
+            assert_eq!(kept_attribute(key), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn spans_written_in_groups_and_singly_come_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(&dir.path().join("cowork.db")).unwrap();
+        // 70: two statements of 32 rows, then 6 rows one at a time.
+        let rows: Vec<SpanRow> = (0..70)
+            .map(|i| SpanRow {
+                trace_id: "t".into(),
+                span_id: format!("{i:016x}"),
+                parent_span_id: format!("p{i}"),
+                process: format!("process {i}"),
+                name: format!("name {i}"),
+                start_us: 1000 + i,
+                duration_us: 7 * i,
+                outcome: format!("outcome {i}"),
+                attributes: format!("{{\"rows\":{i}}}"),
+            })
+            .collect();
+        insert(&c, &rows).unwrap();
+        assert_eq!(spans_of(&c, "t").unwrap(), rows);
+        // Fewer spans put than announced: an error, and none written.
+        let err = insert_with(&c, 40, |sink| {
+            (0..33).try_for_each(|i| sink.put(&span("u", &i.to_string(), "0", i).as_ref()))
+        });
+        assert!(err.is_err());
+        let err = insert_with(&c, 1, |sink| {
+            (0..2).try_for_each(|i| sink.put(&span("u", &i.to_string(), "0", i).as_ref()))
+        });
+        assert!(err.is_err(), "more than announced");
+        assert!(spans_of(&c, "u").unwrap().is_empty());
+    }
+
+    #[test]
     fn spans_are_stored_per_trace_the_last_found_and_old_ones_expire() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cowork.db");
@@ -410,7 +617,25 @@ mod tests {
         .unwrap();
         insert(&c, &[span("a", "2", "1", 150)]).unwrap();
         assert_eq!(spans_of(&c, "a").unwrap().len(), 2);
+        // Written last, started before "b": "b" is still the last call.
         assert_eq!(last_trace(&c).unwrap().as_deref(), Some("b"));
+        let mut other = span("c", "4", "0", 400);
+        other.process = "agents".into();
+        insert(&c, &[other]).unwrap();
+        assert_eq!(
+            last_trace(&c).unwrap().as_deref(),
+            Some("b"),
+            "coworkd's only"
+        );
+        // One index on the table (its key): the writer updates no other.
+        let indexes: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'traces_spans'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 1);
         assert_eq!(expire(&c, 200).unwrap(), 2);
         assert!(spans_of(&c, "a").unwrap().is_empty());
     }

@@ -12,6 +12,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,9 @@ pub const TARGET: &str = "cowork.trace";
 
 /// The response header carrying the trace id coworkd recorded a call under.
 pub const TRACE_ID_HEADER: &str = "cowork-trace-id";
+
+/// [`TRACE_ID_HEADER`] as a header name (not parsed per call).
+pub const TRACE_ID_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(TRACE_ID_HEADER);
 
 /// Spans waiting to be written at most; more are dropped (and counted),
 /// never waited for.
@@ -337,6 +341,8 @@ pub struct SpanStore {
     /// The writer connection (opened, and the table migrated, on the
     /// first batch).
     conn: Mutex<Option<cowork_db::traces::Connection>>,
+    /// The columns of the span being written.
+    buffers: Mutex<RowBuffers>,
     /// This store's queue.
     counts: Arc<QueueCounts>,
     /// The OTLP export's queue, when there is one.
@@ -350,12 +356,13 @@ impl SpanStore {
             db,
             process,
             conn: Mutex::new(None),
+            buffers: Mutex::default(),
             counts: Arc::default(),
             otlp: None,
         }
     }
 
-    fn write(&self, rows: &[cowork_db::traces::SpanRow]) -> Result<(), String> {
+    fn write(&self, spans: &[SpanData]) -> Result<(), String> {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             let c = cowork_db::traces::open(&self.db).map_err(|e| e.to_string())?;
@@ -365,7 +372,13 @@ impl SpanStore {
         let Some(c) = guard.as_ref() else {
             return Err("no connection".into());
         };
-        cowork_db::traces::insert(c, rows).map_err(|e| e.to_string())?;
+        let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        cowork_db::traces::insert_with(c, spans.len(), |sink| {
+            spans
+                .iter()
+                .try_for_each(|s| sink.put(&buffers.row(s, self.process)))
+        })
+        .map_err(|e| e.to_string())?;
         // Queue full, or in a batch whose write failed (this one is the
         // first to succeed since).
         let (dropped, failed) = (self.counts.take_dropped(), self.counts.take_failed());
@@ -417,70 +430,115 @@ fn unix_us(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// A span as its row: ids, timings, outcome, kept attributes.
-pub fn row_of(s: &SpanData, process: &str) -> cowork_db::traces::SpanRow {
-    let mut outcome = match &s.status {
-        Status::Error { .. } => "error".to_owned(),
-        _ => "ok".to_owned(),
-    };
-    // The kept attributes as one JSON object, written directly (the batch
-    // writer runs this for every span); a later value of a key replaces an
-    // earlier one.
-    let attrs = &s.attributes;
-    let mut attributes = String::with_capacity(32 * attrs.len() + 2);
-    attributes.push('{');
-    for (i, kv) in attrs.iter().enumerate() {
-        use opentelemetry::Value as V;
-        use std::fmt::Write as _;
-        let key = kv.key.as_str();
-        if key == "outcome" {
-            outcome = kv.value.as_str().into_owned();
-        }
-        if !cowork_db::traces::KEPT_ATTRIBUTES.contains(&key)
-            || attrs[i + 1..].iter().any(|later| later.key.as_str() == key)
-        {
-            continue;
-        }
-        if attributes.len() > 1 {
-            attributes.push(',');
-        }
-        json_string(&mut attributes, key);
-        attributes.push(':');
-        let numeric = cowork_db::traces::NUMERIC_ATTRIBUTES.contains(&key);
-        match (&kv.value, numeric) {
-            (V::I64(n), _) => {
-                let _ = write!(attributes, "{n}");
-            }
-            // Written from the parsed number: text like "+5" or "007"
-            // parses but is not JSON.
-            (V::String(t), true) if t.as_str().parse::<i64>().is_ok() => {
-                let n = t.as_str().parse::<i64>().unwrap_or_default();
-                let _ = write!(attributes, "{n}");
-            }
-            (V::F64(f), _) => attributes.push_str(&serde_json::Value::from(*f).to_string()),
-            (V::Bool(b), _) => attributes.push_str(if *b { "true" } else { "false" }),
-            (other, _) => json_string(&mut attributes, &other.as_str()),
+/// A span's columns, built in buffers the batch writer reuses from span
+/// to span (it runs for every span: no allocation per span once they have
+/// grown).
+#[derive(Debug)]
+struct RowBuffers {
+    /// Trace, span and parent ids, hex.
+    ids: [u8; 64],
+    outcome: String,
+    attributes: String,
+}
+
+impl Default for RowBuffers {
+    fn default() -> Self {
+        Self {
+            ids: [b'0'; 64],
+            outcome: String::new(),
+            attributes: String::new(),
         }
     }
-    attributes.push('}');
-    let mut ids = String::with_capacity(32 + 16 + 16);
-    hex(&mut ids, &s.span_context.trace_id().to_bytes());
-    hex(&mut ids, &s.span_context.span_id().to_bytes());
-    hex(&mut ids, &s.parent_span_id.to_bytes());
+}
+
+impl RowBuffers {
+    /// `s` as its row: ids, timings, outcome, kept attributes (as one JSON
+    /// object; counts as numbers; a later value of a key replaces an
+    /// earlier one).
+    fn row<'a>(&'a mut self, s: &'a SpanData, process: &'a str) -> cowork_db::traces::SpanRef<'a> {
+        use cowork_db::traces::Kept;
+        use opentelemetry::Value as V;
+        self.outcome.clear();
+        self.outcome.push_str(match &s.status {
+            Status::Error { .. } => "error",
+            _ => "ok",
+        });
+        let out = &mut self.attributes;
+        out.clear();
+        out.push('{');
+        let attrs = &s.attributes;
+        for (i, kv) in attrs.iter().enumerate() {
+            let key = kv.key.as_str();
+            let Some(kind) = cowork_db::traces::kept_attribute(key) else {
+                continue;
+            };
+            if key == "outcome" {
+                self.outcome.clear();
+                self.outcome.push_str(&kv.value.as_str());
+            }
+            if attrs[i + 1..].iter().any(|later| later.key.as_str() == key) {
+                continue;
+            }
+            if out.len() > 1 {
+                out.push(',');
+            }
+            // Kept keys are plain words: nothing to escape.
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\":");
+            let mut number = itoa::Buffer::new();
+            match (&kv.value, kind) {
+                (V::I64(n), _) => out.push_str(number.format(*n)),
+                // Written from the parsed number: text like "+5" or "007"
+                // parses but is not JSON.
+                (V::String(t), Kept::Number) => match t.as_str().parse::<i64>() {
+                    Ok(n) => out.push_str(number.format(n)),
+                    Err(_) => json_string(out, t.as_str()),
+                },
+                (V::F64(f), _) => out.push_str(&serde_json::Value::from(*f).to_string()),
+                (V::Bool(b), _) => out.push_str(if *b { "true" } else { "false" }),
+                (other, _) => json_string(out, &other.as_str()),
+            }
+        }
+        out.push('}');
+        let sc = &s.span_context;
+        hex(&mut self.ids[..32], &sc.trace_id().to_bytes());
+        hex(&mut self.ids[32..48], &sc.span_id().to_bytes());
+        hex(&mut self.ids[48..], &s.parent_span_id.to_bytes());
+        // Hex digits are ASCII.
+        let ids = std::str::from_utf8(&self.ids).unwrap_or_default();
+        cowork_db::traces::SpanRef {
+            trace_id: &ids[..32],
+            span_id: &ids[32..48],
+            parent_span_id: &ids[48..],
+            process,
+            name: &s.name,
+            start_us: unix_us(s.start_time),
+            duration_us: s
+                .end_time
+                .duration_since(s.start_time)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0),
+            outcome: &self.outcome,
+            attributes: &self.attributes,
+        }
+    }
+}
+
+/// A span as its row (as the batch writer writes it).
+pub fn row_of(s: &SpanData, process: &str) -> cowork_db::traces::SpanRow {
+    let mut buffers = RowBuffers::default();
+    let r = buffers.row(s, process);
     cowork_db::traces::SpanRow {
-        trace_id: ids[..32].to_owned(),
-        span_id: ids[32..48].to_owned(),
-        parent_span_id: ids[48..].to_owned(),
-        process: process.to_owned(),
-        name: s.name.to_string(),
-        start_us: unix_us(s.start_time),
-        duration_us: s
-            .end_time
-            .duration_since(s.start_time)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(0),
-        outcome,
-        attributes,
+        trace_id: r.trace_id.to_owned(),
+        span_id: r.span_id.to_owned(),
+        parent_span_id: r.parent_span_id.to_owned(),
+        process: r.process.to_owned(),
+        name: r.name.to_owned(),
+        start_us: r.start_us,
+        duration_us: r.duration_us,
+        outcome: r.outcome.to_owned(),
+        attributes: r.attributes.to_owned(),
     }
 }
 
@@ -509,19 +567,18 @@ fn json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// `bytes` as lowercase hex digits, appended to `out`.
-fn hex(out: &mut String, bytes: &[u8]) {
+/// `bytes` as lowercase hex digits, into `out` (twice as long).
+fn hex(out: &mut [u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
 }
 
 impl SpanExporter for SpanStore {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let rows: Vec<_> = batch.iter().map(|s| row_of(s, self.process)).collect();
-        self.write(&rows).map_err(OTelSdkError::InternalFailure)
+        self.write(&batch).map_err(OTelSdkError::InternalFailure)
     }
 }
 
@@ -710,9 +767,19 @@ pub fn record_past(
     span.end();
 }
 
-/// This process's tracer (set when the layer is made), for [`record_past`].
-static TRACER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracer> =
-    std::sync::OnceLock::new();
+/// This process's tracer (set when the layer is made), for [`record_past`]
+/// and [`installed_tracer`].
+static TRACER: std::sync::OnceLock<Tracer> = std::sync::OnceLock::new();
+
+/// The OpenTelemetry SDK's tracer.
+pub type Tracer = opentelemetry_sdk::trace::SdkTracer;
+
+/// This process's tracer once its trace layer is installed (traces are
+/// on), for spans made without `tracing` ([`RelaySpan`]); None when traces
+/// are off.
+pub fn installed_tracer() -> Option<Tracer> {
+    TRACER.get().cloned()
+}
 
 /// The layer turning [`TARGET`] spans into OpenTelemetry spans.
 pub fn layer<S>(
@@ -783,14 +850,14 @@ pub fn traced(handler: crate::uds::Handler) -> crate::uds::Handler {
 /// the call's `grpc-status`, from the headers of a call that fails at once,
 /// else from the trailers of a streamed one ("cancelled" when the caller
 /// hung up first), and `bytes` counts what the body carried.
-pub fn until_body_ends(
+pub fn until_body_ends<S: CallSpan>(
     resp: http::Response<tonic::body::Body>,
-    span: tracing::Span,
+    mut span: S,
 ) -> http::Response<tonic::body::Body> {
     let (parts, body) = resp.into_parts();
     let status = parts.headers.get("grpc-status").is_some();
     if status {
-        span.record("outcome", outcome_of(&parts.headers).as_str());
+        span.outcome(outcome_of(&parts.headers));
     }
     let body = SpanBody {
         inner: body,
@@ -801,40 +868,136 @@ pub fn until_body_ends(
     http::Response::from_parts(parts, tonic::body::Body::new(body))
 }
 
+/// The span of one call, told how the call ended as its response's body
+/// ends ([`until_body_ends`]): a worker's `request` span (`tracing`) or
+/// coworkd's [`RelaySpan`].
+pub trait CallSpan: Send + Unpin + 'static {
+    /// How the call ended: "ok", "grpc-status N", "cancelled".
+    fn outcome(&mut self, outcome: Cow<'static, str>);
+    /// The call is over; its body carried `bytes`.
+    fn end(self, bytes: u64);
+}
+
+impl CallSpan for tracing::Span {
+    fn outcome(&mut self, outcome: Cow<'static, str>) {
+        self.record("outcome", &*outcome);
+    }
+    fn end(self, bytes: u64) {
+        self.record("bytes", bytes);
+        // A span ends when it was last exited: exit it now.
+        self.in_scope(|| {});
+    }
+}
+
+/// coworkd's `relay` span of one call: made by the OpenTelemetry SDK's
+/// tracer directly, not through a `tracing` span and the OpenTelemetry
+/// layer. It has no children in coworkd and nothing logs under it, so the
+/// layer would only convert it, at a cost on every relayed call
+/// (docs/BENCHMARKS.md, "What traces cost"). Same tracer, sampler, ids,
+/// processors and table as every span; nothing at all when traces are off.
+pub struct RelaySpan(Option<opentelemetry_sdk::trace::Span>);
+
+impl RelaySpan {
+    /// The span of a call to `worker` at `path`, made by `tracer` (None:
+    /// traces are off, nothing is recorded), continuing the caller's trace
+    /// (`traceparent` in `headers`), else starting one.
+    pub fn start(
+        tracer: Option<&Tracer>,
+        worker: &'static str,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Self {
+        use opentelemetry::trace::Tracer as _;
+        let Some(tracer) = tracer else {
+            return Self(None);
+        };
+        // Most callers send no trace context: nothing to parse.
+        let caller = if headers.contains_key(TRACEPARENT) {
+            TraceContextPropagator::new()
+                .extract_with_context(&opentelemetry::Context::new(), &Headers(headers))
+        } else {
+            opentelemetry::Context::new()
+        };
+        // Room for what is recorded later (wait, outcome, bytes).
+        let mut attributes = Vec::with_capacity(5);
+        attributes.push(KeyValue::new("worker", worker));
+        attributes.push(KeyValue::new("path", path.to_owned()));
+        let span = tracer
+            .span_builder("relay")
+            .with_attributes(attributes)
+            .start_with_context(tracer, &caller);
+        Self(Some(span))
+    }
+
+    /// How long the call waited for its worker to be routable.
+    pub fn record_wait_ms(&mut self, ms: u64) {
+        use opentelemetry::trace::Span as _;
+        if let Some(s) = &mut self.0 {
+            s.set_attribute(KeyValue::new("wait_ms", ms as i64));
+        }
+    }
+
+    /// Put this span's context into `headers` as `traceparent`, for the
+    /// worker. Returns the trace id when the call is recorded (traces are
+    /// on and it was sampled), as the value of [`TRACE_ID_HEADER`] for the
+    /// caller.
+    pub fn inject(&self, headers: &mut http::HeaderMap) -> Option<http::HeaderValue> {
+        use opentelemetry::trace::Span as _;
+        let sc = self.0.as_ref()?.span_context();
+        let value = inject_traceparent(sc, headers)?;
+        let id = http::HeaderValue::from_bytes(&value[3..35]).ok()?;
+        sc.is_sampled().then(|| never_indexed(id))
+    }
+}
+
+impl CallSpan for RelaySpan {
+    fn outcome(&mut self, outcome: Cow<'static, str>) {
+        use opentelemetry::trace::Span as _;
+        if let Some(s) = &mut self.0 {
+            s.set_attribute(KeyValue::new("outcome", outcome));
+        }
+    }
+    fn end(self, bytes: u64) {
+        use opentelemetry::trace::Span as _;
+        if let Some(mut s) = self.0 {
+            s.set_attribute(KeyValue::new("bytes", bytes as i64));
+            s.end();
+        }
+    }
+}
+
 /// A response body that ends its span when it ends.
-struct SpanBody {
+struct SpanBody<S: CallSpan> {
     inner: tonic::body::Body,
-    span: Option<tracing::Span>,
+    span: Option<S>,
     bytes: u64,
     outcome_recorded: bool,
 }
 
-impl SpanBody {
-    fn record(&mut self, outcome: &str) {
-        if let Some(span) = &self.span {
+impl<S: CallSpan> SpanBody<S> {
+    fn record(&mut self, outcome: Cow<'static, str>) {
+        if let Some(span) = &mut self.span {
             if !self.outcome_recorded {
-                span.record("outcome", outcome);
+                span.outcome(outcome);
                 self.outcome_recorded = true;
             }
         }
     }
     fn end(&mut self) {
         if let Some(span) = self.span.take() {
-            span.record("bytes", self.bytes);
-            // A span ends when it was last exited: exit it now.
-            span.in_scope(|| {});
+            span.end(self.bytes);
         }
     }
 }
 
-impl Drop for SpanBody {
+impl<S: CallSpan> Drop for SpanBody<S> {
     fn drop(&mut self) {
-        self.record("cancelled");
+        self.record(Cow::Borrowed("cancelled"));
         self.end();
     }
 }
 
-impl http_body::Body for SpanBody {
+impl<S: CallSpan> http_body::Body for SpanBody<S> {
     type Data = bytes::Bytes;
     type Error = tonic::Status;
 
@@ -843,24 +1006,26 @@ impl http_body::Body for SpanBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>> {
         use std::task::Poll;
-        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        // SpanBody is Unpin (its body is boxed, its span Unpin).
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    self.bytes += data.len() as u64;
+                    this.bytes += data.len() as u64;
                 } else if let Some(trailers) = frame.trailers_ref() {
                     let outcome = outcome_of(trailers);
-                    self.record(&outcome);
+                    this.record(outcome);
                 }
             }
             Poll::Ready(Some(Err(status))) => {
                 let outcome = format!("grpc-status {}", status.code() as i32);
-                self.record(&outcome);
-                self.end();
+                this.record(Cow::Owned(outcome));
+                this.end();
             }
             Poll::Ready(None) => {
-                self.record("ok");
-                self.end();
+                this.record(Cow::Borrowed("ok"));
+                this.end();
             }
             Poll::Pending => {}
         }
@@ -877,13 +1042,13 @@ impl http_body::Body for SpanBody {
 }
 
 /// "ok", or "grpc-status N" when a response's headers carry an error.
-pub fn outcome_of(headers: &http::HeaderMap) -> String {
+pub fn outcome_of(headers: &http::HeaderMap) -> Cow<'static, str> {
     headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .filter(|c| *c != "0")
-        .map(|c| format!("grpc-status {c}"))
-        .unwrap_or_else(|| "ok".into())
+        .map(|c| Cow::Owned(format!("grpc-status {c}")))
+        .unwrap_or(Cow::Borrowed("ok"))
 }
 
 struct Headers<'a>(&'a http::HeaderMap);
@@ -919,35 +1084,54 @@ pub fn never_indexed(mut v: http::HeaderValue) -> http::HeaderValue {
 /// and this call was sampled), as [`trace_id`] does, from the same lookup.
 pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) -> Option<String> {
     let cx = span.context();
-    let sc = cx.span().span_context().clone();
+    inject_context(cx.span().span_context(), headers)
+}
+
+/// [`inject`] of a span's context.
+fn inject_context(
+    sc: &opentelemetry::trace::SpanContext,
+    headers: &mut http::HeaderMap,
+) -> Option<String> {
+    let value = inject_traceparent(sc, headers)?;
+    // Hex digits are ASCII.
+    sc.is_sampled()
+        .then(|| std::str::from_utf8(&value[3..35]).map(str::to_owned).ok())
+        .flatten()
+}
+
+/// Put `sc` into `headers` as `traceparent` (the caller's `tracestate`
+/// removed): its value, None when `sc` is not valid.
+fn inject_traceparent(
+    sc: &opentelemetry::trace::SpanContext,
+    headers: &mut http::HeaderMap,
+) -> Option<[u8; 55]> {
     if !sc.is_valid() {
         return None;
     }
     // The caller's `tracestate` belongs to their context, not ours.
-    headers.remove("tracestate");
-    let value = traceparent(&sc);
-    let id = sc.is_sampled().then(|| value[3..35].to_owned());
-    if let Ok(v) = http::HeaderValue::from_str(&value) {
+    headers.remove(TRACESTATE);
+    let value = traceparent(sc);
+    if let Ok(v) = http::HeaderValue::from_bytes(&value) {
         headers.insert(TRACEPARENT, never_indexed(v));
     }
-    id
+    Some(value)
 }
 
 /// The `traceparent` header.
 const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
+/// The `tracestate` header.
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+
 /// `sc` as a W3C `traceparent` value, `00-<trace id>-<span id>-<flags>`,
 /// written directly (this runs on every relayed call). The caller's
 /// `tracestate` is not passed on: it is theirs, not ours.
-fn traceparent(sc: &opentelemetry::trace::SpanContext) -> String {
-    let mut out = String::with_capacity(55);
-    out.push_str("00-");
-    hex(&mut out, &sc.trace_id().to_bytes());
-    out.push('-');
-    hex(&mut out, &sc.span_id().to_bytes());
-    out.push('-');
+fn traceparent(sc: &opentelemetry::trace::SpanContext) -> [u8; 55] {
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex(&mut out[3..35], &sc.trace_id().to_bytes());
+    hex(&mut out[36..52], &sc.span_id().to_bytes());
     hex(
-        &mut out,
+        &mut out[53..],
         &[(sc.trace_flags() & opentelemetry::trace::TraceFlags::SAMPLED).to_u8()],
     );
     out
@@ -1004,7 +1188,10 @@ mod tests {
                 &opentelemetry::Context::new().with_remote_span_context(sc.clone()),
                 &mut theirs,
             );
-            assert_eq!(traceparent(&sc), theirs.0["traceparent"]);
+            assert_eq!(
+                std::str::from_utf8(&traceparent(&sc)).unwrap(),
+                theirs.0["traceparent"]
+            );
         }
     }
 

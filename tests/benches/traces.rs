@@ -95,6 +95,9 @@ struct Round {
     /// CPU (µs) per relayed Worker/GetHealth: coworkd's, all its threads
     /// (the span writer included).
     relay_cpu: (f64, f64),
+    /// The same, coworkd's span writer's thread alone (the SDK's batch
+    /// thread, "OpenTelemetry.Tracing"; off the request's path).
+    relay_cpu_writer: (f64, f64),
     /// The same for the whole suite (coworkd and its workers).
     relay_cpu_suite: (f64, f64),
     status: (f64, f64),
@@ -135,13 +138,16 @@ async fn round(a_config: &str, b_config: &str) -> Round {
             .map(|pid| (pid, proc_threads_cpu_ns(pid)))
             .collect::<Vec<_>>()
     };
-    // CPU since a snapshot, ns: coworkd's, and the whole suite's.
+    // CPU since a snapshot, ns: coworkd's, the whole suite's, and
+    // coworkd's span writer's.
     let since = |before: &[(u32, std::collections::HashMap<u32, u64>)]| {
         let each: Vec<u64> = before
             .iter()
             .map(|(pid, threads)| proc_cpu_ns_since(*pid, threads))
             .collect();
-        (each[0], each.iter().sum::<u64>())
+        let (pid, threads) = &before[0];
+        let (writer, _) = proc_cpu_ns_since_split(*pid, threads, "OpenTelemetry");
+        (each[0], each.iter().sum::<u64>(), writer)
     };
     let (a0, b0) = (snapshot(&a), snapshot(&b));
     for _ in 0..BLOCKS {
@@ -177,6 +183,7 @@ async fn round(a_config: &str, b_config: &str) -> Round {
     Round {
         relay: (pct(&mut r_a, 0.5), pct(&mut r_b, 0.5)),
         relay_cpu: (per_call(a1.0), per_call(b1.0)),
+        relay_cpu_writer: (per_call(a1.2), per_call(b1.2)),
         relay_cpu_suite: (per_call(a1.1), per_call(b1.1)),
         status: (pct(&mut t_a.clone(), 0.5), pct(&mut t_b.clone(), 0.5)),
         status_p99: (pct(&mut t_a, 0.99), pct(&mut t_b, 0.99)),
@@ -230,6 +237,7 @@ async fn main() {
             Round {
                 relay: swap(r.relay),
                 relay_cpu: swap(r.relay_cpu),
+                relay_cpu_writer: swap(r.relay_cpu_writer),
                 relay_cpu_suite: swap(r.relay_cpu_suite),
                 status: swap(r.status),
                 status_p99: swap(r.status_p99),
@@ -308,6 +316,17 @@ async fn main() {
         "CPU per relayed Worker/GetHealth, coworkd (µs)",
         "",
         &|r| r.relay_cpu,
+    );
+    row("  of which the request's threads (µs)", "", &|r| {
+        (
+            r.relay_cpu.0 - r.relay_cpu_writer.0,
+            r.relay_cpu.1 - r.relay_cpu_writer.1,
+        )
+    });
+    row(
+        "  of which the span writer's thread, off the request's path (µs)",
+        "",
+        &|r| r.relay_cpu_writer,
     );
     row(
         "CPU per relayed Worker/GetHealth, whole suite (µs)",

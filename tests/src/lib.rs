@@ -524,6 +524,27 @@ pub fn proc_cpu_ns_since(pid: u32, before: &std::collections::HashMap<u32, u64>)
         .sum()
 }
 
+/// [`proc_cpu_ns_since`] split in two: the threads whose name (`comm`)
+/// starts with `name`, and the others.
+pub fn proc_cpu_ns_since_split(
+    pid: u32,
+    before: &std::collections::HashMap<u32, u64>,
+    name: &str,
+) -> (u64, u64) {
+    let (mut named, mut rest) = (0, 0);
+    for (tid, now) in proc_threads_cpu_ns(pid) {
+        let ran = now.saturating_sub(before.get(&tid).copied().unwrap_or(0));
+        let comm =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
+        if comm.starts_with(name) {
+            named += ran;
+        } else {
+            rest += ran;
+        }
+    }
+    (named, rest)
+}
+
 /// The pids of a process's children (`/proc/PID/task/PID/children`).
 pub fn proc_children(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))

@@ -61,6 +61,8 @@ async fn a_relayed_call_is_one_trace_recorded_with_its_callers_context() {
     assert_eq!(relay["outcome"], "ok");
     assert_eq!(relay["attributes"]["worker"], "agents");
     assert_eq!(relay["attributes"]["path"], "/cowork.worker.v1.Worker/Ping");
+    assert!(relay["attributes"]["wait_ms"].is_u64(), "{t}");
+    assert!(relay["attributes"]["bytes"].as_u64().unwrap() > 0, "{t}");
     assert!(relay["duration_us"].as_i64().unwrap() > 0);
 
     // No trace context: coworkd starts a trace and says which.
