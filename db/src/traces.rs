@@ -51,56 +51,59 @@ pub const OWNER: Owner = Owner {
     ],
 };
 
-/// The span attributes kept: ids, routes, sizes, timings, outcomes.
-/// Anything else a span carries is dropped before it is written.
-pub const KEPT_ATTRIBUTES: &[&str] = &[
-    "worker",
-    "path",
-    "route",
-    "grpc.status",
-    "wait_ms",
-    "bytes",
-    "outcome",
-    "engine",
-    "model",
-    "ttft_ms",
-    "prompt_tokens",
-    "completion_tokens",
-    "op",
-    "server",
-    "tool",
-    "action",
-    "decided_by",
-    "decision",
-    "rows",
-    "items",
-    "tokens",
-];
+/// The allowlist, written once: the lists and the match below come from
+/// the same words, so they cannot drift apart.
+macro_rules! kept_attributes {
+    (text: [$($text:literal),* $(,)?], numbers: [$($number:literal),* $(,)?] $(,)?) => {
+        /// The span attributes kept: ids, routes, sizes, timings, outcomes.
+        /// Anything else a span carries is dropped before it is written
+        /// or exported.
+        pub const KEPT_ATTRIBUTES: &[&str] = &[$($text,)* $($number,)*];
 
-/// The kept attributes that are counts or durations: stored (and
-/// exported) as numbers.
-pub const NUMERIC_ATTRIBUTES: &[&str] = &[
-    "wait_ms",
-    "bytes",
-    "ttft_ms",
-    "prompt_tokens",
-    "completion_tokens",
-    "rows",
-    "items",
-    "tokens",
-];
+        /// The kept attributes that are counts or durations: stored (and
+        /// exported) as numbers.
+        pub const NUMERIC_ATTRIBUTES: &[&str] = &[$($number),*];
 
-/// Whether `key` is a kept attribute ([`KEPT_ATTRIBUTES`]) and, if so,
-/// whether it is a number ([`NUMERIC_ATTRIBUTES`]): the two lists as one
-/// match, for the batch writer (asked for every attribute of every span).
-pub fn kept_attribute(key: &str) -> Option<Kept> {
-    match key {
-        "wait_ms" | "bytes" | "ttft_ms" | "prompt_tokens" | "completion_tokens" | "rows"
-        | "items" | "tokens" => Some(Kept::Number),
-        "worker" | "path" | "route" | "grpc.status" | "outcome" | "engine" | "model" | "op"
-        | "server" | "tool" | "action" | "decided_by" | "decision" => Some(Kept::Text),
-        _ => None,
-    }
+        /// Whether `key` is a kept attribute ([`KEPT_ATTRIBUTES`]) and, if
+        /// so, whether it is a number ([`NUMERIC_ATTRIBUTES`]): the lists as
+        /// one match, for the writer and the exporter (asked for every
+        /// attribute of every span).
+        pub fn kept_attribute(key: &str) -> Option<Kept> {
+            match key {
+                $($number)|* => Some(Kept::Number),
+                $($text)|* => Some(Kept::Text),
+                _ => None,
+            }
+        }
+    };
+}
+
+kept_attributes! {
+    text: [
+        "worker",
+        "path",
+        "route",
+        "grpc.status",
+        "outcome",
+        "engine",
+        "model",
+        "op",
+        "server",
+        "tool",
+        "action",
+        "decided_by",
+        "decision",
+    ],
+    numbers: [
+        "wait_ms",
+        "bytes",
+        "ttft_ms",
+        "prompt_tokens",
+        "completion_tokens",
+        "rows",
+        "items",
+        "tokens",
+    ],
 }
 
 /// How a kept attribute is stored.
@@ -211,15 +214,25 @@ pub struct SpanSink<'c> {
     bound: usize,
     /// Rows announced and not yet put.
     left: usize,
+    /// A put failed: the transaction is not committed, whatever the
+    /// caller does with the error.
+    failed: bool,
 }
 
 impl SpanSink<'_> {
     /// Write `span` (a span written twice is replaced). Its columns are
     /// copied: the caller may reuse their buffers at once.
     pub fn put(&mut self, span: &SpanRef<'_>) -> rusqlite::Result<()> {
-        self.left = self.left.checked_sub(1).ok_or_else(|| {
-            rusqlite::Error::ToSqlConversionFailure("more spans were put than announced".into())
-        })?;
+        let put = self.write(span);
+        self.failed |= put.is_err();
+        put
+    }
+
+    fn write(&mut self, span: &SpanRef<'_>) -> rusqlite::Result<()> {
+        self.left = self
+            .left
+            .checked_sub(1)
+            .ok_or(rusqlite::Error::InvalidParameterCount(1, 0))?;
         if self.grouped == 0 {
             return self
                 .one
@@ -258,7 +271,8 @@ impl SpanSink<'_> {
 }
 
 /// Write the `count` spans `fill` puts in the sink, in one transaction
-/// (none of them when `fill` fails, or puts more or fewer than `count`).
+/// (none of them when `fill` fails, a put fails, or `fill` puts more or
+/// fewer than `count`: `InvalidParameterCount(put, count)`).
 pub fn insert_with(
     c: &Connection,
     count: usize,
@@ -279,11 +293,14 @@ pub fn insert_with(
             grouped: count - count % ROWS_PER_INSERT,
             bound: 0,
             left: count,
+            failed: false,
         };
         fill(&mut sink)?;
-        if sink.left > 0 {
-            return Err(rusqlite::Error::ToSqlConversionFailure(
-                format!("{count} spans were announced, fewer were put").into(),
+        if sink.failed || sink.left > 0 {
+            // Announced, put.
+            return Err(rusqlite::Error::InvalidParameterCount(
+                count - sink.left,
+                count,
             ));
         }
     }
@@ -308,6 +325,9 @@ pub fn spans_of(c: &Connection, trace_id: &str) -> rusqlite::Result<Vec<SpanRow>
 
 /// The trace of the newest call coworkd relayed (None without any):
 /// background calls a worker makes to another directly are not "last".
+/// "Newest" is the latest start among the 256 relay spans written last
+/// (the start time has no index): a call is missed only when 256 calls
+/// that started before it ended after it.
 pub fn last_trace(c: &Connection) -> rusqlite::Result<Option<String>> {
     c.query_row(
         // The newest relay spans written (by rowid: no index on the start
@@ -512,21 +532,28 @@ pub fn cap(c: &Connection, max_bytes: u64) -> rusqlite::Result<usize> {
     Ok(n)
 }
 
-/// Delete spans that started before `cutoff_us`, 1000 at a time (no one
-/// transaction holds the write lock long): how many went. (Unindexed: the
-/// last batch reads the whole table, once per sweep.)
+/// Delete spans that started before `cutoff_us`, 1000 at a time: how
+/// many went. The start time has no index, so each batch's rows are found
+/// by a read (which takes no write lock) going on through the table by
+/// rowid, and deleted by their rowid range in a short write of their own.
 pub fn expire(c: &Connection, cutoff_us: i64) -> rusqlite::Result<usize> {
-    let mut n = 0;
+    let (mut n, mut after) = (0, i64::MIN);
     loop {
-        let k = c.execute(
-            "DELETE FROM traces_spans WHERE rowid IN
-                (SELECT rowid FROM traces_spans WHERE start_us < ?1 LIMIT 1000)",
-            [cutoff_us],
+        let range: Option<(i64, i64)> = c.query_row(
+            "SELECT min(rowid), max(rowid) FROM
+                (SELECT rowid FROM traces_spans WHERE rowid > ?2 AND start_us < ?1
+                 ORDER BY rowid LIMIT 1000)",
+            params![cutoff_us, after],
+            |r| Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?)),
         )?;
-        n += k;
-        if k < 1000 {
+        let Some((first, last)) = range else {
             return Ok(n);
-        }
+        };
+        n += c.execute(
+            "DELETE FROM traces_spans WHERE rowid BETWEEN ?2 AND ?3 AND start_us < ?1",
+            params![cutoff_us, first, last],
+        )?;
+        after = last;
     }
 }
 
@@ -591,11 +618,40 @@ mod tests {
             (0..33).try_for_each(|i| sink.put(&span("u", &i.to_string(), "0", i).as_ref()))
         });
         assert!(err.is_err());
+        // More than announced, the error ignored by the caller: none.
         let err = insert_with(&c, 1, |sink| {
-            (0..2).try_for_each(|i| sink.put(&span("u", &i.to_string(), "0", i).as_ref()))
+            for i in 0..2 {
+                let _ = sink.put(&span("u", &i.to_string(), "0", i).as_ref());
+            }
+            Ok(())
         });
-        assert!(err.is_err(), "more than announced");
+        assert!(
+            matches!(err, Err(rusqlite::Error::InvalidParameterCount(..))),
+            "{err:?}"
+        );
         assert!(spans_of(&c, "u").unwrap().is_empty());
+    }
+
+    #[test]
+    fn expiry_goes_through_the_table_in_batches_and_keeps_the_young() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(&dir.path().join("cowork.db")).unwrap();
+        // 2,500 old spans with young ones between them, in three batches.
+        let rows: Vec<SpanRow> = (0..3000)
+            .map(|i| {
+                span(
+                    "t",
+                    &format!("{i:016}"),
+                    "0",
+                    if i % 6 == 5 { 10_000 } else { i },
+                )
+            })
+            .collect();
+        insert(&c, &rows).unwrap();
+        assert_eq!(expire(&c, 5_000).unwrap(), 2500);
+        assert_eq!(stats(&c).unwrap().spans, 500);
+        assert_eq!(stats(&c).unwrap().oldest_us, 10_000);
+        assert_eq!(expire(&c, 5_000).unwrap(), 0);
     }
 
     #[test]
@@ -619,12 +675,15 @@ mod tests {
         assert_eq!(spans_of(&c, "a").unwrap().len(), 2);
         // Written last, started before "b": "b" is still the last call.
         assert_eq!(last_trace(&c).unwrap().as_deref(), Some("b"));
+        // Written in another order than they started: the later start wins.
+        insert(&c, &[span("d", "5", "0", 350), span("e", "6", "0", 320)]).unwrap();
+        assert_eq!(last_trace(&c).unwrap().as_deref(), Some("d"));
         let mut other = span("c", "4", "0", 400);
         other.process = "agents".into();
         insert(&c, &[other]).unwrap();
         assert_eq!(
             last_trace(&c).unwrap().as_deref(),
-            Some("b"),
+            Some("d"),
             "coworkd's only"
         );
         // One index on the table (its key): the writer updates no other.

@@ -62,7 +62,8 @@ const OTLP_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct TracesSettings {
     /// Days spans are kept in cowork.db.
     pub retention_days: u32,
-    /// The most the spans may take in cowork.db (MB); the oldest go first.
+    /// The most the spans may take in cowork.db (MB); the first written
+    /// go first.
     pub max_mb: u64,
     /// The share of calls traced, 0.0 to 1.0, decided by coworkd from the
     /// trace id (whatever the caller's flag says); workers follow its
@@ -275,7 +276,7 @@ impl<E: SpanExporter> SpanExporter for Drained<E> {
 /// integers to the layer as text).
 fn typed(kv: &KeyValue) -> opentelemetry::Value {
     use opentelemetry::Value as V;
-    if !cowork_db::traces::NUMERIC_ATTRIBUTES.contains(&kv.key.as_str()) {
+    if cowork_db::traces::kept_attribute(kv.key.as_str()) != Some(cowork_db::traces::Kept::Number) {
         return kv.value.clone();
     }
     match &kv.value {
@@ -293,7 +294,7 @@ fn typed(kv: &KeyValue) -> opentelemetry::Value {
 /// events, links or caller's trace state.
 pub fn scrubbed(mut s: SpanData) -> SpanData {
     s.attributes
-        .retain(|kv| cowork_db::traces::KEPT_ATTRIBUTES.contains(&kv.key.as_str()));
+        .retain(|kv| cowork_db::traces::kept_attribute(kv.key.as_str()).is_some());
     for kv in &mut s.attributes {
         kv.value = typed(kv);
     }
@@ -405,9 +406,9 @@ impl SpanStore {
     }
 }
 
-/// Delete spans older than `[traces] retention_days`, then the oldest
-/// beyond `max_mb` (counted as the bytes of their columns; the table's
-/// indexes take about as much again on disk). coworkd alone calls this,
+/// Delete spans older than `[traces] retention_days`, then the first
+/// written beyond `max_mb` (counted as the bytes of their columns; the
+/// file takes about half as much again). coworkd alone calls this,
 /// every [`SWEEP_EVERY`], whether or not it records anything itself.
 /// Returns how many spans went.
 pub fn sweep(db: &Path, settings: &TracesSettings) -> Result<usize, String> {
@@ -505,8 +506,8 @@ impl RowBuffers {
         hex(&mut self.ids[..32], &sc.trace_id().to_bytes());
         hex(&mut self.ids[32..48], &sc.span_id().to_bytes());
         hex(&mut self.ids[48..], &s.parent_span_id.to_bytes());
-        // Hex digits are ASCII.
-        let ids = std::str::from_utf8(&self.ids).unwrap_or_default();
+        // Hex digits are ASCII (the zeros are never used).
+        let ids = std::str::from_utf8(&self.ids).unwrap_or(ZERO_IDS);
         cowork_db::traces::SpanRef {
             trace_id: &ids[..32],
             span_id: &ids[32..48],
@@ -524,6 +525,9 @@ impl RowBuffers {
         }
     }
 }
+
+/// 64 zeros: three ids, hex.
+const ZERO_IDS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A span as its row (as the batch writer writes it).
 pub fn row_of(s: &SpanData, process: &str) -> cowork_db::traces::SpanRow {
@@ -895,7 +899,11 @@ impl CallSpan for tracing::Span {
 /// layer would only convert it, at a cost on every relayed call
 /// (docs/BENCHMARKS.md, "What traces cost"). Same tracer, sampler, ids,
 /// processors and table as every span; nothing at all when traces are off.
-pub struct RelaySpan(Option<opentelemetry_sdk::trace::Span>);
+pub struct RelaySpan {
+    span: Option<opentelemetry_sdk::trace::Span>,
+    /// Its outcome is recorded.
+    outcome: bool,
+}
 
 impl RelaySpan {
     /// The span of a call to `worker` at `path`, made by `tracer` (None:
@@ -909,7 +917,10 @@ impl RelaySpan {
     ) -> Self {
         use opentelemetry::trace::Tracer as _;
         let Some(tracer) = tracer else {
-            return Self(None);
+            return Self {
+                span: None,
+                outcome: false,
+            };
         };
         // Most callers send no trace context: nothing to parse.
         let caller = if headers.contains_key(TRACEPARENT) {
@@ -926,13 +937,16 @@ impl RelaySpan {
             .span_builder("relay")
             .with_attributes(attributes)
             .start_with_context(tracer, &caller);
-        Self(Some(span))
+        Self {
+            span: Some(span),
+            outcome: false,
+        }
     }
 
     /// How long the call waited for its worker to be routable.
     pub fn record_wait_ms(&mut self, ms: u64) {
         use opentelemetry::trace::Span as _;
-        if let Some(s) = &mut self.0 {
+        if let Some(s) = &mut self.span {
             s.set_attribute(KeyValue::new("wait_ms", ms as i64));
         }
     }
@@ -943,7 +957,7 @@ impl RelaySpan {
     /// caller.
     pub fn inject(&self, headers: &mut http::HeaderMap) -> Option<http::HeaderValue> {
         use opentelemetry::trace::Span as _;
-        let sc = self.0.as_ref()?.span_context();
+        let sc = self.span.as_ref()?.span_context();
         let value = inject_traceparent(sc, headers)?;
         let id = http::HeaderValue::from_bytes(&value[3..35]).ok()?;
         sc.is_sampled().then(|| never_indexed(id))
@@ -953,14 +967,30 @@ impl RelaySpan {
 impl CallSpan for RelaySpan {
     fn outcome(&mut self, outcome: Cow<'static, str>) {
         use opentelemetry::trace::Span as _;
-        if let Some(s) = &mut self.0 {
+        if let Some(s) = &mut self.span {
             s.set_attribute(KeyValue::new("outcome", outcome));
+            self.outcome = true;
         }
     }
-    fn end(self, bytes: u64) {
+    fn end(mut self, bytes: u64) {
         use opentelemetry::trace::Span as _;
-        if let Some(mut s) = self.0 {
+        if let Some(mut s) = self.span.take() {
             s.set_attribute(KeyValue::new("bytes", bytes as i64));
+            s.end();
+        }
+    }
+}
+
+impl Drop for RelaySpan {
+    /// Dropped before a response's body ended it: the caller hung up (or
+    /// the call was given up) while it waited for its worker or was
+    /// forwarded.
+    fn drop(&mut self) {
+        use opentelemetry::trace::Span as _;
+        if let Some(mut s) = self.span.take() {
+            if !self.outcome {
+                s.set_attribute(KeyValue::new("outcome", "cancelled"));
+            }
             s.end();
         }
     }
@@ -1516,6 +1546,127 @@ mod tests {
             });
             provider.shutdown().ok();
         }
+    }
+
+    /// A provider writing to a new cowork.db, its tracer, and the database.
+    fn coworkd_tracer(ratio: f64) -> (SdkTracerProvider, Tracer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = TracesSettings {
+            sample_ratio: ratio,
+            ..Default::default()
+        };
+        let (provider, _) = provider(dir.path().join("cowork.db"), "coworkd", settings);
+        let tracer = provider.tracer("coworkd");
+        (provider, tracer, dir)
+    }
+
+    fn caller(traceparent: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "traceparent",
+            http::HeaderValue::from_str(traceparent).unwrap(),
+        );
+        h.insert("tracestate", http::HeaderValue::from_static("theirs=1"));
+        h
+    }
+
+    #[test]
+    fn the_relay_span_continues_a_valid_caller_starts_anew_otherwise_and_off_does_nothing() {
+        let (provider, tracer, _dir) = coworkd_tracer(1.0);
+        // The caller's trace, though its flag says "not sampled": coworkd
+        // records it and says so to the worker.
+        let theirs = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let mut h = caller(theirs);
+        let span = RelaySpan::start(Some(&tracer), "agents", "/p", &h);
+        let id = span.inject(&mut h).unwrap();
+        assert_eq!(id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(id.is_sensitive(), "never indexed");
+        let sent = h["traceparent"].to_str().unwrap().to_owned();
+        assert!(
+            sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{sent}"
+        );
+        assert!(
+            sent.ends_with("-01") && !sent.contains("00f067aa0ba902b7"),
+            "{sent}"
+        );
+        assert!(
+            h.get("tracestate").is_none(),
+            "the caller's state stays theirs"
+        );
+        // A malformed one, or none: a new trace.
+        for mut h in [caller("00-zz-00f067aa0ba902b7-01"), http::HeaderMap::new()] {
+            let span = RelaySpan::start(Some(&tracer), "agents", "/p", &h);
+            let id = span.inject(&mut h).unwrap();
+            let id = id.to_str().unwrap();
+            assert!(
+                id.len() == 32 && id != "00000000000000000000000000000000",
+                "{id}"
+            );
+            assert_eq!(&h["traceparent"].to_str().unwrap()[3..35], id);
+        }
+        // Traces off: nothing recorded, the caller's headers untouched.
+        let mut h = caller(theirs);
+        let span = RelaySpan::start(None, "agents", "/p", &h);
+        assert!(span.inject(&mut h).is_none());
+        assert_eq!(h["traceparent"], theirs);
+        assert_eq!(h["tracestate"], "theirs=1");
+        provider.shutdown().ok();
+    }
+
+    #[test]
+    fn an_unsampled_relay_call_passes_its_decision_on_and_returns_no_id() {
+        let (provider, tracer, _dir) = coworkd_tracer(0.000_001);
+        let mut h = caller("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let span = RelaySpan::start(Some(&tracer), "agents", "/p", &h);
+        assert!(span.inject(&mut h).is_none());
+        let sent = h["traceparent"].to_str().unwrap();
+        assert!(sent.ends_with("-00"), "the worker follows: {sent}");
+        provider.shutdown().ok();
+    }
+
+    #[test]
+    fn relay_spans_are_written_with_their_outcome_and_a_dropped_one_as_cancelled() {
+        let (provider, tracer, dir) = coworkd_tracer(1.0);
+        let mut ids = Vec::new();
+        for end in [true, false] {
+            let mut h = http::HeaderMap::new();
+            let mut span = RelaySpan::start(Some(&tracer), "capture", "/x/Get", &h);
+            ids.push(span.inject(&mut h).unwrap().to_str().unwrap().to_owned());
+            span.record_wait_ms(3);
+            if end {
+                span.outcome("grpc-status 14".into());
+                span.end(37);
+            } else {
+                // The caller hung up while the call waited.
+                drop(span);
+            }
+        }
+        provider.force_flush().unwrap();
+        let c = cowork_db::traces::open(&dir.path().join("cowork.db")).unwrap();
+        let row = |id: &str| {
+            let mut spans = cowork_db::traces::spans_of(&c, id).unwrap();
+            assert_eq!(spans.len(), 1, "{spans:?}");
+            let s = spans.remove(0);
+            let attrs: serde_json::Value = serde_json::from_str(&s.attributes).unwrap();
+            (s, attrs)
+        };
+        let (ended, attrs) = row(&ids[0]);
+        assert_eq!(
+            (ended.process.as_str(), ended.name.as_str()),
+            ("coworkd", "relay")
+        );
+        assert_eq!(ended.outcome, "grpc-status 14");
+        assert_eq!(
+            attrs,
+            serde_json::json!({"worker": "capture", "path": "/x/Get", "wait_ms": 3,
+                "outcome": "grpc-status 14", "bytes": 37})
+        );
+        let (dropped, attrs) = row(&ids[1]);
+        assert_eq!(dropped.outcome, "cancelled");
+        assert_eq!(attrs["wait_ms"], 3);
+        assert!(attrs.get("bytes").is_none(), "{attrs}");
+        provider.shutdown().ok();
     }
 
     #[test]

@@ -96,7 +96,9 @@ struct Round {
     /// (the span writer included).
     relay_cpu: (f64, f64),
     /// The same, coworkd's span writer's thread alone (the SDK's batch
-    /// thread, "OpenTelemetry.Tracing"; off the request's path).
+    /// thread, "OpenTelemetry.Traces.BatchProcessor", `comm`
+    /// "OpenTelemetry.T"; off the request's path). These suites export
+    /// nothing over OTLP, whose batch thread has the same name.
     relay_cpu_writer: (f64, f64),
     /// The same for the whole suite (coworkd and its workers).
     relay_cpu_suite: (f64, f64),
