@@ -530,7 +530,8 @@ impl RowBuffers {
 const ZERO_IDS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A span as its row (as the batch writer writes it).
-pub fn row_of(s: &SpanData, process: &str) -> cowork_db::traces::SpanRow {
+#[cfg(test)]
+fn row_of(s: &SpanData, process: &str) -> cowork_db::traces::SpanRow {
     let mut buffers = RowBuffers::default();
     let r = buffers.row(s, process);
     cowork_db::traces::SpanRow {
@@ -1114,14 +1115,8 @@ pub fn never_indexed(mut v: http::HeaderValue) -> http::HeaderValue {
 /// and this call was sampled), as [`trace_id`] does, from the same lookup.
 pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) -> Option<String> {
     let cx = span.context();
-    inject_context(cx.span().span_context(), headers)
-}
-
-/// [`inject`] of a span's context.
-fn inject_context(
-    sc: &opentelemetry::trace::SpanContext,
-    headers: &mut http::HeaderMap,
-) -> Option<String> {
+    let span = cx.span();
+    let sc = span.span_context();
     let value = inject_traceparent(sc, headers)?;
     // Hex digits are ASCII.
     sc.is_sampled()
