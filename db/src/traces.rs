@@ -206,7 +206,7 @@ const INSERT_COLUMNS: &str = "INSERT OR REPLACE INTO traces_spans (trace_id, spa
 /// that mostly repeat from span to span: parent id (zeros for a root),
 /// process, name and outcome. SQLite copies every text it is given and
 /// keeps a statement's values from one execution to the next, so these are
-/// bound again only when they change (half of a row's text bindings: 1.6 k
+/// bound again only when they change (4 of a row's 7 text bindings: 1.6 k
 /// instructions a row of SQLite's copying and allocation).
 const REPEATING: [usize; 4] = [3, 4, 5, 8];
 
@@ -694,7 +694,8 @@ mod tests {
         let long = "a name longer than twenty-four bytes";
         // Four statements of 32 rows per batch: each row of a statement
         // sees values that stay, change, change back, grow past what is
-        // remembered and shrink to a prefix of what it held.
+        // remembered (or fill it exactly), shrink to a prefix of what it
+        // held, or are empty.
         let rows: Vec<SpanRow> = (0..128)
             .map(|i: i64| SpanRow {
                 trace_id: "t".into(),
@@ -705,18 +706,22 @@ mod tests {
                     format!("{:016x}", i / 32)
                 },
                 process: "coworkd".into(),
-                name: match (i / 32, i % 2) {
-                    (1, 0) => long.into(),
-                    (2, 0) => "relay".into(),
+                name: match (i / 32, i % 4) {
+                    (1, 0) | (1, 2) => long.into(),
+                    // Exactly what is remembered, and one byte more.
+                    (1, 1) => "x".repeat(REMEMBERED),
+                    (2, 1) => "x".repeat(REMEMBERED + 1),
+                    (2, 3) => String::new(),
+                    (2, 0) | (2, 2) => "relay".into(),
                     (3, _) => "rel".into(),
                     _ => "relay".into(),
                 },
                 start_us: 1000 + i,
                 duration_us: i,
-                outcome: if (i / 32) % 2 == 0 {
-                    "ok".into()
-                } else {
-                    format!("grpc-status {}", i % 17)
+                outcome: match (i / 32) % 2 {
+                    _ if i % 5 == 4 => String::new(),
+                    0 => "ok".into(),
+                    _ => format!("grpc-status {}", i % 17),
                 },
                 attributes: "{}".into(),
             })
