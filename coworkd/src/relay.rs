@@ -20,6 +20,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -56,11 +57,13 @@ where
         }
     }
 
-    async fn sender(&self, fresh: bool) -> Result<SendRequest<B>, String> {
+    /// The connection's sender, dialled when there is none (or it closed)
+    /// or when `fresh`; true when this call dialled it.
+    async fn sender(&self, fresh: bool) -> Result<(SendRequest<B>, bool), String> {
         let mut guard = self.sender.lock().await;
         if !fresh {
             if let Some(s) = guard.as_ref().filter(|s| !s.is_closed()) {
-                return Ok(s.clone());
+                return Ok((s.clone(), false));
             }
         }
         let stream = tokio::net::UnixStream::connect(&self.socket)
@@ -85,22 +88,28 @@ where
             }
         });
         *guard = Some(sender.clone());
-        Ok(sender)
+        Ok((sender, true))
     }
 
     /// Send `req` (its URI absolute), dialling again once when the
-    /// connection died before the request went out.
-    pub async fn send(&self, req: Request<B>) -> Result<Response<Incoming>, String> {
-        let mut sender = self.sender(false).await?;
+    /// connection died before the request went out. The first request on
+    /// a connection lets HPACK index its trace header's name
+    /// ([`traces::index_names`]).
+    pub async fn send(&self, mut req: Request<B>) -> Result<Response<Incoming>, String> {
+        let (mut sender, mut dialled) = self.sender(false).await?;
         if sender.ready().await.is_err() {
-            sender = self.sender(true).await?;
+            (sender, dialled) = self.sender(true).await?;
+        }
+        if dialled {
+            traces::index_names(req.headers_mut());
         }
         match sender.try_send_request(req).await {
             Ok(resp) => Ok(resp),
             Err(mut e) => match e.take_message() {
                 // Never sent (the connection died under us): dial again once.
-                Some(req) => {
-                    let mut sender = self.sender(true).await?;
+                Some(mut req) => {
+                    let (mut sender, _) = self.sender(true).await?;
+                    traces::index_names(req.headers_mut());
                     sender
                         .send_request(req)
                         .await
@@ -110,6 +119,11 @@ where
             },
         }
     }
+}
+
+/// True the first time it is asked of `flag` (then set).
+fn first(flag: &AtomicBool) -> bool {
+    !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::Relaxed)
 }
 
 /// `uri` made absolute, as hyper's HTTP/2 client needs; only its path
@@ -186,9 +200,19 @@ impl Relay {
                 );
                 let mut req = req;
                 let id = span.inject(req.headers_mut());
+                // The first `cowork-trace-id` on a client connection lets
+                // HPACK index its name for the calls after it.
+                let index_name = id.is_some()
+                    && req
+                        .extensions()
+                        .get::<ConnectionScope>()
+                        .is_some_and(|s| first(&s.trace_names_indexed));
                 let mut resp = self.forward(w, req, &mut span).await;
                 if let Some(id) = id {
                     resp.headers_mut().insert(traces::TRACE_ID_HEADER_NAME, id);
+                    if index_name {
+                        traces::index_names(resp.headers_mut());
+                    }
                 }
                 // The span lasts until the last message and trailers pass.
                 traces::until_body_ends(resp, span)

@@ -1110,6 +1110,21 @@ pub fn never_indexed(mut v: http::HeaderValue) -> http::HeaderValue {
     v
 }
 
+/// Let HPACK index the per-call trace headers in `headers` (`traceparent`,
+/// `cowork-trace-id`): for the first message on an HTTP/2 connection that
+/// carries them, and only that one. Its header (name and that one value)
+/// then stays in the connection's HPACK table, and every later call's
+/// [`never_indexed`] value refers to the name by its index instead of
+/// spelling it out: 11 or 15 bytes fewer to Huffman-code on every call,
+/// at both ends (docs/BENCHMARKS.md, "What traces cost").
+pub fn index_names(headers: &mut http::HeaderMap) {
+    for name in [&TRACEPARENT, &TRACE_ID_HEADER_NAME] {
+        if let Some(v) = headers.get_mut(name) {
+            v.set_sensitive(false);
+        }
+    }
+}
+
 /// Put `span`'s context into `headers` as `traceparent`, for the next
 /// process. Returns the trace id when the span is recorded (traces are on
 /// and this call was sampled), as [`trace_id`] does, from the same lookup.

@@ -17,6 +17,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
@@ -55,6 +56,9 @@ pub struct ConnectionScope {
     pub id: u64,
     /// Cancelled when the connection is gone.
     pub closed: CancellationToken,
+    /// Set by the first response on this connection to carry its per-call
+    /// trace header indexable ([`crate::traces::index_names`]).
+    pub trace_names_indexed: Arc<AtomicBool>,
 }
 
 static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -160,6 +164,7 @@ async fn serve_connection(stream: UnixStream, handler: Handler, shutdown: Cancel
     let scope = ConnectionScope {
         id: NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         closed: CancellationToken::new(),
+        trace_names_indexed: Arc::default(),
     };
     let _closed = scope.closed.clone().drop_guard();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {

@@ -2,6 +2,7 @@
 
 Usage:
   thin_client.py check SOCKET PROTO_DIR   health, reflection, System/Status, Chat
+                                          (and the trace ids of three Chat calls)
   thin_client.py unknown-service SOCKET   call a service nobody serves
 
 Prints one JSON object (check) or the status code and message.
@@ -60,6 +61,14 @@ def check(sock, proto_dir):
     result["status"] = MessageToDict(status, preserving_proto_field_name=True)
     chat = chat_pb2_grpc.ChatStub(ch).GetStatus(chat_pb2.GetStatusRequest(), timeout=5)
     result["chat_pid"] = chat.pid
+    # Relayed calls on one connection: each answer names its trace. After
+    # the first, coworkd sends the header's name as an HPACK table index.
+    ids = []
+    for _ in range(3):
+        _, call = chat_pb2_grpc.ChatStub(ch).GetStatus.with_call(
+            chat_pb2.GetStatusRequest(), timeout=5)
+        ids += [v for k, v in call.initial_metadata() if k == "cowork-trace-id"]
+    result["trace_ids"] = ids
     print(json.dumps(result))
 
 

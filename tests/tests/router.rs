@@ -356,4 +356,22 @@ async fn a_python_grpcio_client_uses_health_reflection_and_status() {
     let agents = workers.iter().find(|w| w["name"] == "agents").unwrap();
     assert_eq!(agents["state"], "WORKER_STATE_RUNNING");
     assert_eq!(v["chat_pid"], agents["pid"]);
+    // grpc-core reads `cowork-trace-id` whether its name is spelled out
+    // (the first call) or an index into the connection's HPACK table.
+    let ids: Vec<&str> = v["trace_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.as_str())
+        .collect();
+    assert_eq!(ids.len(), 3, "{v}");
+    assert!(
+        ids.iter()
+            .all(|i| i.len() == 32 && i.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{ids:?}"
+    );
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
 }

@@ -14,6 +14,8 @@ use cowork_e2e::*;
 use cowork_proto::pb::capture::{capture_client::CaptureClient, GetStatusRequest};
 use cowork_proto::pb::worker::{worker_client::WorkerClient, PingRequest};
 use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -446,4 +448,185 @@ async fn sampling_off_records_nothing_and_a_bad_traces_section_is_shown() {
         "{st}"
     );
     assert_eq!(st["otlp_endpoint"], "", "{st}");
+}
+
+/// A proxy at `at` to the socket `to` that records, per connection, the
+/// bytes sent toward `to` (`toward`) or back from it.
+fn tap(at: &Path, to: PathBuf, toward: bool) -> Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{UnixListener, UnixStream};
+    let listener = UnixListener::bind(at).unwrap();
+    let conns = Arc::new(Mutex::new(Vec::new()));
+    let seen = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((a, _)) = listener.accept().await {
+            let Ok(b) = UnixStream::connect(&to).await else {
+                return;
+            };
+            let bytes = Arc::new(Mutex::new(Vec::new()));
+            seen.lock().unwrap().push(bytes.clone());
+            let (ar, aw) = a.into_split();
+            let (br, bw) = b.into_split();
+            let (mut recorded, mut recorded_to, mut other, mut other_to) = if toward {
+                (ar, bw, br, aw)
+            } else {
+                (br, aw, ar, bw)
+            };
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut other, &mut other_to).await;
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1 << 16];
+                while let Ok(n @ 1..) = recorded.read(&mut buf).await {
+                    bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if recorded_to.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = recorded_to.shutdown().await;
+            });
+        }
+    });
+    conns
+}
+
+/// The header blocks (HEADERS frames and their CONTINUATIONs) of one
+/// direction of an HTTP/2 connection.
+fn header_blocks(mut b: &[u8]) -> Vec<Vec<u8>> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    b = b.strip_prefix(PREFACE).unwrap_or(b);
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    while b.len() >= 9 {
+        let len = usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]);
+        let (kind, flags) = (b[3], b[4]);
+        let Some(mut p) = b.get(9..9 + len) else {
+            break;
+        };
+        match kind {
+            0x1 => {
+                if flags & 0x8 != 0 {
+                    p = &p[1..p.len() - usize::from(p[0])];
+                }
+                if flags & 0x20 != 0 {
+                    p = &p[5..];
+                }
+                blocks.push(p.to_vec());
+            }
+            0x9 => blocks.last_mut().unwrap().extend_from_slice(p),
+            _ => {}
+        }
+        b = &b[9 + len..];
+    }
+    blocks
+}
+
+/// The fields of an HPACK block sent as never-indexed literals (RFC 7541
+/// 6.2.3), by the index of their name: 0 when the name is spelled out,
+/// above 61 when it is an entry of the connection's (dynamic) table.
+fn never_indexed_names(block: &[u8]) -> Vec<usize> {
+    fn int(b: &[u8], i: &mut usize, bits: u32) -> usize {
+        let max = (1 << bits) - 1;
+        let mut v = usize::from(b[*i]) & max;
+        *i += 1;
+        if v == max {
+            let mut shift = 0;
+            loop {
+                let c = b[*i];
+                *i += 1;
+                v += usize::from(c & 0x7f) << shift;
+                shift += 7;
+                if c & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+        v
+    }
+    fn string(b: &[u8], i: &mut usize) {
+        let n = int(b, i, 7);
+        *i += n;
+    }
+    let (mut out, mut i) = (Vec::new(), 0);
+    while i < block.len() {
+        let c = block[i];
+        if c & 0x80 != 0 {
+            int(block, &mut i, 7);
+        } else if c & 0x40 != 0 {
+            if int(block, &mut i, 6) == 0 {
+                string(block, &mut i);
+            }
+            string(block, &mut i);
+        } else if c & 0x20 != 0 {
+            int(block, &mut i, 5);
+        } else {
+            let name = int(block, &mut i, 4);
+            if name == 0 {
+                string(block, &mut i);
+            }
+            string(block, &mut i);
+            if c & 0x10 != 0 {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// Every never-indexed field's name index on the connections `conns`
+/// recorded.
+fn never_indexed_on(conns: &Mutex<Vec<Arc<Mutex<Vec<u8>>>>>) -> Vec<usize> {
+    let conns = conns.lock().unwrap();
+    conns
+        .iter()
+        .flat_map(|c| header_blocks(&c.lock().unwrap()))
+        .flat_map(|b| never_indexed_names(&b))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_call_trace_headers_spell_their_name_once_per_connection() {
+    let s = Suite::start("");
+    s.wait_state("capture", "running", T).await;
+    // Taps on the client's connection to coworkd (what comes back) and on
+    // the relay's connection to capture-agent (what goes to it).
+    let worker = s.paths.worker_socket("capture");
+    let moved = worker.with_file_name("capture.tapped.sock");
+    std::fs::rename(&worker, &moved).unwrap();
+    let to_worker = tap(&worker, moved, true);
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().join("cowork.sock");
+    let to_client = tap(&public, s.paths.public_socket(), false);
+
+    const CALLS: usize = 4;
+    let mut client = CaptureClient::new(cowork_proto::uds::channel(&public));
+    let mut ids = Vec::new();
+    for _ in 0..CALLS {
+        let resp = client.get_status(GetStatusRequest {}).await.unwrap();
+        let id = resp.metadata().get("cowork-trace-id").unwrap();
+        ids.push(id.to_str().unwrap().to_owned());
+    }
+    // The first call's `cowork-trace-id` and `traceparent` go indexable
+    // (name and value into HPACK's table); every later one is a
+    // never-indexed literal whose name is that table entry. Before, all
+    // were never-indexed with the name spelled out (index 0).
+    let back = never_indexed_on(&to_client);
+    assert_eq!(back.len(), CALLS - 1, "{back:?}");
+    assert!(back.iter().all(|&i| i > 61), "{back:?}");
+    let sent = never_indexed_on(&to_worker);
+    assert_eq!(sent.len(), CALLS - 1, "{sent:?}");
+    assert!(sent.iter().all(|&i| i > 61), "{sent:?}");
+    // Both ends still read them: each call is its own trace, and
+    // capture-agent's span is under coworkd's in every one.
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), CALLS);
+    for id in &ids {
+        let t = wait_for(T, "both processes' spans written", || {
+            trace_json(&s, id).filter(|t| t["spans"].as_array().is_some_and(|a| a.len() == 2))
+        });
+        assert_eq!(
+            t["spans"][1]["parent_span_id"], t["spans"][0]["span_id"],
+            "{t}"
+        );
+    }
 }
