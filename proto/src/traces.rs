@@ -553,10 +553,7 @@ fn json_string(out: &mut String, text: &str) {
     let mut rest = text;
     // Runs of characters that need no escape are copied whole.
     // (All three are ASCII, so a byte search never splits a character.)
-    while let Some(at) = rest
-        .bytes()
-        .position(|b| b == b'"' || b == b'\\' || b < 0x20)
-    {
+    while let Some(at) = first_to_escape(rest.as_bytes()) {
         out.push_str(&rest[..at]);
         match rest.as_bytes()[at] {
             b'"' => out.push_str("\\\""),
@@ -572,12 +569,48 @@ fn json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// Where the first byte of `bytes` that a JSON string must escape is (`"`,
+/// `\`, a control character). Eight bytes at a time while none of them
+/// is one (a path is tens of bytes and rarely has any), then byte by byte.
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = ONES << 7;
+    // Nonzero when some byte of `v` is below `n` (n ≤ 128).
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS;
+    let mut clean = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_ne_bytes(word);
+        let quote = v ^ (ONES * u64::from(b'"'));
+        let backslash = v ^ (ONES * u64::from(b'\\'));
+        if below(v, 0x20) | below(quote, 1) | below(backslash, 1) != 0 {
+            break;
+        }
+        clean += 8;
+    }
+    bytes[clean..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|at| clean + at)
+}
+
+/// Every byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        b += 1;
+    }
+    pairs
+};
+
 /// `bytes` as lowercase hex digits, into `out` (twice as long).
 fn hex(out: &mut [u8], bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
     }
 }
 
@@ -1514,6 +1547,42 @@ mod tests {
             .iter()
             .any(|kv| kv.key.as_str() == "bytes" && kv.value == opentelemetry::Value::I64(669)));
         assert!(matches!(out.status, Status::Error { .. }));
+    }
+
+    #[test]
+    fn the_escape_scan_and_hex_agree_with_byte_by_byte() {
+        // Every byte at every place of a 24-byte run, among plain ASCII or
+        // bytes with the high bit set (UTF-8 beyond ASCII).
+        for filler in [b'a', 0xc3] {
+            for at in 0..24 {
+                for b in 0..=255u8 {
+                    let mut bytes = [filler; 24];
+                    bytes[at] = b;
+                    for len in [at + 1, 24] {
+                        let text = &bytes[..len];
+                        let naive = text
+                            .iter()
+                            .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+                        assert_eq!(first_to_escape(text), naive, "{text:?}");
+                    }
+                }
+            }
+        }
+        // What is written reads back as the text, whatever is escaped.
+        for c in (0..128u8).map(char::from).chain(['é', '€', '\u{10ffff}']) {
+            for at in [0, 7, 8, 9, 30] {
+                let text: String = (0..=31).map(|i| if i == at { c } else { 'p' }).collect();
+                let mut out = String::new();
+                json_string(&mut out, &text);
+                let back: String = serde_json::from_str(&out).unwrap();
+                assert_eq!(back, text, "{out}");
+            }
+        }
+        let bytes: Vec<u8> = (0..=255).collect();
+        let mut out = vec![0; 512];
+        hex(&mut out, &bytes);
+        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 
     #[test]
