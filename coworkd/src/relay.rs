@@ -13,7 +13,7 @@ use cowork_proto::traces;
 use cowork_proto::uds::{
     ConnectionScope, Handler, CONNECTION_WINDOW, MAX_FRAME, SEND_BUFFER, STREAM_WINDOW,
 };
-use http::{Request, Response, Uri};
+use http::{HeaderName, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
@@ -93,15 +93,15 @@ where
 
     /// Send `req` (its URI absolute), dialling again once when the
     /// connection died before the request went out. The first request on
-    /// a connection lets HPACK index its trace header's name
-    /// ([`traces::index_names`]).
+    /// a connection lets HPACK index its per-call headers' names
+    /// ([`index_names`]).
     pub async fn send(&self, mut req: Request<B>) -> Result<Response<Incoming>, String> {
         let (mut sender, mut dialled) = self.sender(false).await?;
         if sender.ready().await.is_err() {
             (sender, dialled) = self.sender(true).await?;
         }
         if dialled {
-            traces::index_names(req.headers_mut());
+            index_names(req.headers_mut());
         }
         match sender.try_send_request(req).await {
             Ok(resp) => Ok(resp),
@@ -109,7 +109,7 @@ where
                 // Never sent (the connection died under us): dial again once.
                 Some(mut req) => {
                     let (mut sender, _) = self.sender(true).await?;
-                    traces::index_names(req.headers_mut());
+                    index_names(req.headers_mut());
                     sender
                         .send_request(req)
                         .await
@@ -117,6 +117,36 @@ where
                 }
                 None => Err(format!("relay failed: {}", e.error())),
             },
+        }
+    }
+}
+
+/// The headers the relay writes with a value unique to each call:
+/// `traceparent` to the worker, the caller's deadline left as
+/// `grpc-timeout`, and `cowork-trace-id` back to the caller. They are sent
+/// as never-indexed literals ([`traces::never_indexed`]): added to HPACK's
+/// table, every call would push out the headers all calls repeat.
+const PER_CALL: [HeaderName; 3] = [
+    traces::TRACEPARENT,
+    GRPC_TIMEOUT,
+    traces::TRACE_ID_HEADER_NAME,
+];
+
+/// The `grpc-timeout` header.
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// Let HPACK index the [`PER_CALL`] headers in `headers`, for the first
+/// message on an HTTP/2 connection that carries them and only that one:
+/// each header (name and that one value) then stays in the connection's
+/// table, and every later call's never-indexed value refers to its name by
+/// index instead of spelling it out (11 to 15 bytes fewer to Huffman-code
+/// per header and call, at both ends: docs/BENCHMARKS.md, "What traces
+/// cost"). A connection whose table later drops the entry only spells the
+/// name out again.
+fn index_names(headers: &mut http::HeaderMap) {
+    for name in &PER_CALL {
+        if let Some(v) = headers.get_mut(name) {
+            v.set_sensitive(false);
         }
     }
 }
@@ -211,7 +241,7 @@ impl Relay {
                 if let Some(id) = id {
                     resp.headers_mut().insert(traces::TRACE_ID_HEADER_NAME, id);
                     if index_name {
-                        traces::index_names(resp.headers_mut());
+                        index_names(resp.headers_mut());
                     }
                 }
                 // The span lasts until the last message and trailers pass.
@@ -250,7 +280,7 @@ impl Relay {
             }
             let millis = left.as_millis().clamp(1, 99_999_999);
             if let Ok(v) = http::HeaderValue::from_str(&format!("{millis}m")) {
-                parts.headers.insert("grpc-timeout", v);
+                parts.headers.insert(GRPC_TIMEOUT, traces::never_indexed(v));
             }
         }
         match absolute_uri(&parts.uri) {

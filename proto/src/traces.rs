@@ -1135,27 +1135,13 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     }
 }
 
-/// A header value unique to one call (`traceparent`, `cowork-trace-id`),
-/// marked so HTTP/2 sends it literally instead of adding it to HPACK's
-/// table, where it would only push out the headers every call repeats.
+/// A header value unique to one call (`traceparent`, `cowork-trace-id`,
+/// the relay's `grpc-timeout`), marked so HTTP/2 sends it literally
+/// instead of adding it to HPACK's table, where it would only push out the
+/// headers every call repeats.
 pub fn never_indexed(mut v: http::HeaderValue) -> http::HeaderValue {
     v.set_sensitive(true);
     v
-}
-
-/// Let HPACK index the per-call trace headers in `headers` (`traceparent`,
-/// `cowork-trace-id`): for the first message on an HTTP/2 connection that
-/// carries them, and only that one. Its header (name and that one value)
-/// then stays in the connection's HPACK table, and every later call's
-/// [`never_indexed`] value refers to the name by its index instead of
-/// spelling it out: 11 or 15 bytes fewer to Huffman-code on every call,
-/// at both ends (docs/BENCHMARKS.md, "What traces cost").
-pub fn index_names(headers: &mut http::HeaderMap) {
-    for name in [&TRACEPARENT, &TRACE_ID_HEADER_NAME] {
-        if let Some(v) = headers.get_mut(name) {
-            v.set_sensitive(false);
-        }
-    }
 }
 
 /// Put `span`'s context into `headers` as `traceparent`, for the next
@@ -1190,8 +1176,8 @@ fn inject_traceparent(
     Some(value)
 }
 
-/// The `traceparent` header.
-const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+/// The `traceparent` header (W3C Trace Context).
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 /// The `tracestate` header.
 const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");

@@ -56,8 +56,9 @@ pub struct ConnectionScope {
     pub id: u64,
     /// Cancelled when the connection is gone.
     pub closed: CancellationToken,
-    /// Set by the first response on this connection to carry its per-call
-    /// trace header indexable ([`crate::traces::index_names`]).
+    /// Set by the first response on this connection that carries a
+    /// per-call trace header (`cowork-trace-id`) HPACK may index: coworkd's
+    /// relay lets one do so per connection.
     pub trace_names_indexed: Arc<AtomicBool>,
 }
 

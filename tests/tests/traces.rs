@@ -584,7 +584,7 @@ fn never_indexed_on(conns: &Mutex<Vec<Arc<Mutex<Vec<u8>>>>>) -> Vec<usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn per_call_trace_headers_spell_their_name_once_per_connection() {
+async fn per_call_headers_spell_their_name_once_per_connection() {
     let s = Suite::start("");
     s.wait_state("capture", "running", T).await;
     // Taps on the client's connection to coworkd (what comes back) and on
@@ -600,20 +600,25 @@ async fn per_call_trace_headers_spell_their_name_once_per_connection() {
     const CALLS: usize = 4;
     let mut client = CaptureClient::new(cowork_proto::uds::channel(&public));
     let mut ids = Vec::new();
-    for _ in 0..CALLS {
-        let resp = client.get_status(GetStatusRequest {}).await.unwrap();
+    for i in 0..CALLS {
+        // Deadlines that differ: each call's `grpc-timeout` is new to HPACK.
+        let mut req = tonic::Request::new(GetStatusRequest {});
+        req.set_timeout(T + Duration::from_millis(100 * i as u64));
+        let resp = client.get_status(req).await.unwrap();
         let id = resp.metadata().get("cowork-trace-id").unwrap();
         ids.push(id.to_str().unwrap().to_owned());
     }
-    // The first call's `cowork-trace-id` and `traceparent` go indexable
-    // (name and value into HPACK's table); every later one is a
-    // never-indexed literal whose name is that table entry. Before, all
-    // were never-indexed with the name spelled out (index 0).
+    // The first call's `cowork-trace-id` (to the client), `traceparent`
+    // and `grpc-timeout` (to the worker) go indexable: name and value into
+    // HPACK's table. Every later one is a never-indexed literal whose name
+    // is that table entry. Before, the trace headers were never-indexed
+    // with the name spelled out (index 0), and every `grpc-timeout` went
+    // into the table, pushing out the headers every call repeats.
     let back = never_indexed_on(&to_client);
     assert_eq!(back.len(), CALLS - 1, "{back:?}");
     assert!(back.iter().all(|&i| i > 61), "{back:?}");
     let sent = never_indexed_on(&to_worker);
-    assert_eq!(sent.len(), CALLS - 1, "{sent:?}");
+    assert_eq!(sent.len(), 2 * (CALLS - 1), "{sent:?}");
     assert!(sent.iter().all(|&i| i > 61), "{sent:?}");
     // Both ends still read them: each call is its own trace, and
     // capture-agent's span is under coworkd's in every one.
