@@ -450,9 +450,12 @@ async fn sampling_off_records_nothing_and_a_bad_traces_section_is_shown() {
     assert_eq!(st["otlp_endpoint"], "", "{st}");
 }
 
+/// The bytes one connection carried in one direction.
+type Recorded = Arc<Mutex<Vec<u8>>>;
+
 /// A proxy at `at` to the socket `to` that records, per connection, the
 /// bytes sent toward `to` (`toward`) or back from it.
-fn tap(at: &Path, to: PathBuf, toward: bool) -> Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> {
+fn tap(at: &Path, to: PathBuf, toward: bool) -> Arc<Mutex<Vec<Recorded>>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{UnixListener, UnixStream};
     let listener = UnixListener::bind(at).unwrap();
@@ -574,7 +577,7 @@ fn never_indexed_names(block: &[u8]) -> Vec<usize> {
 
 /// Every never-indexed field's name index on the connections `conns`
 /// recorded.
-fn never_indexed_on(conns: &Mutex<Vec<Arc<Mutex<Vec<u8>>>>>) -> Vec<usize> {
+fn never_indexed_on(conns: &Mutex<Vec<Recorded>>) -> Vec<usize> {
     let conns = conns.lock().unwrap();
     conns
         .iter()
