@@ -92,8 +92,8 @@ where
     }
 
     /// Send `req` (its URI absolute), dialling again once when the
-    /// connection died before the request went out. The first request on
-    /// a connection lets HPACK index its per-call headers' names
+    /// connection died before the request went out. The request that
+    /// dials a connection lets HPACK index the per-call headers it carries
     /// ([`index_names`]).
     pub async fn send(&self, mut req: Request<B>) -> Result<Response<Incoming>, String> {
         let (mut sender, mut dialled) = self.sender(false).await?;
@@ -135,14 +135,16 @@ const PER_CALL: [HeaderName; 3] = [
 /// The `grpc-timeout` header.
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
-/// Let HPACK index the [`PER_CALL`] headers in `headers`, for the first
-/// message on an HTTP/2 connection that carries them and only that one:
-/// each header (name and that one value) then stays in the connection's
-/// table, and every later call's never-indexed value refers to its name by
-/// index instead of spelling it out (11 to 15 bytes fewer to Huffman-code
-/// per header and call, at both ends: docs/BENCHMARKS.md, "What traces
-/// cost"). A connection whose table later drops the entry only spells the
-/// name out again.
+/// Let HPACK index the [`PER_CALL`] headers in `headers`, for one message
+/// per HTTP/2 connection: the request that dialled the connection to the
+/// worker, the first response with `cowork-trace-id` on a client's. Each
+/// header it carries (name and that one value) then stays in the
+/// connection's table, and every later call's never-indexed value refers
+/// to its name by index instead of spelling it out (11 to 15 bytes fewer
+/// to Huffman-code per header and call, at both ends: docs/BENCHMARKS.md,
+/// "What traces cost"). A header that message lacks, or whose entry the
+/// table later drops (pushed out by headers new on each call that a client
+/// or worker sends), has its name spelled out as before.
 fn index_names(headers: &mut http::HeaderMap) {
     for name in &PER_CALL {
         if let Some(v) = headers.get_mut(name) {
@@ -151,8 +153,8 @@ fn index_names(headers: &mut http::HeaderMap) {
     }
 }
 
-/// True the first time it is asked of `flag` (then set).
-fn first(flag: &AtomicBool) -> bool {
+/// True for the first caller to claim `flag` (which it then sets).
+fn claim_once(flag: &AtomicBool) -> bool {
     !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::Relaxed)
 }
 
@@ -231,16 +233,19 @@ impl Relay {
                 let mut req = req;
                 let id = span.inject(req.headers_mut());
                 // The first `cowork-trace-id` on a client connection lets
-                // HPACK index its name for the calls after it.
-                let index_name = id.is_some()
-                    && req
-                        .extensions()
-                        .get::<ConnectionScope>()
-                        .is_some_and(|s| first(&s.trace_names_indexed));
+                // HPACK index its name for the calls after it: the latch
+                // of a connection none has yet, taken once the response
+                // exists (a call given up before would waste it).
+                let latch = req
+                    .extensions()
+                    .get::<ConnectionScope>()
+                    .map(|s| &s.trace_names_indexed)
+                    .filter(|l| id.is_some() && !l.load(Ordering::Relaxed))
+                    .cloned();
                 let mut resp = self.forward(w, req, &mut span).await;
                 if let Some(id) = id {
                     resp.headers_mut().insert(traces::TRACE_ID_HEADER_NAME, id);
-                    if index_name {
+                    if latch.is_some_and(|l| claim_once(&l)) {
                         index_names(resp.headers_mut());
                     }
                 }

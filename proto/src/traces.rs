@@ -1554,6 +1554,32 @@ mod tests {
                 }
             }
         }
+        // Random runs of up to 39 bytes.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // Mostly bytes next to the ones that matter, one of those now and
+        // then: words with one at any place, or none.
+        const NEAR: [u8; 8] = [0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xff];
+        const ESCAPED: [u8; 4] = [b'"', b'\\', 0x1f, 0x00];
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|_| match next() % 32 {
+                    0 => next() as u8,
+                    1 => ESCAPED[(next() % 4) as usize],
+                    _ => NEAR[(next() % 8) as usize],
+                })
+                .collect();
+            let naive = text
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            assert_eq!(first_to_escape(&text), naive, "{text:?}");
+        }
         // What is written reads back as the text, whatever is escaped.
         for c in (0..128u8).map(char::from).chain(['é', '€', '\u{10ffff}']) {
             for at in [0, 7, 8, 9, 30] {

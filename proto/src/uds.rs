@@ -56,9 +56,9 @@ pub struct ConnectionScope {
     pub id: u64,
     /// Cancelled when the connection is gone.
     pub closed: CancellationToken,
-    /// Set by the first response on this connection that carries a
-    /// per-call trace header (`cowork-trace-id`) HPACK may index: coworkd's
-    /// relay lets one do so per connection.
+    /// Claimed by coworkd's relay for the one response on this connection
+    /// whose `cowork-trace-id` HPACK may index (its name is sent as a
+    /// table index after it).
     pub trace_names_indexed: Arc<AtomicBool>,
 }
 
@@ -192,7 +192,12 @@ async fn serve_connection(stream: UnixStream, handler: Handler, shutdown: Cancel
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME)
         .max_send_buf_size(SEND_BUFFER)
-        .max_concurrent_streams(1024);
+        .max_concurrent_streams(1024)
+        // No gRPC client reads `date`. Sent, its value changes every
+        // second and each goes into the connection's HPACK table, pushing
+        // out entries every call uses (the relay's per-call header names
+        // among them) within about a minute.
+        .auto_date_header(false);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
