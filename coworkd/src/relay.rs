@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::route::{self, Route, RouteError};
 use crate::state::{WorkerName, WorkerState};
 use crate::supervisor::Supervisor;
-use cowork_proto::grpc::{status_response, WORKER_HEADER};
+use cowork_proto::grpc::{status_response, GRPC_TIMEOUT, WORKER_HEADER};
 use cowork_proto::paths::CoworkPaths;
 use cowork_proto::traces;
 use cowork_proto::uds::{
@@ -131,9 +131,6 @@ const PER_CALL: [HeaderName; 3] = [
     GRPC_TIMEOUT,
     traces::TRACE_ID_HEADER_NAME,
 ];
-
-/// The `grpc-timeout` header.
-const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Let HPACK index the [`PER_CALL`] headers in `headers`, for one message
 /// per HTTP/2 connection: the request that dialled the connection to the

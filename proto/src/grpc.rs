@@ -9,6 +9,9 @@ use tonic::body::Body;
 /// (`cowork.worker.v1.Worker`) to one worker through the public socket.
 pub const WORKER_HEADER: &str = "cowork-worker";
 
+/// The gRPC deadline header (`grpc-timeout`).
+pub const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
 /// The fully qualified service name of a gRPC path: `/pkg.Svc/Method` →
 /// `pkg.Svc`. `None` for anything that is not a gRPC path.
 pub fn service_name(path: &str) -> Option<&str> {
@@ -47,7 +50,7 @@ pub fn request_timeout<B>(req: &http::Request<B>) -> Option<Duration> {
 /// The `grpc-timeout` in a header map, if present and well formed.
 pub fn header_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     headers
-        .get("grpc-timeout")
+        .get(GRPC_TIMEOUT)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout)
 }
