@@ -274,7 +274,8 @@ impl<E: SpanExporter> SpanExporter for Drained<E> {
 }
 
 /// Added to a span writer thread's nice value (the result capped at 19)
-/// at its first batch.
+/// at its first batch (Linux only, as [`lower_writer_priority`]).
+#[cfg(target_os = "linux")]
 const WRITER_NICE: i32 = 10;
 
 /// Lower the calling thread's priority by [`WRITER_NICE`], once per
